@@ -1,0 +1,237 @@
+//! The daemon (`slowburn run`): the one place that spawns long-lived tasks and owns shutdown.
+//!
+//! It loads the config, binds the server, starts the scheduler, and then waits for one of:
+//! SIGHUP or a changed probe file (reload: a bad config keeps the running one and says why),
+//! or SIGTERM/SIGINT (stop scheduling, let in-flight runs finish within a grace period, exit).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config, ConfigError, Source};
+use crate::metrics::DaemonMetrics;
+use crate::probe::{BuildContext, net::NetContext};
+use crate::scheduler::{self, Runner};
+use crate::server::{self, Shared};
+use crate::state::Registry;
+
+/// Options of `slowburn run` beyond the probe files.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Overrides `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// At most this many probe runs at once.
+    pub max_in_flight: u32,
+    /// How often probe files are checked for changes.
+    pub watch_every: Duration,
+    /// How long in-flight runs may take to finish on shutdown.
+    pub grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: None,
+            max_in_flight: 4096,
+            watch_every: Duration::from_secs(2),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{} error(s) in the probe files", .0.len())]
+    Config(Vec<ConfigError>),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
+    let ctx = BuildContext {
+        net: Arc::new(NetContext::new()),
+    };
+    let config = config::load(&source, &ctx).map_err(StartError::Config)?;
+    let listen = options.listen.unwrap_or(config.server.listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let listen = listener.local_addr().unwrap_or(listen);
+    let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+
+    let metrics = Arc::new(DaemonMetrics::new());
+    let registry = Arc::new(Registry::new(config.probes, None));
+    let shared = Shared::new(registry.clone(), metrics.clone());
+    let runner = Runner {
+        limit: Arc::new(Semaphore::new(options.max_in_flight as usize)),
+        metrics: metrics.clone(),
+        outcomes: None,
+    };
+    let router = server::router(shared.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%listen, probes = registry.probes.len(), files = config.files.len(), "slowburn running");
+    let mut schedule = Schedule::start(registry, runner.clone());
+    let mut watched = Watched::new(&source);
+    let mut daemon = Daemon {
+        source,
+        ctx,
+        listen: config.server.listen,
+        runner,
+        shared,
+    };
+
+    let mut tick = tokio::time::interval(options.watch_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading probe files");
+                daemon.reload(&mut schedule).await;
+            }
+            _ = tick.tick() => {
+                if watched.changed(&daemon.source) {
+                    tracing::info!("probe files changed: reloading");
+                    daemon.reload(&mut schedule).await;
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!("stopping: no new runs; waiting for in-flight runs");
+    schedule.stop().await;
+    if !scheduler::drain(&daemon.runner.limit, options.max_in_flight, options.grace).await {
+        tracing::warn!(grace = ?options.grace, "in-flight runs did not finish in time; exiting anyway");
+    }
+    server.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What the daemon loop owns between events.
+struct Daemon {
+    source: Source,
+    ctx: BuildContext,
+    listen: SocketAddr,
+    runner: Runner,
+    shared: Shared,
+}
+
+impl Daemon {
+    /// Loads the probe files again; on success swaps the schedule, on failure keeps it.
+    async fn reload(&mut self, schedule: &mut Schedule) {
+        let ctx = self.ctx.clone();
+        let source = self.source.clone();
+        // Building probes reads files and CA stores: keep it off the async workers.
+        let loaded = tokio::task::spawn_blocking(move || config::load(&source, &ctx)).await;
+        let config: Config = match loaded {
+            Ok(Ok(config)) => config,
+            Ok(Err(errors)) => {
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    errors = errors.len(),
+                    "reload failed; the running configuration stays"
+                );
+                self.runner.metrics.reloaded(false);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; the running configuration stays");
+                self.runner.metrics.reloaded(false);
+                return;
+            }
+        };
+        if config.server.listen != self.listen {
+            tracing::warn!(listen = %config.server.listen, "server.listen changed; it takes effect on restart");
+        }
+        let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
+        schedule.stop().await;
+        self.shared.set_registry(registry.clone());
+        *schedule = Schedule::start(registry, self.runner.clone());
+        self.runner.metrics.reloaded(true);
+        tracing::info!(probes = schedule.registry.probes.len(), "reloaded");
+    }
+}
+
+/// A running scheduler task and how to stop it.
+struct Schedule {
+    registry: Arc<Registry>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Schedule {
+    fn start(registry: Arc<Registry>, runner: Runner) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(scheduler::run(registry.clone(), runner, stopped));
+        Schedule {
+            registry,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The modification times and sizes of the probe files, to notice edits by polling (which also
+/// sees a Kubernetes ConfigMap's symlink swap, where inotify on the file would not).
+struct Watched(Vec<(PathBuf, Option<(SystemTime, u64)>)>);
+
+impl Watched {
+    fn new(source: &Source) -> Self {
+        Watched(Self::scan(source))
+    }
+
+    fn scan(source: &Source) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+        let mut files = source.files().unwrap_or_default();
+        if let Source::Paths(paths) = source {
+            // A directory's own mtime changes when a file is added or removed.
+            files.extend(paths.iter().cloned());
+        }
+        files
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())));
+                (f, meta)
+            })
+            .collect()
+    }
+
+    fn changed(&mut self, source: &Source) -> bool {
+        let now = Self::scan(source);
+        let changed = now != self.0;
+        self.0 = now;
+        changed
+    }
+}

@@ -1,0 +1,656 @@
+//! Probe files: finding them, reading them, and turning them into a validated [`Config`].
+//!
+//! Every `*.yaml`/`*.yml` under the given paths is read and merged. Each top-level section and
+//! each probe entry is read on its own, so a mistake in one does not hide a mistake in the
+//! next: [`load`] returns *every* error, each with `file:line:col`, the probe name and the
+//! field. Probes are built here (through [`Probe::build`]), so nothing at run time meets an
+//! invalid config. This module reads files and the environment (for secrets) and nothing else.
+
+pub mod units;
+pub mod yaml;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::probe::{self, BuildContext, KindSpecs, Probe};
+use units::{Secret, parse_duration};
+use yaml::{Node, Pos, Spanned, Value};
+
+/// Where `slowburn run` looks when no `-c` is given.
+pub const DEFAULT_PATH: &str = "probes";
+/// The probe file compiled into the binary, used when `probes/` does not exist.
+pub const EMBEDDED: &str = include_str!("../../probes/local.yaml");
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const SECTIONS: &[&str] = &["server", "storage", "defaults", "probes"];
+/// Label names that slowburn sets itself.
+const RESERVED_LABELS: &[&str] = &[
+    "probe", "kind", "phase", "signal", "le", "state", "notifier", "result", "reason",
+];
+
+/// A validated configuration: every probe built and ready to run.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub probes: Vec<ProbeConfig>,
+    pub files: Vec<FileSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for write endpoints; none means writes are refused.
+    pub api_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+}
+
+/// One probe with its schedule and labels.
+#[derive(Debug)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub probe: Arc<Probe>,
+    /// The file it was defined in, and where.
+    pub file: PathBuf,
+    pub pos: Pos,
+}
+
+/// What one file contributed, for `slowburn check`.
+#[derive(Debug)]
+pub struct FileSummary {
+    pub path: PathBuf,
+    pub kinds: BTreeMap<&'static str, usize>,
+}
+
+impl FileSummary {
+    pub fn probes(&self) -> usize {
+        self.kinds.values().sum()
+    }
+}
+
+/// One mistake in a probe file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(pos) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                pos.line,
+                pos.col,
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Where probe files come from: paths on disk, or text given directly (the embedded default,
+/// tests).
+#[derive(Debug, Clone)]
+pub enum Source {
+    Paths(Vec<PathBuf>),
+    Text { name: String, text: String },
+}
+
+impl Source {
+    /// The files a source reads, for watching them for changes.
+    pub fn files(&self) -> Result<Vec<PathBuf>, Vec<ConfigError>> {
+        match self {
+            Source::Text { .. } => Ok(Vec::new()),
+            Source::Paths(paths) => {
+                let mut files = Vec::new();
+                let mut errors = Vec::new();
+                for path in paths {
+                    match expand(path) {
+                        Ok(found) => files.extend(found),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                if errors.is_empty() {
+                    Ok(files)
+                } else {
+                    Err(errors)
+                }
+            }
+        }
+    }
+}
+
+/// Reads, merges and validates probe files; returns every error found.
+pub fn load(source: &Source, ctx: &BuildContext) -> Result<Config, Vec<ConfigError>> {
+    let texts: Vec<(PathBuf, String)> = match source {
+        Source::Text { name, text } => vec![(PathBuf::from(name), text.clone())],
+        Source::Paths(_) => {
+            let mut texts = Vec::new();
+            let mut errors = Vec::new();
+            for file in source.files()? {
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => texts.push((file, text)),
+                    Err(e) => errors.push(ConfigError {
+                        file: file.clone(),
+                        pos: None,
+                        message: format!("cannot read: {e}"),
+                    }),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            texts
+        }
+    };
+    let mut loader = Loader::new(ctx);
+    for (file, text) in &texts {
+        loader.read_file(file, text);
+    }
+    loader.finish()
+}
+
+/// The `*.yaml`/`*.yml` files of a path: the file itself, or a directory's files (not its
+/// subdirectories), sorted.
+fn expand(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        pos: None,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| err(format!("cannot list: {e}")))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(err("no *.yaml or *.yml files in this directory".into()));
+    }
+    Ok(files)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSpec {
+    listen: Option<Spanned<String>>,
+    api_token: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSpec {
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultsSpec {
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeEntry {
+    name: Spanned<String>,
+    #[serde(default)]
+    labels: BTreeMap<Spanned<String>, String>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    http: Option<Spanned<probe::http::HttpSpec>>,
+    tcp: Option<Spanned<probe::tcp::TcpSpec>>,
+    dns: Option<Spanned<probe::dns::DnsSpec>>,
+}
+
+/// A probe read but not yet built (defaults are applied once every file is read).
+struct Pending {
+    file: PathBuf,
+    pos: Pos,
+    entry: ProbeEntry,
+}
+
+struct Loader<'c> {
+    ctx: &'c BuildContext,
+    errors: Vec<ConfigError>,
+    server: Option<(PathBuf, Pos, ServerSpec)>,
+    storage: Option<(PathBuf, Pos, StorageSpec)>,
+    defaults: Option<(PathBuf, Pos, DefaultsSpec)>,
+    pending: Vec<Pending>,
+    files: Vec<PathBuf>,
+}
+
+impl<'c> Loader<'c> {
+    fn new(ctx: &'c BuildContext) -> Self {
+        Loader {
+            ctx,
+            errors: Vec::new(),
+            server: None,
+            storage: None,
+            defaults: None,
+            pending: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, file: &Path, pos: Option<Pos>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: file.to_path_buf(),
+            pos,
+            message: message.into(),
+        });
+    }
+
+    fn read_file(&mut self, file: &Path, text: &str) {
+        self.files.push(file.to_path_buf());
+        let root = match yaml::parse(text) {
+            Ok(root) => root,
+            Err(e) => return self.error(file, e.pos, e.to_string()),
+        };
+        let entries = match &root.value {
+            Value::Map(entries) => entries,
+            Value::Scalar { text, .. } if text.is_empty() => return,
+            _ => {
+                return self.error(
+                    file,
+                    Some(root.pos),
+                    "a probe file is a mapping with `probes:` and other sections",
+                );
+            }
+        };
+        for (key, value) in entries {
+            match key.as_str().unwrap_or("") {
+                "server" => self.section(file, value, |l, f, p, s| {
+                    set_once(&mut l.server, &mut l.errors, "server", f, p, s)
+                }),
+                "storage" => self.section(file, value, |l, f, p, s| {
+                    set_once(&mut l.storage, &mut l.errors, "storage", f, p, s)
+                }),
+                "defaults" => self.section(file, value, |l, f, p, s| {
+                    set_once(&mut l.defaults, &mut l.errors, "defaults", f, p, s)
+                }),
+                "probes" => self.probes(file, value),
+                other => {
+                    let message = format!(
+                        "unknown section `{other}`, expected one of: {}",
+                        SECTIONS.join(", ")
+                    );
+                    self.error(file, Some(key.pos), message);
+                }
+            }
+        }
+    }
+
+    fn section<T: for<'a> Deserialize<'a>>(
+        &mut self,
+        file: &Path,
+        node: &Node,
+        store: impl FnOnce(&mut Self, &Path, Pos, T),
+    ) {
+        if let Some(spec) = self.read(file, node, "") {
+            store(self, file, node.pos, spec);
+        }
+    }
+
+    /// Deserializes one node, recording every unknown key and the first structural error.
+    fn read<T: for<'a> Deserialize<'a>>(
+        &mut self,
+        file: &Path,
+        node: &Node,
+        context: &str,
+    ) -> Option<T> {
+        let unknown = RefCell::new(Vec::new());
+        let result = yaml::from_node::<T>(node, &unknown);
+        for e in unknown.into_inner() {
+            self.error(file, e.pos, format!("{context}{e}"));
+        }
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.error(file, e.pos.or(Some(node.pos)), format!("{context}{e}"));
+                None
+            }
+        }
+    }
+
+    fn probes(&mut self, file: &Path, node: &Node) {
+        let Value::Seq(items) = &node.value else {
+            if !matches!(&node.value, Value::Scalar { text, plain: true } if text.is_empty() || text == "~" || text == "null")
+            {
+                self.error(file, Some(node.pos), "`probes` is a list of probes");
+            }
+            return;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let name = item.get("name").and_then(Node::as_str).map(str::to_string);
+            let context = match &name {
+                Some(name) => format!("probe {name:?}: "),
+                None => format!("probes[{i}]: "),
+            };
+            if let Some(entry) = self.read::<ProbeEntry>(file, item, &context) {
+                self.pending.push(Pending {
+                    file: file.to_path_buf(),
+                    pos: item.pos,
+                    entry,
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<Config, Vec<ConfigError>> {
+        let (default_interval, default_timeout) = self.defaults();
+        let server = self.server_config();
+        let storage = StorageConfig {
+            path: match &self.storage {
+                Some((file, _, spec)) => {
+                    let path = PathBuf::from(spec.path.as_deref().unwrap_or("slowburn.db"));
+                    match file.parent() {
+                        Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => {
+                            dir.join(path)
+                        }
+                        _ => path,
+                    }
+                }
+                None => PathBuf::from("slowburn.db"),
+            },
+        };
+        let mut seen: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+        let mut probes = Vec::new();
+        let mut summaries: Vec<FileSummary> = self
+            .files
+            .iter()
+            .map(|path| FileSummary {
+                path: path.clone(),
+                kinds: BTreeMap::new(),
+            })
+            .collect();
+        for pending in std::mem::take(&mut self.pending) {
+            let name = pending.entry.name.value.clone();
+            if let Some((first_file, first_pos)) = seen.get(&name) {
+                let message = format!(
+                    "probe {name:?}: duplicate name, first defined at {}:{}:{}",
+                    first_file.display(),
+                    first_pos.line,
+                    first_pos.col
+                );
+                self.error(&pending.file, Some(pending.entry.name.pos), message);
+                continue;
+            }
+            seen.insert(name.clone(), (pending.file.clone(), pending.entry.name.pos));
+            if let Some(probe) = self.build(pending, default_interval, default_timeout)
+                && let Some(summary) = summaries.iter_mut().find(|s| s.path == probe.file)
+            {
+                *summary.kinds.entry(probe.probe.kind()).or_default() += 1;
+                probes.push(probe);
+            }
+        }
+        if probes.is_empty() && self.errors.is_empty() {
+            let file = self.files.first().cloned().unwrap_or_default();
+            self.error(&file, None, "no probes defined");
+        }
+        if self.errors.is_empty() {
+            Ok(Config {
+                server,
+                storage,
+                probes,
+                files: summaries,
+            })
+        } else {
+            Err(self.errors)
+        }
+    }
+
+    fn defaults(&mut self) -> (Duration, Option<Duration>) {
+        let Some((file, _, spec)) = self.defaults.take() else {
+            return (DEFAULT_INTERVAL, None);
+        };
+        let interval = self
+            .duration(&file, "defaults: interval", spec.interval.as_ref())
+            .unwrap_or(DEFAULT_INTERVAL);
+        let timeout = self.duration(&file, "defaults: timeout", spec.timeout.as_ref());
+        (interval, timeout)
+    }
+
+    fn duration(
+        &mut self,
+        file: &Path,
+        what: &str,
+        text: Option<&Spanned<String>>,
+    ) -> Option<Duration> {
+        let text = text?;
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.error(
+                    file,
+                    Some(text.pos),
+                    format!("{what}: must be more than zero"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.error(file, Some(text.pos), format!("{what}: {m}"));
+                None
+            }
+        }
+    }
+
+    fn server_config(&mut self) -> ServerConfig {
+        let mut config = ServerConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address is valid"),
+            api_token: None,
+        };
+        let Some((file, _, spec)) = self.server.take() else {
+            return config;
+        };
+        if let Some(listen) = &spec.listen {
+            match listen.parse::<SocketAddr>() {
+                Ok(addr) => config.listen = addr,
+                Err(_) => self.error(
+                    &file,
+                    Some(listen.pos),
+                    format!(
+                        "server: listen: invalid address {:?}: expected IP:port",
+                        listen.value
+                    ),
+                ),
+            }
+        }
+        if let Some(token) = &spec.api_token {
+            match Secret::resolve(token) {
+                Ok(secret) => config.api_token = Some(secret),
+                Err(m) => self.error(&file, Some(token.pos), format!("server: api_token: {m}")),
+            }
+        }
+        config
+    }
+
+    fn build(
+        &mut self,
+        pending: Pending,
+        default_interval: Duration,
+        default_timeout: Option<Duration>,
+    ) -> Option<ProbeConfig> {
+        let Pending { file, pos, entry } = pending;
+        let name = entry.name.value.clone();
+        let ctx = format!("probe {name:?}: ");
+        let mut ok = true;
+        if name.is_empty()
+            || name.len() > 200
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-/".contains(c))
+        {
+            self.error(
+                &file,
+                Some(entry.name.pos),
+                format!("{ctx}name: use letters, digits and _ . : - / (at most 200)"),
+            );
+            ok = false;
+        }
+        let mut labels = Vec::new();
+        for (key, value) in &entry.labels {
+            let valid = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if !valid || key.is_empty() || key.starts_with("__") {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!(
+                        "{ctx}labels: invalid label name {:?}: use [a-zA-Z_][a-zA-Z0-9_]*",
+                        key.value
+                    ),
+                );
+                ok = false;
+            } else if RESERVED_LABELS.contains(&key.as_str()) {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!("{ctx}labels: `{}` is set by slowburn itself", key.value),
+                );
+                ok = false;
+            } else {
+                labels.push((key.value.clone(), value.clone()));
+            }
+        }
+        let interval =
+            match self.duration(&file, &format!("{ctx}interval"), entry.interval.as_ref()) {
+                Some(d) if d < MIN_INTERVAL => {
+                    self.error(
+                        &file,
+                        entry.interval.as_ref().map(|i| i.pos),
+                        format!("{ctx}interval: must be at least 100ms"),
+                    );
+                    ok = false;
+                    d
+                }
+                Some(d) => d,
+                None if entry.interval.is_some() => {
+                    ok = false;
+                    default_interval
+                }
+                None => default_interval,
+            };
+        let timeout = match &entry.timeout {
+            Some(text) => match self.duration(&file, &format!("{ctx}timeout"), Some(text)) {
+                Some(t) if t >= interval => {
+                    let message = format!(
+                        "{ctx}timeout: {} must be shorter than the interval {}",
+                        text.value,
+                        units::format_duration(interval)
+                    );
+                    self.error(&file, Some(text.pos), message);
+                    ok = false;
+                    t
+                }
+                Some(t) => t,
+                None => {
+                    ok = false;
+                    DEFAULT_TIMEOUT
+                }
+            },
+            // An inherited timeout never reaches the next run: it is capped at 80% of the interval.
+            None => default_timeout
+                .unwrap_or(DEFAULT_TIMEOUT)
+                .min(interval.mul_f64(0.8)),
+        };
+        let kind = [
+            ("http", entry.http.is_some()),
+            ("tcp", entry.tcp.is_some()),
+            ("dns", entry.dns.is_some()),
+        ]
+        .iter()
+        .find(|(_, given)| *given)
+        .map_or("", |(kind, _)| kind);
+        let kinds = KindSpecs {
+            http: entry.http,
+            tcp: entry.tcp,
+            dns: entry.dns,
+        };
+        let probe = match Probe::build(kinds, pos, self.ctx) {
+            Ok(probe) => Some(probe),
+            Err(errors) => {
+                for e in errors {
+                    let field = if e.field.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{kind}.{}: ", e.field)
+                    };
+                    self.error(&file, Some(e.pos), format!("{ctx}{field}{}", e.message));
+                }
+                None
+            }
+        };
+        let probe = probe.filter(|_| ok)?;
+        Some(ProbeConfig {
+            name,
+            labels,
+            interval,
+            timeout,
+            probe: Arc::new(probe),
+            file,
+            pos,
+        })
+    }
+}
+
+impl ProbeConfig {
+    /// `file:line:col` where the probe is defined.
+    pub fn location(&self) -> String {
+        format!("{}:{}:{}", self.file.display(), self.pos.line, self.pos.col)
+    }
+}
+
+fn set_once<T>(
+    slot: &mut Option<(PathBuf, Pos, T)>,
+    errors: &mut Vec<ConfigError>,
+    name: &str,
+    file: &Path,
+    pos: Pos,
+    spec: T,
+) {
+    if let Some((first, first_pos, _)) = slot {
+        errors.push(ConfigError {
+            file: file.to_path_buf(),
+            pos: Some(pos),
+            message: format!(
+                "`{name}` is already set at {}:{}:{}; set it in one file only",
+                first.display(),
+                first_pos.line,
+                first_pos.col
+            ),
+        });
+    } else {
+        *slot = Some((file.to_path_buf(), pos, spec));
+    }
+}

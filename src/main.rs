@@ -1,0 +1,292 @@
+//! The `slowburn` command line: argument parsing and printing only.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use slowburn::config::{self, ConfigError, Source};
+use slowburn::probe::{self, BuildContext, net::NetContext};
+
+#[derive(Parser)]
+#[command(
+    name = "slowburn",
+    version,
+    about = "A prober that pages before a slow failure becomes an outage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: schedule every probe, serve /metrics and the API.
+    Run {
+        /// A probe file or a directory of *.yaml/*.yml (repeatable). Default: probes/, or the
+        /// built-in self-check probes when probes/ does not exist.
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        /// Listen address, overriding server.listen.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// At most this many probe runs at once.
+        #[arg(long, default_value_t = 4096)]
+        max_in_flight: u32,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate probe files: a summary per file, or every error with file:line:col.
+    Check {
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one probe once and print its phases, signals and assertions.
+    Probe {
+        name: String,
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_json = matches!(cli.command, Command::Run { log_json: true, .. });
+    init_logging(log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slowburn: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run {
+                config,
+                listen,
+                max_in_flight,
+                ..
+            } => run(config, listen, max_in_flight).await,
+            Command::Check { config, json } => check(config, json),
+            Command::Probe { name, config, json } => probe_once(&name, config, json).await,
+        }
+    })
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// The probe files to read: what `-c` says, else `probes/`, else the built-in defaults.
+fn source(paths: Vec<PathBuf>) -> Source {
+    if !paths.is_empty() {
+        return Source::Paths(paths);
+    }
+    let default = PathBuf::from(config::DEFAULT_PATH);
+    if default.exists() {
+        Source::Paths(vec![default])
+    } else {
+        tracing::info!("no probes/ directory here: using the built-in self-check probes");
+        Source::Text {
+            name: "<built-in probes/local.yaml>".into(),
+            text: config::EMBEDDED.into(),
+        }
+    }
+}
+
+fn print_errors(errors: &[ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    eprintln!("{} error(s)", errors.len());
+}
+
+async fn run(
+    paths: Vec<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    max_in_flight: u32,
+) -> ExitCode {
+    let options = slowburn::app::Options {
+        listen,
+        max_in_flight: max_in_flight.max(1),
+        ..Default::default()
+    };
+    match slowburn::app::run(source(paths), options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(slowburn::app::StartError::Config(errors)) => {
+            print_errors(&errors);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("slowburn: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn context() -> BuildContext {
+    BuildContext {
+        net: Arc::new(NetContext::new()),
+    }
+}
+
+fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
+    match config::load(&source(paths), &context()) {
+        Ok(config) => {
+            for file in &config.files {
+                let kinds: Vec<String> =
+                    file.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"file": file.path, "probes": file.probes(), "kinds": file.kinds})
+                    );
+                } else {
+                    println!(
+                        "{}: ok, {} probes ({})",
+                        file.path.display(),
+                        file.probes(),
+                        kinds.join(", ")
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            if as_json {
+                for e in &errors {
+                    let pos = e.pos.unwrap_or_default();
+                    println!(
+                        "{}",
+                        json!({"file": e.file, "line": pos.line, "col": pos.col, "message": e.message})
+                    );
+                }
+            } else {
+                print_errors(&errors);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
+    let config = match config::load(&source(paths), &context()) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(probe) = config.probes.iter().find(|p| p.name == name) else {
+        let names: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "slowburn: no probe named {name:?}; probes: {}",
+            names.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let outcome = probe::execute(&probe.probe, probe.timeout).await;
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "probe": probe.name,
+                "kind": probe.probe.kind(),
+                "target": probe.probe.target(),
+                "success": outcome.success,
+                "duration_seconds": outcome.duration.as_secs_f64(),
+                "reason": outcome.failure.as_ref().map(|f| f.reason()),
+                "error": outcome.failure.as_ref().map(|f| f.to_string()),
+                "phases": outcome.phases.iter().map(|(p, d)| (p.to_string(), json!(d.as_secs_f64()))).collect::<serde_json::Map<_, _>>(),
+                "signals": outcome.signals.iter().map(|(s, v)| (s.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "checks": outcome.checks.iter().map(|c| json!({"name": c.name, "passed": c.passed, "detail": c.detail})).collect::<Vec<_>>(),
+                "notes": outcome.notes,
+            })
+        );
+    } else {
+        print_outcome(probe, &outcome);
+    }
+    if outcome.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_outcome(probe: &config::ProbeConfig, outcome: &probe::Outcome) {
+    let colour = std::io::stdout().is_terminal();
+    let paint = |text: &str, code: &str| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    };
+    let verdict = if outcome.success {
+        paint("OK", "32")
+    } else {
+        paint("FAILED", "31")
+    };
+    println!(
+        "{} {} ({} {}) in {}",
+        verdict,
+        probe.name,
+        probe.probe.kind(),
+        probe.probe.target(),
+        ms(outcome.duration)
+    );
+    if let Some(failure) = &outcome.failure {
+        println!("  reason: {} ({})", failure, failure.reason());
+    }
+    if !outcome.phases.is_empty() {
+        println!("  phases:");
+        for (phase, spent) in &outcome.phases {
+            println!("    {phase:<11} {}", ms(*spent));
+        }
+    }
+    if !outcome.signals.is_empty() {
+        println!("  signals:");
+        for (signal, value) in &outcome.signals {
+            println!("    {signal:<15} {value}");
+        }
+    }
+    if !outcome.checks.is_empty() {
+        println!("  assertions:");
+        for check in &outcome.checks {
+            let mark = if check.passed {
+                paint("pass", "32")
+            } else {
+                paint("FAIL", "31")
+            };
+            println!("    {mark} {:<15} {}", check.name, check.detail);
+        }
+    }
+    for note in &outcome.notes {
+        println!("  {note}");
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+}

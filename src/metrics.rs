@@ -1,0 +1,364 @@
+//! Every exported metric name, with its type and help text, in one place, and the Prometheus
+//! text exposition of them.
+//!
+//! Per-probe series are rendered straight from each probe's latest [`Outcome`] rather than kept
+//! in a generic metrics registry: with 100,000 probes a registry would hash labels on every
+//! update and hold a second copy of every value, while the outcome already holds them. Names
+//! follow blackbox_exporter's (`probe_success`, `probe_http_duration_seconds{phase}`, …) so
+//! existing dashboards and rules keep working. The daemon's own counters are atomics here.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::probe::Outcome;
+use crate::state::{Registry, Snapshot, push_label};
+
+/// One metric family: name, type and help text.
+pub struct Family {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! families {
+    ($($ident:ident = $name:literal, $kind:literal, $help:literal;)*) => {
+        $(pub const $ident: Family = Family { name: $name, kind: $kind, help: $help };)*
+        /// Every family slowburn exports, for documentation and tests.
+        pub const ALL: &[Family] = &[$($ident),*];
+    };
+}
+
+families! {
+    PROBE_SUCCESS = "probe_success", "gauge", "Whether the last run of the probe succeeded (1) or failed (0).";
+    PROBE_DURATION = "probe_duration_seconds", "gauge", "How long the last run of the probe took, in seconds.";
+    PROBE_HTTP_DURATION = "probe_http_duration_seconds", "gauge", "Duration of each phase of the last HTTP request, in seconds (summed over redirects).";
+    PROBE_HTTP_STATUS = "probe_http_status_code", "gauge", "Response HTTP status code of the last run (0 if none).";
+    PROBE_HTTP_REDIRECTS = "probe_http_redirects", "gauge", "The number of redirects the last run followed.";
+    PROBE_HTTP_BODY = "probe_http_uncompressed_body_length", "gauge", "Length of the response body of the last run, in bytes.";
+    PROBE_SSL_EXPIRY = "probe_ssl_earliest_cert_expiry", "gauge", "Earliest expiry of the certificates the target presented, as a unix timestamp.";
+    PROBE_SSL_DAYS_LEFT = "probe_ssl_cert_days_left", "gauge", "Days until the earliest presented certificate expires.";
+    PROBE_DNS_LOOKUP = "probe_dns_lookup_time_seconds", "gauge", "Time taken to resolve the target (or, for dns probes, to get the answer), in seconds.";
+    PROBE_DNS_ANSWERS = "probe_dns_answer_rrs", "gauge", "The number of answers of the queried type in the last DNS reply.";
+    PROBE_DNS_RCODE = "probe_dns_rcode", "gauge", "The response code of the last DNS reply.";
+    PROBE_PHASE_DURATION = "probe_phase_duration_seconds", "gauge", "Duration of each phase of the last run of non-HTTP probes, in seconds.";
+    PROBE_LAST_SUCCESS = "slowburn_probe_last_success_timestamp_seconds", "gauge", "When the probe last succeeded, as a unix timestamp.";
+    PROBE_RUNS = "slowburn_probe_runs_total", "counter", "Runs of the probe since the daemon started.";
+    PROBE_FAILURES = "slowburn_probe_failures_total", "counter", "Failed runs of the probe, by failure reason.";
+    PROBE_SKIPPED = "slowburn_probe_skipped_total", "counter", "Ticks skipped because the previous run of the probe was still in flight.";
+    SCHEDULE_LAG = "slowburn_schedule_lag_seconds", "histogram", "How late each run started against its due time, in seconds.";
+    IN_FLIGHT = "slowburn_probes_in_flight", "gauge", "Probe runs in flight now.";
+    PROBES_CONFIGURED = "slowburn_probes_configured", "gauge", "Probes in the running configuration.";
+    RELOAD_OK = "slowburn_config_last_reload_successful", "gauge", "Whether the last configuration (re)load succeeded.";
+    RELOAD_TIME = "slowburn_config_last_reload_success_timestamp_seconds", "gauge", "When the configuration was last loaded successfully, as a unix timestamp.";
+    BUILD_INFO = "slowburn_build_info", "gauge", "Always 1, labelled with the version.";
+}
+
+/// Signals that map one-to-one onto a per-probe gauge.
+const SIGNAL_GAUGES: &[(&str, &Family)] = &[
+    ("status", &PROBE_HTTP_STATUS),
+    ("redirects", &PROBE_HTTP_REDIRECTS),
+    ("body_bytes", &PROBE_HTTP_BODY),
+    ("cert_expiry", &PROBE_SSL_EXPIRY),
+    ("cert_days_left", &PROBE_SSL_DAYS_LEFT),
+    ("answers", &PROBE_DNS_ANSWERS),
+    ("rcode", &PROBE_DNS_RCODE),
+];
+
+/// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the
+/// scheduler is meant to stay.
+pub const LAG_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A fixed-bucket histogram updated without locks.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LAG_BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        if let Some(i) = LAG_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            value.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Cumulative counts per bucket, then the total count and the sum in seconds.
+    pub fn read(&self) -> (Vec<u64>, u64, f64) {
+        let mut cumulative = 0;
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| {
+                cumulative += b.load(Ordering::Relaxed);
+                cumulative
+            })
+            .collect();
+        (
+            buckets,
+            self.count.load(Ordering::Relaxed),
+            self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
+}
+
+/// The daemon's own metrics.
+#[derive(Debug, Default)]
+pub struct DaemonMetrics {
+    pub schedule_lag: Histogram,
+    pub in_flight: AtomicI64,
+    pub reload_ok: AtomicI64,
+    pub reload_time: AtomicU64,
+}
+
+impl DaemonMetrics {
+    pub fn new() -> Self {
+        DaemonMetrics {
+            reload_ok: AtomicI64::new(1),
+            reload_time: AtomicU64::new(unix_seconds(SystemTime::now()) as u64),
+            ..Default::default()
+        }
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        self.reload_ok.store(i64::from(ok), Ordering::Relaxed);
+        if ok {
+            self.reload_time
+                .store(unix_seconds(SystemTime::now()) as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Renders the whole exposition.
+pub fn render(registry: &Registry, daemon: &DaemonMetrics) -> String {
+    let snapshots: Vec<Snapshot> = registry.probes.iter().map(|p| p.snapshot()).collect();
+    let pairs: Vec<(&str, &Snapshot)> = registry
+        .probes
+        .iter()
+        .zip(&snapshots)
+        .map(|(p, s)| (p.label_text.as_str(), s))
+        .collect();
+    let mut out = String::with_capacity(256 + pairs.len() * 600);
+
+    gauge_per_probe(&mut out, &PROBE_SUCCESS, &pairs, |o| {
+        Some(f64::from(u8::from(o.success)))
+    });
+    gauge_per_probe(&mut out, &PROBE_DURATION, &pairs, |o| {
+        Some(o.duration.as_secs_f64())
+    });
+    header(&mut out, &PROBE_HTTP_DURATION);
+    for (i, (labels, snap)) in pairs.iter().enumerate() {
+        if registry.probes[i].kind != "http" {
+            continue;
+        }
+        if let Some(outcome) = &snap.last {
+            for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
+                let spent = phase_time(outcome, phase);
+                let _ = writeln!(
+                    out,
+                    "{}{{{labels},phase=\"{phase}\"}} {}",
+                    PROBE_HTTP_DURATION.name, spent
+                );
+            }
+        }
+    }
+    header(&mut out, &PROBE_PHASE_DURATION);
+    for (i, (labels, snap)) in pairs.iter().enumerate() {
+        if registry.probes[i].kind == "http" {
+            continue;
+        }
+        for (phase, spent) in snap.last.iter().flat_map(|o| o.phases.iter()) {
+            let _ = writeln!(
+                out,
+                "{}{{{labels},phase=\"{phase}\"}} {}",
+                PROBE_PHASE_DURATION.name,
+                spent.as_secs_f64()
+            );
+        }
+    }
+    gauge_per_probe(&mut out, &PROBE_DNS_LOOKUP, &pairs, |o| {
+        o.phases
+            .iter()
+            .find(|(p, _)| *p == "resolve")
+            .map(|(_, d)| d.as_secs_f64())
+    });
+    for (signal, family) in SIGNAL_GAUGES {
+        gauge_per_probe(&mut out, family, &pairs, |o| o.signal(signal));
+    }
+    header(&mut out, &PROBE_LAST_SUCCESS);
+    for (labels, snap) in &pairs {
+        if let Some(at) = snap.last_success {
+            let _ = writeln!(
+                out,
+                "{}{{{labels}}} {}",
+                PROBE_LAST_SUCCESS.name,
+                unix_seconds(at)
+            );
+        }
+    }
+    header(&mut out, &PROBE_RUNS);
+    for (labels, snap) in &pairs {
+        let _ = writeln!(out, "{}{{{labels}}} {}", PROBE_RUNS.name, snap.runs);
+    }
+    header(&mut out, &PROBE_FAILURES);
+    for (labels, snap) in &pairs {
+        for (reason, count) in &snap.failures {
+            let _ = writeln!(
+                out,
+                "{}{{{labels},reason=\"{reason}\"}} {count}",
+                PROBE_FAILURES.name
+            );
+        }
+    }
+    header(&mut out, &PROBE_SKIPPED);
+    for (labels, snap) in &pairs {
+        let _ = writeln!(out, "{}{{{labels}}} {}", PROBE_SKIPPED.name, snap.skipped);
+    }
+
+    header(&mut out, &SCHEDULE_LAG);
+    let (buckets, count, sum) = daemon.schedule_lag.read();
+    for (bound, cumulative) in LAG_BUCKETS.iter().zip(&buckets) {
+        let _ = writeln!(
+            out,
+            "{}_bucket{{le=\"{bound}\"}} {cumulative}",
+            SCHEDULE_LAG.name
+        );
+    }
+    let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", SCHEDULE_LAG.name);
+    let _ = writeln!(out, "{}_sum {sum}", SCHEDULE_LAG.name);
+    let _ = writeln!(out, "{}_count {count}", SCHEDULE_LAG.name);
+    single(
+        &mut out,
+        &IN_FLIGHT,
+        daemon.in_flight.load(Ordering::Relaxed) as f64,
+    );
+    single(&mut out, &PROBES_CONFIGURED, registry.probes.len() as f64);
+    single(
+        &mut out,
+        &RELOAD_OK,
+        daemon.reload_ok.load(Ordering::Relaxed) as f64,
+    );
+    single(
+        &mut out,
+        &RELOAD_TIME,
+        daemon.reload_time.load(Ordering::Relaxed) as f64,
+    );
+    header(&mut out, &BUILD_INFO);
+    let mut labels = String::new();
+    push_label(&mut labels, "version", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "{}{{{labels}}} 1", BUILD_INFO.name);
+    out
+}
+
+/// Estimates a quantile from cumulative histogram buckets, as PromQL's `histogram_quantile`.
+pub fn bucket_quantile(q: f64, buckets: &[u64], count: u64) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = q * count as f64;
+    let mut lower_bound = 0.0;
+    let mut lower_count = 0u64;
+    for (bound, cumulative) in LAG_BUCKETS.iter().zip(buckets) {
+        if *cumulative as f64 >= rank {
+            let in_bucket = (*cumulative - lower_count) as f64;
+            let fraction = if in_bucket > 0.0 {
+                (rank - lower_count as f64) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(lower_bound + (bound - lower_bound) * fraction);
+        }
+        lower_bound = *bound;
+        lower_count = *cumulative;
+    }
+    Some(*LAG_BUCKETS.last().unwrap_or(&f64::INFINITY))
+}
+
+fn header(out: &mut String, family: &Family) {
+    let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+    let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
+}
+
+fn single(out: &mut String, family: &Family, value: f64) {
+    header(out, family);
+    let _ = writeln!(out, "{} {}", family.name, fmt_value(value));
+}
+
+fn gauge_per_probe(
+    out: &mut String,
+    family: &Family,
+    pairs: &[(&str, &Snapshot)],
+    value: impl Fn(&Outcome) -> Option<f64>,
+) {
+    header(out, family);
+    for (labels, snap) in pairs {
+        if let Some(v) = snap.last.as_deref().and_then(&value) {
+            let _ = writeln!(out, "{}{{{labels}}} {}", family.name, fmt_value(v));
+        }
+    }
+}
+
+fn phase_time(outcome: &Outcome, phase: &str) -> f64 {
+    outcome
+        .phases
+        .iter()
+        .find(|(p, _)| *p == phase)
+        .map_or(0.0, |(_, d)| d.as_secs_f64())
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    }
+}
+
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_and_quantiles() {
+        let h = Histogram::default();
+        for ms in [0.2, 0.4, 0.8, 1.5, 30.0] {
+            h.observe(Duration::from_secs_f64(ms / 1000.0));
+        }
+        let (buckets, count, sum) = h.read();
+        assert_eq!(count, 5);
+        assert_eq!(buckets[0], 2);
+        assert_eq!(buckets[1], 3);
+        assert_eq!(*buckets.last().unwrap(), 5);
+        assert!((sum - 0.0329).abs() < 1e-6);
+        let p50 = bucket_quantile(0.5, &buckets, count).unwrap();
+        assert!(p50 > 0.0005 && p50 <= 0.001, "{p50}");
+        let p99 = bucket_quantile(0.99, &buckets, count).unwrap();
+        assert!(p99 > 0.025 && p99 <= 0.05, "{p99}");
+    }
+
+    #[test]
+    fn every_family_is_named_once() {
+        let mut names: Vec<&str> = ALL.iter().map(|f| f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+}

@@ -1,0 +1,332 @@
+//! The `dns:` probe: one query of one record type to one server, over UDP or TCP, with the
+//! response code and answers checked. The query is built and read with hickory-proto directly,
+//! so the probe sees the server's real rcode (a resolver would hide it behind retries).
+//! Phases: `connect` (TCP only) and `resolve`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use hickory_resolver::proto::op::{Message, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RecordType};
+use regex::Regex;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+use super::{BuildContext, Failure, SpecError, Trace, first_failure};
+use crate::config::yaml::Spanned;
+
+/// `dns:` as written in a probe file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSpec {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub record_type: Option<Spanned<String>>,
+    /// `ip` or `ip:port`; the first system nameserver when absent.
+    pub server: Option<Spanned<String>>,
+    pub transport: Option<Spanned<String>>,
+    pub recursion_desired: Option<bool>,
+    pub expect: Option<DnsExpectSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsExpectSpec {
+    pub rcode: Option<Vec<Spanned<String>>>,
+    pub min_answers: Option<usize>,
+    pub max_answers: Option<usize>,
+    pub answer_regex: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+pub struct DnsProbe {
+    name: Name,
+    record_type: RecordType,
+    server: Result<SocketAddr, String>,
+    tcp: bool,
+    recursion_desired: bool,
+    rcodes: Vec<u16>,
+    min_answers: usize,
+    max_answers: Option<usize>,
+    answer_regex: Option<Regex>,
+}
+
+impl DnsProbe {
+    pub fn new(spec: Spanned<DnsSpec>, _ctx: &BuildContext) -> Result<DnsProbe, Vec<SpecError>> {
+        let spec = spec.value;
+        let mut errors = Vec::new();
+        let mut fail = |pos, field: &str, m: String| errors.push(SpecError::new(pos, field, m));
+        let name = Name::from_utf8(spec.name.as_str())
+            .map_err(|e| {
+                fail(
+                    spec.name.pos,
+                    "name",
+                    format!("invalid name {:?}: {e}", spec.name.value),
+                )
+            })
+            .ok();
+        let record_type = match &spec.record_type {
+            None => RecordType::A,
+            Some(t) => RecordType::from_str(&t.to_ascii_uppercase()).unwrap_or_else(|_| {
+                fail(t.pos, "type", format!("unknown record type {:?}", t.value));
+                RecordType::A
+            }),
+        };
+        let server = match &spec.server {
+            Some(s) => match parse_server(s) {
+                Ok(addr) => Ok(addr),
+                Err(m) => {
+                    fail(s.pos, "server", m.clone());
+                    Err(m)
+                }
+            },
+            None => system_server(),
+        };
+        let tcp = match spec.transport.as_ref().map(|t| (t.pos, t.value.as_str())) {
+            None | Some((_, "udp")) => false,
+            Some((_, "tcp")) => true,
+            Some((pos, other)) => {
+                fail(
+                    pos,
+                    "transport",
+                    format!("transport {other:?} is not udp or tcp"),
+                );
+                false
+            }
+        };
+        let expect = spec.expect.unwrap_or_default();
+        let mut rcodes = Vec::new();
+        for rcode in expect.rcode.iter().flatten() {
+            match rcode_from_name(rcode) {
+                Some(code) => rcodes.push(code),
+                None => fail(
+                    rcode.pos,
+                    "expect.rcode",
+                    format!("unknown rcode {:?}", rcode.value),
+                ),
+            }
+        }
+        if rcodes.is_empty() {
+            rcodes.push(0);
+        }
+        let answer_regex = expect.answer_regex.as_ref().and_then(|re| {
+            Regex::new(re)
+                .map_err(|e| fail(re.pos, "expect.answer_regex", format!("invalid regex: {e}")))
+                .ok()
+        });
+        match name {
+            Some(name) if errors.is_empty() => Ok(DnsProbe {
+                name,
+                record_type,
+                server,
+                tcp,
+                recursion_desired: spec.recursion_desired.unwrap_or(true),
+                rcodes,
+                min_answers: expect.min_answers.unwrap_or(0),
+                max_answers: expect.max_answers,
+                answer_regex,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    pub fn target(&self) -> String {
+        let server = match &self.server {
+            Ok(addr) => addr.to_string(),
+            Err(_) => "system".into(),
+        };
+        format!("{} {} @{server}", self.name, self.record_type)
+    }
+
+    pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
+        let server = self.server.clone().map_err(Failure::Dns)?;
+        let mut query = Message::query();
+        query.metadata.recursion_desired = self.recursion_desired;
+        query.add_query(Query::query(self.name.clone(), self.record_type));
+        let bytes = query.to_vec().map_err(|e| Failure::Dns(e.to_string()))?;
+        let reply = if self.tcp {
+            exchange_tcp(server, &bytes, trace).await?
+        } else {
+            exchange_udp(server, &bytes, query.metadata.id, trace).await?
+        };
+        trace.finish();
+        trace.signal("latency", trace.elapsed().as_secs_f64());
+        let response =
+            Message::from_vec(&reply).map_err(|e| Failure::Dns(format!("malformed reply: {e}")))?;
+        let rcode = u16::from(response.metadata.response_code);
+        trace.signal("rcode", rcode as f64);
+        let answers: Vec<String> = response
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == self.record_type)
+            .map(|r| r.data.to_string())
+            .collect();
+        trace.signal("answers", answers.len() as f64);
+        for answer in answers.iter().take(5) {
+            trace.notes.push(format!("answer {answer}"));
+        }
+        let mut failures = vec![trace.check(
+            "rcode",
+            if self.rcodes.contains(&rcode) {
+                Ok(rcode_name(rcode))
+            } else {
+                Err(Failure::Rcode(format!(
+                    "{} for {} {}, expected {}",
+                    rcode_name(rcode),
+                    self.name,
+                    self.record_type,
+                    self.rcodes
+                        .iter()
+                        .map(|c| rcode_name(*c))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )))
+            },
+        )];
+        let count = answers.len();
+        failures.push(trace.check(
+            "answers",
+            if count < self.min_answers {
+                Err(Failure::Answers(format!(
+                    "{count} {} answers, expected at least {}",
+                    self.record_type, self.min_answers
+                )))
+            } else if self.max_answers.is_some_and(|max| count > max) {
+                Err(Failure::Answers(format!(
+                    "{count} {} answers, expected at most {}",
+                    self.record_type,
+                    self.max_answers.unwrap_or(0)
+                )))
+            } else {
+                Ok(format!("{count} answers"))
+            },
+        ));
+        if let Some(re) = &self.answer_regex {
+            failures.push(trace.check(
+                "answer_regex",
+                if answers.iter().any(|a| re.is_match(a)) {
+                    Ok(format!("an answer matches {:?}", re.as_str()))
+                } else {
+                    Err(Failure::Answers(format!(
+                        "no answer matches {:?}",
+                        re.as_str()
+                    )))
+                },
+            ));
+        }
+        first_failure(failures)
+    }
+}
+
+async fn exchange_udp(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    trace: &mut Trace,
+) -> Result<Vec<u8>, Failure> {
+    trace.enter("resolve");
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| Failure::Dns(format!("bind: {e}")))?;
+    socket
+        .connect(server)
+        .await
+        .map_err(|e| Failure::Dns(format!("{server}: {e}")))?;
+    socket
+        .send(query)
+        .await
+        .map_err(|e| Failure::Dns(format!("send to {server}: {e}")))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(|e| {
+            Failure::Dns(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    format!("{server} refused (nothing listening)")
+                }
+                _ => format!("receive from {server}: {e}"),
+            })
+        })?;
+        // Ignore stray datagrams that do not answer our query.
+        if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
+
+async fn exchange_tcp(
+    server: SocketAddr,
+    query: &[u8],
+    trace: &mut Trace,
+) -> Result<Vec<u8>, Failure> {
+    let mut stream = super::net::connect(server, trace).await?;
+    trace.enter("resolve");
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+    framed.extend_from_slice(query);
+    stream
+        .write_all(&framed)
+        .await
+        .map_err(|e| Failure::Dns(format!("send to {server}: {e}")))?;
+    let len = stream
+        .read_u16()
+        .await
+        .map_err(|e| Failure::Dns(format!("read from {server}: {e}")))?;
+    let mut reply = vec![0u8; len as usize];
+    stream
+        .read_exact(&mut reply)
+        .await
+        .map_err(|e| Failure::Dns(format!("read from {server}: {e}")))?;
+    Ok(reply)
+}
+
+fn parse_server(server: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    server
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("invalid DNS server {server:?}: expected IP or IP:port"))
+}
+
+fn system_server() -> Result<SocketAddr, String> {
+    let (config, _) = hickory_resolver::system_conf::read_system_conf().map_err(|e| {
+        format!("no server given and the system resolver config is unreadable: {e}")
+    })?;
+    config
+        .name_servers()
+        .first()
+        .map(|ns| SocketAddr::new(ns.ip, 53))
+        .ok_or_else(|| "no server given and the system has no nameserver".into())
+}
+
+const RCODES: [(u16, &str); 6] = [
+    (0, "NOERROR"),
+    (1, "FORMERR"),
+    (2, "SERVFAIL"),
+    (3, "NXDOMAIN"),
+    (4, "NOTIMP"),
+    (5, "REFUSED"),
+];
+
+fn rcode_from_name(name: &str) -> Option<u16> {
+    let upper = name.to_ascii_uppercase();
+    RCODES.iter().find(|(_, n)| *n == upper).map(|(c, _)| *c)
+}
+
+fn rcode_name(code: u16) -> String {
+    match RCODES.iter().find(|(c, _)| *c == code) {
+        Some((_, name)) => name.to_string(),
+        None => format!(
+            "RCODE{code} ({})",
+            ResponseCode::from((code >> 4) as u8, (code & 0xf) as u8).to_str()
+        ),
+    }
+}

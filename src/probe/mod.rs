@@ -1,0 +1,358 @@
+//! Probes: one run of one check against one target, and what it found.
+//!
+//! A probe is built once from its spec (validated while building, so nothing at run time meets
+//! an invalid config) and then run many times. A run fills a [`Trace`] with timed phases,
+//! numeric signals and assertion results, and ends in success or a [`Failure`] with a stable
+//! short reason. [`execute`] wraps a run in its hard deadline and turns it into an [`Outcome`].
+//!
+//! This module knows nothing of alerts, the store, metrics or the HTTP server: it hands a plain
+//! [`Outcome`] to whoever called it. Adding a kind is one file, one variant of [`Probe`], one
+//! field of [`KindSpecs`] and one arm in each `match` below (the compiler finds them).
+
+pub mod dns;
+pub mod http;
+pub mod net;
+pub mod tcp;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+
+use crate::config::units::format_duration;
+use crate::config::yaml::{Pos, Spanned};
+
+/// The specs of every probe kind; exactly one must be present.
+#[derive(Debug, Default, Deserialize)]
+pub struct KindSpecs {
+    pub http: Option<Spanned<http::HttpSpec>>,
+    pub tcp: Option<Spanned<tcp::TcpSpec>>,
+    pub dns: Option<Spanned<dns::DnsSpec>>,
+}
+
+/// The keys of [`KindSpecs`], which the probe entry in a file carries beside its own keys.
+pub const KIND_KEYS: &[&str] = &["http", "tcp", "dns"];
+
+/// A built, runnable probe.
+#[derive(Debug)]
+pub enum Probe {
+    Http(Box<http::HttpProbe>),
+    Tcp(tcp::TcpProbe),
+    Dns(dns::DnsProbe),
+}
+
+/// A mistake in a probe spec, at a position in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub pos: Pos,
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(pos: Pos, field: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError {
+            pos,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Shared, expensive things a probe is built with: passed in, never global.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub net: Arc<net::NetContext>,
+}
+
+impl Probe {
+    /// Builds the one probe a spec describes, or every error found in it.
+    pub fn build(specs: KindSpecs, pos: Pos, ctx: &BuildContext) -> Result<Probe, Vec<SpecError>> {
+        let mut given: Vec<&'static str> = Vec::new();
+        if specs.http.is_some() {
+            given.push("http");
+        }
+        if specs.tcp.is_some() {
+            given.push("tcp");
+        }
+        if specs.dns.is_some() {
+            given.push("dns");
+        }
+        if given.len() != 1 {
+            let message = if given.is_empty() {
+                format!("a probe needs exactly one kind: {}", KIND_KEYS.join(", "))
+            } else {
+                format!(
+                    "a probe has exactly one kind, found {}",
+                    given.join(" and ")
+                )
+            };
+            return Err(vec![SpecError::new(pos, "", message)]);
+        }
+        if let Some(spec) = specs.http {
+            return http::HttpProbe::new(spec, ctx).map(|p| Probe::Http(Box::new(p)));
+        }
+        if let Some(spec) = specs.tcp {
+            return tcp::TcpProbe::new(spec, ctx).map(Probe::Tcp);
+        }
+        match specs.dns {
+            Some(spec) => dns::DnsProbe::new(spec, ctx).map(Probe::Dns),
+            None => unreachable!("exactly one kind was checked above"),
+        }
+    }
+
+    /// The kind's name, as used in the `kind` metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Http(_) => "http",
+            Probe::Tcp(_) => "tcp",
+            Probe::Dns(_) => "dns",
+        }
+    }
+
+    /// What the probe is pointed at, for people (URL, address, query).
+    pub fn target(&self) -> String {
+        match self {
+            Probe::Http(p) => p.target(),
+            Probe::Tcp(p) => p.target(),
+            Probe::Dns(p) => p.target(),
+        }
+    }
+
+    async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
+        match self {
+            Probe::Http(p) => p.run(trace).await,
+            Probe::Tcp(p) => p.run(trace).await,
+            Probe::Dns(p) => p.run(trace).await,
+        }
+    }
+}
+
+/// Runs a probe once under a hard deadline and reports what happened.
+pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
+    let at = SystemTime::now();
+    let mut trace = Trace::new();
+    let result = match tokio::time::timeout(timeout, probe.run(&mut trace)).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Timeout {
+            after: timeout,
+            phase: trace.current.unwrap_or("start"),
+        }),
+    };
+    trace.finish();
+    Outcome {
+        at,
+        success: result.is_ok(),
+        duration: trace.started.elapsed(),
+        phases: trace.phases,
+        signals: trace.signals,
+        failure: result.err(),
+        checks: trace.checks,
+        notes: trace.notes,
+    }
+}
+
+/// The result of one run: what the metrics, the store and the alert engine read.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// When the run started (wall clock).
+    pub at: SystemTime,
+    pub success: bool,
+    pub duration: Duration,
+    /// Time spent in each phase, in the order first entered; repeated phases (redirect hops)
+    /// are summed.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Named numeric signals (`latency`, `status`, `cert_days_left`, …).
+    pub signals: Vec<(&'static str, f64)>,
+    pub failure: Option<Failure>,
+    /// Every assertion evaluated, passed or not.
+    pub checks: Vec<Check>,
+    /// Evidence for people: offending sessions, matched processes, redirect hops.
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    /// The value of a signal, if this run produced it.
+    pub fn signal(&self, name: &str) -> Option<f64> {
+        self.signals
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// One assertion and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Why a run failed. `reason()` is a stable short label for metrics, alerts and dedup keys;
+/// `Display` is the precise sentence for people.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    #[error("timeout after {} in phase {phase}", format_duration(*after))]
+    Timeout {
+        after: Duration,
+        phase: &'static str,
+    },
+    #[error("dns: {0}")]
+    Dns(String),
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("http: {0}")]
+    Http(String),
+    #[error("status {got} not in [{expected}]")]
+    Status { got: u16, expected: String },
+    #[error("redirect: {0}")]
+    Redirect(String),
+    #[error("body: {0}")]
+    Body(String),
+    #[error("header: {0}")]
+    Header(String),
+    #[error("json: {0}")]
+    Json(String),
+    #[error("latency {} above {}", format_duration(*took), format_duration(*limit))]
+    Latency { took: Duration, limit: Duration },
+    #[error("cert: {0}")]
+    Cert(String),
+    #[error("expect: {0}")]
+    Expect(String),
+    #[error("rcode: {0}")]
+    Rcode(String),
+    #[error("answers: {0}")]
+    Answers(String),
+}
+
+impl Failure {
+    /// A stable short label: `timeout`, `dns`, `connect`, `tls`, `status`, …
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Timeout { .. } => "timeout",
+            Failure::Dns(_) => "dns",
+            Failure::Connect(_) => "connect",
+            Failure::Tls(_) => "tls",
+            Failure::Http(_) => "http",
+            Failure::Status { .. } => "status",
+            Failure::Redirect(_) => "redirect",
+            Failure::Body(_) => "body",
+            Failure::Header(_) => "header",
+            Failure::Json(_) => "json",
+            Failure::Latency { .. } => "latency",
+            Failure::Cert(_) => "cert",
+            Failure::Expect(_) => "expect",
+            Failure::Rcode(_) => "rcode",
+            Failure::Answers(_) => "answers",
+        }
+    }
+}
+
+/// What a run records as it goes. Kept outside the run's future so that a run cut off by its
+/// deadline still reports the phase it was in and the phases it finished.
+#[derive(Debug)]
+pub struct Trace {
+    started: Instant,
+    current: Option<&'static str>,
+    current_since: Instant,
+    pub phases: Vec<(&'static str, Duration)>,
+    pub signals: Vec<(&'static str, f64)>,
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Trace {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Trace {
+            started: now,
+            current: None,
+            current_since: now,
+            phases: Vec::with_capacity(6),
+            signals: Vec::with_capacity(6),
+            checks: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Ends the current phase (if any) and starts `phase`.
+    pub fn enter(&mut self, phase: &'static str) {
+        self.close();
+        self.current = Some(phase);
+        self.current_since = Instant::now();
+    }
+
+    /// Ends the current phase.
+    pub fn finish(&mut self) {
+        self.close();
+        self.current = None;
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Sets a signal, replacing an earlier value of the same name.
+    pub fn signal(&mut self, name: &'static str, value: f64) {
+        match self.signals.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.signals.push((name, value)),
+        }
+    }
+
+    /// Records an assertion. Returns the failure so the caller can keep the first one.
+    pub fn check(
+        &mut self,
+        name: &'static str,
+        result: Result<String, Failure>,
+    ) -> Option<Failure> {
+        match result {
+            Ok(detail) => {
+                self.checks.push(Check {
+                    name,
+                    passed: true,
+                    detail,
+                });
+                None
+            }
+            Err(failure) => {
+                self.checks.push(Check {
+                    name,
+                    passed: false,
+                    detail: failure.to_string(),
+                });
+                Some(failure)
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(phase) = self.current {
+            let spent = self.current_since.elapsed();
+            match self.phases.iter_mut().find(|(p, _)| *p == phase) {
+                Some(slot) => slot.1 += spent,
+                None => self.phases.push((phase, spent)),
+            }
+        }
+    }
+}
+
+/// Keeps the first failure of several assertions.
+pub(crate) fn first_failure(
+    failures: impl IntoIterator<Item = Option<Failure>>,
+) -> Result<(), Failure> {
+    match failures.into_iter().flatten().next() {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}

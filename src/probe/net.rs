@@ -1,0 +1,549 @@
+//! Network steps shared by the http and tcp probes: name resolution through hickory, TCP
+//! connect and the TLS handshake, each timed as its own phase, plus certificate expiry.
+//!
+//! [`NetContext`] holds the expensive shared pieces (the system resolver, the trust store and
+//! TLS client configs keyed by their options) and is built once per config load.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::{Failure, SpecError, Trace};
+use crate::config::yaml::Spanned;
+
+/// TLS options of a probe (`tls_config:`), as in blackbox_exporter.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Accept any certificate. Expiry is still read and reported.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// A PEM file of extra CA certificates trusted for this probe.
+    pub ca_file: Option<Spanned<String>>,
+    /// The name to verify and send as SNI, when it differs from the target host.
+    pub server_name: Option<String>,
+}
+
+/// Shared network state for building probes.
+pub struct NetContext {
+    system: OnceLock<Result<Arc<TokioResolver>, String>>,
+    roots: OnceLock<Arc<RootCertStore>>,
+    tls: Mutex<HashMap<TlsKey, Arc<ClientConfig>>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct TlsKey {
+    insecure: bool,
+    ca_file: Option<String>,
+    alpn: Vec<Vec<u8>>,
+}
+
+impl Default for NetContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NetContext {
+    pub fn new() -> Self {
+        NetContext {
+            system: OnceLock::new(),
+            roots: OnceLock::new(),
+            tls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The resolver a probe uses: its own `resolver:` servers, or the system's.
+    pub fn resolver(&self, servers: Option<&[Spanned<String>]>) -> Result<Resolver, SpecError> {
+        let Some(servers) = servers else {
+            return Ok(Resolver::System(
+                self.system
+                    .get_or_init(|| {
+                        TokioResolver::builder_tokio()
+                            .map_err(|e| format!("cannot read the system resolver config: {e}"))
+                            .and_then(|mut builder| {
+                                fresh_answers(builder.options_mut());
+                                builder.build().map_err(|e| e.to_string())
+                            })
+                            .map(Arc::new)
+                    })
+                    .clone(),
+            ));
+        };
+        let mut name_servers = Vec::new();
+        for server in servers {
+            let addr =
+                parse_server(server).map_err(|m| SpecError::new(server.pos, "resolver", m))?;
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            name_servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
+        }
+        let config = ResolverConfig::from_parts(None, vec![], name_servers);
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        fresh_answers(builder.options_mut());
+        builder
+            .build()
+            .map(|r| Resolver::Custom(Arc::new(r)))
+            .map_err(|e| SpecError::new(servers[0].pos, "resolver", e.to_string()))
+    }
+
+    /// A TLS client config for these options, shared by every probe that has the same.
+    pub fn tls_config(
+        &self,
+        spec: &TlsSpec,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ClientConfig>, SpecError> {
+        let key = TlsKey {
+            insecure: spec.insecure_skip_verify,
+            ca_file: spec.ca_file.as_ref().map(|f| f.value.clone()),
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+        };
+        let mut cache = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(config) = cache.get(&key) {
+            return Ok(config.clone());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SpecError::new(Default::default(), "tls_config", e.to_string()))?;
+        let mut config = if spec.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+                .with_no_client_auth()
+        } else {
+            let mut roots = (**self.roots.get_or_init(load_system_roots)).clone();
+            if let Some(ca_file) = &spec.ca_file {
+                add_ca_file(&mut roots, ca_file)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        config.alpn_protocols = key.alpn.clone();
+        let config = Arc::new(config);
+        cache.insert(key, config.clone());
+        Ok(config)
+    }
+}
+
+/// Probes measure resolution, so answers are not cached between runs.
+fn fresh_answers(opts: &mut ResolverOpts) {
+    opts.cache_size = 0;
+    opts.attempts = 1;
+}
+
+fn parse_server(server: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    server
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("invalid DNS server {server:?}: expected IP or IP:port"))
+}
+
+fn load_system_roots() -> Arc<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "no system CA certificates found; https probes will need tls_config.ca_file"
+        );
+    }
+    Arc::new(roots)
+}
+
+fn add_ca_file(roots: &mut RootCertStore, file: &Spanned<String>) -> Result<(), SpecError> {
+    let err = |m: String| SpecError::new(file.pos, "tls_config.ca_file", m);
+    let pem =
+        std::fs::read(&file.value).map_err(|e| err(format!("cannot read {}: {e}", file.value)))?;
+    let certs = pem_certificates(&pem);
+    if certs.is_empty() {
+        return Err(err(format!("{} holds no PEM certificate", file.value)));
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| err(format!("{}: {e}", file.value)))?;
+    }
+    Ok(())
+}
+
+/// Extracts the DER certificates from PEM text.
+pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// Which resolver a probe asks.
+#[derive(Clone)]
+pub enum Resolver {
+    System(Result<Arc<TokioResolver>, String>),
+    Custom(Arc<TokioResolver>),
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resolver::System(_) => f.write_str("Resolver::System"),
+            Resolver::Custom(_) => f.write_str("Resolver::Custom"),
+        }
+    }
+}
+
+/// Resolves `host` to one address (IPv4 preferred), timing the `resolve` phase.
+pub async fn resolve(
+    host: &str,
+    resolver: &Resolver,
+    trace: &mut Trace,
+) -> Result<IpAddr, Failure> {
+    trace.enter("resolve");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let resolver = match resolver {
+        Resolver::System(Ok(r)) | Resolver::Custom(r) => r,
+        Resolver::System(Err(e)) => return Err(Failure::Dns(e.clone())),
+    };
+    match resolver.lookup_ip(host).await {
+        Ok(lookup) => {
+            let mut first = None;
+            for ip in lookup.iter() {
+                if ip.is_ipv4() {
+                    return Ok(ip);
+                }
+                first.get_or_insert(ip);
+            }
+            first.ok_or_else(|| Failure::Dns(format!("no A/AAAA records for {host}")))
+        }
+        Err(e) if e.is_nx_domain() => Err(Failure::Dns(format!("NXDOMAIN for {host}"))),
+        Err(e) if e.is_no_records_found() => {
+            Err(Failure::Dns(format!("no A/AAAA records for {host}")))
+        }
+        Err(e) => Err(Failure::Dns(format!("{host}: {e}"))),
+    }
+}
+
+/// Opens a TCP connection, timing the `connect` phase.
+pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, Failure> {
+    trace.enter("connect");
+    let stream = TcpStream::connect(addr).await.map_err(|e| {
+        Failure::Connect(match e.kind() {
+            io::ErrorKind::ConnectionRefused => "refused".to_string(),
+            io::ErrorKind::TimedOut => format!("timed out to {addr}"),
+            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                format!("{addr} unreachable")
+            }
+            _ => format!("{addr}: {e}"),
+        })
+    })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Runs the TLS handshake, timing the `tls` phase, and records certificate expiry signals.
+pub async fn handshake(
+    stream: TcpStream,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    trace: &mut Trace,
+) -> Result<TlsStream<TcpStream>, Failure> {
+    trace.enter("tls");
+    let name = ServerName::try_from(
+        server_name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+    .map_err(|_| Failure::Tls(format!("invalid server name {server_name:?}")))?;
+    let tls = TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| Failure::Tls(describe_tls_error(&e, server_name)))?;
+    let (_, session) = tls.get_ref();
+    if let Some(expiry) = session
+        .peer_certificates()
+        .and_then(|chain| chain.iter().filter_map(|c| not_after(c)).min())
+    {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs() as i64;
+        trace.signal("cert_expiry", expiry as f64);
+        trace.signal("cert_days_left", (expiry - now) as f64 / 86_400.0);
+    }
+    Ok(tls)
+}
+
+fn describe_tls_error(e: &io::Error, server_name: &str) -> String {
+    use rustls::{CertificateError, Error as TlsError};
+    let Some(inner) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsError>())
+    else {
+        return match e.kind() {
+            io::ErrorKind::UnexpectedEof => "connection closed during handshake".into(),
+            _ => e.to_string(),
+        };
+    };
+    match inner {
+        TlsError::InvalidCertificate(cert) => match cert {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate expired".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate not valid yet".into()
+            }
+            CertificateError::UnknownIssuer => {
+                "certificate signed by unknown authority (self-signed or CA not trusted)".into()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!("certificate not valid for {server_name}")
+            }
+            CertificateError::Revoked => "certificate revoked".into(),
+            other => format!("invalid certificate: {other:?}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// A stream that is plain TCP or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Resolves, connects and (optionally) shakes hands: the common start of http and tcp probes.
+pub async fn open(
+    host: &str,
+    port: u16,
+    resolver: &Resolver,
+    tls: Option<(&str, Arc<ClientConfig>)>,
+    trace: &mut Trace,
+) -> Result<Stream, Failure> {
+    let ip = resolve(host, resolver, trace).await?;
+    let tcp = connect(SocketAddr::new(ip, port), trace).await?;
+    match tls {
+        Some((server_name, config)) => Ok(Stream::Tls(Box::new(
+            handshake(tcp, server_name, config, trace).await?,
+        ))),
+        None => Ok(Stream::Plain(tcp)),
+    }
+}
+
+/// Accepts any certificate chain but still checks handshake signatures, for
+/// `insecure_skip_verify`.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The `notAfter` of a DER certificate, in unix seconds. A small DER walk instead of an X.509
+/// crate: Certificate → TBSCertificate → [version] serial signature issuer validity.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert, _) = der_element(der)?;
+    let (_, tbs, _) = der_element(cert)?;
+    let mut rest = tbs;
+    let (tag, _, after) = der_element(rest)?;
+    if tag == 0xA0 {
+        rest = after;
+    }
+    for _ in 0..3 {
+        rest = der_element(rest)?.2; // serial, signature algorithm, issuer
+    }
+    let (_, validity, _) = der_element(rest)?;
+    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, _) = der_element(after_not_before)?;
+    parse_der_time(tag, time)
+}
+
+/// Splits one DER element: (tag, contents, rest).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+fn parse_der_time(tag: u8, bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
+    let num = |s: &str| s.parse::<i64>().ok();
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy = num(text.get(0..2)?)?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
+        }
+        0x18 => (num(text.get(0..4)?)?, text.get(4..)?),
+        _ => return None,
+    };
+    let month = num(rest.get(0..2)?)?;
+    let day = num(rest.get(2..4)?)?;
+    let hour = num(rest.get(4..6)?)?;
+    let minute = num(rest.get(6..8)?)?;
+    let second = num(rest.get(8..10)?).unwrap_or(0);
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2026, 11, 23), 20_780);
+    }
+
+    #[test]
+    fn der_times() {
+        assert_eq!(parse_der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(
+            parse_der_time(0x18, b"20000301000000Z"),
+            Some(11_017 * 86_400)
+        );
+        assert_eq!(parse_der_time(0x17, b"garbage"), None);
+    }
+
+    #[test]
+    fn not_after_of_a_generated_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["example.test".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            not_after(cert.der()),
+            Some(days_from_civil(2031, 5, 17) * 86_400)
+        );
+        assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
+    }
+}

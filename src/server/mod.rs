@@ -1,0 +1,67 @@
+//! The daemon's HTTP server: `/metrics`, `/healthz` and the JSON API under `/api/v1`.
+//!
+//! It only reads state ([`Shared`]); the single writer of that state is the daemon loop in
+//! `app.rs`. It binds to loopback unless the config says otherwise.
+
+pub mod api;
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::metrics::{self, DaemonMetrics};
+use crate::state::Registry;
+
+/// What the server reads: the current registry (swapped on reload) and daemon metrics.
+#[derive(Clone)]
+pub struct Shared {
+    registry: Arc<RwLock<Arc<Registry>>>,
+    pub metrics: Arc<DaemonMetrics>,
+}
+
+impl Shared {
+    pub fn new(registry: Arc<Registry>, metrics: Arc<DaemonMetrics>) -> Self {
+        Shared {
+            registry: Arc::new(RwLock::new(registry)),
+            metrics,
+        }
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_registry(&self, registry: Arc<Registry>) {
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = registry;
+    }
+}
+
+/// The router of every endpoint.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .nest("/api/v1", api::routes())
+        .with_state(shared)
+}
+
+async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
+    let registry = shared.registry();
+    let body = tokio::task::spawn_blocking(move || metrics::render(&registry, &shared.metrics))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
