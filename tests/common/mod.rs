@@ -1,0 +1,257 @@
+//! Real peers on loopback for the probe tests: a raw HTTP/1.1 server (plain or TLS) whose
+//! answers each test scripts, hostile TCP peers, and a small authoritative DNS server.
+//! Everything binds 127.0.0.1:0 and stops when the test's runtime ends.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slowburn::config::{self, Source};
+use slowburn::probe::{self, BuildContext, Outcome, net::NetContext};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// What the scripted HTTP server sends for a request path.
+pub enum Reply {
+    /// A complete response: status, extra headers, body.
+    Full(u16, Vec<(&'static str, String)>, Vec<u8>),
+    /// Headers promising `len` bytes, then one byte per second.
+    Trickle(u64),
+    /// Headers promising 10 GB, then zeros as fast as the client reads.
+    Endless,
+    /// Read the request and never answer.
+    Silent,
+}
+
+pub fn ok(body: &str) -> Reply {
+    Reply::Full(200, vec![], body.as_bytes().to_vec())
+}
+
+/// A scripted HTTP/1.1 server; `tls` is `Some((cert_der, key_der))` for HTTPS.
+pub async fn http_server(
+    tls: Option<Arc<rustls::ServerConfig>>,
+    script: impl Fn(&str, &str) -> Reply + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let script = script.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => serve(stream, &*script).await,
+                    Some(config) => {
+                        if let Ok(stream) =
+                            tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                        {
+                            serve(stream, &*script).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    script: &(dyn Fn(&str, &str) -> Reply + Send + Sync),
+) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+    match script(&path, &text) {
+        Reply::Full(status, headers, body) => {
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (name, value) in headers {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+            out.push_str("\r\n");
+            let _ = stream.write_all(out.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Trickle(len) => {
+            let _ = stream
+                .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes())
+                .await;
+            for _ in 0..len {
+                if stream.write_all(b"x").await.is_err() || stream.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        Reply::Endless => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10737418240\r\n\r\n")
+                .await;
+            let chunk = vec![0u8; 64 * 1024];
+            while stream.write_all(&chunk).await.is_ok() {}
+        }
+        Reply::Silent => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
+}
+
+/// A TCP listener that accepts and then never says anything.
+pub async fn silent_tcp() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// A TCP echo-ish server: answers `reply` to anything it reads.
+pub async fn reply_tcp(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                if stream.read(&mut buf).await.is_ok() {
+                    let _ = stream.write_all(reply).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens (bound, then released).
+pub fn refused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A certificate and TLS server config for `names`; `expired` backdates it.
+pub struct TestCert {
+    pub pem: String,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+pub fn test_cert(names: &[&str], not_after: (i32, u8, u8)) -> TestCert {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key_der)
+    .unwrap();
+    TestCert {
+        pem: cert.pem(),
+        server: Arc::new(server),
+    }
+}
+
+/// Answers queries like an authoritative server for a few names:
+/// `ok.test` A → 127.0.0.1, `nx.test` → NXDOMAIN, `fail.test` → SERVFAIL, `mute.test` → nothing.
+pub async fn dns_server() -> SocketAddr {
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(q) = query.queries.first().cloned() else {
+                continue;
+            };
+            let name = q.name().to_string();
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.metadata.authoritative = true;
+            reply.add_query(q.clone());
+            match name.trim_end_matches('.') {
+                "ok.test" if q.query_type() == RecordType::A => {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A::new(127, 0, 0, 1)),
+                    ));
+                }
+                "ok.test" => {}
+                "nx.test" => reply.metadata.response_code = ResponseCode::NXDomain,
+                "fail.test" => reply.metadata.response_code = ResponseCode::ServFail,
+                "mute.test" => continue,
+                _ => reply.metadata.response_code = ResponseCode::Refused,
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+/// Loads a one-probe config around `kind` (e.g. `http: {url: "…"}`) and runs it once.
+pub async fn run_probe(kind: &str) -> Outcome {
+    run_probe_with(kind, "2s").await
+}
+
+pub async fn run_probe_with(kind: &str, timeout: &str) -> Outcome {
+    let text =
+        format!("probes:\n  - name: t\n    interval: 60s\n    timeout: {timeout}\n    {kind}\n");
+    let ctx = BuildContext {
+        net: Arc::new(NetContext::new()),
+    };
+    let config = config::load(
+        &Source::Text {
+            name: "test.yaml".into(),
+            text,
+        },
+        &ctx,
+    )
+    .unwrap_or_else(|errors| panic!("config errors: {errors:#?}"));
+    let probe = &config.probes[0];
+    probe::execute(&probe.probe, probe.timeout).await
+}
+
+/// The failure message of an outcome, or a panic if it succeeded.
+pub fn failure(outcome: &Outcome) -> String {
+    match &outcome.failure {
+        Some(f) => f.to_string(),
+        None => panic!("expected a failure, got success: {outcome:#?}"),
+    }
+}

@@ -1,0 +1,431 @@
+//! The http probe against real servers on loopback: healthy, failing and hostile targets.
+//! Each failure must come back with its specific reason within the probe's timeout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn http(url: &str, extra: &str) -> String {
+    format!("http: {{url: \"{url}\"{extra}}}")
+}
+
+#[tokio::test]
+async fn healthy_target_passes_every_assertion_and_times_each_phase() {
+    let addr = http_server(None, |path, _| match path {
+        "/health" => Reply::Full(
+            200,
+            vec![("Content-Type", "application/json".into())],
+            br#"{"status": "ok", "db": "up", "count": 5}"#.to_vec(),
+        ),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/health"),
+        r#", expect: {status: [200], body_regex: '"status":\s*"ok"', body_not_regex: error, json: {"$.db": up, "$.count": 5}, headers: {Content-Type: json}, latency_below: 1s}"#,
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    let phases: Vec<&str> = outcome.phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(phases, ["resolve", "connect", "processing", "transfer"]);
+    assert_eq!(outcome.signal("status"), Some(200.0));
+    assert_eq!(outcome.signal("redirects"), Some(0.0));
+    assert!(outcome.signal("latency").unwrap() > 0.0);
+    assert_eq!(outcome.checks.len(), 7, "{:#?}", outcome.checks);
+    assert!(outcome.checks.iter().all(|c| c.passed));
+}
+
+#[tokio::test]
+async fn failures_name_their_reason() {
+    let addr = http_server(None, |path, _| match path {
+        "/down" => Reply::Full(503, vec![], b"maintenance".to_vec()),
+        "/text" => ok("all good"),
+        "/error" => ok("ok but ERROR: disk full"),
+        "/json" => ok(r#"{"db": "down"}"#),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let cases = [
+        (
+            "/down",
+            ", expect: {status: [200]}",
+            "status 503 not in [200]",
+            "status",
+        ),
+        (
+            "/down",
+            ", expect: {status: [2xx, 301-308]}",
+            "status 503 not in [2xx, 301-308]",
+            "status",
+        ),
+        (
+            "/text",
+            ", expect: {body_regex: '^ok'}",
+            r#"body: regex "^ok" not found"#,
+            "body",
+        ),
+        (
+            "/error",
+            ", expect: {body_not_regex: 'ERROR'}",
+            r#"body: regex "ERROR" found at byte 7"#,
+            "body",
+        ),
+        (
+            "/json",
+            ", expect: {json: {\"$.db\": up}}",
+            r#"json: $.db is "down", expected "up""#,
+            "json",
+        ),
+        (
+            "/json",
+            ", expect: {json: {\"$.cache\": up}}",
+            "json: $.cache matched nothing",
+            "json",
+        ),
+        (
+            "/text",
+            ", expect: {json: {\"$.db\": up}}",
+            "json: body is not JSON",
+            "json",
+        ),
+        (
+            "/text",
+            ", expect: {headers: {X-Version: '^2'}}",
+            "header: x-version missing",
+            "header",
+        ),
+        (
+            "/text",
+            ", expect: {cert_days_left: 10}",
+            "cert: no certificate (not https)",
+            "cert",
+        ),
+    ];
+    for (path, expect, message, reason) in cases {
+        let outcome = run_probe(&http(&format!("http://{addr}{path}"), expect)).await;
+        let got = failure(&outcome);
+        assert!(
+            got.starts_with(message),
+            "{path} {expect}: got {got:?}, want {message:?}"
+        );
+        assert_eq!(outcome.failure.as_ref().unwrap().reason(), reason);
+    }
+}
+
+#[tokio::test]
+async fn latency_assertion_reports_the_time_taken() {
+    let addr = http_server(None, |_, _| {
+        std::thread::sleep(Duration::from_millis(120));
+        ok("slow")
+    })
+    .await;
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/"),
+        ", expect: {latency_below: 50ms}",
+    ))
+    .await;
+    let got = failure(&outcome);
+    assert!(
+        got.starts_with("latency ") && got.ends_with("above 50ms"),
+        "{got}"
+    );
+}
+
+#[tokio::test]
+async fn refused_connection() {
+    let addr = refused_addr();
+    let outcome = run_probe(&http(&format!("http://{addr}/"), "")).await;
+    assert_eq!(failure(&outcome), "connect: refused");
+}
+
+#[tokio::test]
+async fn accepted_but_never_answered_times_out_in_processing() {
+    let addr = silent_tcp().await;
+    let started = Instant::now();
+    let outcome = run_probe_with(&http(&format!("http://{addr}/"), ""), "1s").await;
+    assert_eq!(failure(&outcome), "timeout after 1s in phase processing");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(outcome.failure.unwrap().reason(), "timeout");
+}
+
+#[tokio::test]
+async fn trickling_body_times_out_in_transfer() {
+    let addr = http_server(None, |_, _| Reply::Trickle(100)).await;
+    let started = Instant::now();
+    let outcome = run_probe_with(&http(&format!("http://{addr}/"), ""), "1500ms").await;
+    assert_eq!(failure(&outcome), "timeout after 1.5s in phase transfer");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn endless_body_is_cut_at_max_body() {
+    let addr = http_server(None, |_, _| Reply::Endless).await;
+    let started = Instant::now();
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/"),
+        ", max_body: 256KiB, expect: {body_regex: never}",
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "body: larger than max_body 256.0KiB, stopped reading"
+    );
+    let read = outcome.signal("body_bytes").unwrap();
+    assert!(read <= 256.0 * 1024.0 + 64.0 * 1024.0, "read {read} bytes");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn redirects_are_followed_counted_and_loops_caught() {
+    let addr = http_server(None, |path, _| match path {
+        "/start" => Reply::Full(302, vec![("Location", "/middle".into())], vec![]),
+        "/middle" => Reply::Full(301, vec![("Location", "end?x=1".into())], vec![]),
+        "/end?x=1" => ok("arrived"),
+        "/a" => Reply::Full(302, vec![("Location", "/b".into())], vec![]),
+        "/b" => Reply::Full(302, vec![("Location", "/a".into())], vec![]),
+        "/far" => Reply::Full(307, vec![("Location", "/far".into())], vec![]),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/start"),
+        ", expect: {body_regex: arrived}",
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(outcome.signal("redirects"), Some(2.0));
+
+    let outcome = run_probe(&http(&format!("http://{addr}/a"), "")).await;
+    assert_eq!(
+        failure(&outcome),
+        format!("redirect: loop back to http://{addr}/a after 2 redirects")
+    );
+
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/start"),
+        ", follow_redirects: false, expect: {status: [302], headers: {Location: middle}}",
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+
+    let outcome = run_probe(&http(&format!("http://{addr}/far"), ", max_redirects: 0")).await;
+    assert!(
+        failure(&outcome).starts_with("redirect:"),
+        "{}",
+        failure(&outcome)
+    );
+}
+
+#[tokio::test]
+async fn request_carries_method_headers_body_and_auth() {
+    let password = tempfile_path::TempPath::with("s3cret\n");
+    let addr = http_server(None, |_, head| {
+        let ok_method = head.starts_with("POST /submit ");
+        let ok_header = head.contains("x-team: shop") || head.contains("X-Team: shop");
+        let ok_auth = head
+            .to_ascii_lowercase()
+            .contains(&"authorization: Basic dXNlcjpzM2NyZXQ=".to_ascii_lowercase());
+        if ok_method && ok_header && ok_auth {
+            ok("accepted")
+        } else {
+            Reply::Full(400, vec![], head.as_bytes().to_vec())
+        }
+    })
+    .await;
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/submit"),
+        &format!(
+            ", method: post, headers: {{X-Team: shop}}, body: '{{\"a\":1}}', basic_auth: {{username: user, password: \"file:{}\"}}",
+            password.path()
+        ),
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+}
+
+mod tempfile_path {
+    pub struct TempPath(std::path::PathBuf);
+    impl TempPath {
+        pub fn with(text: &str) -> Self {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("slowburn-test-{}-{n}.pem", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempPath(path)
+        }
+        pub fn path(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+mod tls {
+    use super::*;
+
+    fn write_pem(pem: &str) -> super::tempfile_path::TempPath {
+        super::tempfile_path::TempPath::with(pem)
+    }
+
+    #[tokio::test]
+    async fn trusted_certificate_passes_and_reports_expiry() {
+        let cert = test_cert(&["localhost"], (2099, 1, 1));
+        let ca = write_pem(&cert.pem);
+        let addr = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+        let outcome = run_probe(&http(
+            &format!("https://localhost:{}/", addr.port()),
+            &format!(
+                ", tls_config: {{ca_file: \"{}\"}}, expect: {{cert_days_left: 30}}",
+                ca.path()
+            ),
+        ))
+        .await;
+        assert!(outcome.success, "{outcome:#?}");
+        let phases: Vec<&str> = outcome.phases.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            phases,
+            ["resolve", "connect", "tls", "processing", "transfer"]
+        );
+        assert!(outcome.signal("cert_days_left").unwrap() > 365.0 * 70.0);
+        assert!(outcome.signal("cert_expiry").unwrap() > 4_000_000_000.0);
+    }
+
+    #[tokio::test]
+    async fn self_signed_certificate_is_refused_unless_told_otherwise() {
+        let cert = test_cert(&["localhost"], (2099, 1, 1));
+        let addr = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+        let url = format!("https://localhost:{}/", addr.port());
+        let outcome = run_probe(&http(&url, "")).await;
+        assert_eq!(
+            failure(&outcome),
+            "tls: certificate signed by unknown authority (self-signed or CA not trusted)"
+        );
+        let outcome = run_probe(&http(&url, ", tls_config: {insecure_skip_verify: true}")).await;
+        assert!(outcome.success, "{outcome:#?}");
+        assert!(outcome.signal("cert_days_left").is_some());
+    }
+
+    #[tokio::test]
+    async fn expired_certificate_fails_with_its_reason() {
+        let cert = test_cert(&["localhost"], (2021, 1, 1));
+        let ca = write_pem(&cert.pem);
+        let addr = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+        let outcome = run_probe(&http(
+            &format!("https://localhost:{}/", addr.port()),
+            &format!(", tls_config: {{ca_file: \"{}\"}}", ca.path()),
+        ))
+        .await;
+        assert_eq!(failure(&outcome), "tls: certificate expired");
+        assert_eq!(outcome.failure.unwrap().reason(), "tls");
+    }
+
+    #[tokio::test]
+    async fn wrong_name_and_near_expiry() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let soon = now + 5 * 86_400;
+        let days = soon / 86_400;
+        let (y, m, d) = civil_from_days(days);
+        let cert = test_cert(&["other.test"], (y as i32, m as u8, d as u8));
+        let ca = write_pem(&cert.pem);
+        let addr = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+        let outcome = run_probe(&http(
+            &format!("https://localhost:{}/", addr.port()),
+            &format!(", tls_config: {{ca_file: \"{}\"}}", ca.path()),
+        ))
+        .await;
+        assert_eq!(
+            failure(&outcome),
+            "tls: certificate not valid for localhost"
+        );
+        let outcome = run_probe(&http(
+            &format!("https://127.0.0.1:{}/", addr.port()),
+            &format!(", tls_config: {{ca_file: \"{}\", server_name: other.test}}, expect: {{cert_days_left: 14}}", ca.path()),
+        ))
+        .await;
+        let got = failure(&outcome);
+        assert!(
+            got.starts_with("cert: expires in 4.") || got.starts_with("cert: expires in 5."),
+            "{got}"
+        );
+    }
+
+    fn civil_from_days(z: i64) -> (i64, i64, i64) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    }
+}
+
+mod dns {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_resolve_through_the_configured_resolver() {
+        let dns = dns_server().await;
+        let addr = http_server(None, |_, head| {
+            if head.contains(&"Host: ok.test:".to_string())
+                || head.to_ascii_lowercase().contains("host: ok.test:")
+            {
+                ok("named")
+            } else {
+                Reply::Full(400, vec![], vec![])
+            }
+        })
+        .await;
+        let outcome = run_probe(&http(
+            &format!("http://ok.test:{}/", addr.port()),
+            &format!(", resolver: [\"{dns}\"], expect: {{body_regex: named}}"),
+        ))
+        .await;
+        assert!(outcome.success, "{outcome:#?}");
+        assert!(
+            outcome
+                .phases
+                .iter()
+                .any(|(p, d)| *p == "resolve" && *d > Duration::ZERO)
+        );
+    }
+
+    #[tokio::test]
+    async fn nxdomain_is_named() {
+        let dns = dns_server().await;
+        let outcome = run_probe(&http(
+            "http://nx.test/",
+            &format!(", resolver: [\"{dns}\"]"),
+        ))
+        .await;
+        assert_eq!(failure(&outcome), "dns: NXDOMAIN for nx.test");
+        assert_eq!(outcome.failure.unwrap().reason(), "dns");
+    }
+
+    #[tokio::test]
+    async fn a_mute_resolver_times_out_in_resolve() {
+        let dns = dns_server().await;
+        let outcome = run_probe_with(
+            &http("http://mute.test/", &format!(", resolver: [\"{dns}\"]")),
+            "800ms",
+        )
+        .await;
+        let got = failure(&outcome);
+        assert!(
+            got == "timeout after 800ms in phase resolve" || got.starts_with("dns: "),
+            "{got}"
+        );
+    }
+}
