@@ -415,15 +415,18 @@ impl<'c> Loader<'c> {
             self.error(&file, None, "no probes defined");
         }
         if self.errors.is_empty() {
-            Ok(Config {
+            return Ok(Config {
                 server,
                 storage,
                 probes,
                 files: summaries,
-            })
-        } else {
-            Err(self.errors)
+            });
         }
+        // Report in reading order: file by file, top to bottom.
+        let order: HashMap<PathBuf, usize> = self.files.iter().enumerate().map(|(i, f)| (f.clone(), i)).collect();
+        self.errors
+            .sort_by_key(|e| (order.get(&e.file).copied().unwrap_or(usize::MAX), e.pos.map(|p| (p.line, p.col))));
+        Err(self.errors)
     }
 
     fn defaults(&mut self) -> (Duration, Option<Duration>) {
