@@ -25,7 +25,11 @@ const INVALID: &[(&str, &[(usize, usize, &str)])] = &[
     (
         "wrong-type.yaml",
         &[
-            (3, 13, "probe \"labels-not-a-map\": labels: invalid type: integer `5`, expected a map"),
+            (
+                3,
+                13,
+                "probe \"labels-not-a-map\": labels: invalid type: integer `5`, expected a map",
+            ),
             (6, 53, "http.max_redirects: invalid type: string \"many\""),
         ],
     ),
@@ -38,37 +42,73 @@ const INVALID: &[(&str, &[(usize, usize, &str)])] = &[
             (8, 1, "unknown section `alerting`"),
         ],
     ),
-    ("duplicate-name.yaml", &[(4, 11, "probe \"same\": duplicate name, first defined at")]),
+    (
+        "duplicate-name.yaml",
+        &[(4, 11, "probe \"same\": duplicate name, first defined at")],
+    ),
     (
         "bad-url.yaml",
         &[
-            (3, 17, "http.url: invalid URL \"shop.example.com/health\": it needs http:// or https://"),
+            (
+                3,
+                17,
+                "http.url: invalid URL \"shop.example.com/health\": it needs http:// or https://",
+            ),
             (5, 17, "scheme \"ftp\" is not http or https"),
         ],
     ),
-    ("bad-regex.yaml", &[(6, 21, "http.expect.body_regex: invalid regex")]),
+    (
+        "bad-regex.yaml",
+        &[(6, 21, "http.expect.body_regex: invalid regex")],
+    ),
     (
         "bad-duration.yaml",
         &[
             (2, 13, "defaults: interval: invalid duration \"30 seconds\""),
             (5, 15, "probe \"d\": interval: invalid duration \"15x\""),
-            (8, 31, "http.expect.latency_below: invalid duration \"fast\""),
+            (
+                8,
+                31,
+                "http.expect.latency_below: invalid duration \"fast\"",
+            ),
         ],
     ),
-    ("timeout-over-interval.yaml", &[(4, 14, "timeout: 10s must be shorter than the interval 10s")]),
+    (
+        "timeout-over-interval.yaml",
+        &[(4, 14, "timeout: 10s must be shorter than the interval 10s")],
+    ),
     (
         "missing-secret.yaml",
         &[
-            (2, 14, "server: api_token: secret env:SLOWBURN_FIXTURE_SURELY_UNSET is not set"),
-            (7, 21, "http.bearer_token: secret file:/nonexistent/slowburn/token cannot be read"),
+            (
+                2,
+                14,
+                "server: api_token: secret env:SLOWBURN_FIXTURE_SURELY_UNSET is not set",
+            ),
+            (
+                7,
+                21,
+                "http.bearer_token: secret file:/nonexistent/slowburn/token cannot be read",
+            ),
         ],
     ),
-    ("inline-secret.yaml", &[(5, 47, "secrets must be written as env:NAME or file:/path")]),
+    (
+        "inline-secret.yaml",
+        &[(5, 47, "secrets must be written as env:NAME or file:/path")],
+    ),
     (
         "kinds.yaml",
         &[
-            (2, 5, "probe \"none\": a probe needs exactly one kind: http, tcp, dns"),
-            (4, 5, "probe \"two\": a probe has exactly one kind, found tcp and dns"),
+            (
+                2,
+                5,
+                "probe \"none\": a probe needs exactly one kind: http, tcp, dns",
+            ),
+            (
+                4,
+                5,
+                "probe \"two\": a probe has exactly one kind, found tcp and dns",
+            ),
         ],
     ),
     (
@@ -91,8 +131,16 @@ const INVALID: &[(&str, &[(usize, usize, &str)])] = &[
             (3, 11, "server: listen: invalid address \"localhost\""),
             (6, 15, "probe \"one\": interval: invalid duration \"5q\""),
             (7, 17, "probe \"one\": http.url: invalid URL \"nope\""),
-            (9, 59, "probe \"two\": http.expect.body_regex: invalid regex"),
-            (9, 79, "probe \"two\": http.expect.latency_below: invalid duration \"1y\""),
+            (
+                9,
+                59,
+                "probe \"two\": http.expect.body_regex: invalid regex",
+            ),
+            (
+                9,
+                79,
+                "probe \"two\": http.expect.latency_below: invalid duration \"1y\"",
+            ),
             (12, 5, "probe \"three\": unknown key `colour`"),
         ],
     ),
@@ -108,24 +156,40 @@ fn every_invalid_fixture_reports_every_error_with_its_position() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     on_disk.sort();
-    assert_eq!(listed, on_disk, "every fixture has a row, every row a fixture");
+    assert_eq!(
+        listed, on_disk,
+        "every fixture has a row, every row a fixture"
+    );
 
     for (file, expected) in INVALID {
         let errors = load(&[&format!("tests/fixtures/invalid/{file}")]).expect_err(file);
         let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), expected.len(), "{file}: {got:#?}");
         for (error, (line, col, text)) in errors.iter().zip(expected.iter()) {
-            let pos = error.pos.unwrap_or_else(|| panic!("{file}: no position in {error}"));
+            let pos = error
+                .pos
+                .unwrap_or_else(|| panic!("{file}: no position in {error}"));
             assert_eq!((pos.line, pos.col), (*line, *col), "{file}: {error}");
-            assert!(error.message.contains(text), "{file}: {error:?} lacks {text:?}");
-            assert!(error.to_string().starts_with(&format!("{}:{line}:{col}: ", error.file.display())));
+            assert!(
+                error.message.contains(text),
+                "{file}: {error:?} lacks {text:?}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("{}:{line}:{col}: ", error.file.display()))
+            );
         }
     }
 }
 
 #[test]
 fn errors_from_several_files_are_all_reported() {
-    let errors = load(&["tests/fixtures/invalid/bad-url.yaml", "tests/fixtures/invalid/bad-regex.yaml"]).unwrap_err();
+    let errors = load(&[
+        "tests/fixtures/invalid/bad-url.yaml",
+        "tests/fixtures/invalid/bad-regex.yaml",
+    ])
+    .unwrap_err();
     assert_eq!(errors.len(), 3);
     assert!(errors[0].file.ends_with("bad-url.yaml"));
     assert!(errors[2].file.ends_with("bad-regex.yaml"));
@@ -142,14 +206,19 @@ fn the_shipped_probe_directory_loads() {
 fn every_example_file_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/examples");
     let secrets = write_example_secrets();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(!files.is_empty());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         // Examples name their secrets `env:…`; point them at files so the test needs no
         // environment.
-        let text = secrets.iter().fold(text, |t, (name, path)| t.replace(&format!("env:{name}"), &format!("\"file:{path}\"")));
+        let text = secrets.iter().fold(text, |t, (name, path)| {
+            t.replace(&format!("env:{name}"), &format!("\"file:{path}\""))
+        });
         let source = Source::Text {
             name: file.display().to_string(),
             text,
@@ -168,9 +237,16 @@ fn write_example_secrets() -> Vec<(String, String)> {
     for entry in std::fs::read_dir(examples).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for (i, _) in text.match_indices("env:") {
-            let name: String = text[i + 4..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = text[i + 4..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             let path = dir.join(&name);
-            let value = if name.contains("DSN") { "host=127.0.0.1 port=5432 user=slowburn dbname=postgres" } else { "example-secret" };
+            let value = if name.contains("DSN") {
+                "host=127.0.0.1 port=5432 user=slowburn dbname=postgres"
+            } else {
+                "example-secret"
+            };
             std::fs::write(&path, value).unwrap();
             out.push((name, path.display().to_string()));
         }
@@ -180,7 +256,9 @@ fn write_example_secrets() -> Vec<(String, String)> {
 
 #[test]
 fn the_embedded_default_matches_the_shipped_file() {
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/local.yaml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/local.yaml"))
+            .unwrap();
     assert_eq!(config::EMBEDDED, shipped);
 }
 
@@ -195,6 +273,10 @@ fn defaults_apply_and_inherited_timeouts_fit_the_interval() {
         &ctx(),
     )
     .unwrap();
-    let times: Vec<(u64, u64)> = config.probes.iter().map(|p| (p.interval.as_millis() as u64, p.timeout.as_millis() as u64)).collect();
+    let times: Vec<(u64, u64)> = config
+        .probes
+        .iter()
+        .map(|p| (p.interval.as_millis() as u64, p.timeout.as_millis() as u64))
+        .collect();
     assert_eq!(times, [(20_000, 10_000), (5_000, 4_000), (60_000, 30_000)]);
 }

@@ -1,0 +1,136 @@
+//! The tcp and dns probes against real peers on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test]
+async fn tcp_connects_and_times_phases() {
+    let addr = silent_tcp().await;
+    let outcome = run_probe(&format!("tcp: {{address: \"{addr}\"}}")).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let phases: Vec<&str> = outcome.phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(phases, ["resolve", "connect"]);
+    assert!(outcome.signal("latency").is_some());
+}
+
+#[tokio::test]
+async fn tcp_refused() {
+    let outcome = run_probe(&format!("tcp: {{address: \"{}\"}}", refused_addr())).await;
+    assert_eq!(failure(&outcome), "connect: refused");
+}
+
+#[tokio::test]
+async fn tcp_send_and_expect() {
+    let addr = reply_tcp(b"+PONG\r\n").await;
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", send: \"PING\\r\\n\", expect: '^\\+PONG'}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert!(outcome.phases.iter().any(|(p, _)| *p == "exchange"));
+
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", send: \"PING\\r\\n\", expect: '^OK'}}"
+    ))
+    .await;
+    let got = failure(&outcome);
+    assert!(
+        got.starts_with("expect: connection closed after 7 bytes without a match for \"^OK\""),
+        "{got}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_expect_on_a_silent_peer_times_out_in_exchange() {
+    let addr = silent_tcp().await;
+    let started = Instant::now();
+    let outcome = run_probe_with(
+        &format!("tcp: {{address: \"{addr}\", expect: banner}}"),
+        "700ms",
+    )
+    .await;
+    assert_eq!(failure(&outcome), "timeout after 700ms in phase exchange");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn tcp_over_tls() {
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let addr = http_server(Some(cert.server.clone()), |_, _| ok("x")).await;
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"localhost:{}\", tls: true}}",
+        addr.port()
+    ))
+    .await;
+    assert!(failure(&outcome).starts_with("tls: certificate signed by unknown authority"));
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"localhost:{}\", tls: true, tls_config: {{insecure_skip_verify: true}}}}",
+        addr.port()
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert!(outcome.phases.iter().any(|(p, _)| *p == "tls"));
+    assert!(outcome.signal("cert_days_left").unwrap() > 1000.0);
+}
+
+#[tokio::test]
+async fn dns_answers_and_rcodes() {
+    let server = dns_server().await;
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, type: A, server: \"{server}\", expect: {{rcode: [NOERROR], min_answers: 1, answer_regex: '^127\\.0\\.0\\.1$'}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(outcome.signal("answers"), Some(1.0));
+    assert_eq!(outcome.signal("rcode"), Some(0.0));
+    assert_eq!(outcome.notes, ["answer 127.0.0.1"]);
+
+    let outcome = run_probe(&format!("dns: {{name: nx.test, server: \"{server}\"}}")).await;
+    assert_eq!(
+        failure(&outcome),
+        "rcode: NXDOMAIN for nx.test A, expected NOERROR"
+    );
+    assert_eq!(outcome.failure.unwrap().reason(), "rcode");
+
+    let outcome = run_probe(&format!(
+        "dns: {{name: nx.test, server: \"{server}\", expect: {{rcode: [NXDOMAIN]}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+
+    let outcome = run_probe(&format!("dns: {{name: fail.test, server: \"{server}\"}}")).await;
+    assert!(failure(&outcome).starts_with("rcode: SERVFAIL"));
+
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, type: AAAA, server: \"{server}\", expect: {{min_answers: 1}}}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "answers: 0 AAAA answers, expected at least 1"
+    );
+}
+
+#[tokio::test]
+async fn dns_mute_server_times_out() {
+    let server = dns_server().await;
+    let outcome = run_probe_with(
+        &format!("dns: {{name: mute.test, server: \"{server}\"}}"),
+        "500ms",
+    )
+    .await;
+    assert_eq!(failure(&outcome), "timeout after 500ms in phase resolve");
+}
+
+#[tokio::test]
+async fn dns_over_tcp_to_a_closed_port_is_refused() {
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, server: \"{}\", transport: tcp}}",
+        refused_addr()
+    ))
+    .await;
+    assert_eq!(failure(&outcome), "connect: refused");
+}
