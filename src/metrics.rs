@@ -41,6 +41,15 @@ families! {
     PROBE_DNS_LOOKUP = "probe_dns_lookup_time_seconds", "gauge", "Time taken to resolve the target (or, for dns probes, to get the answer), in seconds.";
     PROBE_DNS_ANSWERS = "probe_dns_answer_rrs", "gauge", "The number of answers of the queried type in the last DNS reply.";
     PROBE_DNS_RCODE = "probe_dns_rcode", "gauge", "The response code of the last DNS reply.";
+    PROBE_PROCESS_COUNT = "probe_process_count", "gauge", "Matched processes (zombies not counted).";
+    PROBE_PROCESS_RSS = "probe_process_rss_bytes", "gauge", "Resident memory of the matched processes, summed, in bytes.";
+    PROBE_PROCESS_FDS = "probe_process_open_fds", "gauge", "Open file descriptors of the matched processes, summed.";
+    PROBE_PROCESS_FD_RATIO = "probe_process_fd_ratio", "gauge", "Open fds over the soft fd limit of the worst matched process (0 to 1).";
+    PROBE_PROCESS_THREADS = "probe_process_threads", "gauge", "Threads of the matched processes, summed.";
+    PROBE_PROCESS_RESTARTS = "probe_process_restarts_total", "counter", "Matched processes that appeared (a new pid and start time) since the probe was loaded.";
+    PROBE_PROCESS_CPU = "probe_process_cpu_cores", "gauge", "CPU used by the matched processes between the last two samples, in cores.";
+    PROBE_PROCESS_ZOMBIES = "probe_process_zombies", "gauge", "Matched processes that are zombies.";
+    PROBE_PROCESS_UPTIME = "probe_process_uptime_seconds", "gauge", "Age of the oldest matched process, in seconds.";
     PROBE_PHASE_DURATION = "probe_phase_duration_seconds", "gauge", "Duration of each phase of the last run of non-HTTP probes, in seconds.";
     PROBE_LAST_SUCCESS = "slowburn_probe_last_success_timestamp_seconds", "gauge", "When the probe last succeeded, as a unix timestamp.";
     PROBE_RUNS = "slowburn_probe_runs_total", "counter", "Runs of the probe since the daemon started.";
@@ -63,6 +72,15 @@ const SIGNAL_GAUGES: &[(&str, &Family)] = &[
     ("cert_days_left", &PROBE_SSL_DAYS_LEFT),
     ("answers", &PROBE_DNS_ANSWERS),
     ("rcode", &PROBE_DNS_RCODE),
+    ("count", &PROBE_PROCESS_COUNT),
+    ("rss", &PROBE_PROCESS_RSS),
+    ("fds", &PROBE_PROCESS_FDS),
+    ("fd_ratio", &PROBE_PROCESS_FD_RATIO),
+    ("threads", &PROBE_PROCESS_THREADS),
+    ("restarts", &PROBE_PROCESS_RESTARTS),
+    ("cpu", &PROBE_PROCESS_CPU),
+    ("zombies", &PROBE_PROCESS_ZOMBIES),
+    ("uptime", &PROBE_PROCESS_UPTIME),
 ];
 
 /// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the

@@ -227,6 +227,7 @@ struct ProbeEntry {
     http: Option<Spanned<probe::http::HttpSpec>>,
     tcp: Option<Spanned<probe::tcp::TcpSpec>>,
     dns: Option<Spanned<probe::dns::DnsSpec>>,
+    process: Option<Spanned<probe::process::ProcessSpec>>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -423,9 +424,18 @@ impl<'c> Loader<'c> {
             });
         }
         // Report in reading order: file by file, top to bottom.
-        let order: HashMap<PathBuf, usize> = self.files.iter().enumerate().map(|(i, f)| (f.clone(), i)).collect();
-        self.errors
-            .sort_by_key(|e| (order.get(&e.file).copied().unwrap_or(usize::MAX), e.pos.map(|p| (p.line, p.col))));
+        let order: HashMap<PathBuf, usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), i))
+            .collect();
+        self.errors.sort_by_key(|e| {
+            (
+                order.get(&e.file).copied().unwrap_or(usize::MAX),
+                e.pos.map(|p| (p.line, p.col)),
+            )
+        });
         Err(self.errors)
     }
 
@@ -591,6 +601,7 @@ impl<'c> Loader<'c> {
             ("http", entry.http.is_some()),
             ("tcp", entry.tcp.is_some()),
             ("dns", entry.dns.is_some()),
+            ("process", entry.process.is_some()),
         ]
         .iter()
         .find(|(_, given)| *given)
@@ -599,6 +610,7 @@ impl<'c> Loader<'c> {
             http: entry.http,
             tcp: entry.tcp,
             dns: entry.dns,
+            process: entry.process,
         };
         let probe = match Probe::build(kinds, pos, self.ctx) {
             Ok(probe) => Some(probe),

@@ -12,6 +12,7 @@
 pub mod dns;
 pub mod http;
 pub mod net;
+pub mod process;
 pub mod tcp;
 
 use std::sync::Arc;
@@ -28,10 +29,11 @@ pub struct KindSpecs {
     pub http: Option<Spanned<http::HttpSpec>>,
     pub tcp: Option<Spanned<tcp::TcpSpec>>,
     pub dns: Option<Spanned<dns::DnsSpec>>,
+    pub process: Option<Spanned<process::ProcessSpec>>,
 }
 
 /// The keys of [`KindSpecs`], which the probe entry in a file carries beside its own keys.
-pub const KIND_KEYS: &[&str] = &["http", "tcp", "dns"];
+pub const KIND_KEYS: &[&str] = &["http", "tcp", "dns", "process"];
 
 /// A built, runnable probe.
 #[derive(Debug)]
@@ -39,6 +41,7 @@ pub enum Probe {
     Http(Box<http::HttpProbe>),
     Tcp(tcp::TcpProbe),
     Dns(dns::DnsProbe),
+    Process(Box<process::ProcessProbe>),
 }
 
 /// A mistake in a probe spec, at a position in its file.
@@ -78,6 +81,9 @@ impl Probe {
         if specs.dns.is_some() {
             given.push("dns");
         }
+        if specs.process.is_some() {
+            given.push("process");
+        }
         if given.len() != 1 {
             let message = if given.is_empty() {
                 format!("a probe needs exactly one kind: {}", KIND_KEYS.join(", "))
@@ -95,8 +101,13 @@ impl Probe {
         if let Some(spec) = specs.tcp {
             return tcp::TcpProbe::new(spec, ctx).map(Probe::Tcp);
         }
-        match specs.dns {
-            Some(spec) => dns::DnsProbe::new(spec, ctx).map(Probe::Dns),
+        if let Some(spec) = specs.dns {
+            return dns::DnsProbe::new(spec, ctx).map(Probe::Dns);
+        }
+        match specs.process {
+            Some(spec) => {
+                process::ProcessProbe::new(spec, ctx).map(|p| Probe::Process(Box::new(p)))
+            }
             None => unreachable!("exactly one kind was checked above"),
         }
     }
@@ -107,6 +118,7 @@ impl Probe {
             Probe::Http(_) => "http",
             Probe::Tcp(_) => "tcp",
             Probe::Dns(_) => "dns",
+            Probe::Process(_) => "process",
         }
     }
 
@@ -116,6 +128,7 @@ impl Probe {
             Probe::Http(p) => p.target(),
             Probe::Tcp(p) => p.target(),
             Probe::Dns(p) => p.target(),
+            Probe::Process(p) => p.target(),
         }
     }
 
@@ -124,6 +137,7 @@ impl Probe {
             Probe::Http(p) => p.run(trace).await,
             Probe::Tcp(p) => p.run(trace).await,
             Probe::Dns(p) => p.run(trace).await,
+            Probe::Process(p) => p.run(trace).await,
         }
     }
 }
@@ -226,6 +240,23 @@ pub enum Failure {
     Rcode(String),
     #[error("answers: {0}")]
     Answers(String),
+    /// A measured signal beyond its limit (`max_rss`, `max_slow_queries`, `min`, …); the
+    /// reason is the signal's name, so each limit alerts on its own.
+    #[error("{signal}: {message}")]
+    Limit {
+        signal: &'static str,
+        message: String,
+    },
+    #[error("pidfile: {0}")]
+    Pidfile(String),
+    #[error("proc: {0}")]
+    Proc(String),
+    #[error("auth: {0}")]
+    Auth(String),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("query: {0}")]
+    Query(String),
 }
 
 impl Failure {
@@ -247,6 +278,12 @@ impl Failure {
             Failure::Expect(_) => "expect",
             Failure::Rcode(_) => "rcode",
             Failure::Answers(_) => "answers",
+            Failure::Limit { signal, .. } => signal,
+            Failure::Pidfile(_) => "pidfile",
+            Failure::Proc(_) => "proc",
+            Failure::Auth(_) => "auth",
+            Failure::Database(_) => "database",
+            Failure::Query(_) => "query",
         }
     }
 }

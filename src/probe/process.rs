@@ -1,0 +1,858 @@
+//! The `process:` probe: the local processes that match a name, a command-line regex, a pidfile
+//! and/or a user, read straight from `/proc`, with their memory, CPU, file descriptors, threads,
+//! zombies, restarts and age. Phase: `scan`.
+//!
+//! A run lists `/proc` once and reads a few small files per candidate (`stat`, then `cmdline`
+//! only when a regex asks for it, then `limits` and the size of `fd/` for the matches); it never
+//! walks threads. A process that exits between the listing and the reads is skipped, not an
+//! error. The probe keeps what it saw last time (CPU ticks per process, the identities alive)
+//! behind a mutex, because CPU use and restarts are differences between two samples; the first
+//! run takes a short second sample so that even a one-off `slowburn probe` reports CPU.
+//!
+//! It reads `/proc` and the pidfile and nothing else: no signals are sent, nothing is written.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use procfs::process::{LimitValue, Process};
+use procfs::{Current, ProcError};
+use regex::Regex;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::{BuildContext, Failure, SpecError, Trace, first_failure};
+use crate::config::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::config::yaml::Spanned;
+
+/// How long the first run waits between its two samples, to measure CPU use.
+const PRIME_GAP: Duration = Duration::from_millis(250);
+/// How many matched processes are listed in the notes.
+const MAX_NOTES: usize = 20;
+/// The kernel keeps at most this many bytes of a process name (`comm`).
+const COMM_LEN: usize = 15;
+
+/// `process:` as written in a probe file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    #[serde(rename = "match")]
+    pub matcher: Spanned<MatchSpec>,
+    pub expect: Option<ProcessExpectSpec>,
+}
+
+/// `process.match:`; every criterion given must hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    /// The process name (`comm`, as `ps -o comm` prints it).
+    pub name: Option<Spanned<String>>,
+    /// A regex searched in the full command line, arguments joined by spaces.
+    pub cmdline: Option<Spanned<String>>,
+    /// A file holding the pid.
+    pub pidfile: Option<Spanned<String>>,
+    /// A user name or numeric uid owning the process.
+    pub user: Option<Spanned<String>>,
+}
+
+/// `process.expect:` as written in a probe file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessExpectSpec {
+    pub min_count: Option<Spanned<u64>>,
+    pub max_count: Option<Spanned<u64>>,
+    /// Per process, e.g. `2GiB`.
+    pub max_rss: Option<Spanned<String>>,
+    /// Per process, in cores (`1.5` = one and a half cores busy).
+    pub max_cpu: Option<Spanned<f64>>,
+    /// Per process.
+    pub max_fds: Option<Spanned<u64>>,
+    /// Per process: open fds / soft `Max open files`.
+    pub max_fd_ratio: Option<Spanned<f64>>,
+    /// Per process.
+    pub max_threads: Option<Spanned<u64>>,
+    /// `N per DURATION`, e.g. `3 per 30m`.
+    pub max_restarts: Option<Spanned<String>>,
+}
+
+/// A built process probe.
+#[derive(Debug)]
+pub struct ProcessProbe {
+    matcher: Arc<Matcher>,
+    expect: Expect,
+    history: Mutex<History>,
+}
+
+#[derive(Debug)]
+struct Matcher {
+    name: Option<String>,
+    cmdline: Option<Regex>,
+    pidfile: Option<PathBuf>,
+    user: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Expect {
+    min_count: Option<u64>,
+    max_count: Option<u64>,
+    max_rss: Option<u64>,
+    max_cpu: Option<f64>,
+    max_fds: Option<u64>,
+    max_fd_ratio: Option<f64>,
+    max_threads: Option<u64>,
+    max_restarts: Option<(u64, Duration)>,
+}
+
+/// What the previous run saw.
+#[derive(Debug, Default)]
+struct History {
+    /// When the last sample was taken, and the CPU ticks of each identity then.
+    last: Option<(Instant, HashMap<Identity, u64>)>,
+    restarts_total: u64,
+    /// When each restart was seen, newest last, with the pid that appeared.
+    recent: VecDeque<(Instant, i32)>,
+}
+
+/// A process identity: a pid is reused, a pid with its start time is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Identity {
+    pid: i32,
+    start_ticks: u64,
+}
+
+/// One matched process as read from `/proc`.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: Identity,
+    comm: String,
+    zombie: bool,
+    rss: u64,
+    cpu_ticks: u64,
+    threads: u64,
+    /// Open fds and the soft limit; `None` when `/proc/PID/fd` cannot be read.
+    fds: Option<u64>,
+    fd_limit: Option<u64>,
+    /// Seconds since the process started.
+    age: f64,
+    /// Cores used since the previous sample; filled in after the scan.
+    cores: Option<f64>,
+}
+
+impl Seen {
+    fn fd_ratio(&self) -> Option<f64> {
+        match (self.fds, self.fd_limit) {
+            (Some(fds), Some(limit)) if limit > 0 => Some(fds as f64 / limit as f64),
+            _ => None,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("pid {} ({})", self.id.pid, self.comm)
+    }
+}
+
+/// What one scan of `/proc` found.
+#[derive(Debug, Default)]
+struct Scan {
+    seen: Vec<Seen>,
+    /// Matches whose fds could not be read, and why.
+    unreadable: Vec<String>,
+}
+
+impl ProcessProbe {
+    /// Validates a spec and builds the probe, returning every error found.
+    pub fn new(
+        spec: Spanned<ProcessSpec>,
+        _ctx: &BuildContext,
+    ) -> Result<ProcessProbe, Vec<SpecError>> {
+        let spec = spec.value;
+        let mut errors = Vec::new();
+        let m = &spec.matcher;
+        let non_empty = |field: &str, text: &Option<Spanned<String>>, errors: &mut Vec<_>| {
+            let text = text.as_ref()?;
+            if text.trim().is_empty() {
+                errors.push(SpecError::new(
+                    text.pos,
+                    format!("match.{field}"),
+                    "must not be empty",
+                ));
+                return None;
+            }
+            Some(text.value.clone())
+        };
+        let name = non_empty("name", &m.name, &mut errors);
+        let pidfile = non_empty("pidfile", &m.pidfile, &mut errors).map(PathBuf::from);
+        let user = non_empty("user", &m.user, &mut errors);
+        let cmdline = m.cmdline.as_ref().and_then(|re| match Regex::new(re) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                errors.push(SpecError::new(
+                    re.pos,
+                    "match.cmdline",
+                    format!("invalid regex: {}", one_line(&e.to_string())),
+                ));
+                None
+            }
+        });
+        if m.name.is_none() && m.cmdline.is_none() && m.pidfile.is_none() && m.user.is_none() {
+            errors.push(SpecError::new(
+                m.pos,
+                "match",
+                "give at least one of name, cmdline, pidfile, user",
+            ));
+        }
+        let expect = build_expect(spec.expect.unwrap_or_default(), &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ProcessProbe {
+            matcher: Arc::new(Matcher {
+                name,
+                cmdline,
+                pidfile,
+                user,
+            }),
+            expect,
+            history: Mutex::new(History::default()),
+        })
+    }
+
+    /// The match criteria, for people: `name=order-worker user=app`.
+    pub fn target(&self) -> String {
+        self.matcher.describe()
+    }
+
+    pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
+        trace.enter("scan");
+        let first = self.lock().last.is_none();
+        if first {
+            // A baseline for CPU and restarts; its errors show up in the real scan below.
+            if let Ok(scan) = self.scan().await {
+                self.remember(&scan.seen, Instant::now());
+            }
+            tokio::time::sleep(PRIME_GAP).await;
+        }
+        let mut scan = self.scan().await?;
+        let now = Instant::now();
+        let (restarts_total, recent) = self.compare(&mut scan.seen, now);
+        trace.finish();
+        self.report(&scan, restarts_total, trace);
+        self.assert(&scan, &recent, trace)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Scans `/proc` on a blocking thread.
+    async fn scan(&self) -> Result<Scan, Failure> {
+        let matcher = self.matcher.clone();
+        tokio::task::spawn_blocking(move || matcher.scan())
+            .await
+            .map_err(|e| Failure::Proc(format!("scan did not finish: {e}")))?
+    }
+
+    /// Records a sample as the baseline for the next one.
+    fn remember(&self, seen: &[Seen], now: Instant) {
+        let ticks = seen.iter().map(|s| (s.id, s.cpu_ticks)).collect();
+        self.lock().last = Some((now, ticks));
+    }
+
+    /// Fills in CPU use from the previous sample, counts restarts, and makes this sample the
+    /// baseline. Returns the restarts since the probe was built and the restarts in the
+    /// `max_restarts` window (pids, oldest first).
+    fn compare(&self, seen: &mut [Seen], now: Instant) -> (u64, Vec<(Duration, i32)>) {
+        let ticks_per_second = procfs::ticks_per_second().max(1) as f64;
+        let mut history = self.lock();
+        if let Some((then, previous)) = &history.last {
+            let elapsed = now.duration_since(*then).as_secs_f64().max(1e-3);
+            let mut appeared = Vec::new();
+            for s in seen.iter_mut() {
+                let used = match previous.get(&s.id) {
+                    Some(before) => Some(s.cpu_ticks.saturating_sub(*before)),
+                    // A process born since the last sample spent all its CPU time within it.
+                    None if s.age <= elapsed => Some(s.cpu_ticks),
+                    None => None,
+                };
+                s.cores = used.map(|t| t as f64 / ticks_per_second / elapsed);
+                if !previous.contains_key(&s.id) && !s.zombie {
+                    appeared.push(s.id.pid);
+                }
+            }
+            history.restarts_total += appeared.len() as u64;
+            history
+                .recent
+                .extend(appeared.into_iter().map(|pid| (now, pid)));
+        }
+        let window = self
+            .expect
+            .max_restarts
+            .map_or(Duration::ZERO, |(_, window)| window);
+        while history
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > window)
+        {
+            history.recent.pop_front();
+        }
+        history.last = Some((now, seen.iter().map(|s| (s.id, s.cpu_ticks)).collect()));
+        let recent = history
+            .recent
+            .iter()
+            .map(|(at, pid)| (now.duration_since(*at), *pid))
+            .collect();
+        (history.restarts_total, recent)
+    }
+
+    fn report(&self, scan: &Scan, restarts_total: u64, trace: &mut Trace) {
+        let live: Vec<&Seen> = scan.seen.iter().filter(|s| !s.zombie).collect();
+        trace.signal("count", live.len() as f64);
+        trace.signal("rss", live.iter().map(|s| s.rss).sum::<u64>() as f64);
+        trace.signal(
+            "rss_max",
+            live.iter().map(|s| s.rss).max().unwrap_or(0) as f64,
+        );
+        trace.signal("cpu", live.iter().filter_map(|s| s.cores).sum());
+        trace.signal("fds", live.iter().filter_map(|s| s.fds).sum::<u64>() as f64);
+        trace.signal(
+            "fd_ratio",
+            live.iter().filter_map(|s| s.fd_ratio()).fold(0.0, f64::max),
+        );
+        trace.signal(
+            "threads",
+            live.iter().map(|s| s.threads).sum::<u64>() as f64,
+        );
+        trace.signal(
+            "zombies",
+            scan.seen.iter().filter(|s| s.zombie).count() as f64,
+        );
+        trace.signal("restarts", restarts_total as f64);
+        trace.signal("uptime", live.iter().map(|s| s.age).fold(0.0, f64::max));
+
+        if scan.seen.is_empty() {
+            trace
+                .notes
+                .push(format!("no process matches {}", self.matcher.describe()));
+        }
+        for s in scan.seen.iter().take(MAX_NOTES) {
+            let fds = match (s.fds, s.fd_limit) {
+                (Some(fds), Some(limit)) => format!("{fds}/{limit}"),
+                (Some(fds), None) => format!("{fds}/unlimited"),
+                _ => "?".into(),
+            };
+            let cpu = s.cores.map_or("?".into(), |c| format!("{c:.2}"));
+            trace.notes.push(format!(
+                "pid {} {}{} rss={} fds={fds} threads={} cpu={cpu} up {}",
+                s.id.pid,
+                s.comm,
+                if s.zombie { " (zombie)" } else { "" },
+                format_size(s.rss),
+                s.threads,
+                format_duration(Duration::from_secs_f64(s.age)),
+            ));
+        }
+        if scan.seen.len() > MAX_NOTES {
+            trace.notes.push(format!(
+                "… and {} more processes",
+                scan.seen.len() - MAX_NOTES
+            ));
+        }
+        trace.notes.extend(scan.unreadable.iter().cloned());
+    }
+
+    fn assert(
+        &self,
+        scan: &Scan,
+        recent: &[(Duration, i32)],
+        trace: &mut Trace,
+    ) -> Result<(), Failure> {
+        let e = &self.expect;
+        let live: Vec<&Seen> = scan.seen.iter().filter(|s| !s.zombie).collect();
+        let count = live.len() as u64;
+        let what = self.matcher.describe();
+        let mut failures = Vec::new();
+        if let Some(min) = e.min_count {
+            failures.push(trace.check(
+                "min_count",
+                if count >= min {
+                    Ok(format!("{count} processes, at least {min}"))
+                } else if count == 0 {
+                    Err(limit(
+                        "count",
+                        format!("no process matches {what} (min_count {min})"),
+                    ))
+                } else {
+                    Err(limit(
+                        "count",
+                        format!("{count} processes match {what}, fewer than min_count {min}"),
+                    ))
+                },
+            ));
+        }
+        if let Some(max) = e.max_count {
+            failures.push(trace.check(
+                "max_count",
+                if count <= max {
+                    Ok(format!("{count} processes, at most {max}"))
+                } else {
+                    Err(limit(
+                        "count",
+                        format!("{count} processes match {what}, more than max_count {max}"),
+                    ))
+                },
+            ));
+        }
+        if let Some(max) = e.max_rss {
+            failures.push(
+                trace.check(
+                    "max_rss",
+                    worst(
+                        &live,
+                        "rss",
+                        |s| Some(s.rss as f64),
+                        max as f64,
+                        |s, _| {
+                            format!(
+                                "{} uses {}, above max_rss {}",
+                                s.label(),
+                                format_size(s.rss),
+                                format_size(max)
+                            )
+                        },
+                    )
+                    .map(|()| format!("every process below {}", format_size(max))),
+                ),
+            );
+        }
+        if let Some(max) = e.max_cpu {
+            failures.push(
+                trace.check(
+                    "max_cpu",
+                    worst(
+                        &live,
+                        "cpu",
+                        |s| s.cores,
+                        max,
+                        |s, v| format!("{} uses {v:.2} cores, above max_cpu {max}", s.label()),
+                    )
+                    .map(|()| format!("every process below {max} cores")),
+                ),
+            );
+        }
+        if let Some(max) = e.max_fds {
+            failures.push(
+                trace.check(
+                    "max_fds",
+                    worst(
+                        &live,
+                        "fds",
+                        |s| s.fds.map(|f| f as f64),
+                        max as f64,
+                        |s, v| format!("{} has {v} open fds, above max_fds {max}", s.label()),
+                    )
+                    .map(|()| format!("every process at most {max} fds")),
+                ),
+            );
+        }
+        if let Some(max) = e.max_fd_ratio {
+            failures.push(
+                trace.check(
+                    "max_fd_ratio",
+                    worst(&live, "fd_ratio", Seen::fd_ratio, max, |s, v| {
+                        format!(
+                            "{} has {} of {} fds open ({v:.2}), above max_fd_ratio {max}",
+                            s.label(),
+                            s.fds.unwrap_or(0),
+                            s.fd_limit.unwrap_or(0)
+                        )
+                    })
+                    .map(|()| format!("every process below {max} of its fd limit")),
+                ),
+            );
+        }
+        if let Some(max) = e.max_threads {
+            failures.push(
+                trace.check(
+                    "max_threads",
+                    worst(
+                        &live,
+                        "threads",
+                        |s| Some(s.threads as f64),
+                        max as f64,
+                        |s, v| format!("{} has {v} threads, above max_threads {max}", s.label()),
+                    )
+                    .map(|()| format!("every process at most {max} threads")),
+                ),
+            );
+        }
+        if let Some((max, window)) = e.max_restarts {
+            let n = recent.len() as u64;
+            let per = format!("{max} per {}", format_duration(window));
+            failures.push(trace.check(
+                "max_restarts",
+                match recent.last() {
+                    Some((ago, pid)) if n > max => Err(limit(
+                        "restarts",
+                        format!(
+                            "{n} restarts in the last {}, above {per}; latest: pid {pid} seen {} ago",
+                            format_duration(window),
+                            format_duration(*ago)
+                        ),
+                    )),
+                    _ => Ok(format!("{n} restarts, at most {per}")),
+                },
+            ));
+        }
+        first_failure(failures)
+    }
+}
+
+impl Matcher {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(name) = &self.name {
+            parts.push(format!("name={name}"));
+        }
+        if let Some(re) = &self.cmdline {
+            parts.push(format!("cmdline=/{}/", re.as_str()));
+        }
+        if let Some(path) = &self.pidfile {
+            parts.push(format!("pidfile={}", path.display()));
+        }
+        if let Some(user) = &self.user {
+            parts.push(format!("user={user}"));
+        }
+        parts.join(" ")
+    }
+
+    /// Lists and reads the matching processes. Blocking: reads `/proc`.
+    fn scan(&self) -> Result<Scan, Failure> {
+        let uid = match &self.user {
+            None => None,
+            Some(user) => Some(resolve_user(user)?),
+        };
+        let uptime = procfs::Uptime::current()
+            .map_err(|e| Failure::Proc(format!("cannot read /proc/uptime: {e}")))?
+            .uptime;
+        let mut scan = Scan::default();
+        if let Some(path) = &self.pidfile {
+            let pid = read_pidfile(path)?;
+            let process = Process::new(pid).map_err(|e| match e {
+                ProcError::NotFound(_) => Failure::Pidfile(format!(
+                    "{} names pid {pid}, which is not running",
+                    path.display()
+                )),
+                e => Failure::Proc(format!("cannot read /proc/{pid}: {e}")),
+            })?;
+            match self.read(&process, uid, uptime) {
+                Read::Match(seen, note) => {
+                    scan.unreadable.extend(note);
+                    scan.seen.push(seen);
+                }
+                Read::NoMatch => {}
+                Read::Gone => {
+                    return Err(Failure::Pidfile(format!(
+                        "{} names pid {pid}, which is not running",
+                        path.display()
+                    )));
+                }
+            }
+            return Ok(scan);
+        }
+        let all = procfs::process::all_processes()
+            .map_err(|e| Failure::Proc(format!("cannot list /proc: {e}")))?;
+        for process in all {
+            // A process that exits while /proc is listed is simply not there.
+            let Ok(process) = process else { continue };
+            if let Read::Match(seen, note) = self.read(&process, uid, uptime) {
+                scan.unreadable.extend(note);
+                scan.seen.push(seen);
+            }
+        }
+        scan.seen.sort_by_key(|s| s.id.pid);
+        Ok(scan)
+    }
+
+    /// Reads one process if it matches. Cheap tests come first: `stat` gives the name, the
+    /// directory's owner the user, and only then is `cmdline` read.
+    fn read(&self, process: &Process, uid: Option<u32>, uptime: f64) -> Read {
+        let Ok(stat) = process.stat() else {
+            return Read::Gone;
+        };
+        if let Some(name) = &self.name
+            && !comm_matches(&stat.comm, name)
+        {
+            return Read::NoMatch;
+        }
+        if let Some(uid) = uid {
+            match process.uid() {
+                Ok(owner) if owner == uid => {}
+                Ok(_) => return Read::NoMatch,
+                Err(_) => return Read::Gone,
+            }
+        }
+        if let Some(re) = &self.cmdline {
+            let Ok(args) = process.cmdline() else {
+                return Read::Gone;
+            };
+            if args.is_empty() || !re.is_match(&args.join(" ")) {
+                return Read::NoMatch;
+            }
+        }
+        let zombie = stat.state == 'Z';
+        let mut note = None;
+        let (fds, fd_limit) = if zombie {
+            (None, None)
+        } else {
+            let fds = match process.fd_count() {
+                Ok(n) => Some(n as u64),
+                Err(ProcError::NotFound(_)) => return Read::Gone,
+                Err(e) => {
+                    note = Some(format!(
+                        "pid {}: open fds unknown: {}",
+                        process.pid(),
+                        short_error(&e)
+                    ));
+                    None
+                }
+            };
+            let fd_limit = match process.limits() {
+                Ok(limits) => match limits.max_open_files.soft_limit {
+                    LimitValue::Value(v) => Some(v),
+                    LimitValue::Unlimited => None,
+                },
+                Err(ProcError::NotFound(_)) => return Read::Gone,
+                Err(_) => None,
+            };
+            (fds, fd_limit)
+        };
+        let ticks = procfs::ticks_per_second().max(1) as f64;
+        Read::Match(
+            Seen {
+                id: Identity {
+                    pid: stat.pid,
+                    start_ticks: stat.starttime,
+                },
+                comm: stat.comm.clone(),
+                zombie,
+                rss: stat.rss.saturating_mul(procfs::page_size()),
+                cpu_ticks: stat.utime.saturating_add(stat.stime),
+                threads: u64::try_from(stat.num_threads).unwrap_or(0),
+                fds,
+                fd_limit,
+                age: (uptime - stat.starttime as f64 / ticks).max(0.0),
+                cores: None,
+            },
+            note,
+        )
+    }
+}
+
+enum Read {
+    Match(Seen, Option<String>),
+    NoMatch,
+    /// The process exited while it was being read.
+    Gone,
+}
+
+/// The process whose value is highest, if it is above `max`, as a failure.
+fn worst(
+    live: &[&Seen],
+    signal: &'static str,
+    value: impl Fn(&Seen) -> Option<f64>,
+    max: f64,
+    message: impl Fn(&Seen, f64) -> String,
+) -> Result<(), Failure> {
+    let top = live
+        .iter()
+        .filter_map(|s| value(s).map(|v| (*s, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    match top {
+        Some((s, v)) if v > max => Err(limit(signal, message(s, v))),
+        _ => Ok(()),
+    }
+}
+
+fn limit(signal: &'static str, message: String) -> Failure {
+    Failure::Limit { signal, message }
+}
+
+/// `comm` is cut to 15 bytes by the kernel, so a longer name matches on its first 15.
+fn comm_matches(comm: &str, name: &str) -> bool {
+    if comm == name {
+        return true;
+    }
+    name.len() > COMM_LEN && name.is_char_boundary(COMM_LEN) && comm == &name[..COMM_LEN]
+}
+
+fn read_pidfile(path: &std::path::Path) -> Result<i32, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::Pidfile(match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+            _ => format!("cannot read {}: {e}", path.display()),
+        })
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Failure::Pidfile(format!("{} is empty", path.display())));
+    }
+    match text.parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => {
+            let shown: String = text.chars().take(40).collect();
+            Err(Failure::Pidfile(format!(
+                "{} holds {shown:?}, not a pid",
+                path.display()
+            )))
+        }
+    }
+}
+
+/// A user name (from `/etc/passwd`) or a numeric uid.
+fn resolve_user(user: &str) -> Result<u32, Failure> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| Failure::Proc(format!("cannot read /etc/passwd to find {user:?}: {e}")))?;
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid = fields.nth(1)?.parse::<u32>().ok()?;
+            Some((name, uid))
+        })
+        .find(|(name, _)| *name == user)
+        .map(|(_, uid)| uid)
+        .ok_or_else(|| Failure::Proc(format!("no user named {user:?} in /etc/passwd")))
+}
+
+fn short_error(e: &ProcError) -> String {
+    match e {
+        ProcError::PermissionDenied(_) => "permission denied (run as the same user or root)".into(),
+        e => e.to_string(),
+    }
+}
+
+fn build_expect(spec: ProcessExpectSpec, errors: &mut Vec<SpecError>) -> Expect {
+    let mut expect = Expect {
+        min_count: spec.min_count.as_ref().map(|v| v.value),
+        max_count: spec.max_count.as_ref().map(|v| v.value),
+        max_fds: spec.max_fds.as_ref().map(|v| v.value),
+        max_threads: spec.max_threads.as_ref().map(|v| v.value),
+        ..Expect::default()
+    };
+    if let (Some(min), Some(max)) = (&spec.min_count, &spec.max_count)
+        && min.value > max.value
+    {
+        errors.push(SpecError::new(
+            max.pos,
+            "expect.max_count",
+            format!("max_count {} is below min_count {}", max.value, min.value),
+        ));
+    }
+    if let Some(size) = &spec.max_rss {
+        match parse_size(size) {
+            Ok(bytes) => expect.max_rss = Some(bytes),
+            Err(m) => errors.push(SpecError::new(size.pos, "expect.max_rss", m)),
+        }
+    }
+    if let Some(cpu) = &spec.max_cpu {
+        if cpu.value.is_finite() && cpu.value > 0.0 {
+            expect.max_cpu = Some(cpu.value);
+        } else {
+            errors.push(SpecError::new(
+                cpu.pos,
+                "expect.max_cpu",
+                "must be a number of cores above 0, e.g. 1.5",
+            ));
+        }
+    }
+    if let Some(ratio) = &spec.max_fd_ratio {
+        if ratio.value > 0.0 && ratio.value <= 1.0 {
+            expect.max_fd_ratio = Some(ratio.value);
+        } else {
+            errors.push(SpecError::new(
+                ratio.pos,
+                "expect.max_fd_ratio",
+                "must be a fraction above 0 and at most 1, e.g. 0.8",
+            ));
+        }
+    }
+    if let Some(text) = &spec.max_restarts {
+        match parse_per(text) {
+            Ok(per) => expect.max_restarts = Some(per),
+            Err(m) => errors.push(SpecError::new(text.pos, "expect.max_restarts", m)),
+        }
+    }
+    expect
+}
+
+/// Parses `3 per 30m`.
+fn parse_per(text: &str) -> Result<(u64, Duration), String> {
+    let err = || format!("invalid {text:?}: expected N per DURATION, e.g. 3 per 30m");
+    let (n, window) = text.split_once(" per ").ok_or_else(err)?;
+    let n: u64 = n.trim().parse().map_err(|_| err())?;
+    let window = parse_duration(window.trim()).map_err(|_| err())?;
+    if window.is_zero() {
+        return Err(err());
+    }
+    Ok((n, window))
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_limits() {
+        assert_eq!(parse_per("3 per 30m"), Ok((3, Duration::from_secs(1800))));
+        assert_eq!(parse_per("0 per 1h"), Ok((0, Duration::from_secs(3600))));
+        for bad in ["3", "3 per", "per 30m", "x per 30m", "3 per 0s", "3 in 30m"] {
+            assert!(parse_per(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn long_names_match_the_truncated_comm() {
+        assert!(comm_matches("order-worker", "order-worker"));
+        assert!(comm_matches("order-processor", "order-processor-main"));
+        assert!(!comm_matches("order", "order-worker"));
+    }
+
+    #[test]
+    fn pidfiles_explain_what_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("slowburn-pidfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.pid");
+        let err = read_pidfile(&path).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        std::fs::write(&path, "\n").unwrap();
+        let err = read_pidfile(&path).unwrap_err().to_string();
+        assert!(err.contains("is empty"), "{err}");
+        std::fs::write(&path, "hello\n").unwrap();
+        let err = read_pidfile(&path).unwrap_err().to_string();
+        assert!(err.contains("\"hello\", not a pid"), "{err}");
+        std::fs::write(&path, "42\n").unwrap();
+        assert_eq!(read_pidfile(&path).unwrap(), 42);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn users_resolve_by_name_or_number() {
+        assert_eq!(resolve_user("0").unwrap(), 0);
+        assert_eq!(resolve_user("root").unwrap(), 0);
+        let err = resolve_user("surely-no-such-user").unwrap_err().to_string();
+        assert!(err.contains("no user named"), "{err}");
+    }
+}
