@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod app;
 pub mod config;
 pub mod metrics;
