@@ -28,3 +28,4 @@ pub mod probe;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod store;
