@@ -24,6 +24,7 @@ pub mod alert;
 pub mod app;
 pub mod config;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod scheduler;
 pub mod server;
