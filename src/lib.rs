@@ -23,6 +23,7 @@
 pub mod alert;
 pub mod app;
 pub mod config;
+pub mod detect;
 pub mod metrics;
 pub mod notify;
 pub mod probe;

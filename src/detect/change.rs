@@ -1,0 +1,439 @@
+//! Change: an upward step in a signal's level that has not breached anything yet ("latency
+//! doubled since 05:02"). Owns the learned baseline (median and MAD of a warm-up), a one-sided
+//! CUSUM against it, the estimated change point, and the ticket's lifecycle. It works sample by
+//! sample in constant time and memory; it reads no clock and does no I/O.
+//!
+//! The CUSUM adds `(v − baseline − slack) / σ` per sample, each term capped at
+//! [`MAX_STEP`] so a lone spike can never alarm, and floors the sum at zero. `σ` is 1.4826 ×
+//! MAD of the warm-up; `slack` is the larger of `slack_ratio` × baseline, `min_shift` and
+//! `slack_sigmas` × σ, so levels within the slack (noise, a slow daily swing) never
+//! accumulate. The ticket fires when the sum reaches `threshold`, at least [`MIN_AFTER`]
+//! samples have arrived since it last left zero, and their median is above `baseline +
+//! slack`. The change point is the first sample after the sum last stood at zero.
+//!
+//! While quiet, the baseline is re-learned every `warmup` from the samples since the last one
+//! (only while the sum stands at zero), so it follows slow daily cycles and a step is judged
+//! against the hour or two before it. While alarmed the baseline is frozen; the ticket
+//! resolves when the median of the last [`RECENT`] samples has been back within the slack for
+//! `resolve_after`, or, after `relearn_after` at the new level, it resolves by accepting that
+//! level: the baseline is learned afresh, so one step makes one ticket, not a permanent alarm.
+
+use std::collections::VecDeque;
+
+use super::series::{median_in_place, splitmix64};
+use super::verdict::{
+    Detector, Severity, Transition, Unit, Verdict, format_duration, format_since,
+};
+
+/// Largest contribution of one sample to the CUSUM, in σ.
+pub const MAX_STEP: f64 = 4.0;
+/// Fewest samples after the change point before a ticket fires (so the new level is a median).
+pub const MIN_AFTER: usize = 12;
+/// Samples in the recent-level median used to decide the level is back.
+pub const RECENT: usize = 20;
+/// Most samples kept for the warm-up and for the level after a change point.
+const KEEP: usize = 512;
+
+/// Configuration of the change detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSpec {
+    /// Seconds of samples the baseline is learned from (at least 20 samples).
+    pub warmup: f64,
+    /// Shifts up to this fraction of the baseline are tolerated (0.4: up to +40%).
+    pub slack_ratio: f64,
+    /// Shifts up to this many robust σ are tolerated.
+    pub slack_sigmas: f64,
+    /// Shifts up to this absolute amount (signal units) are tolerated.
+    pub min_shift: f64,
+    /// CUSUM alarm threshold, in σ.
+    pub threshold: f64,
+    /// Seconds the level must be back within the slack before the ticket resolves.
+    pub resolve_after: f64,
+    /// Seconds at a new level after which it becomes the baseline.
+    pub relearn_after: f64,
+}
+
+impl Default for ChangeSpec {
+    fn default() -> ChangeSpec {
+        ChangeSpec {
+            warmup: 3600.0,
+            slack_ratio: 0.4,
+            slack_sigmas: 1.5,
+            min_shift: 0.0,
+            threshold: 10.0,
+            resolve_after: 900.0,
+            relearn_after: 6.0 * 3600.0,
+        }
+    }
+}
+
+impl ChangeSpec {
+    /// Checks the spec; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("warmup", self.warmup),
+            ("threshold", self.threshold),
+            ("resolve_after", self.resolve_after),
+            ("relearn_after", self.relearn_after),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("change.{name} must be a positive number, got {v}"));
+            }
+        }
+        for (name, v) in [
+            ("slack_ratio", self.slack_ratio),
+            ("slack_sigmas", self.slack_sigmas),
+            ("min_shift", self.min_shift),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("change.{name} must be zero or more, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The learned reference level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    pub median: f64,
+    /// Robust standard deviation: 1.4826 × MAD, floored at 1% of the median.
+    pub sigma: f64,
+    /// Shift tolerated before the CUSUM accumulates.
+    pub slack: f64,
+}
+
+/// The change detector of one signal.
+#[derive(Debug, Clone)]
+pub struct Change {
+    signal: String,
+    unit: Unit,
+    spec: ChangeSpec,
+    baseline: Option<Baseline>,
+    learner: Learner,
+    cusum: f64,
+    began_at: Option<f64>,
+    after: Vec<f64>,
+    recent: VecDeque<f64>,
+    alarmed_at: Option<f64>,
+    back_since: Option<f64>,
+    level: Option<f64>,
+}
+
+impl Change {
+    /// A change detector; `spec` should have passed [`ChangeSpec::validate`].
+    pub fn new(signal: &str, unit: Unit, spec: ChangeSpec) -> Change {
+        Change {
+            signal: signal.to_string(),
+            unit,
+            spec,
+            baseline: None,
+            learner: Learner::default(),
+            cusum: 0.0,
+            began_at: None,
+            after: Vec::new(),
+            recent: VecDeque::with_capacity(RECENT),
+            alarmed_at: None,
+            back_since: None,
+            level: None,
+        }
+    }
+
+    /// Feeds one finite sample. `suppress` holds back a new ticket (the caller's trend page
+    /// already tells this story); the CUSUM keeps running, so the ticket can fire later.
+    pub fn observe(&mut self, t: f64, v: f64, suppress: bool) -> Option<Verdict> {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(v);
+        let Some(base) = self.baseline else {
+            self.learner.push(t, v);
+            if let Some(fresh) = self.learner.learn(&self.spec) {
+                self.baseline = Some(fresh);
+                self.cusum = 0.0;
+                self.began_at = None;
+                self.after.clear();
+            }
+            return None;
+        };
+        if self.alarmed_at.is_none() {
+            self.learner.push(t, v);
+            if self.cusum <= 0.0
+                && let Some(fresh) = self.learner.learn(&self.spec)
+            {
+                self.baseline = Some(fresh);
+            }
+        }
+        let step = ((v - base.median - base.slack) / base.sigma).min(MAX_STEP);
+        let was_zero = self.cusum <= 0.0;
+        self.cusum = (self.cusum + step).max(0.0);
+        if self.cusum > 0.0 {
+            if was_zero {
+                self.began_at = Some(t);
+                self.after.clear();
+            }
+            if self.after.len() < KEEP {
+                self.after.push(v);
+            }
+        } else if self.alarmed_at.is_none() {
+            self.began_at = None;
+        }
+        match self.alarmed_at {
+            None => self.maybe_fire(t, base, suppress),
+            Some(since) => self.maybe_resolve(t, since, base),
+        }
+    }
+
+    /// Forgets the baseline (a restart or counter reset). A firing ticket resolves.
+    pub fn reset(&mut self, t: f64) -> Option<Verdict> {
+        let was = self.alarmed_at.is_some();
+        let level = self.level.unwrap_or(f64::NAN);
+        *self = Change::new(&self.signal, self.unit, self.spec.clone());
+        was.then(|| {
+            self.verdict(
+                t,
+                Transition::Resolved,
+                level,
+                None,
+                format!(
+                    "{} re-baselined (restart or reset); change cleared",
+                    self.signal
+                ),
+            )
+        })
+    }
+
+    /// Whether the change ticket is firing.
+    pub fn firing(&self) -> bool {
+        self.alarmed_at.is_some()
+    }
+
+    /// The learned baseline, once the warm-up is over.
+    pub fn baseline(&self) -> Option<Baseline> {
+        self.baseline
+    }
+
+    /// The CUSUM statistic, in σ.
+    pub fn cusum(&self) -> f64 {
+        self.cusum
+    }
+
+    fn maybe_fire(&mut self, t: f64, base: Baseline, suppress: bool) -> Option<Verdict> {
+        if suppress || self.cusum < self.spec.threshold || self.after.len() < MIN_AFTER {
+            return None;
+        }
+        let mut after = self.after.clone();
+        let level = median_in_place(&mut after)?;
+        if level <= base.median + base.slack {
+            return None;
+        }
+        self.alarmed_at = Some(t);
+        self.back_since = None;
+        self.level = Some(level);
+        self.learner = Learner::default();
+        let began = self.began_at.unwrap_or(t);
+        let ratio = if base.median > 0.0 {
+            format!(" (x{:.1})", level / base.median)
+        } else {
+            String::new()
+        };
+        let message = format!(
+            "{} shifted from {} to {}{ratio} since {}",
+            self.signal,
+            self.unit.format(base.median),
+            self.unit.format(level),
+            format_since(began, t)
+        );
+        Some(self.verdict(t, Transition::Firing, level, Some(began), message))
+    }
+
+    fn maybe_resolve(&mut self, t: f64, since: f64, base: Baseline) -> Option<Verdict> {
+        let mut recent: Vec<f64> = self.recent.iter().copied().collect();
+        let now_level = median_in_place(&mut recent).unwrap_or(base.median);
+        self.level = Some(now_level);
+        let began = self.began_at;
+        if now_level <= base.median + base.slack {
+            let back = *self.back_since.get_or_insert(t);
+            if t - back >= self.spec.resolve_after {
+                self.clear();
+                let message = format!(
+                    "{} back to its baseline {} (now {})",
+                    self.signal,
+                    self.unit.format(base.median),
+                    self.unit.format(now_level)
+                );
+                return Some(self.verdict(t, Transition::Resolved, now_level, began, message));
+            }
+            return None;
+        }
+        self.back_since = None;
+        if t - since < self.spec.relearn_after {
+            return None;
+        }
+        self.clear();
+        self.baseline = None;
+        let message = format!(
+            "{} at {} for {}: accepted as the new baseline",
+            self.signal,
+            self.unit.format(now_level),
+            format_duration(t - since)
+        );
+        Some(self.verdict(t, Transition::Resolved, now_level, began, message))
+    }
+
+    fn clear(&mut self) {
+        self.alarmed_at = None;
+        self.back_since = None;
+        self.cusum = 0.0;
+        self.began_at = None;
+        self.after.clear();
+    }
+
+    fn verdict(
+        &self,
+        t: f64,
+        transition: Transition,
+        level: f64,
+        began_at: Option<f64>,
+        message: String,
+    ) -> Verdict {
+        Verdict {
+            detector: Detector::Change,
+            signal: self.signal.clone(),
+            severity: Severity::Ticket,
+            transition,
+            t,
+            eta_seconds: None,
+            slope: None,
+            level,
+            began_at,
+            message,
+        }
+    }
+}
+
+/// Collects samples for `warmup` seconds and turns them into a [`Baseline`].
+#[derive(Debug, Clone, Default)]
+struct Learner {
+    values: Vec<f64>,
+    seen: u64,
+    start: Option<f64>,
+    last: f64,
+}
+
+impl Learner {
+    fn push(&mut self, t: f64, v: f64) {
+        self.start.get_or_insert(t);
+        self.last = t;
+        self.seen += 1;
+        if self.values.len() < KEEP {
+            self.values.push(v);
+        } else {
+            // Algorithm R with a hash in place of a random draw: reproducible, unbiased.
+            let j = (splitmix64(self.seen) % self.seen) as usize;
+            if let Some(slot) = self.values.get_mut(j) {
+                *slot = v;
+            }
+        }
+    }
+
+    /// The baseline once `warmup` has been covered by at least 20 samples; starts over then.
+    fn learn(&mut self, spec: &ChangeSpec) -> Option<Baseline> {
+        let start = self.start?;
+        if self.last - start < spec.warmup || self.values.len() < 20 {
+            return None;
+        }
+        let median = median_in_place(&mut self.values)?;
+        let mut deviations: Vec<f64> = self.values.iter().map(|x| (x - median).abs()).collect();
+        let mad = median_in_place(&mut deviations).unwrap_or(0.0);
+        *self = Learner::default();
+        let sigma = (1.4826 * mad)
+            .max(0.01 * median.abs())
+            .max(1e-12 * (1.0 + spec.min_shift));
+        let slack = (spec.slack_ratio * median.abs())
+            .max(spec.min_shift)
+            .max(spec.slack_sigmas * sigma);
+        Some(Baseline {
+            median,
+            sigma,
+            slack,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(change: &mut Change, from: u32, to: u32, value: impl Fn(u32) -> f64) -> Vec<Verdict> {
+        (from..to)
+            .filter_map(|i| change.observe(f64::from(i) * 15.0, value(i), false))
+            .collect()
+    }
+
+    #[test]
+    fn learns_then_catches_a_step_once_and_relearns() {
+        let mut c = Change::new("latency", Unit::Seconds, ChangeSpec::default());
+        let wobble = |i: u32| 0.9 + 0.1 * f64::from(i % 3);
+        let out = run(&mut c, 0, 1000, |i| 0.08 * wobble(i));
+        assert!(out.is_empty());
+        let base = c.baseline().unwrap();
+        assert!((base.median - 0.08).abs() < 0.005);
+        let out = run(&mut c, 1000, 3000, |i| 0.16 * wobble(i));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].transition, Transition::Firing);
+        assert_eq!(out[0].began_at, Some(15_000.0));
+        assert!(
+            out[0]
+                .message
+                .starts_with("latency shifted from 80ms to 160ms (x2.0) since")
+        );
+        assert_eq!(out[1].transition, Transition::Resolved);
+        assert!(
+            out[1].message.contains("new baseline"),
+            "{}",
+            out[1].message
+        );
+        let out = run(&mut c, 3000, 5000, |i| 0.16 * wobble(i));
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn resolves_when_back_and_ignores_spikes() {
+        let mut c = Change::new("latency", Unit::Seconds, ChangeSpec::default());
+        let out = run(&mut c, 0, 1000, |i| if i % 97 == 0 { 0.5 } else { 0.08 });
+        assert!(out.is_empty(), "{out:?}");
+        let out = run(&mut c, 1000, 1100, |_| 0.2);
+        assert_eq!(out.len(), 1);
+        let out = run(&mut c, 1100, 1300, |_| 0.08);
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].message.contains("back to its baseline 80ms"),
+            "{}",
+            out[0].message
+        );
+    }
+
+    #[test]
+    fn reset_resolves_and_relearns() {
+        let mut c = Change::new("rss", Unit::Bytes, ChangeSpec::default());
+        run(&mut c, 0, 300, |_| 100.0);
+        assert_eq!(run(&mut c, 300, 400, |_| 300.0).len(), 1);
+        let v = c.reset(6000.0).unwrap();
+        assert_eq!(v.transition, Transition::Resolved);
+        assert!(c.baseline().is_none());
+        assert!(c.reset(6001.0).is_none());
+    }
+
+    #[test]
+    fn zero_baseline_needs_min_shift() {
+        let spec = ChangeSpec {
+            min_shift: 2.0,
+            ..ChangeSpec::default()
+        };
+        let mut c = Change::new("slow_queries", Unit::Count, spec);
+        run(&mut c, 0, 300, |_| 0.0);
+        assert!(run(&mut c, 300, 600, |i| f64::from(i % 2)).is_empty());
+        assert_eq!(run(&mut c, 600, 700, |_| 5.0).len(), 1);
+    }
+}
