@@ -50,6 +50,13 @@ families! {
     PROBE_PROCESS_CPU = "probe_process_cpu_cores", "gauge", "CPU used by the matched processes between the last two samples, in cores.";
     PROBE_PROCESS_ZOMBIES = "probe_process_zombies", "gauge", "Matched processes that are zombies.";
     PROBE_PROCESS_UPTIME = "probe_process_uptime_seconds", "gauge", "Age of the oldest matched process, in seconds.";
+    PROBE_PG_SLOW_QUERIES = "probe_pg_slow_queries", "gauge", "Client sessions running one query for longer than slow_query.";
+    PROBE_PG_LONGEST_QUERY = "probe_pg_longest_query_seconds", "gauge", "Age of the longest-running active query, in seconds.";
+    PROBE_PG_IDLE_IN_TRANSACTION = "probe_pg_idle_in_transaction_seconds", "gauge", "Longest time a session has sat idle inside an open transaction, in seconds.";
+    PROBE_PG_BLOCKED = "probe_pg_blocked_sessions", "gauge", "Sessions waiting on a lock held by another session.";
+    PROBE_PG_CONNECTIONS_RATIO = "probe_pg_connections_ratio", "gauge", "Client connections over max_connections minus the reserved slots.";
+    PROBE_PG_CREEPING = "probe_pg_creeping_statements", "gauge", "Statements whose mean time in the last interval rose above max_mean_increase over their baseline.";
+    PROBE_QUERY_VALUE = "probe_query_value", "gauge", "The number a postgres query: probe returned.";
     PROBE_PHASE_DURATION = "probe_phase_duration_seconds", "gauge", "Duration of each phase of the last run of non-HTTP probes, in seconds.";
     PROBE_LAST_SUCCESS = "slowburn_probe_last_success_timestamp_seconds", "gauge", "When the probe last succeeded, as a unix timestamp.";
     PROBE_RUNS = "slowburn_probe_runs_total", "counter", "Runs of the probe since the daemon started.";
@@ -81,6 +88,13 @@ const SIGNAL_GAUGES: &[(&str, &Family)] = &[
     ("cpu", &PROBE_PROCESS_CPU),
     ("zombies", &PROBE_PROCESS_ZOMBIES),
     ("uptime", &PROBE_PROCESS_UPTIME),
+    ("slow_queries", &PROBE_PG_SLOW_QUERIES),
+    ("longest_query", &PROBE_PG_LONGEST_QUERY),
+    ("idle_in_transaction", &PROBE_PG_IDLE_IN_TRANSACTION),
+    ("blocked", &PROBE_PG_BLOCKED),
+    ("connections_ratio", &PROBE_PG_CONNECTIONS_RATIO),
+    ("creeping_statements", &PROBE_PG_CREEPING),
+    ("value", &PROBE_QUERY_VALUE),
 ];
 
 /// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the

@@ -228,6 +228,7 @@ struct ProbeEntry {
     tcp: Option<Spanned<probe::tcp::TcpSpec>>,
     dns: Option<Spanned<probe::dns::DnsSpec>>,
     process: Option<Spanned<probe::process::ProcessSpec>>,
+    postgres: Option<Spanned<probe::postgres::PostgresSpec>>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -602,6 +603,7 @@ impl<'c> Loader<'c> {
             ("tcp", entry.tcp.is_some()),
             ("dns", entry.dns.is_some()),
             ("process", entry.process.is_some()),
+            ("postgres", entry.postgres.is_some()),
         ]
         .iter()
         .find(|(_, given)| *given)
@@ -611,6 +613,7 @@ impl<'c> Loader<'c> {
             tcp: entry.tcp,
             dns: entry.dns,
             process: entry.process,
+            postgres: entry.postgres,
         };
         let probe = match Probe::build(kinds, pos, self.ctx) {
             Ok(probe) => Some(probe),

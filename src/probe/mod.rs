@@ -12,6 +12,7 @@
 pub mod dns;
 pub mod http;
 pub mod net;
+pub mod postgres;
 pub mod process;
 pub mod tcp;
 
@@ -30,10 +31,11 @@ pub struct KindSpecs {
     pub tcp: Option<Spanned<tcp::TcpSpec>>,
     pub dns: Option<Spanned<dns::DnsSpec>>,
     pub process: Option<Spanned<process::ProcessSpec>>,
+    pub postgres: Option<Spanned<postgres::PostgresSpec>>,
 }
 
 /// The keys of [`KindSpecs`], which the probe entry in a file carries beside its own keys.
-pub const KIND_KEYS: &[&str] = &["http", "tcp", "dns", "process"];
+pub const KIND_KEYS: &[&str] = &["http", "tcp", "dns", "process", "postgres"];
 
 /// A built, runnable probe.
 #[derive(Debug)]
@@ -42,6 +44,7 @@ pub enum Probe {
     Tcp(tcp::TcpProbe),
     Dns(dns::DnsProbe),
     Process(Box<process::ProcessProbe>),
+    Postgres(Box<postgres::PostgresProbe>),
 }
 
 /// A mistake in a probe spec, at a position in its file.
@@ -84,6 +87,9 @@ impl Probe {
         if specs.process.is_some() {
             given.push("process");
         }
+        if specs.postgres.is_some() {
+            given.push("postgres");
+        }
         if given.len() != 1 {
             let message = if given.is_empty() {
                 format!("a probe needs exactly one kind: {}", KIND_KEYS.join(", "))
@@ -104,9 +110,12 @@ impl Probe {
         if let Some(spec) = specs.dns {
             return dns::DnsProbe::new(spec, ctx).map(Probe::Dns);
         }
-        match specs.process {
+        if let Some(spec) = specs.process {
+            return process::ProcessProbe::new(spec, ctx).map(|p| Probe::Process(Box::new(p)));
+        }
+        match specs.postgres {
             Some(spec) => {
-                process::ProcessProbe::new(spec, ctx).map(|p| Probe::Process(Box::new(p)))
+                postgres::PostgresProbe::new(spec, ctx).map(|p| Probe::Postgres(Box::new(p)))
             }
             None => unreachable!("exactly one kind was checked above"),
         }
@@ -119,6 +128,7 @@ impl Probe {
             Probe::Tcp(_) => "tcp",
             Probe::Dns(_) => "dns",
             Probe::Process(_) => "process",
+            Probe::Postgres(_) => "postgres",
         }
     }
 
@@ -129,6 +139,7 @@ impl Probe {
             Probe::Tcp(p) => p.target(),
             Probe::Dns(p) => p.target(),
             Probe::Process(p) => p.target(),
+            Probe::Postgres(p) => p.target(),
         }
     }
 
@@ -138,6 +149,7 @@ impl Probe {
             Probe::Tcp(p) => p.run(trace).await,
             Probe::Dns(p) => p.run(trace).await,
             Probe::Process(p) => p.run(trace).await,
+            Probe::Postgres(p) => p.run(trace).await,
         }
     }
 }
