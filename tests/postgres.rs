@@ -443,6 +443,54 @@ async fn query_probes_return_one_number() {
 }
 
 #[tokio::test]
+async fn sslmode_is_honoured_as_libpq_does() {
+    let Some(cluster) = pg::shared() else { return };
+    let _turn = pg::turn().await;
+    let base = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        cluster.port
+    );
+    let ca = cluster.ca_file().display().to_string();
+
+    // `require` encrypts without checking the certificate, as libpq does without a root cert.
+    let require = build(&format!(
+        "{{dsn: '{base} sslmode=require', statements: false}}"
+    ));
+    let outcome = run(&require).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let admin = cluster.connect("postgres").await;
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND application_name = 'slowburn'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "the probe's kept connection is encrypted");
+
+    // `verify-full` checks it: unknown without the CA, trusted with it.
+    let unverified = build(&format!("{{dsn: '{base} sslmode=verify-full'}}"));
+    let (reason, message) = failure(&run(&unverified).await);
+    assert_eq!(reason, "tls", "{message}");
+    assert!(
+        message.ends_with("invalid peer certificate: UnknownIssuer"),
+        "{message}"
+    );
+    let rootcert = build(&format!(
+        "{{dsn: '{base} sslmode=verify-full sslrootcert={ca}'}}"
+    ));
+    let outcome = run(&rootcert).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let ca_file = build(&format!(
+        "{{dsn: '{base} sslmode=verify-full', tls_config: {{ca_file: '{ca}'}}}}"
+    ));
+    let outcome = run(&ca_file).await;
+    assert!(outcome.success, "{outcome:#?}");
+}
+
+#[tokio::test]
 async fn wrong_password_and_missing_database_have_their_own_reasons() {
     let Some(cluster) = pg::shared() else { return };
     let dir = std::env::temp_dir().join(format!("slowburn-pg-dsn-{}", std::process::id()));

@@ -133,12 +133,13 @@ impl Cluster {
                 "--no-sync",
             ],
         )?;
+        cluster.certificate()?;
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = 'top'\n\
              max_connections = 30\nsuperuser_reserved_connections = 3\nfsync = off\n\
              synchronous_commit = off\nfull_page_writes = off\n\
-             client_connection_check_interval = 250\n",
+             client_connection_check_interval = 250\nssl = on\n",
             cluster.base.display()
         );
         append(&Path::new(&cluster.data()).join("postgresql.conf"), &conf)?;
@@ -207,6 +208,37 @@ impl Cluster {
             .await
             .unwrap();
         name
+    }
+
+    /// The self-signed certificate the server presents (for 127.0.0.1 and localhost), which
+    /// is also the CA to trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.base.join("ca.pem")
+    }
+
+    /// Writes a fresh self-signed certificate and key for the server.
+    fn certificate(&self) -> Result<(), String> {
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .map_err(|e| e.to_string())?;
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+        let data = PathBuf::from(self.data());
+        let write = |path: &Path, text: &str, mode: u32| -> Result<(), String> {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| e.to_string())?;
+            if self.run_as.is_some()
+                && let Some((uid, gid)) = passwd_ids("postgres")
+            {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+        write(&data.join("server.crt"), &cert.pem(), 0o644)?;
+        write(&data.join("server.key"), &key.serialize_pem(), 0o600)?;
+        write(&self.ca_file(), &cert.pem(), 0o644)
     }
 
     fn data(&self) -> String {
