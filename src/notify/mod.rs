@@ -527,10 +527,21 @@ fn transport_error(target: &str, e: reqwest::Error) -> SendError {
     } else if e.is_timeout() {
         SendError::retryable(format!("{target}: timed out: {chain}"))
     } else if e.is_connect() {
-        SendError::retryable(format!("{target}: cannot connect: {chain}"))
+        // The layers above the socket ("error sending request", "client error (Connect)")
+        // say nothing the word "connect" does not; the innermost cause is the news.
+        SendError::retryable(format!("{target}: cannot connect: {}", root_cause(&e)))
     } else {
         SendError::retryable(format!("{target}: request failed: {chain}"))
     }
+}
+
+/// The innermost source of an error.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// An error and its sources, joined with `: `, each distinct message once.
