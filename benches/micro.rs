@@ -245,11 +245,11 @@ fn metrics_render(c: &mut Criterion) {
                 .schedule_lag
                 .observe(Duration::from_micros((i % 3000) as u64));
         }
-        let size = metrics::render(&registry, &daemon).len();
+        let size = metrics::render(&registry, &daemon, &metrics::AlertGauges::default()).len();
         eprintln!("metrics/render/{n}: {size} bytes");
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::new("render", n), &registry, |b, registry| {
-            b.iter(|| metrics::render(registry, &daemon).len())
+            b.iter(|| metrics::render(registry, &daemon, &metrics::AlertGauges::default()).len())
         });
     }
     group.finish();

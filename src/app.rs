@@ -13,12 +13,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::alert::ProbeInfo;
+use crate::alert::service::AlertService;
 use crate::config::{self, Config, ConfigError, Source};
 use crate::metrics::DaemonMetrics;
 use crate::probe::{BuildContext, net::NetContext};
+use crate::results::{self, Results};
 use crate::scheduler::{self, Runner};
 use crate::server::{self, Shared};
 use crate::state::Registry;
+use crate::store::{Store, StoreError};
 
 /// Options of `slowburn run` beyond the probe files.
 #[derive(Debug, Clone)]
@@ -56,6 +60,8 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -76,21 +82,39 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
 
+    let store = Arc::new(Store::open(&config.storage.path)?);
+    let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());
     let registry = Arc::new(Registry::new(config.probes, None));
-    let shared = Shared::new(registry.clone(), metrics.clone());
+    configure_alerts(&alerts, &registry, config.alerting);
+    let shared = Shared::new(
+        registry.clone(),
+        metrics.clone(),
+        alerts.clone(),
+        config.server.api_token.clone(),
+    );
+    let (outcome_tx, outcome_rx) = tokio::sync::mpsc::channel(16_384);
     let runner = Runner {
         limit: Arc::new(Semaphore::new(options.max_in_flight as usize)),
         metrics: metrics.clone(),
-        outcomes: None,
+        outcomes: Some(outcome_tx),
     };
+    let (registry_tx, registry_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = registry_tx.send(registry.clone());
+    let (results_stop, results_stopped) = watch::channel(false);
+    let results_task = tokio::spawn(results::run(
+        Results::new(store, alerts.clone()),
+        outcome_rx,
+        registry_rx,
+        results_stopped,
+    ));
     let router = server::router(shared.clone());
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "server stopped");
         }
     });
-    tracing::info!(%listen, probes = registry.probes.len(), files = config.files.len(), "slowburn running");
+    tracing::info!(%listen, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
     let mut schedule = Schedule::start(registry, runner.clone());
     let mut watched = Watched::new(&source);
     let mut daemon = Daemon {
@@ -99,6 +123,8 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         listen: config.server.listen,
         runner,
         shared,
+        alerts,
+        registries: registry_tx,
     };
 
     let mut tick = tokio::time::interval(options.watch_every);
@@ -124,6 +150,9 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     if !scheduler::drain(&daemon.runner.limit, options.max_in_flight, options.grace).await {
         tracing::warn!(grace = ?options.grace, "in-flight runs did not finish in time; exiting anyway");
     }
+    drop(daemon.runner);
+    let _ = results_stop.send(true);
+    let _ = results_task.await;
     server.abort();
     tracing::info!("stopped");
     Ok(())
@@ -136,6 +165,8 @@ struct Daemon {
     listen: SocketAddr,
     runner: Runner,
     shared: Shared,
+    alerts: Arc<AlertService>,
+    registries: tokio::sync::mpsc::UnboundedSender<Arc<Registry>>,
 }
 
 impl Daemon {
@@ -169,11 +200,39 @@ impl Daemon {
         }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;
+        configure_alerts(&self.alerts, &registry, config.alerting);
+        let _ = self.registries.send(registry.clone());
         self.shared.set_registry(registry.clone());
         *schedule = Schedule::start(registry, self.runner.clone());
         self.runner.metrics.reloaded(true);
         tracing::info!(probes = schedule.registry.probes.len(), "reloaded");
     }
+}
+
+/// Tells the alert engine about the probes, policies, silences and notifiers of a config.
+fn configure_alerts(alerts: &Arc<AlertService>, registry: &Registry, alerting: config::Alerting) {
+    let probes = registry
+        .probes
+        .iter()
+        .map(|p| {
+            let mut labels: std::collections::BTreeMap<String, String> =
+                p.config.labels.iter().cloned().collect();
+            labels.insert("probe".into(), p.name().to_string());
+            labels.insert("kind".into(), p.kind.to_string());
+            let info = ProbeInfo {
+                rule: p.config.alert.clone(),
+                labels,
+                target: p.target.clone(),
+            };
+            (p.name().to_string(), info)
+        })
+        .collect();
+    alerts.configure(
+        probes,
+        alerting.policies,
+        alerting.silences,
+        alerting.notifiers,
+    );
 }
 
 /// A running scheduler task and how to stop it.

@@ -27,6 +27,7 @@ pub mod detect;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod results;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -55,6 +55,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a recorded series (unix_seconds,value per line) through a probe's detectors in
+    /// virtual time and print every alert transition it would have made.
+    Backtest {
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        #[arg(long)]
+        probe: String,
+        /// A signal with a `drift:` entry, or `success` for the `slo:` burn rate.
+        #[arg(long)]
+        signal: String,
+        #[arg(long)]
+        series: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the alerts of a running daemon.
+    Alerts {
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// Include resolved alerts.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an alert of a running daemon.
+    Ack {
+        id: u64,
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// The daemon's server.api_token.
+        #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Who acknowledges (shown to everyone paged). Default: $USER.
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +118,15 @@ fn main() -> ExitCode {
             } => run(config, listen, max_in_flight).await,
             Command::Check { config, json } => check(config, json),
             Command::Probe { name, config, json } => probe_once(&name, config, json).await,
+            Command::Backtest {
+                config,
+                probe,
+                signal,
+                series,
+                json,
+            } => backtest(config, &probe, &signal, &series, json),
+            Command::Alerts { url, all, json } => alerts(&url, all, json).await,
+            Command::Ack { id, url, token, by } => ack(id, &url, token, by).await,
         }
     })
 }
@@ -289,4 +335,245 @@ fn print_outcome(probe: &config::ProbeConfig, outcome: &probe::Outcome) {
 
 fn ms(d: Duration) -> String {
     format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+}
+
+fn backtest(
+    paths: Vec<PathBuf>,
+    probe: &str,
+    signal: &str,
+    series: &std::path::Path,
+    as_json: bool,
+) -> ExitCode {
+    use slowburn::detect;
+    let config = match config::load(&source(paths), &context()) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(probe_config) = config.probes.iter().find(|p| p.name == probe) else {
+        eprintln!("slowburn: no probe named {probe:?}");
+        return ExitCode::FAILURE;
+    };
+    let Some(watch) = probe_config
+        .watches
+        .iter()
+        .find(|w| w.signal == signal || (signal == "fds" && w.signal == "fd_ratio"))
+    else {
+        let watched: Vec<&str> = probe_config
+            .watches
+            .iter()
+            .map(|w| w.signal.as_str())
+            .collect();
+        eprintln!(
+            "slowburn: probe {probe:?} watches no signal {signal:?} (it watches: {})",
+            if watched.is_empty() {
+                "nothing; add a drift: entry".to_string()
+            } else {
+                watched.join(", ")
+            }
+        );
+        return ExitCode::FAILURE;
+    };
+    if let Some(other) = &watch.limit_from {
+        eprintln!(
+            "slowburn: the limit of {signal:?} follows the signal {other:?}; backtest needs a fixed limit"
+        );
+        return ExitCode::FAILURE;
+    }
+    let text = match std::fs::read_to_string(series) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("slowburn: cannot read {}: {e}", series.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let parsed = detect::csv::parse(&text, 3600.0);
+    for problem in &parsed.problems {
+        eprintln!("{}:{problem}", series.display());
+    }
+    if parsed.points.is_empty() {
+        eprintln!(
+            "slowburn: {} holds no usable unix_seconds,value line",
+            series.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let started = std::time::Instant::now();
+    let verdicts = match detect::backtest(watch.spec.clone(), &parsed.points) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("slowburn: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for v in &verdicts {
+        if as_json {
+            println!(
+                "{}",
+                json!({
+                    "t": v.t, "probe": probe, "signal": v.signal, "detector": v.detector.as_str(),
+                    "severity": v.severity.as_str(), "state": v.transition.as_str(),
+                    "eta_seconds": v.eta_seconds, "slope": v.slope, "message": v.message,
+                })
+            );
+        } else {
+            let eta = v
+                .eta_seconds
+                .map(|e| format!(" eta ~{}", detect::verdict::format_duration(e)))
+                .unwrap_or_default();
+            println!(
+                "{}  {:<8} {:<6} {:<6} {}{eta}  {}",
+                detect::verdict::format_timestamp(v.t),
+                v.transition.as_str(),
+                v.severity.as_str(),
+                v.detector.as_str(),
+                v.signal,
+                v.message
+            );
+        }
+    }
+    if !as_json {
+        eprintln!(
+            "{} samples from {} to {} replayed in {:.0?}: {} transition(s)",
+            parsed.points.len(),
+            detect::verdict::format_timestamp(parsed.points[0].0),
+            detect::verdict::format_timestamp(parsed.points[parsed.points.len() - 1].0),
+            started.elapsed(),
+            verdicts.len()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn http_client() -> Result<reqwest::Client, String> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
+    let query = if all { "" } else { "?state=active" };
+    let result = async {
+        let client = http_client()?;
+        let response = client
+            .get(format!(
+                "{}/api/v1/alerts{query}",
+                url.trim_end_matches('/')
+            ))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(body["error"]
+                .as_str()
+                .unwrap_or("request failed")
+                .to_string());
+        }
+        Ok(body)
+    }
+    .await;
+    let body = match result {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("slowburn: cannot list alerts from {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let list = body.as_array().cloned().unwrap_or_default();
+    if as_json {
+        println!("{}", serde_json::Value::Array(list));
+        return ExitCode::SUCCESS;
+    }
+    if list.is_empty() {
+        println!("no alerts");
+    }
+    for a in &list {
+        let mut flags = Vec::new();
+        if a["silenced"] == true {
+            flags.push("silenced");
+        }
+        if a["flapping"] == true {
+            flags.push("flapping");
+        }
+        let since = a["since"]
+            .as_f64()
+            .map(slowburn::detect::verdict::format_timestamp)
+            .unwrap_or_default();
+        let acked = a["acked_by"]
+            .as_str()
+            .map(|b| format!(" acked by {b}"))
+            .unwrap_or_default();
+        println!(
+            "#{:<5} {:<13} {:<6} {:<30} since {since}{acked}{}\n       {}",
+            a["id"],
+            a["state"].as_str().unwrap_or(""),
+            a["severity"].as_str().unwrap_or(""),
+            a["dedup_key"].as_str().unwrap_or(""),
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", flags.join(", "))
+            },
+            a["summary"].as_str().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+async fn ack(id: u64, url: &str, token: Option<String>, by: Option<String>) -> ExitCode {
+    let Some(token) = token else {
+        eprintln!(
+            "slowburn: acknowledging needs the daemon's api token: --token or SLOWBURN_TOKEN"
+        );
+        return ExitCode::FAILURE;
+    };
+    let result = async {
+        let client = http_client()?;
+        let response = client
+            .post(format!(
+                "{}/api/v1/alerts/{id}/ack",
+                url.trim_end_matches('/')
+            ))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(json!({"by": by.unwrap_or_else(|| "cli".into())}).to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!(
+                "{status}: {}",
+                body["error"].as_str().unwrap_or("refused")
+            ))
+        }
+    }
+    .await;
+    match result {
+        Ok(alert) => {
+            println!(
+                "acknowledged #{id} {} (by {})",
+                alert["dedup_key"].as_str().unwrap_or(""),
+                alert["acked_by"].as_str().unwrap_or("")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slowburn: cannot acknowledge #{id}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

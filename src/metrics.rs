@@ -11,8 +11,44 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::alert::service::{AlertService, unix_now};
+use crate::alert::{Severity, State};
 use crate::probe::Outcome;
 use crate::state::{Registry, Snapshot, push_label};
+
+/// Alert figures for the exposition, read once per scrape.
+#[derive(Debug, Default)]
+pub struct AlertGauges {
+    pub firing: u64,
+    pub acknowledged: u64,
+    pub silenced: u64,
+    pub flapping: u64,
+    pub deliveries: std::collections::BTreeMap<(String, &'static str), u64>,
+    pub oldest_unacked_page: f64,
+}
+
+impl AlertGauges {
+    pub fn from_service(service: &AlertService) -> Self {
+        let now = unix_now();
+        let mut gauges = AlertGauges {
+            deliveries: service.deliveries.snapshot(),
+            ..Default::default()
+        };
+        for alert in service.alerts() {
+            match alert.state {
+                State::Firing => gauges.firing += 1,
+                State::Acknowledged => gauges.acknowledged += 1,
+                State::Resolved => continue,
+            }
+            gauges.silenced += u64::from(alert.silenced);
+            gauges.flapping += u64::from(alert.flapping);
+            if alert.state == State::Firing && alert.severity == Severity::Page && !alert.silenced {
+                gauges.oldest_unacked_page = gauges.oldest_unacked_page.max(now - alert.firing_at);
+            }
+        }
+        gauges
+    }
+}
 
 /// One metric family: name, type and help text.
 pub struct Family {
@@ -68,6 +104,14 @@ families! {
     RELOAD_OK = "slowburn_config_last_reload_successful", "gauge", "Whether the last configuration (re)load succeeded.";
     RELOAD_TIME = "slowburn_config_last_reload_success_timestamp_seconds", "gauge", "When the configuration was last loaded successfully, as a unix timestamp.";
     BUILD_INFO = "slowburn_build_info", "gauge", "Always 1, labelled with the version.";
+    DRIFT_SLOPE = "probe_drift_slope", "gauge", "Robust (Theil-Sen) slope of a watched signal, in its unit per second.";
+    DRIFT_ETA = "probe_drift_eta_seconds", "gauge", "Predicted seconds until a watched signal reaches its limit (+Inf when it is not heading there).";
+    DRIFT_LEVEL = "probe_drift_level", "gauge", "Level of a watched signal estimated at now by the trend fit.";
+    DRIFT_FIRING = "probe_drift_firing", "gauge", "Whether a detector (trend, change, burn_page, burn_ticket) of a watched signal is firing.";
+    SLO_BURN = "probe_slo_burn_rate", "gauge", "Error-budget burn rate over each window (error ratio / (1 - objective)).";
+    ALERTS = "slowburn_alerts", "gauge", "Alerts by state (firing, acknowledged, silenced, flapping).";
+    NOTIFICATIONS = "slowburn_notifications_total", "counter", "Notification delivery attempts, by notifier and result (sent, retried, failed).";
+    OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
 }
 
 /// Signals that map one-to-one onto a per-probe gauge.
@@ -171,7 +215,7 @@ impl DaemonMetrics {
 }
 
 /// Renders the whole exposition.
-pub fn render(registry: &Registry, daemon: &DaemonMetrics) -> String {
+pub fn render(registry: &Registry, daemon: &DaemonMetrics, alerts: &AlertGauges) -> String {
     let snapshots: Vec<Snapshot> = registry.probes.iter().map(|p| p.snapshot()).collect();
     let pairs: Vec<(&str, &Snapshot)> = registry
         .probes
@@ -256,6 +300,26 @@ pub fn render(registry: &Registry, daemon: &DaemonMetrics) -> String {
         let _ = writeln!(out, "{}{{{labels}}} {}", PROBE_SKIPPED.name, snap.skipped);
     }
 
+    render_drift(&mut out, registry);
+
+    header(&mut out, &ALERTS);
+    for (state, count) in [
+        ("firing", alerts.firing),
+        ("acknowledged", alerts.acknowledged),
+        ("silenced", alerts.silenced),
+        ("flapping", alerts.flapping),
+    ] {
+        let _ = writeln!(out, "{}{{state=\"{state}\"}} {count}", ALERTS.name);
+    }
+    header(&mut out, &NOTIFICATIONS);
+    for ((notifier, result), count) in &alerts.deliveries {
+        let mut labels = String::new();
+        push_label(&mut labels, "notifier", notifier);
+        push_label(&mut labels, "result", result);
+        let _ = writeln!(out, "{}{{{labels}}} {count}", NOTIFICATIONS.name);
+    }
+    single(&mut out, &OLDEST_UNACKED, alerts.oldest_unacked_page);
+
     header(&mut out, &SCHEDULE_LAG);
     let (buckets, count, sum) = daemon.schedule_lag.read();
     for (bound, cumulative) in LAG_BUCKETS.iter().zip(&buckets) {
@@ -289,6 +353,77 @@ pub fn render(registry: &Registry, daemon: &DaemonMetrics) -> String {
     push_label(&mut labels, "version", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "{}{{{labels}}} 1", BUILD_INFO.name);
     out
+}
+
+/// Detector state of every watched signal.
+fn render_drift(out: &mut String, registry: &Registry) {
+    let drift: Vec<(&str, Vec<(String, crate::detect::DetectorState)>)> = registry
+        .probes
+        .iter()
+        .map(|p| (p.label_text.as_str(), p.drift()))
+        .filter(|(_, d)| !d.is_empty())
+        .collect();
+    let series = |out: &mut String,
+                  family: &Family,
+                  value: &dyn Fn(&crate::detect::DetectorState) -> Option<f64>| {
+        header(out, family);
+        for (labels, signals) in &drift {
+            for (signal, state) in signals.iter().filter(|(s, _)| s != "success") {
+                if let Some(v) = value(state) {
+                    let _ = writeln!(
+                        out,
+                        "{}{{{labels},signal=\"{signal}\"}} {}",
+                        family.name,
+                        fmt_value(v)
+                    );
+                }
+            }
+        }
+    };
+    series(out, &DRIFT_SLOPE, &|s| s.slope);
+    series(out, &DRIFT_ETA, &|s| {
+        Some(s.eta_seconds.unwrap_or(f64::INFINITY))
+    });
+    series(out, &DRIFT_LEVEL, &|s| s.level);
+    header(out, &DRIFT_FIRING);
+    for (labels, signals) in &drift {
+        for (signal, s) in signals {
+            let flags = [
+                ("trend", s.trend_firing),
+                ("change", s.change_firing),
+                ("burn_page", s.burn_page_firing),
+                ("burn_ticket", s.burn_ticket_firing),
+            ];
+            for (detector, firing) in flags {
+                let applies = match detector {
+                    "burn_page" | "burn_ticket" => signal == "success",
+                    _ => signal != "success",
+                };
+                if applies {
+                    let _ = writeln!(
+                        out,
+                        "{}{{{labels},signal=\"{signal}\",detector=\"{detector}\"}} {}",
+                        DRIFT_FIRING.name,
+                        u8::from(firing)
+                    );
+                }
+            }
+        }
+    }
+    header(out, &SLO_BURN);
+    for (labels, signals) in &drift {
+        for (_, s) in signals.iter().filter(|(s, _)| s == "success") {
+            for w in &s.burn {
+                let window = crate::detect::verdict::format_duration(w.window);
+                let _ = writeln!(
+                    out,
+                    "{}{{{labels},window=\"{window}\"}} {}",
+                    SLO_BURN.name,
+                    fmt_value(w.burn)
+                );
+            }
+        }
+    }
 }
 
 /// Estimates a quantile from cumulative histogram buckets, as PromQL's `histogram_quantile`.

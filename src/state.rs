@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ProbeConfig;
+use crate::detect::DetectorState;
 use crate::probe::Outcome;
 
 /// One configured probe and what it last did.
@@ -24,6 +25,8 @@ pub struct ProbeState {
     pub running: Arc<AtomicBool>,
     pub skipped: Arc<AtomicU64>,
     history: Arc<Mutex<History>>,
+    /// Detector state of each watched signal, for metrics and the API.
+    drift: Arc<Mutex<Vec<(String, DetectorState)>>>,
 }
 
 /// Counters and the last outcome, carried over reloads.
@@ -61,6 +64,7 @@ impl ProbeState {
             running: Arc::default(),
             skipped: Arc::default(),
             history: Arc::default(),
+            drift: Arc::default(),
             config,
         }
     }
@@ -96,10 +100,24 @@ impl ProbeState {
         }
     }
 
+    /// Publishes the detector state of one watched signal.
+    pub fn set_drift(&self, signal: &str, state: DetectorState) {
+        let mut drift = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        match drift.iter_mut().find(|(s, _)| s == signal) {
+            Some(slot) => slot.1 = state,
+            None => drift.push((signal.to_string(), state)),
+        }
+    }
+
+    pub fn drift(&self) -> Vec<(String, DetectorState)> {
+        self.drift.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Takes over the history of the same probe from a previous config.
     fn inherit(&mut self, old: &ProbeState) {
         if old.kind == self.kind {
             self.history = old.history.clone();
+            self.drift = old.drift.clone();
             self.skipped = old.skipped.clone();
         }
         self.running = old.running.clone();

@@ -19,8 +19,11 @@ fn load(paths: &[&str]) -> Result<config::Config, Vec<config::ConfigError>> {
     config::load(&Source::Paths(paths), &ctx())
 }
 
-/// One row per fixture: the errors expected, as (line, col, text the message contains).
-const INVALID: &[(&str, &[(usize, usize, &str)])] = &[
+/// An error expected: line, column, and text the message contains.
+type Expected = (usize, usize, &'static str);
+
+/// One row per fixture: the errors expected.
+const INVALID: &[(&str, &[Expected])] = &[
     ("malformed.yaml", &[(4, 3, "invalid YAML")]),
     (
         "wrong-type.yaml",

@@ -9,12 +9,14 @@
 
 pub mod escalation;
 pub mod lifecycle;
+pub mod service;
 pub mod silence;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::notify::Event;
 pub use escalation::{Next, Policy, Step};
 use lifecycle::{Flap, Tracker};
 pub use silence::Silence;
@@ -55,27 +57,6 @@ impl Severity {
         match self {
             Severity::Page => "page",
             Severity::Ticket => "ticket",
-        }
-    }
-}
-
-/// What an alert notification announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    Trigger,
-    Acknowledge,
-    Resolve,
-    Flapping,
-}
-
-impl Event {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Trigger => "trigger",
-            Event::Acknowledge => "acknowledge",
-            Event::Resolve => "resolve",
-            Event::Flapping => "flapping",
         }
     }
 }

@@ -6,6 +6,8 @@
 //! field. Probes are built here (through [`Probe::build`]), so nothing at run time meets an
 //! invalid config. This module reads files and the environment (for secrets) and nothing else.
 
+pub mod alerting;
+pub mod drift;
 pub mod units;
 pub mod yaml;
 
@@ -19,7 +21,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alert::{Policy, Rule, Silence};
+use crate::notify::{Notifier, NotifierEntry, NotifyContext};
 use crate::probe::{self, BuildContext, KindSpecs, Probe};
+use alerting::{AlertSpec, PolicySpec, SilenceSpec};
+use drift::{DriftEntrySpec, Watch};
 use units::{Secret, parse_duration};
 use yaml::{Node, Pos, Spanned, Value};
 
@@ -31,7 +37,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
-const SECTIONS: &[&str] = &["server", "storage", "defaults", "probes"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "defaults",
+    "probes",
+    "notifiers",
+    "policies",
+    "silences",
+];
 /// Label names that slowburn sets itself.
 const RESERVED_LABELS: &[&str] = &[
     "probe", "kind", "phase", "signal", "le", "state", "notifier", "result", "reason",
@@ -43,7 +57,16 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub probes: Vec<ProbeConfig>,
+    pub alerting: Alerting,
     pub files: Vec<FileSummary>,
+}
+
+/// Notifiers, escalation policies and silences from the probe files.
+#[derive(Debug, Default)]
+pub struct Alerting {
+    pub notifiers: Vec<Arc<Notifier>>,
+    pub policies: HashMap<String, Policy>,
+    pub silences: Vec<Silence>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +89,10 @@ pub struct ProbeConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub probe: Arc<Probe>,
+    /// `alert:`: when failures page, and whom.
+    pub alert: Option<Rule>,
+    /// Signals watched for slow accumulation (`drift:`, `slo:`).
+    pub watches: Vec<Watch>,
     /// The file it was defined in, and where.
     pub file: PathBuf,
     pub pos: Pos,
@@ -224,6 +251,10 @@ struct ProbeEntry {
     labels: BTreeMap<Spanned<String>, String>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    alert: Option<AlertSpec>,
+    #[serde(default)]
+    drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
+    slo: Option<Spanned<String>>,
     http: Option<Spanned<probe::http::HttpSpec>>,
     tcp: Option<Spanned<probe::tcp::TcpSpec>>,
     dns: Option<Spanned<probe::dns::DnsSpec>>,
@@ -245,6 +276,9 @@ struct Loader<'c> {
     storage: Option<(PathBuf, Pos, StorageSpec)>,
     defaults: Option<(PathBuf, Pos, DefaultsSpec)>,
     pending: Vec<Pending>,
+    notifiers: Vec<(PathBuf, NotifierEntry)>,
+    policies: Vec<(PathBuf, PolicySpec)>,
+    silences: Vec<(PathBuf, SilenceSpec)>,
     files: Vec<PathBuf>,
 }
 
@@ -257,6 +291,9 @@ impl<'c> Loader<'c> {
             storage: None,
             defaults: None,
             pending: Vec::new(),
+            notifiers: Vec::new(),
+            policies: Vec::new(),
+            silences: Vec::new(),
             files: Vec::new(),
         }
     }
@@ -298,6 +335,21 @@ impl<'c> Loader<'c> {
                     set_once(&mut l.defaults, &mut l.errors, "defaults", f, p, s)
                 }),
                 "probes" => self.probes(file, value),
+                "notifiers" => {
+                    for (_, entry) in self.list::<NotifierEntry>(file, value, "notifiers") {
+                        self.notifiers.push((file.to_path_buf(), entry));
+                    }
+                }
+                "policies" => {
+                    for (_, spec) in self.list::<PolicySpec>(file, value, "policies") {
+                        self.policies.push((file.to_path_buf(), spec));
+                    }
+                }
+                "silences" => {
+                    for (_, spec) in self.list::<SilenceSpec>(file, value, "silences") {
+                        self.silences.push((file.to_path_buf(), spec));
+                    }
+                }
                 other => {
                     let message = format!(
                         "unknown section `{other}`, expected one of: {}",
@@ -341,6 +393,35 @@ impl<'c> Loader<'c> {
         }
     }
 
+    /// Reads each item of a list section on its own, so one bad item hides no other.
+    fn list<T: for<'a> Deserialize<'a>>(
+        &mut self,
+        file: &Path,
+        node: &Node,
+        section: &str,
+    ) -> Vec<(usize, T)> {
+        let Value::Seq(items) = &node.value else {
+            if !node
+                .as_str()
+                .is_some_and(|t| t.is_empty() || t == "~" || t == "null")
+            {
+                self.error(file, Some(node.pos), format!("`{section}` is a list"));
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let context = match item.get("name").and_then(Node::as_str) {
+                Some(name) => format!("{section} {name:?}: "),
+                None => format!("{section}[{i}]: "),
+            };
+            if let Some(value) = self.read::<T>(file, item, &context) {
+                out.push((i, value));
+            }
+        }
+        out
+    }
+
     fn probes(&mut self, file: &Path, node: &Node) {
         let Value::Seq(items) = &node.value else {
             if !matches!(&node.value, Value::Scalar { text, plain: true } if text.is_empty() || text == "~" || text == "null")
@@ -382,6 +463,9 @@ impl<'c> Loader<'c> {
                 None => PathBuf::from("slowburn.db"),
             },
         };
+        let alerting = self.alerting();
+        let policy_names: std::collections::HashSet<String> =
+            alerting.policies.keys().cloned().collect();
         let mut seen: HashMap<String, (PathBuf, Pos)> = HashMap::new();
         let mut probes = Vec::new();
         let mut summaries: Vec<FileSummary> = self
@@ -405,7 +489,8 @@ impl<'c> Loader<'c> {
                 continue;
             }
             seen.insert(name.clone(), (pending.file.clone(), pending.entry.name.pos));
-            if let Some(probe) = self.build(pending, default_interval, default_timeout)
+            if let Some(probe) =
+                self.build(pending, default_interval, default_timeout, &policy_names)
                 && let Some(summary) = summaries.iter_mut().find(|s| s.path == probe.file)
             {
                 *summary.kinds.entry(probe.probe.kind()).or_default() += 1;
@@ -421,6 +506,7 @@ impl<'c> Loader<'c> {
                 server,
                 storage,
                 probes,
+                alerting,
                 files: summaries,
             });
         }
@@ -507,11 +593,88 @@ impl<'c> Loader<'c> {
         config
     }
 
+    /// Builds notifiers, then policies (which name notifiers), then silences.
+    fn alerting(&mut self) -> Alerting {
+        let mut alerting = Alerting::default();
+        let notifiers = std::mem::take(&mut self.notifiers);
+        let mut problems = Vec::new();
+        let names = alerting::unique_names(
+            notifiers.iter().map(|(_, e)| &e.name),
+            "notifier",
+            &mut problems,
+        );
+        self.problems(notifiers.first().map(|(f, _)| f.clone()), problems);
+        if !notifiers.is_empty() {
+            match NotifyContext::new() {
+                Ok(ctx) => {
+                    for (file, entry) in notifiers {
+                        let name = entry.name.value.clone();
+                        match Notifier::new(entry, &ctx) {
+                            Ok(notifier) => alerting.notifiers.push(Arc::new(notifier)),
+                            Err(errors) => {
+                                for e in errors {
+                                    let field = if e.field.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!("{}: ", e.field)
+                                    };
+                                    self.error(
+                                        &file,
+                                        Some(e.pos),
+                                        format!("notifier {name:?}: {field}{}", e.message),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let file = notifiers[0].0.clone();
+                    self.error(&file, None, e.to_string());
+                }
+            }
+        }
+        let policies = std::mem::take(&mut self.policies);
+        let mut problems = Vec::new();
+        alerting::unique_names(
+            policies.iter().map(|(_, p)| &p.name),
+            "policy",
+            &mut problems,
+        );
+        self.problems(policies.first().map(|(f, _)| f.clone()), problems);
+        for (file, spec) in policies {
+            let mut problems = Vec::new();
+            let policy = alerting::policy(&spec, &names, &mut problems);
+            let context = format!("policy {:?}: ", spec.name.value);
+            for (pos, message) in problems {
+                self.error(&file, Some(pos), format!("{context}{message}"));
+            }
+            alerting.policies.insert(policy.name.clone(), policy);
+        }
+        for (file, spec) in std::mem::take(&mut self.silences) {
+            let mut problems = Vec::new();
+            let silence = alerting::silence(&spec, &mut problems);
+            for (pos, message) in problems {
+                self.error(&file, Some(pos), format!("silence: {message}"));
+            }
+            alerting.silences.push(silence);
+        }
+        alerting
+    }
+
+    fn problems(&mut self, file: Option<PathBuf>, problems: Vec<(Pos, String)>) {
+        for (pos, message) in problems {
+            let file = file.clone().unwrap_or_default();
+            self.error(&file, Some(pos), message);
+        }
+    }
+
     fn build(
         &mut self,
         pending: Pending,
         default_interval: Duration,
         default_timeout: Option<Duration>,
+        policies: &std::collections::HashSet<String>,
     ) -> Option<ProbeConfig> {
         let Pending { file, pos, entry } = pending;
         let name = entry.name.value.clone();
@@ -629,6 +792,16 @@ impl<'c> Loader<'c> {
                 None
             }
         };
+        let mut problems = Vec::new();
+        let alert = entry
+            .alert
+            .as_ref()
+            .map(|spec| alerting::rule(spec, policies, &mut problems));
+        let watches = drift::watches(kind, &entry.drift, entry.slo.as_ref(), &mut problems);
+        ok &= problems.is_empty();
+        for (pos, message) in problems {
+            self.error(&file, Some(pos), format!("{ctx}{message}"));
+        }
         let probe = probe.filter(|_| ok)?;
         Some(ProbeConfig {
             name,
@@ -636,6 +809,8 @@ impl<'c> Loader<'c> {
             interval,
             timeout,
             probe: Arc::new(probe),
+            alert,
+            watches,
             file,
             pos,
         })

@@ -169,6 +169,19 @@ impl SignalDetectors {
     }
 
     /// The spec these detectors were built from.
+    /// Moves the drift limit, for limits that name another signal.
+    pub fn set_limit(&mut self, limit: f64) {
+        if !limit.is_finite() {
+            return;
+        }
+        if let Some(trend) = &mut self.trend {
+            trend.set_limit(limit);
+        }
+        if let Some(drift) = &mut self.spec.drift {
+            drift.limit = limit;
+        }
+    }
+
     pub fn spec(&self) -> &DetectorSpec {
         &self.spec
     }

@@ -221,6 +221,13 @@ struct Cached {
 }
 
 impl Trend {
+    /// Moves the limit, for limits that follow another signal (e.g. a process's fd limit).
+    pub fn set_limit(&mut self, limit: f64) {
+        if limit.is_finite() {
+            self.spec.limit = limit;
+        }
+    }
+
     /// A trend detector; `spec` should have passed [`DriftSpec::validate`].
     pub fn new(signal: &str, unit: Unit, spec: DriftSpec) -> Trend {
         let width = spec.bucket_width();

@@ -13,6 +13,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::alert::service::AlertService;
+use crate::config::units::Secret;
 use crate::metrics::{self, DaemonMetrics};
 use crate::state::Registry;
 
@@ -21,13 +23,23 @@ use crate::state::Registry;
 pub struct Shared {
     registry: Arc<RwLock<Arc<Registry>>>,
     pub metrics: Arc<DaemonMetrics>,
+    pub alerts: Arc<AlertService>,
+    /// The bearer token write endpoints require; `None` refuses every write.
+    pub api_token: Option<Secret>,
 }
 
 impl Shared {
-    pub fn new(registry: Arc<Registry>, metrics: Arc<DaemonMetrics>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        metrics: Arc<DaemonMetrics>,
+        alerts: Arc<AlertService>,
+        api_token: Option<Secret>,
+    ) -> Self {
         Shared {
             registry: Arc::new(RwLock::new(registry)),
             metrics,
+            alerts,
+            api_token,
         }
     }
 
@@ -54,9 +66,11 @@ pub fn router(shared: Shared) -> Router {
 
 async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
     let registry = shared.registry();
-    let body = tokio::task::spawn_blocking(move || metrics::render(&registry, &shared.metrics))
-        .await
-        .unwrap_or_default();
+    let alerts = metrics::AlertGauges::from_service(&shared.alerts);
+    let body =
+        tokio::task::spawn_blocking(move || metrics::render(&registry, &shared.metrics, &alerts))
+            .await
+            .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,

@@ -1,0 +1,500 @@
+//! The alert service: drives the pure [`Engine`] with real time, keeps its state in the store,
+//! and delivers notifications.
+//!
+//! Order matters for a crash at any instant: the engine decides, then the changed alerts and a
+//! record of every intended notification are written in one transaction, and only then is
+//! anything sent. A restart restores the alerts, re-queues records still marked intended, and
+//! lets the engine fire overdue steps once. Each notifier has its own queue and worker, so a
+//! slow or dead notifier never delays another, the probes or the escalation clock; retries,
+//! backoff and per-attempt timeouts live here, once, for every notifier.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::{Alert, Engine, Event, Policy, ProbeInfo, Refusal, Send, Silence, State};
+use crate::notify::{Notification, Notifier};
+use crate::store::{Record, Store};
+
+/// Attempts per notification before it is counted as failed.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Time allowed for one attempt.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resolved alerts kept in memory (and shown by the API); older ones stay in the store.
+const KEEP_RESOLVED: usize = 200;
+
+/// Counters of delivery attempts, by notifier and result.
+#[derive(Debug, Default)]
+pub struct DeliveryCounts(Mutex<BTreeMap<(String, &'static str), u64>>);
+
+impl DeliveryCounts {
+    fn add(&self, notifier: &str, result: &'static str) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((notifier.to_string(), result)).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One delivery: a recorded notification (`key`) or an unrecorded refresh.
+struct Job {
+    key: Option<String>,
+    notification: Notification,
+}
+
+pub struct AlertService {
+    inner: Mutex<Inner>,
+    store: Arc<Store>,
+    /// Where people reach this daemon, for "how to ack" lines.
+    base_url: String,
+    pub deliveries: Arc<DeliveryCounts>,
+}
+
+struct Inner {
+    engine: Engine,
+    notifiers: HashMap<String, Arc<Notifier>>,
+    queues: HashMap<String, mpsc::UnboundedSender<Job>>,
+    /// Silences from probe files; API silences live in the store and are added to these.
+    file_silences: Vec<Silence>,
+    refreshed: HashMap<(u64, String), f64>,
+}
+
+impl AlertService {
+    /// Restores alerts from the store. Call [`configure`](Self::configure) next, which also
+    /// re-queues notifications recorded but not yet sent.
+    pub fn new(store: Arc<Store>, base_url: String) -> Arc<AlertService> {
+        let mut engine = Engine::new();
+        match store.alerts(KEEP_RESOLVED) {
+            Ok(bodies) => {
+                let alerts: Vec<Alert> = bodies
+                    .iter()
+                    .filter_map(|b| serde_json::from_str(b).ok())
+                    .collect();
+                tracing::info!(alerts = alerts.len(), "alerts restored from the store");
+                engine.restore(alerts);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read alerts from the store"),
+        }
+        Arc::new(AlertService {
+            inner: Mutex::new(Inner {
+                engine,
+                notifiers: HashMap::new(),
+                queues: HashMap::new(),
+                file_silences: Vec::new(),
+                refreshed: HashMap::new(),
+            }),
+            store,
+            base_url,
+            deliveries: Arc::default(),
+        })
+    }
+
+    /// Sets probes, policies, silences and notifiers (on start and on every reload).
+    pub fn configure(
+        self: &Arc<Self>,
+        probes: HashMap<String, ProbeInfo>,
+        policies: HashMap<String, Policy>,
+        file_silences: Vec<Silence>,
+        notifiers: Vec<Arc<Notifier>>,
+    ) {
+        let first = {
+            let mut inner = self.lock();
+            let first = inner.queues.is_empty() && inner.notifiers.is_empty();
+            let mut silences = file_silences.clone();
+            silences.extend(self.stored_silences());
+            inner.engine.configure(probes, policies, silences);
+            inner.file_silences = file_silences;
+            inner.notifiers = notifiers.into_iter().map(|n| (n.name.clone(), n)).collect();
+            let names: Vec<String> = inner.notifiers.keys().cloned().collect();
+            inner.queues.retain(|name, _| names.contains(name));
+            for name in names {
+                if !inner.queues.contains_key(&name) {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    inner.queues.insert(name.clone(), tx);
+                    let service = self.clone();
+                    tokio::spawn(async move { service.deliver(name, rx).await });
+                }
+            }
+            first
+        };
+        if first {
+            self.requeue_unsent();
+        }
+    }
+
+    /// One probe result.
+    pub fn observe(&self, probe: &str, failure: Option<(&str, &str)>, now: f64) {
+        let mut inner = self.lock();
+        let sends = inner.engine.observe(probe, failure, now);
+        self.commit(&mut inner, sends, now);
+    }
+
+    /// A drift or burn-rate verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verdict(
+        &self,
+        probe: &str,
+        reason: &str,
+        severity: super::Severity,
+        firing: bool,
+        message: &str,
+        began_at: Option<f64>,
+        eta_seconds: Option<f64>,
+        now: f64,
+    ) {
+        let mut inner = self.lock();
+        let sends = inner.engine.verdict(
+            probe,
+            reason,
+            severity,
+            firing,
+            message,
+            began_at,
+            eta_seconds,
+            now,
+        );
+        self.commit(&mut inner, sends, now);
+    }
+
+    /// Advances escalation timers, ack timeouts and silences; refreshes Alertmanager.
+    pub fn tick(&self, now: f64) {
+        let mut inner = self.lock();
+        let sends = inner.engine.tick(now);
+        self.commit(&mut inner, sends, now);
+        self.refresh(&mut inner, now);
+    }
+
+    pub fn ack(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {
+        let mut inner = self.lock();
+        let sends = inner.engine.ack(id, by, now)?;
+        self.commit(&mut inner, sends, now);
+        inner.engine.alert(id).cloned().ok_or(Refusal::NotFound(id))
+    }
+
+    pub fn resolve(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {
+        let mut inner = self.lock();
+        let sends = inner.engine.resolve(id, by, now)?;
+        self.commit(&mut inner, sends, now);
+        inner.engine.alert(id).cloned().ok_or(Refusal::NotFound(id))
+    }
+
+    /// Adds a silence created through the API (kept in the store).
+    pub fn add_silence(&self, silence: Silence, now: f64) -> Result<(), crate::store::StoreError> {
+        let body = serde_json::to_string(&silence).unwrap_or_default();
+        self.store.save_silence(&silence.id, &body)?;
+        let mut inner = self.lock();
+        let sends = inner.engine.add_silence(silence, now);
+        self.commit(&mut inner, sends, now);
+        Ok(())
+    }
+
+    /// Removes an API silence; silences from probe files are removed by editing the files.
+    pub fn remove_silence(&self, id: &str, now: f64) -> Result<bool, crate::store::StoreError> {
+        if !self.store.delete_silence(id)? {
+            return Ok(false);
+        }
+        let mut inner = self.lock();
+        let (_, sends) = inner.engine.remove_silence(id, now);
+        self.commit(&mut inner, sends, now);
+        Ok(true)
+    }
+
+    pub fn silences(&self) -> Vec<(Silence, bool)> {
+        let inner = self.lock();
+        inner
+            .engine
+            .silences()
+            .iter()
+            .map(|s| (s.clone(), inner.file_silences.iter().any(|f| f.id == s.id)))
+            .collect()
+    }
+
+    /// Every alert the engine holds (active and recently resolved), newest first.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let inner = self.lock();
+        let mut alerts: Vec<Alert> = inner.engine.alerts().cloned().collect();
+        alerts.reverse();
+        alerts
+    }
+
+    pub fn alert(&self, id: u64) -> Option<Alert> {
+        self.lock().engine.alert(id).cloned()
+    }
+
+    /// Delivery records of one alert.
+    pub fn records(&self, id: u64) -> Vec<Record> {
+        self.store.records(id).unwrap_or_default()
+    }
+
+    /// The next time the engine must act on its own.
+    pub fn next_due(&self) -> Option<f64> {
+        self.lock().engine.next_due()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stored_silences(&self) -> Vec<Silence> {
+        self.store
+            .silences()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect()
+    }
+
+    /// Persists what changed and the intended sends, then queues the sends that are new.
+    fn commit(&self, inner: &mut Inner, sends: Vec<Send>, now: f64) {
+        let changed = inner.engine.take_changed();
+        if changed.is_empty() && sends.is_empty() {
+            return;
+        }
+        let rows: Vec<(u64, String, String, String)> = changed
+            .iter()
+            .filter_map(|id| inner.engine.alert(*id))
+            .map(|a| {
+                (
+                    a.id,
+                    a.dedup_key.clone(),
+                    a.state.as_str().to_string(),
+                    serde_json::to_string(a).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let records: Vec<Record> = sends
+            .iter()
+            .map(|s| Record {
+                key: s.key(),
+                alert_id: s.alert_id,
+                notifier: s.notifier.clone(),
+                event: s.event.as_str().to_string(),
+                state: "intended".into(),
+                attempts: 0,
+                error: None,
+                created_at: now,
+                updated_at: now,
+            })
+            .collect();
+        let fresh = match self.store.persist(&rows, &records, now) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                // Paging matters more than bookkeeping: send anyway and say so.
+                tracing::error!(error = %e, "cannot record alerts in the store; sending without a record");
+                records.iter().map(|r| r.key.clone()).collect()
+            }
+        };
+        for send in sends {
+            let key = send.key();
+            if !fresh.contains(&key) {
+                continue; // Recorded before (a restart replayed it): never send twice.
+            }
+            if let Some(alert) = inner.engine.alert(send.alert_id) {
+                let notification = self.notification(alert, send.event, send.step);
+                enqueue(
+                    inner,
+                    &send.notifier,
+                    Some(key),
+                    notification,
+                    &self.store,
+                    now,
+                );
+            }
+        }
+        inner.engine.prune(KEEP_RESOLVED);
+    }
+
+    /// Re-queues notifications that were recorded but not sent before a restart.
+    fn requeue_unsent(&self) {
+        let unsent = self.store.unsent().unwrap_or_default();
+        if !unsent.is_empty() {
+            tracing::info!(
+                count = unsent.len(),
+                "re-queueing notifications recorded before a restart"
+            );
+        }
+        let mut inner = self.lock();
+        let now = unix_now();
+        for record in unsent {
+            let Some(alert) = inner.engine.alert(record.alert_id).cloned() else {
+                continue;
+            };
+            let event = match record.event.as_str() {
+                "acknowledge" => Event::Acknowledge,
+                "resolve" => Event::Resolve,
+                "flapping" => Event::Flapping,
+                _ => Event::Trigger,
+            };
+            let step = record
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let notification = self.notification(&alert, event, step);
+            enqueue(
+                &mut inner,
+                &record.notifier,
+                Some(record.key),
+                notification,
+                &self.store,
+                now,
+            );
+        }
+    }
+
+    /// Alertmanager forgets an alert it does not hear about; re-send firing alerts to
+    /// notifiers that ask for it.
+    fn refresh(&self, inner: &mut Inner, now: f64) {
+        let mut due = Vec::new();
+        for alert in inner
+            .engine
+            .alerts()
+            .filter(|a| a.state != State::Resolved && !a.silenced)
+        {
+            for name in &alert.paged {
+                let Some(every) = inner.notifiers.get(name).and_then(|n| n.wants_refresh()) else {
+                    continue;
+                };
+                let last = inner
+                    .refreshed
+                    .get(&(alert.id, name.clone()))
+                    .copied()
+                    .unwrap_or(alert.firing_at);
+                if now - last >= every.as_secs_f64() {
+                    due.push((alert.id, name.clone()));
+                }
+            }
+        }
+        for (id, name) in due {
+            inner.refreshed.insert((id, name.clone()), now);
+            if let Some(alert) = inner.engine.alert(id) {
+                let notification = self.notification(alert, Event::Trigger, 0);
+                enqueue(inner, &name, None, notification, &self.store, now);
+            }
+        }
+    }
+
+    /// What a page says: what failed, where, since when, why, the ETA, the runbook, how to ack.
+    fn notification(&self, alert: &Alert, event: Event, step: usize) -> Notification {
+        let since = crate::detect::verdict::format_timestamp(alert.started_at);
+        let mut details = format!("{} — {}\n", alert.summary, alert.target);
+        details.push_str(&format!(
+            "Since: {since} ({} failure(s) while firing)\n",
+            alert.failures
+        ));
+        details.push_str(&format!("Reason: {} ({})\n", alert.message, alert.reason));
+        if let Some(eta) = alert.eta_seconds {
+            details.push_str(&format!(
+                "Predicted to breach in ~{}\n",
+                crate::detect::verdict::format_duration(eta)
+            ));
+        }
+        if let Some(runbook) = &alert.runbook {
+            details.push_str(&format!("Runbook: {runbook}\n"));
+        }
+        if let Some(by) = &alert.acked_by {
+            details.push_str(&format!("Acknowledged by {by}\n"));
+        }
+        let ack_hint = format!(
+            "slowburn ack {id}  or  curl -X POST -H 'Authorization: Bearer <token>' {base}/api/v1/alerts/{id}/ack",
+            id = alert.id,
+            base = self.base_url
+        );
+        details.push_str(&format!("Ack: {ack_hint}\n"));
+        Notification {
+            event,
+            dedup_key: alert.dedup_key.clone(),
+            alert_id: alert.id,
+            probe: alert.probe.clone(),
+            reason: alert.reason.clone(),
+            severity: alert.severity.as_str().to_string(),
+            summary: alert.summary.clone(),
+            details,
+            labels: alert.labels.clone(),
+            started_at: to_system(alert.started_at),
+            ended_at: alert.resolved_at.map(to_system),
+            acked_by: alert.acked_by.clone(),
+            runbook: alert.runbook.clone(),
+            ack_hint,
+            step,
+            failures: alert.failures,
+        }
+    }
+
+    /// One notifier's worker: sends its queue in order, retrying with backoff.
+    async fn deliver(self: Arc<Self>, name: String, mut queue: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = queue.recv().await {
+            let Some(notifier) = self.lock().notifiers.get(&name).cloned() else {
+                self.finish(&job, "failed", 0, Some("notifier no longer configured"));
+                continue;
+            };
+            let mut backoff = Duration::from_secs(1);
+            for attempt in 1..=MAX_ATTEMPTS {
+                match notifier.send(&job.notification, ATTEMPT_TIMEOUT).await {
+                    Ok(()) => {
+                        self.deliveries.add(&name, "sent");
+                        self.finish(&job, "sent", attempt, None);
+                        break;
+                    }
+                    Err(e) if e.retryable && attempt < MAX_ATTEMPTS => {
+                        self.deliveries.add(&name, "retried");
+                        tracing::warn!(notifier = %name, attempt, error = %e, "notification failed; retrying");
+                        self.finish(&job, "retrying", attempt, Some(&e.message));
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                    Err(e) => {
+                        self.deliveries.add(&name, "failed");
+                        tracing::error!(notifier = %name, attempt, error = %e, "notification failed");
+                        self.finish(&job, "failed", attempt, Some(&e.message));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self, job: &Job, state: &str, attempts: u32, error: Option<&str>) {
+        if let Some(key) = &job.key
+            && let Err(e) = self.store.mark(key, state, attempts, error, unix_now())
+        {
+            tracing::error!(error = %e, "cannot record a delivery");
+        }
+    }
+}
+
+fn enqueue(
+    inner: &mut Inner,
+    notifier: &str,
+    key: Option<String>,
+    notification: Notification,
+    store: &Store,
+    now: f64,
+) {
+    match inner.queues.get(notifier) {
+        Some(queue) => {
+            let _ = queue.send(Job { key, notification });
+        }
+        None => {
+            if let Some(key) = key {
+                let _ = store.mark(&key, "failed", 0, Some("no such notifier"), now);
+            }
+        }
+    }
+}
+
+fn to_system(t: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(t.max(0.0))
+}
+
+/// Wall-clock now in unix seconds: the one place the alert path reads the clock.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,234 @@
+//! `drift:` and `slo:` of a probe: which signals are watched for slow accumulation, against
+//! which limit, and the detector specs they become.
+//!
+//! Each probe kind produces known signals with known units; a `drift:` entry must name one of
+//! them and give a limit in that signal's unit (a size for bytes, a duration for seconds, a
+//! number otherwise), or name another signal of the probe whose latest value is the limit.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::units::{parse_duration, parse_size};
+use super::yaml::{Pos, Spanned};
+use crate::detect::{ChangeSpec, DetectorSpec, DriftSpec, SloSpec, Unit};
+
+/// One `drift:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEntrySpec {
+    pub limit: Spanned<String>,
+    pub horizon: Spanned<String>,
+    /// Fit the floor (bucket minima) for memory-like signals with a GC sawtooth.
+    pub floor: Option<bool>,
+    pub window: Option<Spanned<String>>,
+    /// Also watch for a step change (a ticket). On by default.
+    pub change: Option<bool>,
+}
+
+/// A watched signal, ready to build detectors from.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The outcome signal fed to the detectors.
+    pub signal: String,
+    pub spec: DetectorSpec,
+    /// A signal of the same outcome whose value is the limit, when the limit is not fixed.
+    pub limit_from: Option<String>,
+}
+
+/// The signals each probe kind produces, with their units.
+pub fn signals(kind: &str) -> &'static [(&'static str, Unit)] {
+    use Unit::*;
+    match kind {
+        "http" => &[
+            ("latency", Seconds),
+            ("cert_days_left", Count),
+            ("body_bytes", Bytes),
+            ("status", Count),
+        ],
+        "tcp" => &[("latency", Seconds)],
+        "dns" => &[("latency", Seconds), ("answers", Count)],
+        "process" => &[
+            ("count", Count),
+            ("rss", Bytes),
+            ("rss_max", Bytes),
+            ("cpu", Count),
+            ("fds", Count),
+            ("fd_ratio", Ratio),
+            ("threads", Count),
+            ("zombies", Count),
+            ("restarts", Count),
+            ("uptime", Seconds),
+        ],
+        "postgres" => &[
+            ("slow_queries", Count),
+            ("longest_query", Seconds),
+            ("idle_in_transaction", Seconds),
+            ("blocked", Count),
+            ("connections_ratio", Ratio),
+            ("creeping_statements", Count),
+            ("value", Count),
+        ],
+        _ => &[],
+    }
+}
+
+/// Named bounds that turn a count into a ratio against its own ceiling.
+const NAMED_BOUNDS: &[(&str, &str, &str)] = &[
+    ("fds", "fd_limit", "fd_ratio"),
+    ("connections", "max_connections", "connections_ratio"),
+];
+
+/// Validates a probe's `drift:` and `slo:` into watches.
+pub fn watches(
+    kind: &str,
+    drift: &BTreeMap<Spanned<String>, DriftEntrySpec>,
+    slo: Option<&Spanned<String>>,
+    problems: &mut Vec<(Pos, String)>,
+) -> Vec<Watch> {
+    let known = signals(kind);
+    let mut out = Vec::new();
+    for (name, entry) in drift {
+        let mut signal = name.value.as_str();
+        let mut limit_text = entry.limit.value.as_str();
+        if let Some((_, _, ratio)) = NAMED_BOUNDS
+            .iter()
+            .find(|(s, b, _)| *s == signal && *b == limit_text)
+        {
+            signal = ratio;
+            limit_text = "1";
+        }
+        let Some((_, unit)) = known.iter().find(|(s, _)| *s == signal) else {
+            let names: Vec<&str> = known.iter().map(|(s, _)| *s).collect();
+            problems.push((
+                name.pos,
+                format!(
+                    "drift: {kind} probes have no signal `{}`; they have: {}",
+                    name.value,
+                    names.join(", ")
+                ),
+            ));
+            continue;
+        };
+        let horizon = match parse_duration(&entry.horizon) {
+            Ok(h) if h.is_zero() => {
+                problems.push((
+                    entry.horizon.pos,
+                    format!("drift.{}.horizon: must be more than zero", name.value),
+                ));
+                continue;
+            }
+            Ok(h) => h.as_secs_f64(),
+            Err(m) => {
+                problems.push((
+                    entry.horizon.pos,
+                    format!("drift.{}.horizon: {m}", name.value),
+                ));
+                continue;
+            }
+        };
+        let (limit, limit_from) = match parse_limit(limit_text, *unit) {
+            Ok(limit) => (limit, None),
+            Err(_) if known.iter().any(|(s, u)| *s == limit_text && u == unit) => {
+                (f64::MAX, Some(limit_text.to_string()))
+            }
+            Err(m) => {
+                problems.push((entry.limit.pos, format!("drift.{}.limit: {m}", name.value)));
+                continue;
+            }
+        };
+        let mut drift = DriftSpec::new(limit, horizon);
+        drift.floor = entry.floor.unwrap_or(false);
+        if let Some(window) = &entry.window {
+            match parse_duration(window) {
+                Ok(w) => drift.window = Some(w.as_secs_f64()),
+                Err(m) => problems.push((window.pos, format!("drift.{}.window: {m}", name.value))),
+            }
+        }
+        if limit_from.is_none()
+            && let Err(m) = drift.validate()
+        {
+            problems.push((entry.limit.pos, format!("drift.{}: {m}", name.value)));
+            continue;
+        }
+        let mut spec = DetectorSpec::new(signal, *unit).with_drift(drift);
+        if entry.change.unwrap_or(true) {
+            spec = spec.with_change(ChangeSpec::default());
+        }
+        out.push(Watch {
+            signal: signal.to_string(),
+            spec,
+            limit_from,
+        });
+    }
+    if let Some(slo) = slo {
+        match parse_objective(slo) {
+            Ok(objective) => out.push(Watch {
+                signal: "success".into(),
+                spec: DetectorSpec::new("success", Unit::Ratio).with_slo(SloSpec::new(objective)),
+                limit_from: None,
+            }),
+            Err(m) => problems.push((slo.pos, format!("slo: {m}"))),
+        }
+    }
+    out
+}
+
+/// A limit in the signal's unit: a size for bytes, a duration for seconds, a number otherwise.
+fn parse_limit(text: &str, unit: Unit) -> Result<f64, String> {
+    let number = text.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+    match unit {
+        Unit::Bytes => match number {
+            Some(v) => Ok(v),
+            None => parse_size(text)
+                .map(|b| b as f64)
+                .map_err(|_| format!("{text:?} is not a size (e.g. 2GiB) for a bytes signal")),
+        },
+        Unit::Seconds => parse_duration(text)
+            .map(|d| d.as_secs_f64())
+            .map_err(|_| format!("{text:?} is not a duration (e.g. 2s) for a time signal")),
+        Unit::Ratio => match text.trim().strip_suffix('%') {
+            Some(pct) => pct
+                .trim()
+                .parse::<f64>()
+                .map(|p| p / 100.0)
+                .map_err(|_| format!("{text:?} is not a ratio")),
+            None => number.ok_or_else(|| format!("{text:?} is not a ratio (e.g. 0.8 or 80%)")),
+        },
+        Unit::Count => number.ok_or_else(|| format!("{text:?} is not a number")),
+    }
+}
+
+/// `99.9%` or `0.999`.
+fn parse_objective(text: &str) -> Result<f64, String> {
+    let value = match text.trim().strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("{text:?} is not an objective such as 99.9%"))?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} must be between 0% and 100%, exclusive"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_unit() {
+        assert_eq!(
+            parse_limit("2GiB", Unit::Bytes),
+            Ok(2.0 * 1024.0 * 1024.0 * 1024.0)
+        );
+        assert_eq!(parse_limit("2s", Unit::Seconds), Ok(2.0));
+        assert!(parse_limit("2GiB", Unit::Seconds).is_err());
+        assert!(parse_limit("2s", Unit::Bytes).is_err());
+        assert_eq!(parse_limit("80%", Unit::Ratio), Ok(0.8));
+        assert_eq!(parse_limit("20", Unit::Count), Ok(20.0));
+        assert_eq!(parse_objective("99.9%"), Ok(0.999));
+        assert!(parse_objective("100%").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! What happens to each outcome after a run: watched signals go to the store's history and to
+//! their detectors, and the result and any verdicts go to the alert engine.
+//!
+//! One task owns the detectors (they are not shared), so a sample is processed in order and no
+//! lock is held across probes. On start and on every reload, detectors are rebuilt and fed the
+//! stored history, so a restart or a deploy loses none of the evidence. Samples are written to
+//! the store in batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::alert::Severity;
+use crate::alert::service::{AlertService, unix_now};
+use crate::config::drift::Watch;
+use crate::detect::{self, SignalDetectors, Transition, Verdict};
+use crate::probe::Outcome;
+use crate::state::{ProbeState, Registry};
+use crate::store::{Sample, Store};
+
+/// History kept in the store: long enough for the 3-day burn-rate window.
+pub const HISTORY_AGE: f64 = 8.0 * 86_400.0;
+/// At most this many samples per series (a week of 15 s samples is 40,320).
+pub const HISTORY_MAX: usize = 50_000;
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The detectors of one watched signal.
+struct Watched {
+    watch: Watch,
+    detectors: SignalDetectors,
+}
+
+/// The results task's state.
+pub struct Results {
+    store: Arc<Store>,
+    alerts: Arc<AlertService>,
+    watched: HashMap<String, Vec<Watched>>,
+    restarts: HashMap<String, f64>,
+    batch: Vec<(String, String, Sample)>,
+}
+
+impl Results {
+    pub fn new(store: Arc<Store>, alerts: Arc<AlertService>) -> Self {
+        Results {
+            store,
+            alerts,
+            watched: HashMap::new(),
+            restarts: HashMap::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the detectors for a (new) registry and replays each series' stored history.
+    pub fn configure(&mut self, registry: &Registry) {
+        self.flush();
+        let now = unix_now();
+        self.watched.clear();
+        for state in &registry.probes {
+            let mut list = Vec::new();
+            for watch in &state.config.watches {
+                let mut detectors = match SignalDetectors::new(watch.spec.clone()) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(probe = state.name(), error = %e, "detector spec refused");
+                        continue;
+                    }
+                };
+                let history = self
+                    .store
+                    .samples(state.name(), &watch.signal, now - HISTORY_AGE)
+                    .unwrap_or_default();
+                let points: Vec<(f64, f64)> = history.iter().map(|s| (s.t, s.v)).collect();
+                let verdicts = detect::replay(&mut detectors, &points);
+                // Alerts restored from the store already reflect the past; reconcile with
+                // where the replay ended, so nothing is paged twice and nothing stays stuck.
+                let mut last: HashMap<&'static str, Verdict> = HashMap::new();
+                for v in verdicts {
+                    last.insert(v.detector.as_str(), v);
+                }
+                for verdict in last.values() {
+                    self.raise(state.name(), verdict, now);
+                }
+                state.set_drift(&watch.signal, detectors.state());
+                list.push(Watched {
+                    watch: watch.clone(),
+                    detectors,
+                });
+            }
+            if !list.is_empty() {
+                tracing::info!(
+                    probe = state.name(),
+                    signals = list.len(),
+                    "drift detectors ready"
+                );
+                self.watched.insert(state.name().to_string(), list);
+            }
+        }
+    }
+
+    /// Handles one outcome.
+    pub fn handle(&mut self, state: &ProbeState, outcome: &Outcome) {
+        let now = crate::metrics::unix_seconds(outcome.at + outcome.duration);
+        let failure = outcome
+            .failure
+            .as_ref()
+            .map(|f| (f.reason(), f.to_string()));
+        self.alerts.observe(
+            state.name(),
+            failure.as_ref().map(|(r, m)| (*r, m.as_str())),
+            now,
+        );
+        let rebaseline = self.restarted(state, outcome);
+        let Some(watched) = self.watched.get_mut(state.name()) else {
+            return;
+        };
+        let mut verdicts = Vec::new();
+        for w in watched.iter_mut() {
+            let value = if w.watch.signal == "success" {
+                Some(f64::from(u8::from(outcome.success)))
+            } else {
+                outcome.signal(&w.watch.signal)
+            };
+            let Some(value) = value.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            if let Some(limit) = w
+                .watch
+                .limit_from
+                .as_deref()
+                .and_then(|s| outcome.signal(s))
+            {
+                w.detectors.set_limit(limit);
+            }
+            self.batch.push((
+                state.name().to_string(),
+                w.watch.signal.clone(),
+                Sample { t: now, v: value },
+            ));
+            verdicts.extend(w.detectors.observe(
+                now,
+                value,
+                rebaseline && w.watch.signal != "success",
+            ));
+            state.set_drift(&w.watch.signal, w.detectors.state());
+        }
+        for verdict in &verdicts {
+            tracing::info!(probe = state.name(), signal = %verdict.signal, detector = verdict.detector.as_str(), state = verdict.transition.as_str(), "{}", verdict.message);
+            self.raise(state.name(), verdict, now);
+        }
+    }
+
+    /// A process probe whose restart count grew has a new process: its series start over.
+    fn restarted(&mut self, state: &ProbeState, outcome: &Outcome) -> bool {
+        let Some(restarts) = outcome.signal("restarts") else {
+            return false;
+        };
+        let previous = self.restarts.insert(state.name().to_string(), restarts);
+        previous.is_some_and(|p| restarts > p)
+    }
+
+    fn raise(&self, probe: &str, verdict: &Verdict, now: f64) {
+        let reason = match verdict.detector {
+            detect::Detector::Trend => format!("drift:{}", verdict.signal),
+            detect::Detector::Change => format!("change:{}", verdict.signal),
+            detect::Detector::Burn => format!("burn:{}", verdict.severity.as_str()),
+        };
+        let severity = match verdict.severity {
+            detect::Severity::Page => Severity::Page,
+            detect::Severity::Ticket => Severity::Ticket,
+        };
+        self.alerts.verdict(
+            probe,
+            &reason,
+            severity,
+            verdict.transition == Transition::Firing,
+            &verdict.message,
+            verdict.began_at,
+            verdict.eta_seconds,
+            now,
+        );
+    }
+
+    /// Writes the pending samples.
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let rows: Vec<(&str, &str, Sample)> = self
+            .batch
+            .iter()
+            .map(|(p, s, x)| (p.as_str(), s.as_str(), *x))
+            .collect();
+        if let Err(e) = self.store.append_samples(&rows) {
+            tracing::error!(error = %e, "cannot write signal history");
+        }
+        self.batch.clear();
+    }
+
+    fn prune(&self) {
+        match self
+            .store
+            .prune_samples(unix_now() - HISTORY_AGE, HISTORY_MAX)
+        {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "old samples pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot prune signal history"),
+        }
+    }
+}
+
+/// Runs the results task until `stop` turns true. New registries arrive on `registries`.
+pub async fn run(
+    mut results: Results,
+    mut outcomes: mpsc::Receiver<(Arc<ProbeState>, Arc<Outcome>)>,
+    mut registries: mpsc::UnboundedReceiver<Arc<Registry>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            Some((state, outcome)) = outcomes.recv() => results.handle(&state, &outcome),
+            Some(registry) = registries.recv() => results.configure(&registry),
+            _ = flush.tick() => {
+                results.flush();
+                results.alerts.tick(unix_now());
+            }
+            _ = prune.tick() => results.prune(),
+            _ = stop.changed() => break,
+        }
+    }
+    while let Ok((state, outcome)) = outcomes.try_recv() {
+        results.handle(&state, &outcome);
+    }
+    results.flush();
+}
