@@ -616,6 +616,23 @@ pub(crate) mod tests_support {
 mod tests {
     use super::*;
 
+    /// The engine shares notifiers across tasks and spawns sends.
+    #[test]
+    fn notifiers_and_their_sends_can_cross_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn spawnable<T: Send>(_: &T) {}
+        shared::<Notifier>();
+        shared::<NotifyContext>();
+        let ctx = NotifyContext::new().unwrap();
+        let notifier = Notifier::new(
+            tests_support::entry("name: am\nalertmanager: {url: 'http://127.0.0.1:9'}"),
+            &ctx,
+        )
+        .unwrap();
+        let n = tests_support::notification(Event::Trigger);
+        spawnable(&notifier.send(&n, Duration::from_millis(1)));
+    }
+
     #[test]
     fn rfc3339_formats_utc_seconds() {
         let at = |secs: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
