@@ -624,7 +624,8 @@ impl PostgresProbe {
                  FROM pg_stat_activity \
                  WHERE pid <> pg_backend_pid() \
                    AND (backend_type = 'client backend' \
-                        OR (backend_type IS NULL AND query = '<insufficient privilege>'))",
+                        OR (backend_type IS NULL AND query = '<insufficient privilege>' \
+                        AND usesysid IS NOT NULL AND datid IS NOT NULL))",
                 &[],
             ))
             .await?;
