@@ -1,0 +1,333 @@
+//! Alerting end to end with the real daemon: a failing probe pages through webhooks, the
+//! escalation timer survives `kill -9`, a dead notifier does not hold up the others, and the
+//! write API refuses requests without the right token.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
+
+/// Records every request by path; `/down` answers 500.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
+
+impl Receiver {
+    fn start() -> (Receiver, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = Receiver::default();
+        let log = receiver.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || log.serve(stream));
+            }
+        });
+        (receiver, addr)
+    }
+
+    fn serve(&self, stream: TcpStream) {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).is_err() || header == "\r\n" || header.is_empty() {
+                break;
+            }
+            if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        self.0.lock().unwrap().push((path.clone(), json));
+        let status = if path == "/down" {
+            "500 Internal Server Error"
+        } else {
+            "200 OK"
+        };
+        let mut stream = reader.into_inner();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    /// (event, step) of every request to `path`.
+    fn events(&self, path: &str) -> Vec<(String, u64)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, j)| {
+                (
+                    j["event"].as_str().unwrap_or("").to_string(),
+                    j["step"].as_u64().unwrap_or(99),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_for(
+        &self,
+        path: &str,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&[(String, u64)]) -> bool,
+    ) {
+        let started = Instant::now();
+        while !done(&self.events(path)) {
+            assert!(
+                started.elapsed() < limit,
+                "{what}: {path} got {:?}",
+                self.events(path)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(dir: &Path, token: &str) -> Daemon {
+        Daemon(
+            Command::new(BIN)
+                .args(["run", "-c", "probes.yaml"])
+                .current_dir(dir)
+                .env("SLOWBURN_TEST_TOKEN", token)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn wait_http(addr: SocketAddr) {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "daemon did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("slowburn-alerting-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn escalation_survives_kill_9_and_the_api_needs_the_token() {
+    let (receiver, hooks) = Receiver::start();
+    let dir = temp_dir("kill9");
+    let port = free_port();
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let closed = free_port();
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            r#"server: {{listen: "{listen}", api_token: env:SLOWBURN_TEST_TOKEN}}
+storage: {{path: state/slowburn.db}}
+probes:
+  - name: payments
+    labels: {{team: pay}}
+    interval: 300ms
+    timeout: 200ms
+    tcp: {{address: "127.0.0.1:{closed}"}}
+    alert: {{after: 2, recover_after: 1, policy: oncall, runbook: "https://wiki/pay"}}
+notifiers:
+  - {{name: first, webhook: {{url: "http://{hooks}/first"}}}}
+  - {{name: broken, webhook: {{url: "http://{hooks}/down"}}}}
+  - {{name: second, webhook: {{url: "http://{hooks}/second"}}}}
+policies:
+  - name: oncall
+    steps:
+      - notify: [first, broken]
+      - after: 6s
+        notify: [second]
+"#
+        ),
+    )
+    .unwrap();
+
+    let daemon = Daemon::start(&dir, "s3cret-token");
+    wait_http(listen);
+    receiver.wait_for("/first", "step 1 pages", Duration::from_secs(10), |e| {
+        !e.is_empty()
+    });
+    assert_eq!(receiver.events("/first"), [("trigger".to_string(), 0)]);
+    // The broken notifier is retried; the working one was not held up by it.
+    receiver.wait_for(
+        "/down",
+        "the broken notifier is retried",
+        Duration::from_secs(10),
+        |e| e.len() >= 2,
+    );
+
+    // kill -9 between step 1 and step 2.
+    drop(daemon);
+    assert!(receiver.events("/second").is_empty());
+    std::thread::sleep(Duration::from_secs(7));
+    let daemon = Daemon::start(&dir, "s3cret-token");
+    wait_http(listen);
+    // Step 2 is overdue: it fires once, at once; step 1 is not repeated.
+    receiver.wait_for(
+        "/second",
+        "overdue step 2 fires after the restart",
+        Duration::from_secs(5),
+        |e| !e.is_empty(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(receiver.events("/second"), [("trigger".to_string(), 1)]);
+    assert_eq!(receiver.events("/first"), [("trigger".to_string(), 0)]);
+
+    let (status, alerts) = request(listen, "GET", "/api/v1/alerts?state=active", None, "");
+    assert_eq!(status, 200);
+    let alert = &alerts[0];
+    assert_eq!(alert["dedup_key"], "payments:connect");
+    assert_eq!(alert["state"], "firing");
+    assert_eq!(alert["runbook"], "https://wiki/pay");
+    let id = alert["id"].as_u64().unwrap();
+
+    // Writes without the token, or with a wrong one, change nothing.
+    let path = format!("/api/v1/alerts/{id}/ack");
+    assert_eq!(request(listen, "POST", &path, None, "{}").0, 401);
+    assert_eq!(request(listen, "POST", &path, Some("wrong"), "{}").0, 401);
+    assert_eq!(
+        request(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "").1["state"],
+        "firing"
+    );
+    let (status, acked) = request(
+        listen,
+        "POST",
+        &path,
+        Some("s3cret-token"),
+        r#"{"by": "alice"}"#,
+    );
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["state"], "acknowledged");
+    assert_eq!(acked["acked_by"], "alice");
+    assert_eq!(
+        request(listen, "POST", &path, Some("s3cret-token"), "{}").0,
+        409
+    );
+
+    // Everyone paged hears the ack.
+    receiver.wait_for(
+        "/first",
+        "ack reaches step 1",
+        Duration::from_secs(5),
+        |e| e.iter().any(|(ev, _)| ev == "acknowledge"),
+    );
+    receiver.wait_for(
+        "/second",
+        "ack reaches step 2",
+        Duration::from_secs(5),
+        |e| e.iter().any(|(ev, _)| ev == "acknowledge"),
+    );
+
+    // The delivery record shows every attempt; metrics count them.
+    let (_, detail) = request(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "");
+    let records = detail["notifications"].as_array().unwrap();
+    let states: HashMap<String, String> = records
+        .iter()
+        .filter(|r| r["event"] == "trigger")
+        .map(|r| {
+            (
+                r["notifier"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(states["first"], "sent");
+    assert_eq!(states["second"], "sent");
+    assert_ne!(states["broken"], "sent");
+    let mut stream = TcpStream::connect(listen).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    stream.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("slowburn_notifications_total{notifier=\"second\",result=\"sent\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("slowburn_notifications_total{notifier=\"broken\",result=\"retried\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("slowburn_alerts{state=\"acknowledged\"} 1"),
+        "{metrics}"
+    );
+    drop(daemon);
+}
