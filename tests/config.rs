@@ -147,6 +147,32 @@ const INVALID: &[(&str, &[Expected])] = &[
             (12, 5, "probe \"three\": unknown key `colour`"),
         ],
     ),
+    (
+        "drift.yaml",
+        &[
+            (5, 7, "drift: http probes have no signal `rss`"),
+            (6, 24, "drift.latency.limit: \"2GiB\" is not a duration"),
+            (7, 42, "drift.body_bytes.horizon: must be more than zero"),
+            (8, 10, "slo: \"120%\" must be between 0% and 100%"),
+        ],
+    ),
+    (
+        "alerting.yaml",
+        &[
+            (4, 20, "alert.after: must be at least 1"),
+            (4, 31, "alert.policy: no policy named \"nobody\""),
+            (4, 49, "alert.severity: \"loud\" is not page or ticket"),
+            (7, 12, "notifier \"hook\" is defined twice"),
+            (11, 24, "steps[0].notify: no notifier named \"pager\""),
+            (12, 16, "steps[1].after: invalid duration \"1x\""),
+            (13, 17, "steps[1].notify: name at least one notifier"),
+            (15, 43, "weekly.days: \"Funday\" is not a weekday"),
+            (15, 59, "weekly.start: \"25:00\" is not HH:MM"),
+            (15, 92, "weekly.timezone: unknown timezone \"Mars/Olympus\""),
+            (16, 13, "match: a silence needs at least one label matcher"),
+            (16, 25, "starts: \"yesterday\" is not an RFC 3339 time"),
+        ],
+    ),
 ];
 
 #[test]
