@@ -8,7 +8,8 @@
 //! however it ends. Where no server binaries exist, [`shared`] returns `None` after printing a
 //! loud SKIPPED line, unless `SLOWBURN_REQUIRE_PG=1`, which makes that a failure.
 //!
-//! Include it with `#[path = "support/pg.rs"] mod pg;`.
+//! `SLOWBURN_PG_BIN=/usr/lib/postgresql/16/bin` picks the server binaries. Include it with
+//! `#[path = "support/pg.rs"] mod pg;`.
 
 #![allow(dead_code)]
 
@@ -51,7 +52,9 @@ pub fn shared() -> Option<&'static Cluster> {
             if std::env::var("SLOWBURN_REQUIRE_PG").is_ok_and(|v| v == "1") {
                 panic!("{message}, and SLOWBURN_REQUIRE_PG=1 requires PostgreSQL");
             }
-            eprintln!("\n{message}\n");
+            // Straight to stderr, past the test harness's capture, so a skip is never silent.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "\n{message}\n");
             None
         }
         Err(message) => panic!("{message}"),
@@ -63,8 +66,13 @@ pub async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
-/// The directory holding `initdb`, `pg_ctl` and `postgres`.
+/// The directory holding `initdb`, `pg_ctl` and `postgres`: `SLOWBURN_PG_BIN` when set, else
+/// the one of `initdb` on PATH, else the newest `/usr/lib/postgresql/*/bin`.
 fn server_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLOWBURN_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").is_file().then_some(dir);
+    }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("initdb"))
