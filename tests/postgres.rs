@@ -87,7 +87,7 @@ async fn a_long_query_from_another_session_is_slow() {
     let (reason, message) = failure(&outcome);
     assert_eq!(reason, "slow_queries");
     assert!(
-        message.contains("1 queries running longer than 300ms (max_slow_queries 0)")
+        message.contains("1 query running longer than 300ms (max_slow_queries 0)")
             && message.contains(&format!("pid {pid} postgres@{db} active"))
             && message.ends_with("SELECT pg_sleep(30)"),
         "{message}"
@@ -350,7 +350,7 @@ async fn a_role_without_monitoring_rights_is_told_what_to_grant() {
     assert!(
         has_note(
             &outcome,
-            "sessions of other roles are hidden from role \"limited\""
+            "of other roles hidden from role \"limited\", so their queries"
         ) && has_note(&outcome, "GRANT pg_monitor TO \"limited\""),
         "{:?}",
         outcome.notes
@@ -358,7 +358,7 @@ async fn a_role_without_monitoring_rights_is_told_what_to_grant() {
     assert!(
         has_note(
             &outcome,
-            "statements of other roles are hidden from role \"limited\""
+            "(GRANT pg_read_all_stats or pg_monitor TO \"limited\")"
         ),
         "{:?}",
         outcome.notes

@@ -18,10 +18,24 @@ use super::{Alert, Engine, Event, Policy, ProbeInfo, Refusal, Send, Silence, Sta
 use crate::notify::{Notification, Notifier};
 use crate::store::{Record, Store};
 
-/// Attempts per notification before it is counted as failed.
-pub const MAX_ATTEMPTS: u32 = 5;
-/// Time allowed for one attempt.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How deliveries are retried: attempts before a notification counts as failed, the first
+/// backoff (doubled after each retry, at most a minute) and the time allowed per attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 5,
+            first_backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
 /// Resolved alerts kept in memory (and shown by the API); older ones stay in the store.
 const KEEP_RESOLVED: usize = 200;
 
@@ -51,6 +65,7 @@ pub struct AlertService {
     store: Arc<Store>,
     /// Where people reach this daemon, for "how to ack" lines.
     base_url: String,
+    retry: Retry,
     pub deliveries: Arc<DeliveryCounts>,
 }
 
@@ -67,6 +82,11 @@ impl AlertService {
     /// Restores alerts from the store. Call [`configure`](Self::configure) next, which also
     /// re-queues notifications recorded but not yet sent.
     pub fn new(store: Arc<Store>, base_url: String) -> Arc<AlertService> {
+        Self::with_retry(store, base_url, Retry::default())
+    }
+
+    /// Like [`new`](Self::new), with its own retry policy.
+    pub fn with_retry(store: Arc<Store>, base_url: String, retry: Retry) -> Arc<AlertService> {
         let mut engine = Engine::new();
         match store.alerts(KEEP_RESOLVED) {
             Ok(bodies) => {
@@ -89,6 +109,7 @@ impl AlertService {
             }),
             store,
             base_url,
+            retry,
             deliveries: Arc::default(),
         })
     }
@@ -433,15 +454,15 @@ impl AlertService {
                 self.finish(&job, "failed", 0, Some("notifier no longer configured"));
                 continue;
             };
-            let mut backoff = Duration::from_secs(1);
-            for attempt in 1..=MAX_ATTEMPTS {
-                match notifier.send(&job.notification, ATTEMPT_TIMEOUT).await {
+            let mut backoff = self.retry.first_backoff;
+            for attempt in 1..=self.retry.attempts {
+                match notifier.send(&job.notification, self.retry.timeout).await {
                     Ok(()) => {
                         self.deliveries.add(&name, "sent");
                         self.finish(&job, "sent", attempt, None);
                         break;
                     }
-                    Err(e) if e.retryable && attempt < MAX_ATTEMPTS => {
+                    Err(e) if e.retryable && attempt < self.retry.attempts => {
                         self.deliveries.add(&name, "retried");
                         tracing::warn!(notifier = %name, attempt, error = %e, "notification failed; retrying");
                         self.finish(&job, "retrying", attempt, Some(&e.message));

@@ -1,0 +1,174 @@
+//! The alert service with real notifiers on loopback: a failing notifier is retried with
+//! backoff and counted as failed after the bound, while the other notifiers and the escalation
+//! clock carry on; records say what happened to every send.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::Receiver;
+use slowburn::alert::ProbeInfo;
+use slowburn::alert::service::{AlertService, Retry, unix_now};
+use slowburn::config::{self, Source};
+use slowburn::probe::{BuildContext, net::NetContext};
+use slowburn::store::Store;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_notifier_is_retried_then_failed_without_holding_up_the_others() {
+    let (receiver, hooks) = Receiver::start();
+    let text = format!(
+        r#"probes:
+  - {{name: svc, tcp: {{address: "127.0.0.1:1"}}, alert: {{after: 1, recover_after: 1, policy: p}}}}
+notifiers:
+  - {{name: dead, webhook: {{url: "http://{hooks}/down"}}}}
+  - {{name: ok, webhook: {{url: "http://{hooks}/ok"}}}}
+  - {{name: later, webhook: {{url: "http://{hooks}/later"}}}}
+policies:
+  - {{name: p, steps: [{{notify: [dead, ok]}}, {{after: 1s, notify: [later]}}]}}
+"#
+    );
+    let ctx = BuildContext {
+        net: Arc::new(NetContext::new()),
+    };
+    let config = config::load(
+        &Source::Text {
+            name: "a.yaml".into(),
+            text,
+        },
+        &ctx,
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("slowburn-alert-service-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+    let retry = Retry {
+        attempts: 3,
+        first_backoff: Duration::from_millis(100),
+        timeout: Duration::from_secs(2),
+    };
+    let service = AlertService::with_retry(store.clone(), "http://127.0.0.1:9464".into(), retry);
+    let info = ProbeInfo {
+        rule: config.probes[0].alert.clone(),
+        labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
+        target: "127.0.0.1:1".into(),
+    };
+    let alerting = config.alerting;
+    service.configure(
+        HashMap::from([("svc".to_string(), info)]),
+        alerting.policies,
+        alerting.silences,
+        alerting.notifiers,
+    );
+
+    let t0 = unix_now();
+    service.observe("svc", Some(("connect", "connect: refused")), t0);
+    let id = service.alerts()[0].id;
+    let details = |event: &str| {
+        receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, j)| p == "/ok" && j["event"] == event)
+            .map(|(_, j)| j["details"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    tokio::task::spawn_blocking({
+        let receiver = receiver.clone();
+        move || {
+            receiver.wait_for(
+                "/ok",
+                "the working notifier is paged at once",
+                Duration::from_secs(3),
+                |e| e.len() == 1,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    // The page says what failed, where, since when, why, and how to ack.
+    let text = &details("trigger")[0];
+    for part in [
+        "svc",
+        "127.0.0.1:1",
+        "Since:",
+        "connect: refused",
+        &format!("slowburn ack {id}"),
+    ] {
+        assert!(text.contains(part), "{part:?} missing in {text}");
+    }
+
+    // The escalation clock is not held up by the dead notifier's retries.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    service.tick(unix_now());
+    tokio::task::spawn_blocking({
+        let receiver = receiver.clone();
+        move || {
+            receiver.wait_for("/later", "step 2 is on time", Duration::from_secs(3), |e| {
+                e.len() == 1
+            })
+        }
+    })
+    .await
+    .unwrap();
+
+    // Three attempts, backing off, then failed and counted.
+    tokio::task::spawn_blocking({
+        let receiver = receiver.clone();
+        move || {
+            receiver.wait_for("/down", "three attempts", Duration::from_secs(5), |e| {
+                e.len() == 3
+            })
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.events("/down").len(), 3, "no more than the bound");
+    let records = store.records(id).unwrap();
+    let dead = records.iter().find(|r| r.notifier == "dead").unwrap();
+    assert_eq!((dead.state.as_str(), dead.attempts), ("failed", 3));
+    assert!(
+        dead.error.as_deref().unwrap_or("").contains("500"),
+        "{dead:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.notifier != "dead")
+            .all(|r| r.state == "sent"),
+        "{records:?}"
+    );
+    let counts = service.deliveries.snapshot();
+    assert_eq!(counts.get(&("dead".to_string(), "retried")), Some(&2));
+    assert_eq!(counts.get(&("dead".to_string(), "failed")), Some(&1));
+    assert_eq!(counts.get(&("ok".to_string(), "sent")), Some(&1));
+
+    // Recovery resolves and tells everyone paged exactly once.
+    service.observe("svc", None, unix_now());
+    tokio::task::spawn_blocking({
+        let receiver = receiver.clone();
+        move || {
+            receiver.wait_for("/ok", "resolve", Duration::from_secs(3), |e| {
+                e.iter().any(|(ev, _)| ev == "resolve")
+            });
+            receiver.wait_for("/later", "resolve", Duration::from_secs(3), |e| {
+                e.iter().any(|(ev, _)| ev == "resolve")
+            });
+        }
+    })
+    .await
+    .unwrap();
+    service.observe("svc", None, unix_now());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resolves = |path: &str| {
+        receiver
+            .events(path)
+            .iter()
+            .filter(|(e, _)| e == "resolve")
+            .count()
+    };
+    assert_eq!((resolves("/ok"), resolves("/later")), (1, 1));
+}
