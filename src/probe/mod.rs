@@ -396,6 +396,11 @@ impl Trace {
     }
 }
 
+/// `1 session`, `3 sessions`: a count with its noun, for messages people read.
+pub(crate) fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Keeps the first failure of several assertions.
 pub(crate) fn first_failure(
     failures: impl IntoIterator<Item = Option<Failure>>,

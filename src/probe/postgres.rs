@@ -16,8 +16,9 @@
 //! eviction starts the baselines again rather than producing negative deltas. When the
 //! extension or a privilege is missing, the rest still runs and a note says what is off and why.
 //!
-//! The connection's driver is a task owned by the probe and aborted when the connection is
-//! dropped; the DSN is a secret and never appears in a message, only its host and database.
+//! The connection's driver is a task owned by the connection and aborted when the connection is
+//! dropped (tokio-postgres needs one per connection; it is the only task a probe spawns). The DSN
+//! is a secret and never appears in a message, only its host and database.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,7 +34,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::net::TlsSpec;
-use super::{BuildContext, Failure, SpecError, Trace, first_failure};
+use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
 use crate::config::units::{Secret, format_duration, parse_duration};
 use crate::config::yaml::Spanned;
 
@@ -129,7 +130,7 @@ struct Activity {
     max_idle_in_transaction: Option<Duration>,
     max_blocked: Option<u64>,
     max_connections_ratio: Option<f64>,
-    /// `Some` when a creeping statement fails the probe; the threshold is used either way.
+    /// Whether a creeping statement fails the probe; the threshold counts either way.
     fail_on_creep: bool,
     max_mean_increase: f64,
     min_calls: u64,
@@ -501,8 +502,9 @@ impl PostgresProbe {
         let hidden = sessions.iter().filter(|s| s.hidden).count();
         if hidden > 0 {
             trace.notes.push(format!(
-                "sessions: {hidden} sessions of other roles are hidden from role {:?}, so their \
+                "sessions: {} of other roles hidden from role {:?}, so their \
                  queries cannot be checked (GRANT pg_monitor TO {})",
+                counted(hidden as u64, "session", "sessions"),
                 conn.role,
                 quote_ident(&conn.role)
             ));
@@ -517,14 +519,16 @@ impl PostgresProbe {
                     Some(worst) if n > max => Err(limit(
                         "slow_queries",
                         format!(
-                            "{n} queries running longer than {} (max_slow_queries {max}); \
+                            "{} running longer than {} (max_slow_queries {max}); \
                              longest: {}",
+                            counted(n, "query", "queries"),
                             format_duration(activity.slow_query),
                             worst.describe()
                         ),
                     )),
                     _ => Ok(format!(
-                        "{n} queries running longer than {}",
+                        "{} running longer than {}",
+                        counted(n, "query", "queries"),
                         format_duration(activity.slow_query)
                     )),
                 },
@@ -557,11 +561,15 @@ impl PostgresProbe {
                     Some(worst) if n > max => Err(limit(
                         "blocked",
                         format!(
-                            "{n} sessions waiting on a lock (max_blocked {max}); longest: {}",
+                            "{} waiting on a lock (max_blocked {max}); longest: {}",
+                            counted(n, "session", "sessions"),
                             worst.describe()
                         ),
                     )),
-                    _ => Ok(format!("{n} sessions waiting on a lock")),
+                    _ => Ok(format!(
+                        "{} waiting on a lock",
+                        counted(n, "session", "sessions")
+                    )),
                 },
             ));
         }
@@ -596,9 +604,9 @@ impl PostgresProbe {
                     Some(worst) => Err(limit(
                         "creeping_statements",
                         format!(
-                            "{} statements slower than their baseline by more than {threshold}; \
+                            "{} slower than their baseline by more than {threshold}; \
                              worst: {}",
-                            creeping.len(),
+                            counted(creeping.len() as u64, "statement", "statements"),
                             worst.describe()
                         ),
                     )),
@@ -775,15 +783,16 @@ impl PostgresProbe {
         }
         if update.first {
             trace.notes.push(format!(
-                "statements: first sample of {} statements taken; creeping statements are \
+                "statements: first sample of {} taken; creeping statements are \
                  reported from the next run",
-                update.tracked
+                counted(update.tracked as u64, "statement", "statements")
             ));
         }
         if hidden > 0 {
             trace.notes.push(format!(
-                "statements: {hidden} statements of other roles are hidden from role {:?} \
+                "statements: {} of other roles hidden from role {:?} \
                  (GRANT pg_read_all_stats or pg_monitor TO {})",
+                counted(hidden as u64, "statement", "statements"),
                 conn.role,
                 quote_ident(&conn.role)
             ));

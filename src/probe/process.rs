@@ -22,7 +22,7 @@ use regex::Regex;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{BuildContext, Failure, SpecError, Trace, first_failure};
+use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
 use crate::config::units::{format_duration, format_size, parse_duration, parse_size};
 use crate::config::yaml::Spanned;
 
@@ -376,7 +376,10 @@ impl ProcessProbe {
             failures.push(trace.check(
                 "min_count",
                 if count >= min {
-                    Ok(format!("{count} processes, at least {min}"))
+                    Ok(format!(
+                        "{}, at least {min}",
+                        counted(count, "process", "processes")
+                    ))
                 } else if count == 0 {
                     Err(limit(
                         "count",
@@ -385,7 +388,7 @@ impl ProcessProbe {
                 } else {
                     Err(limit(
                         "count",
-                        format!("{count} processes match {what}, fewer than min_count {min}"),
+                        format!("{} {what}, fewer than min_count {min}", matching(count)),
                     ))
                 },
             ));
@@ -394,11 +397,14 @@ impl ProcessProbe {
             failures.push(trace.check(
                 "max_count",
                 if count <= max {
-                    Ok(format!("{count} processes, at most {max}"))
+                    Ok(format!(
+                        "{}, at most {max}",
+                        counted(count, "process", "processes")
+                    ))
                 } else {
                     Err(limit(
                         "count",
-                        format!("{count} processes match {what}, more than max_count {max}"),
+                        format!("{} {what}, more than max_count {max}", matching(count)),
                     ))
                 },
             ));
@@ -495,12 +501,16 @@ impl ProcessProbe {
                     Some((ago, pid)) if n > max => Err(limit(
                         "restarts",
                         format!(
-                            "{n} restarts in the last {}, above {per}; latest: pid {pid} seen {} ago",
+                            "{} in the last {}, above {per}; latest: pid {pid} seen {} ago",
+                            counted(n, "restart", "restarts"),
                             format_duration(window),
                             format_duration(*ago)
                         ),
                     )),
-                    _ => Ok(format!("{n} restarts, at most {per}")),
+                    _ => Ok(format!(
+                        "{}, at most {per}",
+                        counted(n, "restart", "restarts")
+                    )),
                 },
             ));
         }
@@ -671,6 +681,15 @@ fn worst(
     match top {
         Some((s, v)) if v > max => Err(limit(signal, message(s, v))),
         _ => Ok(()),
+    }
+}
+
+/// `1 process matches` / `3 processes match`.
+fn matching(count: u64) -> String {
+    if count == 1 {
+        "1 process matches".into()
+    } else {
+        format!("{count} processes match")
     }
 }
 
