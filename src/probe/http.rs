@@ -559,7 +559,9 @@ fn json_equal(got: &serde_json::Value, want: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (got, want) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Number(_) | Value::Bool(_), Value::String(s)) => s.as_str() == got.to_string().as_str(),
+        (Value::Number(_) | Value::Bool(_), Value::String(s)) => {
+            s.as_str() == got.to_string().as_str()
+        }
         _ => got == want,
     }
 }
@@ -658,7 +660,9 @@ fn one_line(text: &str) -> String {
 
 fn parse_url(text: &str) -> Result<Uri, String> {
     if !text.contains("://") {
-        return Err(format!("invalid URL {text:?}: it needs http:// or https://"));
+        return Err(format!(
+            "invalid URL {text:?}: it needs http:// or https://"
+        ));
     }
     let uri: Uri = text
         .parse()
