@@ -92,6 +92,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         metrics.clone(),
         alerts.clone(),
         config.server.api_token.clone(),
+        store.clone(),
     );
     let (outcome_tx, outcome_rx) = tokio::sync::mpsc::channel(16_384);
     let runner = Runner {

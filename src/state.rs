@@ -4,7 +4,7 @@
 //! the last [`Outcome`]). On reload a new [`Registry`] is built and probes that kept their
 //! name carry their history over, so a reload does not blank a dashboard.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -24,6 +24,9 @@ pub struct ProbeState {
     /// Set while a run is in flight, so the next tick is skipped instead of stacked.
     pub running: Arc<AtomicBool>,
     pub skipped: Arc<AtomicU64>,
+    /// The signal the status page draws for this probe (sparkline, default chart): the first
+    /// watched signal, else the kind's headline signal.
+    pub main_signal: String,
     history: Arc<Mutex<History>>,
     /// Detector state of each watched signal, for metrics and the API.
     drift: Arc<Mutex<Vec<(String, DetectorState)>>>,
@@ -36,6 +39,28 @@ struct History {
     last_success: Option<SystemTime>,
     runs: u64,
     failures: BTreeMap<&'static str, u64>,
+    /// When the probe last failed, and why, kept after it recovers.
+    last_failure: Option<(SystemTime, Arc<str>)>,
+    /// The main signal of the last [`RECENT_MAX`] runs, for sparklines and for probes whose
+    /// history is not in the store. It grows one point per run, so a probe that never ran
+    /// holds nothing; at the cap it is 960 bytes, under 100 MB for 100,000 probes.
+    recent: VecDeque<Point>,
+}
+
+/// How many recent points each probe keeps in memory.
+pub const RECENT_MAX: usize = 120;
+
+/// One recent run: unix seconds and the main signal's value, `NaN` when the run failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub t: u32,
+    pub v: f32,
+}
+
+impl Point {
+    pub fn failed(&self) -> bool {
+        self.v.is_nan()
+    }
 }
 
 /// A consistent copy of one probe's history.
@@ -45,6 +70,7 @@ pub struct Snapshot {
     pub last_success: Option<SystemTime>,
     pub runs: u64,
     pub failures: BTreeMap<&'static str, u64>,
+    pub last_failure: Option<(SystemTime, Arc<str>)>,
     pub skipped: u64,
 }
 
@@ -57,8 +83,15 @@ impl ProbeState {
         for (key, value) in &config.labels {
             push_label(&mut label_text, key, value);
         }
+        let main_signal = config
+            .watches
+            .iter()
+            .map(|w| w.signal.clone())
+            .find(|s| s != "success")
+            .unwrap_or_else(|| headline_signal(kind).to_string());
         ProbeState {
             kind,
+            main_signal,
             target: config.probe.target(),
             label_text,
             running: Arc::default(),
@@ -85,8 +118,32 @@ impl ProbeState {
             history.last_success = Some(outcome.at + outcome.duration);
         } else if let Some(failure) = &outcome.failure {
             *history.failures.entry(failure.reason()).or_default() += 1;
+            history.last_failure = Some((outcome.at, failure.to_string().into()));
         }
+        let value = match outcome.signal(&self.main_signal) {
+            Some(v) if outcome.success && v.is_finite() => v as f32,
+            _ => f32::NAN,
+        };
+        if history.recent.len() == RECENT_MAX {
+            history.recent.pop_front();
+        }
+        let t = crate::metrics::unix_seconds(outcome.at + outcome.duration);
+        history.recent.push_back(Point {
+            t: t.clamp(0.0, f64::from(u32::MAX)) as u32,
+            v: value,
+        });
         history.last = Some(outcome);
+    }
+
+    /// The recent points of the main signal at or after `since` (unix seconds), oldest first.
+    pub fn recent(&self, since: f64) -> Vec<Point> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .recent
+            .iter()
+            .filter(|p| f64::from(p.t) >= since)
+            .copied()
+            .collect()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -96,6 +153,7 @@ impl ProbeState {
             last_success: history.last_success,
             runs: history.runs,
             failures: history.failures.clone(),
+            last_failure: history.last_failure.clone(),
             skipped: self.skipped.load(Ordering::Relaxed),
         }
     }
@@ -149,6 +207,15 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<&Arc<ProbeState>> {
         self.by_name.get(name).map(|i| &self.probes[*i])
+    }
+}
+
+/// The signal that best says how a probe of `kind` is doing when nothing is watched.
+fn headline_signal(kind: &str) -> &'static str {
+    match kind {
+        "process" => "rss",
+        "postgres" => "slow_queries",
+        _ => "latency",
     }
 }
 

@@ -1,4 +1,10 @@
 //! `/api/v1`: JSON views of probes for the CLI, the status page and scripts.
+//!
+//! `GET /probes` answers every probe as an array; with any of `status`, `kind`, `label=k=v`,
+//! `q`, `sort`, `offset`, `limit` it answers the matching page in the same shape, with the
+//! number of matches in `X-Total-Count`. `GET /overview` takes the same parameters and answers
+//! compact rows (status, latency, sparkline) plus counts for the status page's filters.
+//! `GET /probes/{name}/history?signal=&since=` answers stored history and the drift fit.
 
 use std::collections::HashMap;
 
@@ -21,14 +27,487 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/probes", get(list_probes))
         .route("/probes/{name}", get(one_probe))
+        .route("/probes/{name}/history", get(history))
+        .route("/overview", get(overview))
         .merge(alert_routes())
 }
 
-async fn list_probes(State(shared): State<Shared>) -> Json<Value> {
+async fn list_probes(
+    State(shared): State<Shared>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let registry = shared.registry();
-    Json(Value::Array(
-        registry.probes.iter().map(|p| probe_json(p)).collect(),
-    ))
+    if params.is_empty() {
+        return Ok(Json(Value::Array(
+            registry.probes.iter().map(|p| probe_json(p)).collect(),
+        ))
+        .into_response());
+    }
+    let filter = Filter::parse(&params, usize::MAX)?;
+    let statuses = Statuses::new(&shared);
+    let (matched, page) = filter.apply(&registry, &statuses);
+    let body = Value::Array(page.iter().map(|(p, _)| probe_json(p)).collect());
+    Ok(([("x-total-count", matched.to_string())], Json(body)).into_response())
+}
+
+/// The status page's list: one compact row per probe of the page, and counts over all probes.
+async fn overview(
+    State(shared): State<Shared>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = Filter::parse(&params, 100)?;
+    let registry = shared.registry();
+    let statuses = Statuses::new(&shared);
+    let mut counts: std::collections::BTreeMap<&str, usize> =
+        STATUSES.iter().map(|s| (*s, 0)).collect();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut labels: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for probe in &registry.probes {
+        *counts.entry(statuses.of(probe)).or_default() += 1;
+        kinds.insert(probe.kind);
+        for (k, v) in &probe.config.labels {
+            let values = labels.entry(k).or_default();
+            // Enough to fill a drop-down; a label with more values is searched by typing.
+            if values.len() < 200 {
+                values.insert(v);
+            }
+        }
+    }
+    let now = unix_now();
+    let (matched, page) = filter.apply(&registry, &statuses);
+    let rows: Vec<Value> = page
+        .iter()
+        .map(|(p, status)| overview_row(p, status, now))
+        .collect();
+    Ok(Json(json!({
+        "total": registry.probes.len(),
+        "matched": matched,
+        "offset": filter.offset,
+        "limit": filter.limit,
+        "counts": counts,
+        "kinds": kinds,
+        "labels": labels,
+        "probes": rows,
+    })))
+}
+
+/// Every status a probe can be in, worst first.
+const STATUSES: [&str; 6] = ["down", "flapping", "degraded", "silenced", "pending", "up"];
+
+/// What the alert engine says about each probe, gathered once per request.
+struct Statuses {
+    /// Probe name → (silenced, flapping) of its active alerts.
+    alerts: HashMap<String, (bool, bool)>,
+}
+
+impl Statuses {
+    fn new(shared: &Shared) -> Self {
+        let mut alerts: HashMap<String, (bool, bool)> = HashMap::new();
+        for a in shared.alerts.alerts() {
+            if a.state == AlertState::Resolved {
+                continue;
+            }
+            let entry = alerts.entry(a.probe.clone()).or_insert((true, false));
+            entry.0 &= a.silenced;
+            entry.1 |= a.flapping;
+        }
+        Statuses { alerts }
+    }
+
+    /// `down` (the last run failed), `flapping`, `degraded` (up, but an alert or a detector
+    /// is firing), `silenced` (every active alert is silenced), `pending` (never ran), `up`.
+    fn of(&self, probe: &ProbeState) -> &'static str {
+        let snap = probe.snapshot();
+        let alert = self.alerts.get(probe.name());
+        if alert.is_some_and(|a| a.0) {
+            return "silenced";
+        }
+        if alert.is_some_and(|a| a.1) {
+            return "flapping";
+        }
+        match &snap.last {
+            None => "pending",
+            Some(o) if !o.success => "down",
+            Some(_)
+                if alert.is_some()
+                    || probe.drift().iter().any(|(_, d)| {
+                        d.trend_firing
+                            || d.change_firing
+                            || d.burn_page_firing
+                            || d.burn_ticket_firing
+                    }) =>
+            {
+                "degraded"
+            }
+            Some(_) => "up",
+        }
+    }
+}
+
+/// The filters and page of a probe list.
+#[derive(Debug)]
+struct Filter {
+    statuses: Vec<String>,
+    kind: Option<String>,
+    labels: Vec<(String, String)>,
+    q: Option<String>,
+    sort: Sort,
+    offset: usize,
+    limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sort {
+    Config,
+    Name,
+    Status,
+}
+
+/// The most rows one page may hold.
+const PAGE_MAX: usize = 1000;
+
+impl Filter {
+    fn parse(params: &[(String, String)], default_limit: usize) -> Result<Filter, ApiError> {
+        let bad = |m: String| api_error(StatusCode::BAD_REQUEST, m);
+        let mut f = Filter {
+            statuses: Vec::new(),
+            kind: None,
+            labels: Vec::new(),
+            q: None,
+            sort: Sort::Config,
+            offset: 0,
+            limit: default_limit,
+        };
+        for (key, value) in params {
+            match key.as_str() {
+                "status" => {
+                    for s in value.split(',').filter(|s| !s.is_empty()) {
+                        if !STATUSES.contains(&s) {
+                            return Err(bad(format!(
+                                "status {s:?} is not one of {}",
+                                STATUSES.join(", ")
+                            )));
+                        }
+                        f.statuses.push(s.to_string());
+                    }
+                }
+                "kind" if value.is_empty() => {}
+                "kind" => {
+                    if !["http", "tcp", "dns", "process", "postgres"].contains(&value.as_str()) {
+                        return Err(bad(format!(
+                            "kind {value:?} is not one of http, tcp, dns, process, postgres"
+                        )));
+                    }
+                    f.kind = Some(value.clone());
+                }
+                "label" if value.is_empty() => {}
+                "label" => match value.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => f.labels.push((k.into(), v.into())),
+                    _ => return Err(bad(format!("label {value:?} is not written key=value"))),
+                },
+                "q" => f.q = Some(value.to_lowercase()).filter(|q| !q.is_empty()),
+                "sort" => {
+                    f.sort = match value.as_str() {
+                        "" | "config" => Sort::Config,
+                        "name" => Sort::Name,
+                        "status" => Sort::Status,
+                        _ => {
+                            return Err(bad(format!(
+                                "sort {value:?} is not config, name or status"
+                            )));
+                        }
+                    }
+                }
+                "offset" => {
+                    f.offset = value
+                        .parse()
+                        .map_err(|_| bad(format!("offset {value:?} is not a whole number")))?
+                }
+                "limit" => {
+                    f.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=PAGE_MAX).contains(l))
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "limit {value:?} is not a number from 1 to {PAGE_MAX}"
+                            ))
+                        })?
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "unknown parameter {key:?}: use status, kind, label, q, sort, offset, limit"
+                    )));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// The number of matching probes and the requested page of them, with their status.
+    fn apply<'r>(
+        &self,
+        registry: &'r crate::state::Registry,
+        statuses: &Statuses,
+    ) -> (usize, Vec<(&'r ProbeState, &'static str)>) {
+        let mut matched: Vec<(&ProbeState, &'static str)> = registry
+            .probes
+            .iter()
+            .filter(|p| self.kind.as_deref().is_none_or(|k| k == p.kind))
+            .filter(|p| {
+                self.labels
+                    .iter()
+                    .all(|(k, v)| p.config.labels.iter().any(|(pk, pv)| pk == k && pv == v))
+            })
+            .filter(|p| {
+                self.q
+                    .as_deref()
+                    .is_none_or(|q| p.name().to_lowercase().contains(q))
+            })
+            .map(|p| (p.as_ref(), statuses.of(p)))
+            .filter(|(_, s)| self.statuses.is_empty() || self.statuses.iter().any(|x| x == s))
+            .collect();
+        match self.sort {
+            Sort::Config => {}
+            Sort::Name => matched.sort_by(|a, b| a.0.name().cmp(b.0.name())),
+            Sort::Status => matched.sort_by_key(|(_, s)| STATUSES.iter().position(|x| x == s)),
+        }
+        let total = matched.len();
+        let page = matched
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect();
+        (total, page)
+    }
+}
+
+/// Sparklines have at most this many points.
+const SPARK_POINTS: usize = 60;
+
+fn overview_row(probe: &ProbeState, status: &str, now: f64) -> Value {
+    let snap = probe.snapshot();
+    let last = snap.last.as_deref();
+    let recent = probe.recent(now - 6.0 * 3600.0);
+    let step = recent.len().div_ceil(SPARK_POINTS).max(1);
+    let spark: Vec<Value> = recent
+        .chunks(step)
+        .map(|c| {
+            let ok: Vec<f32> = c.iter().filter(|p| !p.failed()).map(|p| p.v).collect();
+            if ok.len() < c.len() {
+                Value::Null
+            } else {
+                json!(ok.iter().sum::<f32>() / ok.len() as f32)
+            }
+        })
+        .collect();
+    json!({
+        "name": probe.name(),
+        "kind": probe.kind,
+        "target": probe.target,
+        "labels": probe.config.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "status": status,
+        "last_check": last.map(|o| unix_seconds(o.at)),
+        "duration_seconds": last.map(|o| o.duration.as_secs_f64()),
+        "reason": last.and_then(|o| o.failure.as_ref()).map(|f| f.to_string()),
+        "last_failure": snap.last_failure.as_ref().map(|(t, e)| json!({"at": unix_seconds(*t), "error": e.as_ref()})),
+        "main_signal": probe.main_signal,
+        "unit": unit_name(signal_unit(probe, &probe.main_signal)),
+        "value": last.and_then(|o| o.signal(&probe.main_signal)).filter(|v| v.is_finite()),
+        "spark": spark,
+    })
+}
+
+fn signal_unit(probe: &ProbeState, signal: &str) -> Option<crate::detect::Unit> {
+    if signal == "success" {
+        return Some(crate::detect::Unit::Ratio);
+    }
+    crate::config::drift::signals(probe.kind)
+        .iter()
+        .find(|(s, _)| *s == signal)
+        .map(|(_, u)| *u)
+}
+
+fn unit_name(unit: Option<crate::detect::Unit>) -> &'static str {
+    use crate::detect::Unit;
+    match unit {
+        Some(Unit::Bytes) => "bytes",
+        Some(Unit::Seconds) => "seconds",
+        Some(Unit::Ratio) => "ratio",
+        _ => "count",
+    }
+}
+
+/// History longer than this is refused: it is what the store keeps and what a chart can show.
+const HISTORY_WINDOW_MAX: f64 = 7.0 * 86_400.0;
+/// A chart has at most this many points; longer series are averaged into buckets.
+const HISTORY_POINTS: usize = 720;
+
+/// `since` as unix seconds (`1700000000`) or a duration back from now (`6h`); default 6h.
+fn parse_since(text: Option<&str>, now: f64) -> Result<f64, ApiError> {
+    let bad = |m: String| api_error(StatusCode::BAD_REQUEST, m);
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(now - 6.0 * 3600.0);
+    };
+    let since = match text.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => t,
+        Ok(_) => return Err(bad(format!("since {text:?} is not a time"))),
+        Err(_) => {
+            let back = crate::config::units::parse_duration(text)
+                .map_err(|e| bad(format!("since: {e}; or give unix seconds")))?;
+            now - back.as_secs_f64()
+        }
+    };
+    if since > now + 60.0 {
+        return Err(bad(format!("since {text:?} is in the future")));
+    }
+    if now - since > HISTORY_WINDOW_MAX + 60.0 {
+        return Err(bad(format!(
+            "since {text:?} asks for more than 7d of history, which is all that is kept"
+        )));
+    }
+    Ok(since)
+}
+
+async fn history(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::detect::verdict::format_duration;
+    let registry = shared.registry();
+    let probe = registry
+        .get(&name)
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, format!("no probe named {name:?}")))?
+        .clone();
+    if let Some(key) = query
+        .keys()
+        .find(|k| !["signal", "since"].contains(&k.as_str()))
+    {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown parameter {key:?}: use signal and since"),
+        ));
+    }
+    let now = unix_now();
+    let since = parse_since(query.get("since").map(String::as_str), now)?;
+    let signal = query
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| probe.main_signal.clone());
+    let watch = probe.config.watches.iter().find(|w| w.signal == signal);
+    let (source, points): (&str, Vec<(f64, Option<f64>)>) = if watch.is_some() {
+        let store = shared.store.clone();
+        let (p, s) = (name.clone(), signal.clone());
+        let samples = tokio::task::spawn_blocking(move || store.samples(&p, &s, since))
+            .await
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let raw: Vec<(f64, f64)> = samples.iter().map(|s| (s.t, s.v)).collect();
+        ("store", downsample(&raw, since, now))
+    } else if signal == probe.main_signal {
+        let recent = probe.recent(since);
+        (
+            "recent",
+            recent
+                .iter()
+                .map(|p| (f64::from(p.t), (!p.failed()).then_some(f64::from(p.v))))
+                .collect(),
+        )
+    } else {
+        let known: Vec<&str> = crate::config::drift::signals(probe.kind)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        let message = if known.contains(&signal.as_str()) {
+            let mut kept: Vec<&str> = probe
+                .config
+                .watches
+                .iter()
+                .map(|w| w.signal.as_str())
+                .collect();
+            kept.push(&probe.main_signal);
+            format!(
+                "probe {name:?} keeps no history of {signal:?} (add it under drift: to keep it); it has: {}",
+                kept.join(", ")
+            )
+        } else {
+            format!(
+                "{} probes have no signal {signal:?}; they have: {}",
+                probe.kind,
+                known.join(", ")
+            )
+        };
+        return Err(api_error(StatusCode::BAD_REQUEST, message));
+    };
+    let unit = signal_unit(&probe, &signal);
+    let fit = watch.and_then(|w| {
+        let spec = w.spec.drift.as_ref()?;
+        let limit = match &w.limit_from {
+            Some(from) => probe
+                .snapshot()
+                .last
+                .as_ref()
+                .and_then(|o| o.signal(from))?,
+            None => spec.limit,
+        };
+        let drift = probe.drift();
+        let state = drift.iter().find(|(s, _)| *s == signal).map(|(_, d)| d);
+        let eta = state.and_then(|d| d.eta_seconds);
+        let u = unit.unwrap_or_default();
+        Some(json!({
+            "limit": limit,
+            "limit_text": u.format(limit),
+            "horizon_seconds": spec.horizon,
+            "level": state.and_then(|d| d.level),
+            "slope": state.and_then(|d| d.slope),
+            "at": state.and_then(|d| d.last_t),
+            "eta_seconds": eta,
+            "firing": state.is_some_and(|d| d.trend_firing),
+            "summary": match eta {
+                Some(eta) => format!("reaches {} in ~{}", u.format(limit), format_duration(eta)),
+                None => format!("no trend toward {}", u.format(limit)),
+            },
+        }))
+    });
+    Ok(Json(json!({
+        "probe": name,
+        "signal": signal,
+        "unit": unit_name(unit),
+        "source": source,
+        "since": since,
+        "now": now,
+        "points": points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+        "fit": fit,
+    })))
+}
+
+/// Averages a long series into at most [`HISTORY_POINTS`] buckets over `[since, now]`.
+fn downsample(raw: &[(f64, f64)], since: f64, now: f64) -> Vec<(f64, Option<f64>)> {
+    if raw.len() <= HISTORY_POINTS {
+        return raw.iter().map(|(t, v)| (*t, Some(*v))).collect();
+    }
+    let width = ((now - since) / HISTORY_POINTS as f64).max(1e-9);
+    let mut out: Vec<(f64, Option<f64>)> = Vec::with_capacity(HISTORY_POINTS);
+    let (mut bucket, mut sum_t, mut sum_v, mut n) = (None::<i64>, 0.0, 0.0, 0.0);
+    for (t, v) in raw {
+        let b = ((t - since) / width).floor() as i64;
+        if bucket.is_some_and(|x| x != b) && n > 0.0 {
+            out.push((sum_t / n, Some(sum_v / n)));
+            (sum_t, sum_v, n) = (0.0, 0.0, 0.0);
+        }
+        bucket = Some(b);
+        sum_t += t;
+        sum_v += v;
+        n += 1.0;
+    }
+    if n > 0.0 {
+        out.push((sum_t / n, Some(sum_v / n)));
+    }
+    out
 }
 
 async fn one_probe(

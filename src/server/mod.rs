@@ -1,9 +1,11 @@
-//! The daemon's HTTP server: `/metrics`, `/healthz` and the JSON API under `/api/v1`.
+//! The daemon's HTTP server: `/metrics`, `/healthz`, the JSON API under `/api/v1` and the
+//! status page at `/` (a plain client of that API).
 //!
 //! It only reads state ([`Shared`]); the single writer of that state is the daemon loop in
 //! `app.rs`. It binds to loopback unless the config says otherwise.
 
 pub mod api;
+pub mod status_page;
 
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +19,7 @@ use crate::alert::service::AlertService;
 use crate::config::units::Secret;
 use crate::metrics::{self, DaemonMetrics};
 use crate::state::Registry;
+use crate::store::Store;
 
 /// What the server reads: the current registry (swapped on reload) and daemon metrics.
 #[derive(Clone)]
@@ -26,6 +29,8 @@ pub struct Shared {
     pub alerts: Arc<AlertService>,
     /// The bearer token write endpoints require; `None` refuses every write.
     pub api_token: Option<Secret>,
+    /// Signal history, read by `/api/v1/probes/{name}/history`.
+    pub store: Arc<Store>,
 }
 
 impl Shared {
@@ -34,12 +39,14 @@ impl Shared {
         metrics: Arc<DaemonMetrics>,
         alerts: Arc<AlertService>,
         api_token: Option<Secret>,
+        store: Arc<Store>,
     ) -> Self {
         Shared {
             registry: Arc::new(RwLock::new(registry)),
             metrics,
             alerts,
             api_token,
+            store,
         }
     }
 
@@ -61,6 +68,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .nest("/api/v1", api::routes())
+        .merge(status_page::routes())
         .with_state(shared)
 }
 
