@@ -99,6 +99,9 @@ struct Options {
     /// Use the built-in hyper target even when nginx is installed.
     #[arg(long)]
     builtin_target: bool,
+    /// Keep the scratch directory (generated probe files, configs, logs) and print its path.
+    #[arg(long)]
+    keep: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -153,7 +156,7 @@ fn main() {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(options: Options) -> Result<(), Error> {
-    let work = WorkDir::new()?;
+    let work = WorkDir::new(options.keep)?;
     let slowburn = options
         .slowburn
         .clone()
@@ -243,6 +246,10 @@ impl Bench {
             self.machine.memory as f64 / (1u64 << 30) as f64,
             self.machine.kernel
         ));
+        out.push_str(&format!(
+            "load average before the run: {} (other work on the machine skews every figure)\n",
+            load_average()
+        ));
         out.push_str(&format!("target:  {}\n", self.target.describe()));
         out.push_str(&format!("slowburn: {}\n", self.slowburn.display()));
         match &self.blackbox {
@@ -304,6 +311,7 @@ impl Bench {
             }
         }
         println!();
+        println!("load average after the run: {}", load_average());
         println!("{}", self.table(&rates, &systems, &results));
         if !search.is_empty() {
             println!("{}", search_table(&search));
@@ -470,9 +478,11 @@ impl Bench {
             },
         )
         .await;
+        // Read the peak before closing the floor's stdin, which ends it.
+        let peak = peak_rss(process.pid());
         drop(control);
         let mut sample = sample?;
-        sample.peak_rss = peak_rss(process.pid());
+        sample.peak_rss = peak;
         Ok(sample)
     }
 
@@ -529,9 +539,11 @@ impl Bench {
         } else {
             60
         }));
+        let pid = daemon.process.pid();
+        let rss_ready = status_kib(pid, "VmRSS:") * 1024;
+        let peak_ready = peak_rss(pid);
         tokio::time::sleep(warmup).await;
         let sample = daemon.window(self, window).await?;
-        let pid = daemon.process.pid();
         let rss = status_kib(pid, "VmRSS:") * 1024;
         let cpu_cores = sample.cpu_per_1k * sample.rate / 1000.0;
         let mut renders = Vec::new();
@@ -543,36 +555,37 @@ impl Bench {
             size = body.len();
         }
         renders.sort_by(f64::total_cmp);
+        let rss_after = status_kib(pid, "VmRSS:") * 1024;
         let (lag50, lag99) = sample.lag.unwrap_or_default();
-        let rows = [
+        let rows: Vec<(String, String)> = vec![
             (
-                "probes configured",
+                "probes configured".into(),
                 format!(
                     "{n} (10,000 http at 10 s; 45,000 http + 45,000 tcp at 60-300 s; {} target ports)",
                     ports.len()
                 ),
             ),
             (
-                "startup (spawn -> /metrics shows all probes)",
+                "startup (spawn -> /metrics shows all probes)".into(),
                 format!("{:.2} s", startup.as_secs_f64()),
             ),
             (
-                "probes/s (expected {per_second:.0})",
+                format!("probes/s (expected {per_second:.0})"),
                 format!("{:.0}", sample.rate),
             ),
             (
-                "CPU",
+                "CPU".into(),
                 format!(
                     "{cpu_cores:.2} cores, {:.3} s per 1k probes",
                     sample.cpu_per_1k
                 ),
             ),
             (
-                "schedule lag p50 / p99",
+                "schedule lag p50 / p99".into(),
                 format!("{:.2} ms / {:.2} ms", lag50 * 1e3, lag99 * 1e3),
             ),
             (
-                "probe duration p50 / p99",
+                "probe duration p50 / p99".into(),
                 format!(
                     "{:.2} ms / {:.2} ms",
                     sample.latency.0 * 1e3,
@@ -580,18 +593,29 @@ impl Bench {
                 ),
             ),
             (
-                "failed probes in window",
+                "failed probes in window".into(),
                 format!("{} of {}", sample.failed, sample.total),
             ),
             (
-                "RSS steady / peak",
-                format!("{:.0} MiB / {:.0} MiB", mib(rss), mib(sample.peak_rss)),
+                "RSS when ready (peak so far)".into(),
+                format!("{:.0} MiB ({:.0} MiB)", mib(rss_ready), mib(peak_ready)),
             ),
             (
-                "/metrics scrape (median of 3, client side)",
+                "RSS steady, after the window".into(),
+                format!("{:.0} MiB", mib(rss)),
+            ),
+            (
+                "RSS after 3 more scrapes / peak".into(),
+                format!("{:.0} MiB / {:.0} MiB", mib(rss_after), mib(peak_rss(pid))),
+            ),
+            (
+                "/metrics scrape (median of 3, client side)".into(),
                 format!("{:.0} ms", renders[1] * 1e3),
             ),
-            ("/metrics size", format!("{:.1} MiB", mib(size as u64))),
+            (
+                "/metrics size".into(),
+                format!("{:.1} MiB", mib(size as u64)),
+            ),
         ];
         println!();
         println!(
@@ -1270,19 +1294,25 @@ impl Drop for Proc {
 /// A scratch directory for generated configs and logs, removed at the end.
 struct WorkDir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl WorkDir {
-    fn new() -> Result<WorkDir, Error> {
+    fn new(keep: bool) -> Result<WorkDir, Error> {
         let path = std::env::temp_dir().join(format!("slowburn-load-{}", std::process::id()));
         std::fs::create_dir_all(&path)?;
-        Ok(WorkDir { path })
+        if keep {
+            eprintln!("scratch directory (kept): {}", path.display());
+        }
+        Ok(WorkDir { path, keep })
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -1321,6 +1351,13 @@ impl Machine {
             kernel,
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.
