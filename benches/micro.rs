@@ -1,13 +1,10 @@
 //! Criterion micro-benchmarks of the hot paths, each at the scale slowburn promises
 //! (100,000 configured probes on two cores): loading probe files, scheduling, one HTTP probe on
-//! loopback, and rendering `/metrics`.
+//! loopback, rendering `/metrics`, one detector update per sample, and one alert-engine
+//! transition per outcome.
 //!
 //! Run with `cargo bench --bench micro` (a few minutes on 2 cores; sample sizes are kept small
 //! on purpose). The end-to-end comparison with blackbox_exporter is `benches/load.rs`.
-//!
-//! Later stages add their benches here, one group each, listed in `criterion_group!` at the
-//! bottom: the detectors (one update per sample) and the alert engine (one transition per
-//! outcome).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -285,13 +282,116 @@ fn http_outcome(i: usize) -> Outcome {
     }
 }
 
-// Detector (one update per sample) and alert engine (one transition per outcome) benches join
-// this list when those stages land.
+/// One sample through the detectors of one watched signal (trend + change, and the SLO burn
+/// counters), with a day of history already behind it: the steady-state cost per sample.
+fn detector_update(c: &mut Criterion) {
+    use slowburn::detect::{ChangeSpec, DetectorSpec, DriftSpec, SignalDetectors, SloSpec, Unit};
+    let mut group = c.benchmark_group("detector_update");
+    let drift = DetectorSpec::new("rss", Unit::Bytes)
+        .with_drift(DriftSpec::new(2.0 * 1024.0 * 1024.0 * 1024.0, 6.0 * 3600.0))
+        .with_change(ChangeSpec::default());
+    let slo = DetectorSpec::new("success", Unit::Ratio).with_slo(SloSpec::new(0.999));
+    for (name, spec) in [("trend+change", drift), ("slo_burn", slo)] {
+        let mut detectors = SignalDetectors::new(spec).unwrap();
+        let mut t = 1_790_000_000.0;
+        let value = |t: f64| 400.0e6 + (t * 0.37).sin() * 8.0e6;
+        for _ in 0..(24 * 240) {
+            detectors.observe(t, value(t), false);
+            t += 15.0;
+        }
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                t += 15.0;
+                black_box(detectors.observe(t, value(t), false))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One probe result through the alert state machine: the common case (a healthy probe with an
+/// alert rule) and a failing probe bumping its firing alert.
+fn alert_transition(c: &mut Criterion) {
+    use slowburn::alert::{Engine, Policy, ProbeInfo, Rule, Severity, Step};
+    use std::collections::{BTreeMap, HashMap};
+    let mut group = c.benchmark_group("alert_transition");
+    let steps = vec![
+        Step {
+            after: 0.0,
+            notify: vec!["pd".into()],
+        },
+        Step {
+            after: 900.0,
+            notify: vec!["pd2".into()],
+        },
+    ];
+    let policy = Policy {
+        name: "p".into(),
+        repeat_interval: 900.0,
+        steps,
+        repeat: 1,
+        ack_timeout: None,
+    };
+    let rule = Rule {
+        after: 3,
+        recover_after: 2,
+        policy: Some("p".into()),
+        severity: Severity::Page,
+        runbook: None,
+        summary: None,
+    };
+    let probes: HashMap<String, ProbeInfo> = (0..10_000)
+        .map(|i| {
+            (
+                format!("p{i}"),
+                ProbeInfo {
+                    rule: Some(rule.clone()),
+                    labels: BTreeMap::new(),
+                    target: String::new(),
+                },
+            )
+        })
+        .collect();
+    let mut engine = Engine::new();
+    engine.configure(
+        probes,
+        HashMap::from([("p".to_string(), policy)]),
+        Vec::new(),
+    );
+    let mut t = 0.0;
+    let mut i = 0usize;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("healthy_outcome", |b| {
+        b.iter(|| {
+            i = (i + 1) % 10_000;
+            t += 0.001;
+            black_box(engine.observe(&format!("p{i}"), None, t))
+        })
+    });
+    for k in 0..3 {
+        engine.observe(
+            "p0",
+            Some(("status", "status 503 not in [200]")),
+            t + k as f64,
+        );
+    }
+    group.bench_function("failure_while_firing", |b| {
+        b.iter(|| {
+            t += 0.001;
+            black_box(engine.observe("p0", Some(("status", "status 503 not in [200]")), t))
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     config_load,
     scheduler_cost,
     http_probe,
-    metrics_render
+    metrics_render,
+    detector_update,
+    alert_transition
 );
 criterion_main!(benches);
