@@ -5,104 +5,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
+use common::daemon::{Daemon, free_port, get, request_json, temp_dir, wait_http};
 use common::receiver::Receiver;
-
-const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(dir: &Path, token: &str) -> Daemon {
-        Daemon(
-            Command::new(BIN)
-                .args(["run", "-c", "probes.yaml"])
-                .current_dir(dir)
-                .env("SLOWBURN_TEST_TOKEN", token)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (status, json)
-}
-
-fn wait_http(addr: SocketAddr) {
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "daemon did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("slowburn-alerting-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn escalation_survives_kill_9_and_the_api_needs_the_token() {
     let (receiver, hooks) = Receiver::start();
-    let dir = temp_dir("kill9");
+    let dir = temp_dir("alerting-kill9");
     let port = free_port();
     let listen = SocketAddr::from(([127, 0, 0, 1], port));
     let closed = free_port();
@@ -133,7 +45,11 @@ policies:
     )
     .unwrap();
 
-    let daemon = Daemon::start(&dir, "s3cret-token");
+    let daemon = Daemon::start(
+        &["run", "-c", "probes.yaml"],
+        &dir,
+        &[("SLOWBURN_TEST_TOKEN", "s3cret-token")],
+    );
     wait_http(listen);
     receiver.wait_for("/first", "step 1 pages", Duration::from_secs(10), |e| {
         !e.is_empty()
@@ -151,7 +67,11 @@ policies:
     drop(daemon);
     assert!(receiver.events("/second").is_empty());
     std::thread::sleep(Duration::from_secs(7));
-    let daemon = Daemon::start(&dir, "s3cret-token");
+    let daemon = Daemon::start(
+        &["run", "-c", "probes.yaml"],
+        &dir,
+        &[("SLOWBURN_TEST_TOKEN", "s3cret-token")],
+    );
     wait_http(listen);
     // Step 2 is overdue: it fires once, at once; step 1 is not repeated.
     receiver.wait_for(
@@ -164,7 +84,7 @@ policies:
     assert_eq!(receiver.events("/second"), [("trigger".to_string(), 1)]);
     assert_eq!(receiver.events("/first"), [("trigger".to_string(), 0)]);
 
-    let (status, alerts) = request(listen, "GET", "/api/v1/alerts?state=active", None, "");
+    let (status, alerts) = request_json(listen, "GET", "/api/v1/alerts?state=active", None, "");
     assert_eq!(status, 200);
     let alert = &alerts[0];
     assert_eq!(alert["dedup_key"], "payments:connect");
@@ -174,13 +94,16 @@ policies:
 
     // Writes without the token, or with a wrong one, change nothing.
     let path = format!("/api/v1/alerts/{id}/ack");
-    assert_eq!(request(listen, "POST", &path, None, "{}").0, 401);
-    assert_eq!(request(listen, "POST", &path, Some("wrong"), "{}").0, 401);
+    assert_eq!(request_json(listen, "POST", &path, None, "{}").0, 401);
     assert_eq!(
-        request(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "").1["state"],
+        request_json(listen, "POST", &path, Some("wrong"), "{}").0,
+        401
+    );
+    assert_eq!(
+        request_json(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "").1["state"],
         "firing"
     );
-    let (status, acked) = request(
+    let (status, acked) = request_json(
         listen,
         "POST",
         &path,
@@ -191,7 +114,7 @@ policies:
     assert_eq!(acked["state"], "acknowledged");
     assert_eq!(acked["acked_by"], "alice");
     assert_eq!(
-        request(listen, "POST", &path, Some("s3cret-token"), "{}").0,
+        request_json(listen, "POST", &path, Some("s3cret-token"), "{}").0,
         409
     );
 
@@ -210,7 +133,7 @@ policies:
     );
 
     // The delivery record shows every attempt; metrics count them.
-    let (_, detail) = request(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "");
+    let (_, detail) = request_json(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "");
     let records = detail["notifications"].as_array().unwrap();
     let states: HashMap<String, String> = records
         .iter()
@@ -225,14 +148,7 @@ policies:
     assert_eq!(states["first"], "sent");
     assert_eq!(states["second"], "sent");
     assert_ne!(states["broken"], "sent");
-    let mut stream = TcpStream::connect(listen).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut metrics = String::new();
-    stream.read_to_string(&mut metrics).unwrap();
+    let (_, metrics) = get(listen, "/metrics").unwrap();
     assert!(
         metrics.contains("slowburn_notifications_total{notifier=\"second\",result=\"sent\"} 2"),
         "{metrics}"

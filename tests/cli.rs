@@ -1,13 +1,14 @@
 //! The `slowburn` binary as users run it: `check` exit codes and messages, `probe`, and the
 //! `run` daemon serving metrics, reloading on SIGHUP and file changes, and stopping on SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::daemon::{BIN, Daemon, free_port, get, metric_value, temp_dir, wait_metrics};
 
 fn slowburn(args: &[&str], cwd: &Path) -> Output {
     Command::new(BIN)
@@ -19,113 +20,6 @@ fn slowburn(args: &[&str], cwd: &Path) -> Output {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("slowburn-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP GET over std, returning (status, body).
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-/// Polls `/metrics` until `ready` holds or `limit` passes; returns the last body.
-fn wait_metrics(addr: SocketAddr, limit: Duration, ready: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    let mut last = String::new();
-    while started.elapsed() < limit {
-        if let Some((200, body)) = get(addr, "/metrics") {
-            if ready(&body) {
-                return body;
-            }
-            last = body;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("metrics not ready after {limit:?}:\n{last}");
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(args: &[&str], cwd: &Path) -> Daemon {
-        Daemon(
-            Command::new(BIN)
-                .args(args)
-                .current_dir(cwd)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for exit; returns the exit code and stderr.
-    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                let mut err = String::new();
-                self.0
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (status.code(), err);
-            }
-            assert!(
-                started.elapsed() < limit,
-                "daemon did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn metric_value(body: &str, prefix: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]
@@ -265,7 +159,7 @@ fn run_serves_metrics_reloads_and_stops_cleanly() {
         "probes:\n  - name: own-health\n    interval: 1s\n    timeout: 500ms\n    http: {{url: \"http://{addr}/healthz\"}}\n"
     );
     std::fs::write(probes.join("main.yaml"), &good).unwrap();
-    let daemon = Daemon::start(&["run", "--listen", &addr.to_string()], &dir);
+    let daemon = Daemon::start(&["run", "--listen", &addr.to_string()], &dir, &[]);
 
     let body = wait_metrics(addr, Duration::from_secs(15), |b| {
         b.contains("probe_success{probe=\"own-health\",kind=\"http\"} 1")
@@ -337,7 +231,7 @@ fn run_on_a_fresh_machine_uses_the_built_in_probes() {
     if std::net::TcpListener::bind(addr).is_err() {
         panic!("127.0.0.1:9464 is taken; this test needs the default address free");
     }
-    let daemon = Daemon::start(&["run"], &dir);
+    let daemon = Daemon::start(&["run"], &dir, &[]);
     let body = wait_metrics(addr, Duration::from_secs(15), |b| {
         b.contains("probe_success{probe=\"self-healthz\",kind=\"http\",team=\"slowburn\"} 1")
             && b.contains("probe_http_duration_seconds{probe=\"self-healthz\",kind=\"http\",team=\"slowburn\",phase=\"connect\"}")

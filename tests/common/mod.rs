@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod receiver;
 
 use std::net::SocketAddr;
