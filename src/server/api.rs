@@ -57,8 +57,16 @@ async fn overview(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = Filter::parse(&params, 100)?;
+    // Rows of watched probes read their sparkline from the store: keep that off the workers.
+    tokio::task::spawn_blocking(move || overview_body(&shared, &filter))
+        .await
+        .map(Json)
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn overview_body(shared: &Shared, filter: &Filter) -> Value {
     let registry = shared.registry();
-    let statuses = Statuses::new(&shared);
+    let statuses = Statuses::new(shared);
     let mut counts: std::collections::BTreeMap<&str, usize> =
         STATUSES.iter().map(|s| (*s, 0)).collect();
     let mut kinds = std::collections::BTreeSet::new();
@@ -79,9 +87,9 @@ async fn overview(
     let (matched, page) = filter.apply(&registry, &statuses);
     let rows: Vec<Value> = page
         .iter()
-        .map(|(p, status)| overview_row(p, status, now))
+        .map(|(p, status)| overview_row(shared, p, status, now))
         .collect();
-    Ok(Json(json!({
+    json!({
         "total": registry.probes.len(),
         "matched": matched,
         "offset": filter.offset,
@@ -90,7 +98,7 @@ async fn overview(
         "kinds": kinds,
         "labels": labels,
         "probes": rows,
-    })))
+    })
 }
 
 /// Every status a probe can be in, worst first.
@@ -128,19 +136,15 @@ impl Statuses {
             return "flapping";
         }
         match &snap.last {
-            None => "pending",
             Some(o) if !o.success => "down",
-            Some(_)
-                if alert.is_some()
-                    || probe.drift().iter().any(|(_, d)| {
-                        d.trend_firing
-                            || d.change_firing
-                            || d.burn_page_firing
-                            || d.burn_ticket_firing
-                    }) =>
+            _ if alert.is_some()
+                || probe.drift().iter().any(|(_, d)| {
+                    d.trend_firing || d.change_firing || d.burn_page_firing || d.burn_ticket_firing
+                }) =>
             {
                 "degraded"
             }
+            None => "pending",
             Some(_) => "up",
         }
     }
@@ -287,19 +291,39 @@ impl Filter {
 /// Sparklines have at most this many points.
 const SPARK_POINTS: usize = 60;
 
-fn overview_row(probe: &ProbeState, status: &str, now: f64) -> Value {
+fn overview_row(shared: &Shared, probe: &ProbeState, status: &str, now: f64) -> Value {
     let snap = probe.snapshot();
     let last = snap.last.as_deref();
-    let recent = probe.recent(now - 6.0 * 3600.0);
+    let since = now - 6.0 * 3600.0;
+    let watched = probe
+        .config
+        .watches
+        .iter()
+        .any(|w| w.signal == probe.main_signal);
+    let recent: Vec<Option<f64>> = if watched {
+        shared
+            .store
+            .samples(probe.name(), &probe.main_signal, since)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| Some(s.v))
+            .collect()
+    } else {
+        probe
+            .recent(since)
+            .iter()
+            .map(|p| (!p.failed()).then_some(f64::from(p.v)))
+            .collect()
+    };
     let step = recent.len().div_ceil(SPARK_POINTS).max(1);
     let spark: Vec<Value> = recent
         .chunks(step)
         .map(|c| {
-            let ok: Vec<f32> = c.iter().filter(|p| !p.failed()).map(|p| p.v).collect();
+            let ok: Vec<f64> = c.iter().flatten().copied().collect();
             if ok.len() < c.len() {
                 Value::Null
             } else {
-                json!(ok.iter().sum::<f32>() / ok.len() as f32)
+                json!(ok.iter().sum::<f64>() / ok.len() as f64)
             }
         })
         .collect();
@@ -551,6 +575,7 @@ pub fn probe_json(probe: &ProbeState) -> Value {
         "kind": probe.kind,
         "target": probe.target,
         "labels": labels,
+        "main_signal": probe.main_signal,
         "interval_seconds": probe.config.interval.as_secs_f64(),
         "timeout_seconds": probe.config.timeout.as_secs_f64(),
         "defined_at": probe.config.location(),
