@@ -197,6 +197,17 @@ fn context() -> BuildContext {
     }
 }
 
+/// Loads the probe files, or prints every error and returns `None`.
+fn load_or_report(paths: Vec<PathBuf>) -> Option<config::Config> {
+    match config::load(&source(paths), &context()) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            print_errors(&errors);
+            None
+        }
+    }
+}
+
 fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
     match config::load(&source(paths), &context()) {
         Ok(config) => {
@@ -237,12 +248,8 @@ fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
 }
 
 async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
-    let config = match config::load(&source(paths), &context()) {
-        Ok(config) => config,
-        Err(errors) => {
-            print_errors(&errors);
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_or_report(paths) else {
+        return ExitCode::FAILURE;
     };
     let Some(probe) = config.probes.iter().find(|p| p.name == name) else {
         let names: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
@@ -345,12 +352,8 @@ fn backtest(
     as_json: bool,
 ) -> ExitCode {
     use slowburn::detect;
-    let config = match config::load(&source(paths), &context()) {
-        Ok(config) => config,
-        Err(errors) => {
-            print_errors(&errors);
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_or_report(paths) else {
+        return ExitCode::FAILURE;
     };
     let Some(probe_config) = config.probes.iter().find(|p| p.name == probe) else {
         eprintln!("slowburn: no probe named {probe:?}");

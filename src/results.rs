@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::alert::Severity;
 use crate::alert::service::{AlertService, unix_now};
 use crate::config::drift::Watch;
 use crate::detect::{self, SignalDetectors, Transition, Verdict};
@@ -167,14 +166,10 @@ impl Results {
             detect::Detector::Change => format!("change:{}", verdict.signal),
             detect::Detector::Burn => format!("burn:{}", verdict.severity.as_str()),
         };
-        let severity = match verdict.severity {
-            detect::Severity::Page => Severity::Page,
-            detect::Severity::Ticket => Severity::Ticket,
-        };
         self.alerts.verdict(
             probe,
             &reason,
-            severity,
+            verdict.severity,
             verdict.transition == Transition::Firing,
             &verdict.message,
             verdict.began_at,

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::detect::Severity;
 pub use crate::notify::Event;
 pub use escalation::{Next, Policy, Step};
 use lifecycle::{Flap, Tracker};
@@ -41,22 +42,6 @@ impl State {
             State::Firing => "firing",
             State::Acknowledged => "acknowledged",
             State::Resolved => "resolved",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Page,
-    Ticket,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Page => "page",
-            Severity::Ticket => "ticket",
         }
     }
 }

@@ -33,8 +33,9 @@ impl fmt::Display for Detector {
     }
 }
 
-/// How urgently a human should look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How urgently a human should look (also the severity of alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Wake someone up.
     Page,
