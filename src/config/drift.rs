@@ -199,10 +199,15 @@ fn parse_limit(text: &str, unit: Unit) -> Result<f64, String> {
     }
 }
 
+/// A percentage as a ratio, without the binary noise of `99.9 / 100` (0.9990000000000001).
+fn percent(p: f64) -> f64 {
+    (p * 1e10).round() / 1e12
+}
+
 /// `99.9%` or `0.999`.
 fn parse_objective(text: &str) -> Result<f64, String> {
     let value = match text.trim().strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        Some(pct) => pct.trim().parse::<f64>().map(percent),
         None => text.trim().parse::<f64>(),
     }
     .map_err(|_| format!("{text:?} is not an objective such as 99.9%"))?;
