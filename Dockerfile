@@ -10,7 +10,7 @@ RUN cargo build --release --locked --bin slowburn
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y  --no-install-recommends ca-certificates tzdata \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/slowburn --create-home slowburn
 COPY --from=build /src/target/release/slowburn /usr/local/bin/slowburn
