@@ -1,0 +1,708 @@
+//! The `/metrics` exposition as a real Prometheus sees it: `promtool check metrics` lints what
+//! the running daemon serves, and a real Prometheus scrapes it and answers PromQL over it.
+//!
+//! Both need Debian's `prometheus` package (`/usr/bin/prometheus`, `/usr/bin/promtool`).
+//! Without it the tests print a loud SKIPPED and pass, unless `SLOWBURN_REQUIRE_PROMETHEUS=1`
+//! (as in CI), which makes its absence a failure. Everything binds loopback; every child is
+//! killed when its guard drops, and every wait is bounded.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use slowburn::metrics::ALL;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UdpSocket;
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
+
+/// Each test, start to finish, fails rather than outlive this.
+const TEST_LIMIT: Duration = Duration::from_secs(40);
+
+/// The label value that needs every escape of the text format: a quote, a backslash and a
+/// newline (YAML `"a\"b\\c\nd"`).
+const TRICKY: &str = "a\"b\\c\nd";
+
+/// Families the probe file below must produce samples for. The rest of [`ALL`] need a peer or
+/// a history a test on loopback cannot give in seconds (TLS certificates, PostgreSQL, a drift
+/// fit over minutes of buckets); their `# HELP`/`# TYPE` lines are still linted.
+const EXERCISED: &[&str] = &[
+    "probe_success",
+    "probe_duration_seconds",
+    "probe_http_duration_seconds",
+    "probe_http_status_code",
+    "probe_http_redirects",
+    "probe_http_uncompressed_body_length",
+    "probe_dns_lookup_time_seconds",
+    "probe_dns_answer_rrs",
+    "probe_dns_rcode",
+    "probe_process_matched",
+    "probe_process_rss_bytes",
+    "probe_process_open_fds",
+    "probe_process_fd_ratio",
+    "probe_process_threads",
+    "probe_process_restarts_total",
+    "probe_process_zombies",
+    "probe_process_uptime_seconds",
+    "probe_phase_duration_seconds",
+    "slowburn_probe_last_success_timestamp_seconds",
+    "slowburn_probe_runs_total",
+    "slowburn_probe_failures_total",
+    "slowburn_probe_skipped_total",
+    "slowburn_schedule_lag_seconds",
+    "slowburn_probes_in_flight",
+    "slowburn_probes_configured",
+    "slowburn_config_last_reload_successful",
+    "slowburn_config_last_reload_success_timestamp_seconds",
+    "slowburn_build_info",
+    "probe_drift_eta_seconds",
+    "probe_drift_firing",
+    "probe_slo_burn_rate",
+    "slowburn_alerts",
+    "slowburn_notifications_total",
+    "slowburn_oldest_unacknowledged_page_age_seconds",
+];
+
+/// Where `name` is on `PATH`, or a loud skip (a panic when Prometheus is required).
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("SLOWBURN_REQUIRE_PROMETHEUS").as_deref() == Ok("1") {
+            panic!(
+                "{name} is missing and SLOWBURN_REQUIRE_PROMETHEUS=1: apt-get install prometheus"
+            );
+        }
+        // Straight to stderr, past the test harness's capture, so a plain `cargo test` shows it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: prometheus not installed ({name} is not on PATH); \
+             the real-Prometheus exposition test did not run ***\n"
+        );
+    }
+    found
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// GET `url`; the status and body, or None when the request failed.
+async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, Vec<u8>)> {
+    let response = client.get(url).send().await.ok()?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.ok()?;
+    Some((status, body.to_vec()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("slowburn-prom-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process and its directory: killed and removed on drop.
+struct Guard {
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Guard {
+    fn spawn(command: &mut Command, dir: &Path, log_name: &str) -> Guard {
+        let log = dir.join(log_name);
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        Guard {
+            child,
+            dir: dir.to_path_buf(),
+            log,
+        }
+    }
+
+    /// The log so far, for failure messages.
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A tiny authoritative DNS server on loopback: `ok.test` A → 127.0.0.1.
+async fn dns_server() -> SocketAddr {
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(q) = query.queries.first().cloned() else {
+                continue;
+            };
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.authoritative = true;
+            reply.add_query(q.clone());
+            if q.name().to_string().trim_end_matches('.') == "ok.test"
+                && q.query_type() == RecordType::A
+            {
+                reply.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    60,
+                    RData::A(A::new(127, 0, 0, 1)),
+                ));
+            } else {
+                reply.metadata.response_code = ResponseCode::NXDomain;
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+/// The daemon on a free loopback port with probes that exercise as many families as loopback
+/// allows: HTTP against its own `/healthz` (with labels that need escaping), TCP to its own
+/// port and to a closed one (failures, an alert whose webhook is refused), DNS against a local
+/// server, its own process, and `drift:`/`slo:` watches.
+struct Daemon {
+    guard: Guard,
+    addr: SocketAddr,
+}
+
+impl Daemon {
+    async fn start(name: &str) -> Daemon {
+        let dir = temp_dir(name);
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let closed = format!("127.0.0.1:{}", free_port());
+        let dns = dns_server().await;
+        let probes = r#"
+defaults:
+  interval: 1s
+  timeout: 900ms
+
+probes:
+  - name: own-health
+    labels: {team: "a\"b\\c\nd", site: "Zürich", env: loopback}
+    http:
+      url: http://ADDR/healthz
+      expect: {status: [200]}
+    drift:
+      latency: {limit: 1s, horizon: 1h}
+    slo: 99%
+
+  - name: own-port
+    labels: {team: slowburn}
+    tcp: {address: "ADDR"}
+    drift:
+      latency: {limit: 1s, horizon: 1h}
+
+  - name: closed-port
+    labels: {team: slowburn}
+    tcp: {address: "CLOSED"}
+    alert: {after: 1, policy: oncall, severity: page}
+
+  - name: own-dns
+    dns: {name: ok.test, type: A, server: "DNS"}
+
+  - name: own-process
+    process:
+      match: {cmdline: '--listen 127\.0\.0\.1:PORT$'}
+    drift:
+      rss: {limit: 1GiB, horizon: 1h}
+
+notifiers:
+  - {name: refused-hook, webhook: {url: "http://CLOSED/hook"}}
+
+policies:
+  - name: oncall
+    steps:
+      - notify: [refused-hook]
+"#
+        .replace("ADDR", &addr.to_string())
+        .replace("CLOSED", &closed)
+        .replace("DNS", &dns.to_string())
+        .replace("PORT", &port.to_string());
+        std::fs::write(dir.join("probes.yaml"), probes).unwrap();
+        let guard = Guard::spawn(
+            Command::new(BIN).args(["run", "-c", "probes.yaml", "--listen", &addr.to_string()]),
+            &dir,
+            "daemon.log",
+        );
+        Daemon { guard, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Polls `/metrics` until `ready` holds; returns that body.
+    async fn wait_metrics(
+        &mut self,
+        client: &reqwest::Client,
+        limit: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
+        let started = Instant::now();
+        let mut last = String::new();
+        loop {
+            if let Some(status) = self.guard.exited() {
+                panic!("daemon exited with {status}:\n{}", self.guard.log());
+            }
+            if let Some((200, body)) = get(client, &self.url("/metrics")).await {
+                let body = String::from_utf8(body).expect("/metrics is UTF-8");
+                if ready(&body) {
+                    return body;
+                }
+                last = body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "metrics not ready after {limit:?}:\n{last}\n--- daemon log:\n{}",
+                self.guard.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Whether every probe has run and the alert's webhook has been tried.
+fn probes_ran(body: &str) -> bool {
+    [
+        "probe_success{probe=\"own-health\",kind=\"http\",env=\"loopback\",site=\"Zürich\",team=\"a\\\"b\\\\c\\nd\"} 1",
+        "probe_success{probe=\"own-port\",kind=\"tcp\",team=\"slowburn\"} 1",
+        "slowburn_probe_failures_total{probe=\"closed-port\",kind=\"tcp\",team=\"slowburn\",reason=",
+        "probe_dns_answer_rrs{probe=\"own-dns\",kind=\"dns\"} 1",
+        "probe_process_matched{probe=\"own-process\",kind=\"process\"} 1",
+        "slowburn_alerts{state=\"firing\"} 1",
+        "slowburn_notifications_total{notifier=\"refused-hook\",",
+    ]
+    .iter()
+    .all(|s| body.contains(s))
+}
+
+/// Families with at least one sample line in `body`.
+fn families_with_samples(body: &str) -> BTreeSet<&'static str> {
+    ALL.iter()
+        .filter(|f| {
+            body.lines().any(|l| {
+                l.strip_prefix(f.name).is_some_and(|rest| {
+                    rest.starts_with(['{', ' '])
+                        || (f.kind == "histogram"
+                            && ["_bucket", "_sum", "_count"]
+                                .iter()
+                                .any(|s| rest.starts_with(s)))
+                })
+            })
+        })
+        .map(|f| f.name)
+        .collect()
+}
+
+/// `promtool check metrics` over `body`: exit status and everything it printed.
+async fn promtool_check(promtool: &Path, body: &str) -> (Option<i32>, String) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start promtool");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("promtool did not finish in 15 s")
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+fn assert_lint_clean(stage: &str, code: Option<i32>, output: &str, body: &str) {
+    let problems: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    eprintln!(
+        "promtool check metrics ({stage}): exit {code:?}, {} line(s) of output{}",
+        problems.len(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(":\n{}", problems.join("\n"))
+        }
+    );
+    let errors: Vec<&&str> = problems
+        .iter()
+        .filter(|l| l.to_ascii_lowercase().contains("error"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "promtool rejected the exposition ({stage}):\n{}\n--- /metrics:\n{body}",
+        problems.join("\n")
+    );
+    // promtool exits 3 on lint problems (naming, help, units): those are bugs here too.
+    assert_eq!(
+        code,
+        Some(0),
+        "promtool check metrics ({stage}) found problems:\n{}\n--- /metrics:\n{body}",
+        problems.join("\n")
+    );
+    assert!(
+        problems.is_empty(),
+        "promtool printed lint warnings ({stage}):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_the_exposition() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let client = client();
+        let mut daemon = Daemon::start("lint").await;
+
+        // Straight after start: families with headers and few or no samples.
+        let early = daemon
+            .wait_metrics(&client, Duration::from_secs(15), |_| true)
+            .await;
+        let (code, output) = promtool_check(&promtool, &early).await;
+        assert_lint_clean("at start", code, &output, &early);
+
+        // After every probe ran, failed where meant to, and the alert tried its webhook.
+        let body = daemon
+            .wait_metrics(&client, Duration::from_secs(25), probes_ran)
+            .await;
+        for family in ALL {
+            for line in [
+                format!("# HELP {} ", family.name),
+                format!("# TYPE {} {}\n", family.name, family.kind),
+            ] {
+                assert!(body.contains(&line), "{line:?} missing:\n{body}");
+            }
+        }
+        let present = families_with_samples(&body);
+        let missing: Vec<&&str> = EXERCISED.iter().filter(|f| !present.contains(*f)).collect();
+        assert!(missing.is_empty(), "no samples for {missing:?}:\n{body}");
+        let unexercised: Vec<&str> = ALL
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| !present.contains(n))
+            .collect();
+        eprintln!(
+            "families with samples: {} of {}; headers only: {unexercised:?}",
+            present.len(),
+            ALL.len()
+        );
+        assert!(
+            body.contains("team=\"a\\\"b\\\\c\\nd\""),
+            "the tricky label is not escaped as expected:\n{body}"
+        );
+
+        let (code, output) = promtool_check(&promtool, &body).await;
+        assert_lint_clean("after the probes ran", code, &output, &body);
+    })
+    .await
+    .expect("the promtool test took longer than its limit");
+}
+
+/// A real Prometheus scraping `target` every second, on a free loopback port.
+struct Prometheus {
+    guard: Guard,
+    url: String,
+}
+
+impl Prometheus {
+    fn start(binary: &Path, target: SocketAddr) -> Prometheus {
+        let dir = temp_dir("server");
+        let port = free_port();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: slowburn\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let guard = Guard::spawn(
+            Command::new(binary).args([
+                format!("--config.file={}", dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--log.level=info".to_string(),
+            ]),
+            &dir,
+            "prometheus.log",
+        );
+        Prometheus {
+            guard,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GET an API path and parse the JSON answer; None while Prometheus is not answering.
+    async fn api(&mut self, client: &reqwest::Client, url: &str) -> Option<Value> {
+        if let Some(status) = self.guard.exited() {
+            panic!("prometheus exited with {status}:\n{}", self.guard.log());
+        }
+        let (_, body) = get(client, url).await?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// Runs an instant query; the `data.result` vector. The query itself must succeed.
+    async fn query(&mut self, client: &reqwest::Client, promql: &str) -> Vec<Value> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/query", self.url),
+            &[("query", promql)],
+        )
+        .unwrap();
+        let answer = self
+            .api(client, url.as_str())
+            .await
+            .unwrap_or_else(|| panic!("no answer to {promql:?}:\n{}", self.guard.log()));
+        assert_eq!(answer["status"], "success", "{promql}: {answer}");
+        assert_eq!(answer["data"]["resultType"], "vector", "{promql}: {answer}");
+        answer["data"]["result"].as_array().unwrap().clone()
+    }
+
+    /// Polls `promql` until it returns at least one series.
+    async fn query_until_some(
+        &mut self,
+        client: &reqwest::Client,
+        promql: &str,
+        limit: Duration,
+    ) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let result = self.query(client, promql).await;
+            if !result.is_empty() {
+                return result;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{promql:?} returned nothing for {limit:?}:\n{}",
+                self.guard.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The series in `result` whose `probe` label is `probe`.
+fn series<'a>(result: &'a [Value], probe: &str) -> &'a Value {
+    let found: Vec<&Value> = result
+        .iter()
+        .filter(|s| s["metric"]["probe"] == probe)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one series for {probe} expected: {result:?}"
+    );
+    found[0]
+}
+
+/// The sample value of a series (`"NaN"` parses too).
+fn value(series: &Value) -> f64 {
+    series["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric value in {series}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_and_queries_the_exposition() {
+    let Some(binary) = tool("prometheus") else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let client = client();
+        let mut daemon = Daemon::start("scrape").await;
+        daemon
+            .wait_metrics(&client, Duration::from_secs(25), probes_ran)
+            .await;
+        let mut prom = Prometheus::start(&binary, daemon.addr);
+        let instance = daemon.addr.to_string();
+
+        // The target is up: the whole scrape parsed, or Prometheus would mark it down.
+        let targets_url = format!("{}/api/v1/targets", prom.url);
+        let started = Instant::now();
+        let mut last = Value::Null;
+        loop {
+            if let Some(answer) = prom.api(&client, &targets_url).await {
+                let target = &answer["data"]["activeTargets"][0];
+                if target["health"] == "up" {
+                    assert_eq!(target["labels"]["instance"], instance.as_str(), "{answer}");
+                    assert_eq!(target["lastError"], "", "{answer}");
+                    break;
+                }
+                last = answer;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(25),
+                "the target never came up: {last}\n--- prometheus log:\n{}\n--- daemon log:\n{}",
+                prom.guard.log(),
+                daemon.guard.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+
+        // probe_success with the probe's own labels, escapes undone, beside job and instance.
+        let result = prom
+            .query_until_some(&client, "probe_success", Duration::from_secs(10))
+            .await;
+        let names: BTreeSet<&str> = result
+            .iter()
+            .filter_map(|s| s["metric"]["probe"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                "own-health",
+                "own-port",
+                "closed-port",
+                "own-dns",
+                "own-process"
+            ]),
+            "{result:?}"
+        );
+        let health = series(&result, "own-health");
+        let labels = &health["metric"];
+        assert_eq!(labels["kind"], "http", "{health}");
+        assert_eq!(labels["team"], TRICKY, "{health}");
+        assert_eq!(labels["site"], "Zürich", "{health}");
+        assert_eq!(labels["env"], "loopback", "{health}");
+        assert_eq!(labels["job"], "slowburn", "{health}");
+        assert_eq!(labels["instance"], instance.as_str(), "{health}");
+        assert_eq!(value(health), 1.0, "{health}");
+        let closed = series(&result, "closed-port");
+        assert_eq!(closed["metric"]["kind"], "tcp", "{closed}");
+        assert_eq!(closed["metric"]["team"], "slowburn", "{closed}");
+        assert_eq!(value(closed), 0.0, "{closed}");
+        assert_eq!(series(&result, "own-dns")["metric"]["kind"], "dns");
+        assert_eq!(series(&result, "own-process")["metric"]["kind"], "process");
+
+        // One connect phase, of the one HTTP probe, with all its labels.
+        let result = prom
+            .query(&client, "probe_http_duration_seconds{phase=\"connect\"}")
+            .await;
+        assert_eq!(result.len(), 1, "{result:?}");
+        let connect = series(&result, "own-health");
+        assert_eq!(connect["metric"]["kind"], "http", "{connect}");
+        assert_eq!(connect["metric"]["team"], TRICKY, "{connect}");
+        assert_eq!(connect["metric"]["phase"], "connect", "{connect}");
+        let seconds = value(connect);
+        assert!((0.0..1.0).contains(&seconds), "{connect}");
+
+        // The histogram works with PromQL: rate() needs two scrapes, so poll for a result.
+        let result = prom
+            .query_until_some(
+                &client,
+                "histogram_quantile(0.99, rate(slowburn_schedule_lag_seconds_bucket[1m]))",
+                Duration::from_secs(15),
+            )
+            .await;
+        assert_eq!(result.len(), 1, "{result:?}");
+        let p99 = value(&result[0]);
+        assert!(p99.is_nan() || (0.0..=5.0).contains(&p99), "{result:?}");
+        assert_eq!(result[0]["metric"]["job"], "slowburn", "{result:?}");
+
+        // Counters and the drift gauges came through with their labels too.
+        let result = prom
+            .query(
+                &client,
+                "slowburn_probe_failures_total{probe=\"closed-port\"}",
+            )
+            .await;
+        assert_eq!(result.len(), 1, "{result:?}");
+        assert!(value(&result[0]) >= 1.0, "{result:?}");
+        assert!(result[0]["metric"]["reason"].is_string(), "{result:?}");
+        let result = prom
+            .query(&client, "probe_drift_eta_seconds{signal=\"latency\"}")
+            .await;
+        assert_eq!(result.len(), 2, "{result:?}");
+
+        // Types and help texts as Prometheus recorded them from the scrape.
+        let metadata_url = format!("{}/api/v1/metadata", prom.url);
+        let metadata = prom
+            .api(&client, &metadata_url)
+            .await
+            .expect("metadata API");
+        for family in ALL
+            .iter()
+            .filter(|f| ["probe_success", "slowburn_probe_runs_total"].contains(&f.name))
+            .chain(ALL.iter().filter(|f| f.kind == "histogram"))
+        {
+            let entry = &metadata["data"][family.name][0];
+            assert_eq!(entry["type"], family.kind, "{}: {entry}", family.name);
+            assert_eq!(entry["help"], family.help, "{}: {entry}", family.name);
+        }
+
+        // Nothing was dropped as a duplicate or out of order while ingesting the scrapes.
+        let (_, own) = get(&client, &format!("{}/metrics", prom.url))
+            .await
+            .expect("prometheus /metrics");
+        let own = String::from_utf8_lossy(&own);
+        for counter in [
+            "prometheus_target_scrapes_sample_duplicate_timestamp_total",
+            "prometheus_target_scrapes_sample_out_of_order_total",
+            "prometheus_target_scrapes_sample_out_of_bounds_total",
+        ] {
+            let line = own
+                .lines()
+                .find(|l| l.starts_with(&format!("{counter} ")))
+                .unwrap_or_else(|| panic!("{counter} missing from Prometheus's own metrics"));
+            assert_eq!(line, format!("{counter} 0"), "{}", prom.guard.log());
+        }
+    })
+    .await
+    .expect("the Prometheus test took longer than its limit");
+}
