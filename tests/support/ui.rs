@@ -320,7 +320,7 @@ pub struct Browser {
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     pub fn start(driver: &Path, chromium: &Path, width: u32, height: u32) -> Browser {
@@ -335,6 +335,7 @@ impl Browser {
             .enable_all()
             .build()
             .unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))
