@@ -540,7 +540,11 @@ async fn one_probe(
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
     let registry = shared.registry();
     match registry.get(&name) {
-        Some(probe) => Ok(Json(probe_json(probe))),
+        Some(probe) => {
+            let mut v = probe_json(probe);
+            v["status"] = json!(Statuses::new(&shared).of(probe));
+            Ok(Json(v))
+        }
         None => Err((
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("no probe named {name:?}")})),

@@ -142,7 +142,8 @@ function errorBox(e) {
 }
 
 function toast(text) {
-  const el = h("div", { class: "toast" }, text);
+  for (const old of document.querySelectorAll(".toast")) old.remove();
+  const el = h("div", { class: "toast", role: "status" }, text);
   document.body.append(el);
   setTimeout(() => el.remove(), 3000);
 }
@@ -392,7 +393,7 @@ async function renderOverview(params, seq) {
         h("div", { class: "small muted hide-narrow" }, p.target)),
       h("td", { class: "hide-narrow" }, p.kind),
       h("td", { class: "num small", title: fmtTime(p.last_check) }, p.last_check ? ago(p.last_check) : "never"),
-      h("td", { class: "num" }, p.duration_seconds !== null ? fmtDuration(p.duration_seconds) : "—"),
+      h("td", { class: "num hide-narrow" }, p.duration_seconds !== null ? fmtDuration(p.duration_seconds) : "—"),
       h("td", { class: "hide-narrow", title: p.main_signal }, sparkline(p.spark, p.unit)),
       reason);
   });
@@ -407,7 +408,7 @@ async function renderOverview(params, seq) {
     chips,
     h("div", { class: "table-wrap" }, h("table", { id: "probes" },
       h("thead", {}, h("tr", {}, h("th", {}, "Status"), h("th", {}, "Probe"), h("th", { class: "hide-narrow" }, "Kind"),
-        h("th", { class: "num" }, "Last check"), h("th", { class: "num" }, "Latency"), h("th", { class: "hide-narrow" }, "Recent"), h("th", {}, "Reason"))),
+        h("th", { class: "num" }, "Last check"), h("th", { class: "num hide-narrow" }, "Latency"), h("th", { class: "hide-narrow" }, "Recent"), h("th", {}, "Reason"))),
       h("tbody", { id: "probe-rows" }, rows))),
     pager);
   if (hadFocus) {
@@ -432,7 +433,7 @@ async function renderProbe(name, params, seq) {
   const alerts = (await get("/alerts")).filter((a) => a.probe === name).slice(-10).reverse();
   if (seq !== renderSeq) return;
   const last = probe.last;
-  const status = !last ? "pending" : last.success ? "up" : "down";
+  const status = probe.status || (!last ? "pending" : last.success ? "up" : "down");
   const windowButtons = h("div", { class: "row windows", id: "windows" }, WINDOWS.map((w) =>
     h("button", { class: w === win ? "on" : "", "data-window": w, onclick: () => { location.hash = `#/probe/${encodeURIComponent(name)}?window=${w}`; } }, w)));
   const charts = histories.map((hist) => {
@@ -450,7 +451,7 @@ async function renderProbe(name, params, seq) {
     h("div", { class: "muted" }, `${probe.kind} · ${probe.target} · every ${fmtDuration(probe.interval_seconds)} · timeout ${fmtDuration(probe.timeout_seconds)} · ${probe.defined_at}`),
     labelsOf(probe.labels),
     h("div", { class: "stats", style: null },
-      h("div", {}, "Last check", h("b", {}, last ? ago(last.at) : "never")),
+      h("div", {}, "Last check", h("b", {}, last ? ago(last.at) : "not yet")),
       h("div", {}, "Duration", h("b", {}, last ? fmtDuration(last.duration_seconds) : "—")),
       h("div", {}, "Last success", h("b", {}, probe.last_success ? ago(probe.last_success) : "never")),
       h("div", {}, "Runs", h("b", {}, probe.runs)),
@@ -602,6 +603,8 @@ function incident(a) {
   for (const e of a.timeline || []) {
     const lower = e.what.toLowerCase();
     const kind = lower.startsWith("acknowledged") ? "ack" : lower.startsWith("resolved") || lower.startsWith("recovered") ? "resolve" : "note";
+    // The engine's own firing, ack and resolve entries are shown once, from the alert's times.
+    if (lower.startsWith("firing")) continue;
     if (kind === "ack" && a.acked_at && Math.abs(e.t - a.acked_at) < 1) continue;
     if (kind === "resolve" && a.resolved_at && Math.abs(e.t - a.resolved_at) < 1) continue;
     events.push({ t: e.t, kind, what: e.what });
