@@ -41,7 +41,7 @@ const EXERCISED: &[&str] = &[
     "probe_dns_lookup_time_seconds",
     "probe_dns_answer_rrs",
     "probe_dns_rcode",
-    "probe_process_matched",
+    "probe_process_count",
     "probe_process_rss_bytes",
     "probe_process_open_fds",
     "probe_process_fd_ratio",
@@ -322,7 +322,7 @@ fn probes_ran(body: &str) -> bool {
         "probe_success{probe=\"own-port\",kind=\"tcp\",team=\"slowburn\"} 1",
         "slowburn_probe_failures_total{probe=\"closed-port\",kind=\"tcp\",team=\"slowburn\",reason=",
         "probe_dns_answer_rrs{probe=\"own-dns\",kind=\"dns\"} 1",
-        "probe_process_matched{probe=\"own-process\",kind=\"process\"} 1",
+        "probe_process_count{probe=\"own-process\",kind=\"process\"} 1",
         "slowburn_alerts{state=\"firing\"} 1",
         "slowburn_notifications_total{notifier=\"refused-hook\",",
     ]
@@ -370,8 +370,21 @@ async fn promtool_check(promtool: &Path, body: &str) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// The one lint accepted on purpose: DESIGN.md names the gauge `probe_process_count`.
+const ACCEPTED_LINT: &str =
+    "probe_process_count non-histogram and non-summary metrics should not have \"_count\" suffix";
+
 fn assert_lint_clean(stage: &str, code: Option<i32>, output: &str, body: &str) {
-    let problems: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    let problems: Vec<&str> = output
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains(ACCEPTED_LINT))
+        .collect();
+    // promtool exits 3 on lint warnings alone; with only the accepted one, that is a pass.
+    let code = if problems.is_empty() && code == Some(3) {
+        Some(0)
+    } else {
+        code
+    };
     eprintln!(
         "promtool check metrics ({stage}): exit {code:?}, {} line(s) of output{}",
         problems.len(),
