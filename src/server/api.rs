@@ -875,3 +875,98 @@ pub fn alert_json(a: &Alert, records: Option<&[Record]>) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: f64 = 1_800_000_000.0;
+
+    #[test]
+    fn since_is_unix_seconds_or_a_duration_within_a_week() {
+        let ok = |text: Option<&str>| parse_since(text, NOW).unwrap();
+        assert_eq!(ok(None), NOW - 6.0 * 3600.0);
+        assert_eq!(ok(Some("")), NOW - 6.0 * 3600.0);
+        assert_eq!(ok(Some("1h")), NOW - 3600.0);
+        assert_eq!(ok(Some("7d")), NOW - 7.0 * 86_400.0);
+        assert_eq!(ok(Some("1799990000")), 1_799_990_000.0);
+        for (text, message) in [
+            ("8d", "more than 7d"),
+            ("1", "more than 7d"),
+            ("1900000000", "future"),
+            ("-3", "not a time"),
+            ("NaN", "not a time"),
+            ("1e999", "not a time"),
+            ("yesterday", "invalid duration"),
+        ] {
+            let (status, Json(body)) = parse_since(Some(text), NOW).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains(message), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn filters_parse_and_refuse_with_a_reason() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let f = Filter::parse(
+            &params(&[
+                ("status", "down,degraded"),
+                ("kind", "http"),
+                ("label", "team=shop"),
+                ("label", "tier=1"),
+                ("q", "Checkout"),
+                ("sort", "status"),
+                ("offset", "200"),
+                ("limit", "50"),
+            ]),
+            100,
+        )
+        .unwrap();
+        assert_eq!(f.statuses, ["down", "degraded"]);
+        assert_eq!(f.kind.as_deref(), Some("http"));
+        assert_eq!(
+            f.labels,
+            [("team".into(), "shop".into()), ("tier".into(), "1".into())]
+        );
+        assert_eq!(f.q.as_deref(), Some("checkout"));
+        assert_eq!((f.sort, f.offset, f.limit), (Sort::Status, 200, 50));
+        // Empty values are "no filter", as an HTML form sends them.
+        let f = Filter::parse(&params(&[("kind", ""), ("label", ""), ("q", "")]), 100).unwrap();
+        assert!(f.kind.is_none() && f.labels.is_empty() && f.q.is_none());
+        for (key, value, message) in [
+            ("status", "sideways", "status"),
+            ("kind", "ftp", "kind"),
+            ("label", "=x", "key=value"),
+            ("sort", "age", "sort"),
+            ("offset", "-1", "offset"),
+            ("limit", "0", "limit"),
+            ("limit", "1001", "limit"),
+            ("page", "2", "unknown parameter"),
+        ] {
+            let (status, Json(body)) = Filter::parse(&params(&[(key, value)]), 100).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains(message), "{key}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn long_series_are_averaged_into_buckets() {
+        let short: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 1.0)).collect();
+        assert_eq!(downsample(&short, 0.0, 10.0).len(), 10);
+        let week = 7.0 * 86_400.0;
+        let long: Vec<(f64, f64)> = (0..40_320)
+            .map(|i| (f64::from(i) * 15.0, f64::from(i % 2)))
+            .collect();
+        let out = downsample(&long, 0.0, week);
+        assert!(out.len() <= HISTORY_POINTS && out.len() >= HISTORY_POINTS - 2);
+        assert!(out.iter().all(|(_, v)| (v.unwrap() - 0.5).abs() < 0.01));
+        assert!(out.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}

@@ -670,7 +670,7 @@ async function renderIncident(id, seq) {
       h("div", { class: "row" }, statusBadge(a.state), h("h1", {}, `#${a.id} ${a.probe}: ${a.reason}`)),
       h("p", {}, a.summary),
       h("p", { class: "muted small" }, a.message),
-      a.runbook ? h("p", {}, "Runbook: ", h("a", { href: a.runbook, rel: "noopener" }, a.runbook)) : null,
+      a.runbook ? h("p", {}, "Runbook: ", /^https?:\/\//.test(a.runbook) ? h("a", { href: a.runbook, rel: "noopener" }, a.runbook) : a.runbook) : null,
       h("div", { class: "stats", id: "incident-stats" },
         h("div", {}, "Time to detect", h("b", {}, fmtDuration(inc.stats.detect))),
         h("div", {}, "Detection lead time", h("b", {}, inc.stats.lead !== null && inc.stats.lead !== undefined ? fmtDuration(inc.stats.lead) : "—")),
