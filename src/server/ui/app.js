@@ -132,9 +132,15 @@ function parseHash() {
   return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(query || "") };
 }
 
+let shownHash = null;
+
+// Replaces the view; a refresh of the same view keeps the reader's scroll position.
 function setView(...children) {
   const view = document.getElementById("view");
+  const y = window.scrollY;
   view.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+  if (shownHash === location.hash) window.scrollTo(0, y);
+  shownHash = location.hash;
 }
 
 function errorBox(e) {
@@ -250,7 +256,7 @@ function niceTicks(lo, hi, count) {
 }
 
 function timeTicks(t0, t1) {
-  const spans = [300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  const spans = [1, 2, 5, 10, 15, 30, 60, 120, 300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
   const step = spans.find((st) => (t1 - t0) / st <= 7) || 86400;
   const out = [];
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
@@ -259,18 +265,23 @@ function timeTicks(t0, t1) {
 
 function timeLabel(t, span) {
   const d = new Date(t * 1000);
-  const hm = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const hm = d.toLocaleTimeString(undefined, span < 600 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" });
   return span > 86400 * 1.5 ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + hm : hm;
 }
 
 // One signal's history with, when it is watched, the fitted trend, its projection to the limit
 // line and the ETA written at the end of the projection.
 function chart(hist, windowSeconds) {
-  const W = 860, H = 260, L = 64, R = 150, T = 14, B = 28;
-  const pts = hist.points.filter((p) => p[1] !== null);
   const fit = hist.fit;
+  const W = 860, H = 260, L = 64, R = fit ? 150 : 24, T = 14, B = 28;
+  const pts = hist.points.filter((p) => p[1] !== null);
   const now = hist.now;
   let t0 = hist.since, t1 = now;
+  if (hist.source === "recent" && hist.points.length) {
+    // Only the last runs are in memory: show the span they cover, not an empty window.
+    const first = hist.points[0][0];
+    t0 = Math.max(hist.since, first - Math.max(1, (now - first) * 0.05));
+  }
   let hit = null;
   if (fit && fit.level !== null && fit.slope !== null && fit.at !== null) {
     if (fit.eta_seconds !== null && fit.slope > 0 && fit.eta_seconds <= windowSeconds * 2) {
