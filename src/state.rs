@@ -158,6 +158,20 @@ impl ProbeState {
         }
     }
 
+    /// The last outcome alone, without copying the counters.
+    pub fn last(&self) -> Option<Arc<Outcome>> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.last.clone()
+    }
+
+    /// Whether any detector of a watched signal is firing.
+    pub fn drift_firing(&self) -> bool {
+        let drift = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        drift.iter().any(|(_, d)| {
+            d.trend_firing || d.change_firing || d.burn_page_firing || d.burn_ticket_firing
+        })
+    }
+
     /// Publishes the detector state of one watched signal.
     pub fn set_drift(&self, signal: &str, state: DetectorState) {
         let mut drift = self.drift.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,7 +45,7 @@ async fn list_probes(
         .into_response());
     }
     let filter = Filter::parse(&params, usize::MAX)?;
-    let statuses = Statuses::new(&shared);
+    let statuses = Statuses::new(&shared).all(&registry);
     let (matched, page) = filter.apply(&registry, &statuses);
     let body = Value::Array(page.iter().map(|(p, _)| probe_json(p)).collect());
     Ok(([("x-total-count", matched.to_string())], Json(body)).into_response())
@@ -66,14 +66,14 @@ async fn overview(
 
 fn overview_body(shared: &Shared, filter: &Filter) -> Value {
     let registry = shared.registry();
-    let statuses = Statuses::new(shared);
+    let statuses = Statuses::new(shared).all(&registry);
     let mut counts: std::collections::BTreeMap<&str, usize> =
         STATUSES.iter().map(|s| (*s, 0)).collect();
     let mut kinds = std::collections::BTreeSet::new();
     let mut labels: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
         std::collections::BTreeMap::new();
-    for probe in &registry.probes {
-        *counts.entry(statuses.of(probe)).or_default() += 1;
+    for (probe, status) in registry.probes.iter().zip(&statuses) {
+        *counts.entry(status).or_default() += 1;
         kinds.insert(probe.kind);
         for (k, v) in &probe.config.labels {
             let values = labels.entry(k).or_default();
@@ -127,7 +127,7 @@ impl Statuses {
     /// `down` (the last run failed), `flapping`, `degraded` (up, but an alert or a detector
     /// is firing), `silenced` (every active alert is silenced), `pending` (never ran), `up`.
     fn of(&self, probe: &ProbeState) -> &'static str {
-        let snap = probe.snapshot();
+        let last = probe.last();
         let alert = self.alerts.get(probe.name());
         if alert.is_some_and(|a| a.0) {
             return "silenced";
@@ -135,18 +135,17 @@ impl Statuses {
         if alert.is_some_and(|a| a.1) {
             return "flapping";
         }
-        match &snap.last {
+        match &last {
             Some(o) if !o.success => "down",
-            _ if alert.is_some()
-                || probe.drift().iter().any(|(_, d)| {
-                    d.trend_firing || d.change_firing || d.burn_page_firing || d.burn_ticket_firing
-                }) =>
-            {
-                "degraded"
-            }
+            _ if alert.is_some() || probe.drift_firing() => "degraded",
             None => "pending",
             Some(_) => "up",
         }
+    }
+
+    /// The status of every probe of `registry`, in its order.
+    fn all(&self, registry: &crate::state::Registry) -> Vec<&'static str> {
+        registry.probes.iter().map(|p| self.of(p)).collect()
     }
 }
 
@@ -251,26 +250,28 @@ impl Filter {
     }
 
     /// The number of matching probes and the requested page of them, with their status.
+    /// `statuses` are those of `registry`'s probes, in order ([`Statuses::all`]).
     fn apply<'r>(
         &self,
         registry: &'r crate::state::Registry,
-        statuses: &Statuses,
+        statuses: &[&'static str],
     ) -> (usize, Vec<(&'r ProbeState, &'static str)>) {
         let mut matched: Vec<(&ProbeState, &'static str)> = registry
             .probes
             .iter()
-            .filter(|p| self.kind.as_deref().is_none_or(|k| k == p.kind))
-            .filter(|p| {
+            .zip(statuses)
+            .filter(|(p, _)| self.kind.as_deref().is_none_or(|k| k == p.kind))
+            .filter(|(p, _)| {
                 self.labels
                     .iter()
                     .all(|(k, v)| p.config.labels.iter().any(|(pk, pv)| pk == k && pv == v))
             })
-            .filter(|p| {
+            .filter(|(p, _)| {
                 self.q
                     .as_deref()
                     .is_none_or(|q| p.name().to_lowercase().contains(q))
             })
-            .map(|p| (p.as_ref(), statuses.of(p)))
+            .map(|(p, s)| (p.as_ref(), *s))
             .filter(|(_, s)| self.statuses.is_empty() || self.statuses.iter().any(|x| x == s))
             .collect();
         match self.sort {
