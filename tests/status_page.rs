@@ -359,9 +359,41 @@ fn alert_endpoints_the_page_uses() {
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("RFC 3339"), "{}", bad.error());
 
+    let id_of_silence = silences.json[0]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/silences/{id_of_silence}");
+    assert_eq!(http(daemon.addr, "DELETE", &path, None, "").status, 401);
+    assert_eq!(
+        http(daemon.addr, "DELETE", &path, Some(TOKEN), "").status,
+        204
+    );
+    let again = http(daemon.addr, "DELETE", &path, Some(TOKEN), "");
+    assert_eq!(again.status, 404);
+    assert!(again.error().contains("no API silence"));
+
+    // The resolve button's request.
+    let resolve = format!("/api/v1/alerts/{id}/resolve");
+    let resolved = http(
+        daemon.addr,
+        "POST",
+        &resolve,
+        Some(TOKEN),
+        r#"{"by": "status page"}"#,
+    );
+    assert_eq!(resolved.status, 200, "{}", resolved.body);
+    assert_eq!(resolved.json["state"], "resolved");
+    let twice = http(daemon.addr, "POST", &resolve, Some(TOKEN), "{}");
+    assert_eq!(twice.status, 409);
+    assert!(twice.error().contains("resolved"));
+
+    // The probe page's own request: the probe with the status the overview shows.
+    let probe = daemon.get("/api/v1/probes/payments-port");
+    assert_eq!(probe.json["status"], "down");
+    assert_eq!(probe.json["main_signal"], "latency");
+
     check_errors(
         &daemon,
         &[
+            ("/api/v1/probes/nope", 404, "no probe named \"nope\""),
             ("/api/v1/alerts/abc", 400, "not an alert id"),
             ("/api/v1/alerts/999999", 404, "no alert 999999"),
             ("/api/v1/alerts?state=sleeping", 400, "state"),
