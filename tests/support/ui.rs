@@ -325,12 +325,6 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 impl Browser {
     pub fn start(driver: &Path, chromium: &Path, width: u32, height: u32) -> Browser {
         let port = free_port();
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -342,6 +336,13 @@ impl Browser {
             .build()
             .unwrap();
         let profile = temp_dir(&format!("chromium-{port}"));
+        // Spawned last, so nothing that can panic runs before `Drop` owns the child.
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut browser = Browser {
             driver: child,
             base: format!("http://127.0.0.1:{port}"),
