@@ -221,8 +221,11 @@ struct Sample {
     lag: Option<(f64, f64)>,
     /// Peak resident set, bytes.
     peak_rss: u64,
-    /// Failed probes in the window, and those the driver could not start (limit reached).
+    /// Failed probes in the window.
     failed: u64,
+    /// Probes not started: slowburn's skipped ticks, or the driver's starts refused at its
+    /// in-flight limit.
+    skipped: u64,
     total: u64,
 }
 
@@ -593,8 +596,8 @@ impl Bench {
                 ),
             ),
             (
-                "failed probes in window".into(),
-                format!("{} of {}", sample.failed, sample.total),
+                "failed / skipped probes in the window".into(),
+                format!("{} / {} of {}", sample.failed, sample.skipped, sample.total),
             ),
             (
                 "RSS when ready (peak so far)".into(),
@@ -639,7 +642,7 @@ impl Bench {
         let mut out = String::new();
         out.push_str(
             "| rate/s | prober | probes/s | CPU s per 1k probes | latency p50 / p99 ms | \
-             schedule lag p50 / p99 ms | peak RSS MiB | failed |\n|---|---|---|---|---|---|---|---|\n",
+             schedule lag p50 / p99 ms | peak RSS MiB | failed / not started |\n|---|---|---|---|---|---|---|---|\n",
         );
         for &rate in rates {
             for &system in systems {
@@ -701,23 +704,25 @@ impl Bench {
 fn sustained(sample: &Sample, rate: u32) -> bool {
     let lag_ok = sample.lag.is_some_and(|(_, p99)| p99 < LAG_LIMIT);
     let rate_ok = sample.rate >= 0.97 * f64::from(rate);
-    let failures_ok = (sample.failed as f64) <= 0.01 * sample.total.max(1) as f64;
+    let failures_ok =
+        ((sample.failed + sample.skipped) as f64) <= 0.01 * sample.total.max(1) as f64;
     lag_ok && rate_ok && failures_ok
 }
 
 fn search_table(steps: &[(u32, Sample, bool)]) -> String {
     let mut out = format!(
         "search for slowburn's highest rate with p99 schedule lag < {} ms (one window each):\n\
-         | rate/s | probes/s | CPU s per 1k | lag p99 ms | failed | sustained |\n|---|---|---|---|---|---|\n",
+         | rate/s | probes/s | CPU s per 1k | lag p99 ms | failed / skipped | sustained |\n|---|---|---|---|---|---|\n",
         LAG_LIMIT * 1e3
     );
     for (rate, s, ok) in steps {
         out.push_str(&format!(
-            "| {rate} | {:.0} | {:.3} | {:.2} | {} of {} | {} |\n",
+            "| {rate} | {:.0} | {:.3} | {:.2} | {} / {} of {} | {} |\n",
             s.rate,
             s.cpu_per_1k,
             s.lag.unwrap_or_default().1 * 1e3,
             s.failed,
+            s.skipped,
             s.total,
             if *ok { "yes" } else { "no" }
         ));
@@ -732,7 +737,7 @@ fn describe(s: &Sample) -> String {
     };
     format!(
         "{:.0} probes/s, {:.3} CPU s/1k (target {:.3}), latency p50 {:.2} ms p99 {:.2} ms{lag}, \
-         peak RSS {:.0} MiB, {} failed of {}",
+         peak RSS {:.0} MiB, {} failed and {} not started of {}",
         s.rate,
         s.cpu_per_1k,
         s.target_cpu_per_1k,
@@ -740,6 +745,7 @@ fn describe(s: &Sample) -> String {
         s.latency.1 * 1e3,
         mib(s.peak_rss),
         s.failed,
+        s.skipped,
         s.total
     )
 }
@@ -759,8 +765,9 @@ fn spread(samples: &[Sample], figure: impl Fn(&Sample) -> f64, decimals: usize) 
 
 fn failed(samples: &[Sample]) -> String {
     let failed: u64 = samples.iter().map(|s| s.failed).sum();
+    let skipped: u64 = samples.iter().map(|s| s.skipped).sum();
     let total: u64 = samples.iter().map(|s| s.total).sum();
-    format!("{failed} of {total}")
+    format!("{failed} / {skipped} of {total}")
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -814,6 +821,7 @@ async fn window(
         lag: None,
         peak_rss: 0,
         failed: summary.failed,
+        skipped: summary.skipped,
         total: summary.done + summary.skipped,
     })
 }
@@ -884,19 +892,25 @@ impl Slowburn {
         Ok(self.client.get(url).send().await?.text().await?)
     }
 
+    /// Measures one window between two scrapes. Counters are read when a render starts (it
+    /// snapshots every probe first), so the probe rate is taken between the two scrape
+    /// *starts*; CPU is read between the end of the first render and the start of the second,
+    /// so neither render is counted against the probes.
     async fn window(&mut self, bench: &Bench, length: Duration) -> Result<Sample, Error> {
-        let before = Scrape::parse(&self.scrape().await?);
         let pid = self.process.pid();
+        let start0 = Instant::now();
+        let before = Scrape::parse(&self.scrape().await?);
         let cpu0 = cpu_seconds(pid)?;
         let target0 = cpu_seconds(bench.target.pid()).unwrap_or_default();
         let t0 = Instant::now();
         tokio::time::sleep(length).await;
         let cpu1 = cpu_seconds(pid)?;
         let target1 = cpu_seconds(bench.target.pid()).unwrap_or_default();
-        let elapsed = t0.elapsed().as_secs_f64();
+        let start1 = Instant::now();
+        let cpu_elapsed = start1.duration_since(t0).as_secs_f64();
         let after = Scrape::parse(&self.scrape().await?);
-        let done = after.runs - before.runs;
-        let per_1k = |cpu: f64| cpu / done.max(1.0) * 1000.0;
+        let rate = (after.runs - before.runs) / start1.duration_since(start0).as_secs_f64();
+        let per_1k = |cpu: f64| cpu / (rate * cpu_elapsed).max(1.0) * 1000.0;
         let buckets: Vec<u64> = after
             .lag_buckets
             .iter()
@@ -908,14 +922,15 @@ impl Slowburn {
         let mut durations = after.durations;
         durations.sort_by(f64::total_cmp);
         Ok(Sample {
-            rate: done / elapsed,
+            rate,
             cpu_per_1k: per_1k(cpu1 - cpu0),
             target_cpu_per_1k: per_1k(target1 - target0),
             latency: (quantile(&durations, 0.5), quantile(&durations, 0.99)),
             lag,
             peak_rss: peak_rss(pid),
             failed: (after.failures - before.failures) as u64,
-            total: done as u64 + (after.skipped - before.skipped) as u64,
+            skipped: (after.skipped - before.skipped) as u64,
+            total: (after.runs - before.runs + after.skipped - before.skipped) as u64,
         })
     }
 }
