@@ -212,9 +212,12 @@ impl Daemon {
 
 /// Tells the alert engine about the probes, policies, silences and notifiers of a config.
 fn configure_alerts(alerts: &Arc<AlertService>, registry: &Registry, alerting: config::Alerting) {
+    // Only probes that can raise an alert (a rule, or watched signals) are told to the engine:
+    // at 100,000 probes a copy of every probe's labels would cost tens of megabytes.
     let probes = registry
         .probes
         .iter()
+        .filter(|p| p.config.alert.is_some() || !p.config.watches.is_empty())
         .map(|p| {
             let mut labels: std::collections::BTreeMap<String, String> =
                 p.config.labels.iter().cloned().collect();
