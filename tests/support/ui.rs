@@ -8,11 +8,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -217,60 +216,27 @@ pub fn http(
     }
 }
 
-/// Records the JSON body of every webhook request.
-#[derive(Clone, Default)]
-pub struct Receiver(Arc<Mutex<Vec<Value>>>);
+#[path = "../common/receiver.rs"]
+mod webhook;
+
+/// The shared webhook receiver, read here as the list of events it got.
+#[derive(Clone)]
+pub struct Receiver(webhook::Receiver);
 
 impl Receiver {
     pub fn start() -> (Receiver, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let receiver = Receiver::default();
-        let log = receiver.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || log.serve(stream));
-            }
-        });
-        (receiver, addr)
-    }
-
-    fn serve(&self, stream: TcpStream) {
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).is_err() || header == "\r\n" || header.is_empty() {
-                break;
-            }
-            if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        let _ = reader.read_exact(&mut body);
-        self.0
-            .lock()
-            .unwrap()
-            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-        let _ = write!(
-            reader.into_inner(),
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+        let (receiver, addr) = webhook::Receiver::start();
+        (Receiver(receiver), addr)
     }
 
     /// The `event` field of every request received.
     pub fn events(&self) -> Vec<String> {
         self.0
+            .0
             .lock()
             .unwrap()
             .iter()
-            .map(|j| j["event"].as_str().unwrap_or("").to_string())
+            .map(|(_, j)| j["event"].as_str().unwrap_or("").to_string())
             .collect()
     }
 }
