@@ -7,7 +7,6 @@
 //! follow blackbox_exporter's (`probe_success`, `probe_http_duration_seconds{phase}`, …) so
 //! existing dashboards and rules keep working. The daemon's own counters are atomics here.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -216,8 +215,119 @@ impl DaemonMetrics {
     }
 }
 
-/// Renders the whole exposition.
+/// How much exposition text is handed on at a time when streaming.
+const CHUNK: usize = 256 * 1024;
+
+/// Renders the whole exposition into one string.
 pub fn render(registry: &Registry, daemon: &DaemonMetrics, alerts: &AlertGauges) -> String {
+    let mut whole = String::new();
+    render_chunks(registry, daemon, alerts, &mut |chunk| {
+        if whole.is_empty() {
+            whole = chunk;
+        } else {
+            whole.push_str(&chunk);
+        }
+        true
+    });
+    whole
+}
+
+/// Renders the exposition in chunks of about 256 KiB, handing each to `sink` as soon as it
+/// is full, so a 70 MB scrape of 100,000 probes is sent while it is still being rendered and
+/// never held whole. Stops early when `sink` returns false (the scraper went away).
+pub fn render_chunks(
+    registry: &Registry,
+    daemon: &DaemonMetrics,
+    alerts: &AlertGauges,
+    sink: &mut dyn FnMut(String) -> bool,
+) {
+    let mut out = Out {
+        buf: String::with_capacity(CHUNK + 4096),
+        sink,
+        open: true,
+    };
+    render_into(&mut out, registry, daemon, alerts);
+    out.flush();
+}
+
+/// The exposition being written: a buffer passed to the sink whenever it fills.
+struct Out<'s> {
+    buf: String,
+    sink: &'s mut dyn FnMut(String) -> bool,
+    open: bool,
+}
+
+impl Out<'_> {
+    /// One sample line: `name{labels,extra} value`.
+    fn line(&mut self, name: &str, labels: &str, extra: &str, value: f64) {
+        let buf = &mut self.buf;
+        buf.push_str(name);
+        if !labels.is_empty() || !extra.is_empty() {
+            buf.push('{');
+            buf.push_str(labels);
+            if !labels.is_empty() && !extra.is_empty() {
+                buf.push(',');
+            }
+            buf.push_str(extra);
+            buf.push('}');
+        }
+        buf.push(' ');
+        push_value(buf, value);
+        buf.push('\n');
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    fn header(&mut self, family: &Family) {
+        for (word, text) in [("HELP", family.help), ("TYPE", family.kind)] {
+            self.buf.push_str("# ");
+            self.buf.push_str(word);
+            self.buf.push(' ');
+            self.buf.push_str(family.name);
+            self.buf.push(' ');
+            self.buf.push_str(text);
+            self.buf.push('\n');
+        }
+    }
+
+    fn single(&mut self, family: &Family, value: f64) {
+        self.header(family);
+        self.line(family.name, "", "", value);
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() || !self.open {
+            self.buf.clear();
+            return;
+        }
+        let full = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096));
+        self.open = (self.sink)(full);
+    }
+}
+
+/// Writes a sample value as Prometheus reads it: integers without a fraction, others in
+/// their shortest round-trip form.
+fn push_value(buf: &mut String, v: f64) {
+    if v.is_nan() {
+        buf.push_str("NaN");
+    } else if v == f64::INFINITY {
+        buf.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        buf.push_str("-Inf");
+    } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        buf.push_str(itoa::Buffer::new().format(v as i64));
+    } else {
+        buf.push_str(ryu::Buffer::new().format_finite(v));
+    }
+}
+
+fn render_into(
+    out: &mut Out<'_>,
+    registry: &Registry,
+    daemon: &DaemonMetrics,
+    alerts: &AlertGauges,
+) {
     let snapshots: Vec<Snapshot> = registry.probes.iter().map(|p| p.snapshot()).collect();
     let pairs: Vec<(&str, &Snapshot)> = registry
         .probes
@@ -225,159 +335,140 @@ pub fn render(registry: &Registry, daemon: &DaemonMetrics, alerts: &AlertGauges)
         .zip(&snapshots)
         .map(|(p, s)| (p.label_text.as_str(), s))
         .collect();
-    let mut out = String::with_capacity(256 + pairs.len() * 600);
 
-    gauge_per_probe(&mut out, &PROBE_SUCCESS, &pairs, |o| {
+    gauge_per_probe(out, &PROBE_SUCCESS, &pairs, |o| {
         Some(f64::from(u8::from(o.success)))
     });
-    gauge_per_probe(&mut out, &PROBE_DURATION, &pairs, |o| {
+    gauge_per_probe(out, &PROBE_DURATION, &pairs, |o| {
         Some(o.duration.as_secs_f64())
     });
-    header(&mut out, &PROBE_HTTP_DURATION);
+    out.header(&PROBE_HTTP_DURATION);
     for (i, (labels, snap)) in pairs.iter().enumerate() {
         if registry.probes[i].kind != "http" {
             continue;
         }
         if let Some(outcome) = &snap.last {
-            for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
+            for (phase, extra) in [
+                ("resolve", "phase=\"resolve\""),
+                ("connect", "phase=\"connect\""),
+                ("tls", "phase=\"tls\""),
+                ("processing", "phase=\"processing\""),
+                ("transfer", "phase=\"transfer\""),
+            ] {
                 let spent = phase_time(outcome, phase);
-                let _ = writeln!(
-                    out,
-                    "{}{{{labels},phase=\"{phase}\"}} {}",
-                    PROBE_HTTP_DURATION.name, spent
-                );
+                out.line(PROBE_HTTP_DURATION.name, labels, extra, spent);
             }
         }
     }
-    header(&mut out, &PROBE_PHASE_DURATION);
+    out.header(&PROBE_PHASE_DURATION);
     for (i, (labels, snap)) in pairs.iter().enumerate() {
         if registry.probes[i].kind == "http" {
             continue;
         }
         for (phase, spent) in snap.last.iter().flat_map(|o| o.phases.iter()) {
-            let _ = writeln!(
-                out,
-                "{}{{{labels},phase=\"{phase}\"}} {}",
+            let extra = format!("phase=\"{phase}\"");
+            out.line(
                 PROBE_PHASE_DURATION.name,
-                spent.as_secs_f64()
+                labels,
+                &extra,
+                spent.as_secs_f64(),
             );
         }
     }
-    gauge_per_probe(&mut out, &PROBE_DNS_LOOKUP, &pairs, |o| {
+    gauge_per_probe(out, &PROBE_DNS_LOOKUP, &pairs, |o| {
         o.phases
             .iter()
             .find(|(p, _)| *p == "resolve")
             .map(|(_, d)| d.as_secs_f64())
     });
     for (signal, family) in SIGNAL_GAUGES {
-        gauge_per_probe(&mut out, family, &pairs, |o| o.signal(signal));
+        gauge_per_probe(out, family, &pairs, |o| o.signal(signal));
     }
-    header(&mut out, &PROBE_LAST_SUCCESS);
+    out.header(&PROBE_LAST_SUCCESS);
     for (labels, snap) in &pairs {
         if let Some(at) = snap.last_success {
-            let _ = writeln!(
-                out,
-                "{}{{{labels}}} {}",
-                PROBE_LAST_SUCCESS.name,
-                unix_seconds(at)
-            );
+            out.line(PROBE_LAST_SUCCESS.name, labels, "", unix_seconds(at));
         }
     }
-    header(&mut out, &PROBE_RUNS);
+    out.header(&PROBE_RUNS);
     for (labels, snap) in &pairs {
-        let _ = writeln!(out, "{}{{{labels}}} {}", PROBE_RUNS.name, snap.runs);
+        out.line(PROBE_RUNS.name, labels, "", snap.runs as f64);
     }
-    header(&mut out, &PROBE_FAILURES);
+    out.header(&PROBE_FAILURES);
     for (labels, snap) in &pairs {
         for (reason, count) in &snap.failures {
-            let _ = writeln!(
-                out,
-                "{}{{{labels},reason=\"{reason}\"}} {count}",
-                PROBE_FAILURES.name
-            );
+            let extra = format!("reason=\"{reason}\"");
+            out.line(PROBE_FAILURES.name, labels, &extra, *count as f64);
         }
     }
-    header(&mut out, &PROBE_SKIPPED);
+    out.header(&PROBE_SKIPPED);
     for (labels, snap) in &pairs {
-        let _ = writeln!(out, "{}{{{labels}}} {}", PROBE_SKIPPED.name, snap.skipped);
+        out.line(PROBE_SKIPPED.name, labels, "", snap.skipped as f64);
     }
 
-    render_drift(&mut out, registry);
+    render_drift(out, registry);
 
-    header(&mut out, &ALERTS);
+    out.header(&ALERTS);
     for (state, count) in [
         ("firing", alerts.firing),
         ("acknowledged", alerts.acknowledged),
         ("silenced", alerts.silenced),
         ("flapping", alerts.flapping),
     ] {
-        let _ = writeln!(out, "{}{{state=\"{state}\"}} {count}", ALERTS.name);
+        out.line(ALERTS.name, "", &format!("state=\"{state}\""), count as f64);
     }
-    header(&mut out, &NOTIFICATIONS);
+    out.header(&NOTIFICATIONS);
     for ((notifier, result), count) in &alerts.deliveries {
         let mut labels = String::new();
         push_label(&mut labels, "notifier", notifier);
         push_label(&mut labels, "result", result);
-        let _ = writeln!(out, "{}{{{labels}}} {count}", NOTIFICATIONS.name);
+        out.line(NOTIFICATIONS.name, &labels, "", *count as f64);
     }
-    single(&mut out, &OLDEST_UNACKED, alerts.oldest_unacked_page);
+    out.single(&OLDEST_UNACKED, alerts.oldest_unacked_page);
 
-    header(&mut out, &SCHEDULE_LAG);
+    out.header(&SCHEDULE_LAG);
     let (buckets, count, sum) = daemon.schedule_lag.read();
+    let bucket = format!("{}_bucket", SCHEDULE_LAG.name);
     for (bound, cumulative) in LAG_BUCKETS.iter().zip(&buckets) {
-        let _ = writeln!(
-            out,
-            "{}_bucket{{le=\"{bound}\"}} {cumulative}",
-            SCHEDULE_LAG.name
-        );
+        out.line(&bucket, "", &format!("le=\"{bound}\""), *cumulative as f64);
     }
-    let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", SCHEDULE_LAG.name);
-    let _ = writeln!(out, "{}_sum {sum}", SCHEDULE_LAG.name);
-    let _ = writeln!(out, "{}_count {count}", SCHEDULE_LAG.name);
-    single(
-        &mut out,
-        &IN_FLIGHT,
-        daemon.in_flight.load(Ordering::Relaxed) as f64,
+    out.line(&bucket, "", "le=\"+Inf\"", count as f64);
+    out.line(&format!("{}_sum", SCHEDULE_LAG.name), "", "", sum);
+    out.line(
+        &format!("{}_count", SCHEDULE_LAG.name),
+        "",
+        "",
+        count as f64,
     );
-    single(&mut out, &PROBES_CONFIGURED, registry.probes.len() as f64);
-    single(
-        &mut out,
-        &RELOAD_OK,
-        daemon.reload_ok.load(Ordering::Relaxed) as f64,
-    );
-    single(
-        &mut out,
+    out.single(&IN_FLIGHT, daemon.in_flight.load(Ordering::Relaxed) as f64);
+    out.single(&PROBES_CONFIGURED, registry.probes.len() as f64);
+    out.single(&RELOAD_OK, daemon.reload_ok.load(Ordering::Relaxed) as f64);
+    out.single(
         &RELOAD_TIME,
         daemon.reload_time.load(Ordering::Relaxed) as f64,
     );
-    header(&mut out, &BUILD_INFO);
+    out.header(&BUILD_INFO);
     let mut labels = String::new();
     push_label(&mut labels, "version", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(out, "{}{{{labels}}} 1", BUILD_INFO.name);
-    out
+    out.line(BUILD_INFO.name, &labels, "", 1.0);
 }
 
 /// Detector state of every watched signal.
-fn render_drift(out: &mut String, registry: &Registry) {
+fn render_drift(out: &mut Out<'_>, registry: &Registry) {
     let drift: Vec<(&str, Vec<(String, crate::detect::DetectorState)>)> = registry
         .probes
         .iter()
         .map(|p| (p.label_text.as_str(), p.drift()))
         .filter(|(_, d)| !d.is_empty())
         .collect();
-    let series = |out: &mut String,
+    let series = |out: &mut Out<'_>,
                   family: &Family,
                   value: &dyn Fn(&crate::detect::DetectorState) -> Option<f64>| {
-        header(out, family);
+        out.header(family);
         for (labels, signals) in &drift {
             for (signal, state) in signals.iter().filter(|(s, _)| s != "success") {
                 if let Some(v) = value(state) {
-                    let _ = writeln!(
-                        out,
-                        "{}{{{labels},signal=\"{signal}\"}} {}",
-                        family.name,
-                        fmt_value(v)
-                    );
+                    out.line(family.name, labels, &format!("signal=\"{signal}\""), v);
                 }
             }
         }
@@ -387,7 +478,7 @@ fn render_drift(out: &mut String, registry: &Registry) {
         Some(s.eta_seconds.unwrap_or(f64::INFINITY))
     });
     series(out, &DRIFT_LEVEL, &|s| s.level);
-    header(out, &DRIFT_FIRING);
+    out.header(&DRIFT_FIRING);
     for (labels, signals) in &drift {
         for (signal, s) in signals {
             let flags = [
@@ -402,26 +493,27 @@ fn render_drift(out: &mut String, registry: &Registry) {
                     _ => signal != "success",
                 };
                 if applies {
-                    let _ = writeln!(
-                        out,
-                        "{}{{{labels},signal=\"{signal}\",detector=\"{detector}\"}} {}",
+                    let extra = format!("signal=\"{signal}\",detector=\"{detector}\"");
+                    out.line(
                         DRIFT_FIRING.name,
-                        u8::from(firing)
+                        labels,
+                        &extra,
+                        f64::from(u8::from(firing)),
                     );
                 }
             }
         }
     }
-    header(out, &SLO_BURN);
+    out.header(&SLO_BURN);
     for (labels, signals) in &drift {
         for (_, s) in signals.iter().filter(|(s, _)| s == "success") {
             for w in &s.burn {
                 let window = crate::detect::verdict::format_duration(w.window);
-                let _ = writeln!(
-                    out,
-                    "{}{{{labels},window=\"{window}\"}} {}",
+                out.line(
                     SLO_BURN.name,
-                    fmt_value(w.burn)
+                    labels,
+                    &format!("window=\"{window}\""),
+                    w.burn,
                 );
             }
         }
@@ -452,26 +544,16 @@ pub fn bucket_quantile(q: f64, buckets: &[u64], count: u64) -> Option<f64> {
     Some(*LAG_BUCKETS.last().unwrap_or(&f64::INFINITY))
 }
 
-fn header(out: &mut String, family: &Family) {
-    let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-    let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
-}
-
-fn single(out: &mut String, family: &Family, value: f64) {
-    header(out, family);
-    let _ = writeln!(out, "{} {}", family.name, fmt_value(value));
-}
-
 fn gauge_per_probe(
-    out: &mut String,
+    out: &mut Out<'_>,
     family: &Family,
     pairs: &[(&str, &Snapshot)],
     value: impl Fn(&Outcome) -> Option<f64>,
 ) {
-    header(out, family);
+    out.header(family);
     for (labels, snap) in pairs {
         if let Some(v) = snap.last.as_deref().and_then(&value) {
-            let _ = writeln!(out, "{}{{{labels}}} {}", family.name, fmt_value(v));
+            out.line(family.name, labels, "", v);
         }
     }
 }
@@ -482,18 +564,6 @@ fn phase_time(outcome: &Outcome, phase: &str) -> f64 {
         .iter()
         .find(|(p, _)| *p == phase)
         .map_or(0.0, |(_, d)| d.as_secs_f64())
-}
-
-fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        v.to_string()
-    }
 }
 
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -521,6 +591,46 @@ mod tests {
         assert!(p50 > 0.0005 && p50 <= 0.001, "{p50}");
         let p99 = bucket_quantile(0.99, &buckets, count).unwrap();
         assert!(p99 > 0.025 && p99 <= 0.05, "{p99}");
+    }
+
+    #[test]
+    fn values_are_written_as_prometheus_reads_them() {
+        let cases = [
+            (1.0, "1"),
+            (0.0, "0"),
+            (-3.0, "-3"),
+            (0.25, "0.25"),
+            (1_763_890_000.5, "1763890000.5"),
+            (2e15, "2000000000000000"),
+            (1e16, "1e16"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (value, text) in cases {
+            let mut out = String::new();
+            push_value(&mut out, value);
+            assert_eq!(out, text, "{value}");
+            if value.is_finite() {
+                assert_eq!(out.parse::<f64>(), Ok(value), "round trip of {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_add_up_to_the_whole_exposition() {
+        let registry = Registry::default();
+        let daemon = DaemonMetrics::new();
+        let alerts = AlertGauges::default();
+        let whole = render(&registry, &daemon, &alerts);
+        let mut chunks = Vec::new();
+        render_chunks(&registry, &daemon, &alerts, &mut |c| {
+            chunks.push(c);
+            true
+        });
+        assert_eq!(chunks.concat(), whole);
+        assert!(whole.contains("slowburn_probes_configured 0\n"), "{whole}");
+        assert!(whole.contains("slowburn_schedule_lag_seconds_bucket{le=\"+Inf\"} 0\n"));
     }
 
     #[test]

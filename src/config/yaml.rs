@@ -95,7 +95,22 @@ impl Error {
 
 /// Parses one YAML document. An empty document is an empty map.
 pub fn parse(text: &str) -> Result<Node, Error> {
-    let mut builder = Builder::default();
+    parse_streaming(text, "", |_| {})
+}
+
+/// Parses one YAML document, handing each item of the top-level sequence under `key` to
+/// `on_item` as soon as it is complete instead of keeping it in the tree, which holds an
+/// empty sequence there. A file of 100,000 probes never has all of them as nodes at once.
+/// An empty `key` streams nothing.
+pub fn parse_streaming(
+    text: &str,
+    key: &str,
+    mut on_item: impl FnMut(Node),
+) -> Result<Node, Error> {
+    let mut builder = Builder {
+        stream_key: key,
+        ..Builder::default()
+    };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| Error {
             pos: Some(Pos {
@@ -109,7 +124,7 @@ pub fn parse(text: &str) -> Result<Node, Error> {
             line: span.start.line(),
             col: span.start.col() + 1,
         };
-        if let Some(root) = builder.push(event, pos)? {
+        if let Some(root) = builder.push(event, pos, &mut on_item)? {
             return Ok(root);
         }
     }
@@ -120,15 +135,21 @@ pub fn parse(text: &str) -> Result<Node, Error> {
 }
 
 #[derive(Default)]
-struct Builder {
+struct Builder<'k> {
     stack: Vec<(Node, Option<Node>, usize)>,
     anchors: HashMap<usize, Node>,
     documents: usize,
+    stream_key: &'k str,
 }
 
-impl Builder {
+impl Builder<'_> {
     /// Feeds one event; returns the root when the first document is complete.
-    fn push(&mut self, event: Event<'_>, pos: Pos) -> Result<Option<Node>, Error> {
+    fn push(
+        &mut self,
+        event: Event<'_>,
+        pos: Pos,
+        on_item: &mut impl FnMut(Node),
+    ) -> Result<Option<Node>, Error> {
         let (node, anchor) = match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
@@ -194,7 +215,24 @@ impl Builder {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
+        if self.streams() {
+            on_item(node);
+            return Ok(None);
+        }
         Ok(self.attach(node))
+    }
+
+    /// Whether a node completed now is an item of the streamed top-level sequence.
+    fn streams(&self) -> bool {
+        match self.stack.as_slice() {
+            [(root, Some(key), _), (seq, None, _)] => {
+                !self.stream_key.is_empty()
+                    && matches!(root.value, Value::Map(_))
+                    && matches!(seq.value, Value::Seq(_))
+                    && key.as_str() == Some(self.stream_key)
+            }
+            _ => false,
+        }
     }
 
     fn attach(&mut self, node: Node) -> Option<Node> {
@@ -692,6 +730,38 @@ impl<'a> MapAccess<'a> for SpannedAccess<'a> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn streamed_items_come_out_in_order_with_their_positions() {
+        let text = "probes:\n  - name: a\n  - name: b\n    x: [1]\ndefaults: {interval: 5s}\nother: [1, 2]\n";
+        let mut items = Vec::new();
+        let root = parse_streaming(text, "probes", |item| items.push(item)).unwrap();
+        let names: Vec<_> = items
+            .iter()
+            .map(|i| (i.get("name").and_then(Node::as_str), i.pos))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Some("a"), Pos { line: 2, col: 5 }),
+                (Some("b"), Pos { line: 3, col: 5 })
+            ]
+        );
+        // The streamed sequence stays in the tree, empty; everything else is kept.
+        assert!(matches!(&root.get("probes").unwrap().value, Value::Seq(v) if v.is_empty()));
+        assert_eq!(
+            root.get("defaults")
+                .and_then(|d| d.get("interval"))
+                .and_then(Node::as_str),
+            Some("5s")
+        );
+        assert!(matches!(&root.get("other").unwrap().value, Value::Seq(v) if v.len() == 2));
+        // Nested sequences under other keys, and a root that is not a map, stream nothing.
+        let mut none = 0;
+        parse_streaming("- probes: [1]\n", "probes", |_| none += 1).unwrap();
+        parse_streaming("a:\n  probes: [1]\n", "probes", |_| none += 1).unwrap();
+        assert_eq!(none, 0);
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

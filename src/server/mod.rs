@@ -7,13 +7,17 @@
 pub mod api;
 pub mod status_page;
 
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::Channel;
 
 use crate::alert::service::AlertService;
 use crate::config::units::Secret;
@@ -72,18 +76,25 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
+/// Streams the exposition: it is rendered on a blocking thread in chunks that go out as they
+/// fill, so a scrape of 100,000 probes neither waits for the whole text nor holds it at once.
 async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
     let registry = shared.registry();
     let alerts = metrics::AlertGauges::from_service(&shared.alerts);
-    let body =
-        tokio::task::spawn_blocking(move || metrics::render(&registry, &shared.metrics, &alerts))
-            .await
-            .unwrap_or_default();
+    let (mut sender, body) = Channel::<Bytes, Infallible>::new(4);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        metrics::render_chunks(&registry, &shared.metrics, &alerts, &mut |chunk| {
+            runtime
+                .block_on(sender.send_data(Bytes::from(chunk)))
+                .is_ok()
+        });
+    });
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        body,
+        Body::new(body),
     )
 }
