@@ -44,11 +44,19 @@ impl Rng {
 }
 
 /// Samples every 15 s over `[T0, T0 + duration)`.
-fn series(duration: f64, mut value: impl FnMut(f64) -> f64) -> Vec<(f64, f64)> {
-    let n = (duration / STEP) as usize;
+fn series(duration: f64, value: impl FnMut(f64) -> f64) -> Vec<(f64, f64)> {
+    series_every(STEP, duration, value)
+}
+
+fn series_every(
+    step: f64,
+    duration: f64,
+    mut value: impl FnMut(f64) -> f64,
+) -> Vec<(f64, f64)> {
+    let n = (duration / step) as usize;
     (0..n)
         .map(|i| {
-            let t = T0 + i as f64 * STEP;
+            let t = T0 + i as f64 * step;
             (t, value(t - T0))
         })
         .collect()
@@ -334,8 +342,17 @@ fn scenario_5_gc_sawtooth_with_a_rising_floor_pages() {
 }
 
 fn success(seed: u64, hours: f64, ratio: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    success_every(STEP, seed, hours, ratio)
+}
+
+fn success_every(
+    step: f64,
+    seed: u64,
+    hours: f64,
+    ratio: impl Fn(f64) -> f64,
+) -> Vec<(f64, f64)> {
     let mut rng = Rng::new(seed);
-    series(hours * HOUR, |t| {
+    series_every(step, hours * HOUR, |t| {
         f64::from(u8::from(rng.bernoulli(ratio(t))))
     })
 }
@@ -372,9 +389,10 @@ fn scenario_6_fast_burn_pages() {
     // 95% success burns 50× the budget of a 99.9% SLO. The 1h window reaches 14.4× only once
     // 1.44% of its samples failed: 17 minutes at 5% errors even with exact counts, and at one
     // probe per 15 s the hour holds only ~12 failures, as few as 6 in an unlucky hour — which
-    // a steady 99.5% also produces. So a 5-minute page is out of reach; measured over 40
-    // seeds: most such hours page, after a median of ~40 minutes. A total outage pages in
-    // about two minutes.
+    // a steady 99.5% also produces. So at this interval a 5-minute page is out of reach (the
+    // fast 5m rule needs a probe every ~1.25 s, see the next test); measured over 40 seeds:
+    // most such hours page, after a median of ~40 minutes. A total outage pages in about
+    // two minutes.
     let start = 6.0 * HOUR;
     let mut delays = Vec::new();
     for seed in 41..=80 {
@@ -420,6 +438,62 @@ fn scenario_6_fast_burn_pages() {
     );
     assert!(delays.len() >= 34, "only {} of 40 paged", delays.len());
     assert!(median <= 45.0 * MIN, "median {}", format_duration(median));
+}
+
+#[test]
+fn scenario_6_fast_burn_pages_within_five_minutes_when_probed_every_second() {
+    // Probed every second, five minutes hold ~300 results: a 95% hour puts ~15 failures into
+    // them where a steady 99.5% puts 1.5, and the fast 5m/1m rule pages. Detection is a
+    // count of random failures, so some unlucky hours take a minute or two longer.
+    let start = 2.0 * HOUR;
+    let mut delays = Vec::new();
+    for seed in 81..=120 {
+        let points = success_every(1.0, seed, 3.5, |t| {
+            if (start..start + HOUR).contains(&t) {
+                0.95
+            } else {
+                0.9998
+            }
+        });
+        let verdicts = run(slo_spec(), &points);
+        let page = firing(&verdicts, Detector::Burn, Severity::Page);
+        assert_eq!(page.len(), 1, "seed {seed}\n{}", show(&verdicts));
+        let delay = page[0].t - (T0 + start);
+        assert!(delay > 0.0, "seed {seed}\n{}", show(&verdicts));
+        delays.push(delay);
+    }
+    delays.sort_by(f64::total_cmp);
+    let within = delays.iter().filter(|d| **d <= 5.0 * MIN).count();
+    println!(
+        "95% for 1h at 1 s: {within}/40 paged within 5 min; median {}, slowest {}",
+        format_duration(delays[delays.len() / 2]),
+        format_duration(delays[delays.len() - 1])
+    );
+    // Measured: 34/40 within 5 minutes, median 3m, slowest 6m (100 other seeds: 93 within 5m).
+    assert!(within >= 32, "only {within} of 40 paged within 5 minutes");
+    assert!(delays[delays.len() / 2] <= 4.0 * MIN, "{delays:?}");
+    assert!(delays[delays.len() - 1] <= 8.0 * MIN, "{delays:?}");
+}
+
+#[test]
+fn scenario_6_slow_burn_probed_every_second_is_a_ticket_not_a_page() {
+    // The fast rule must not turn a steady 99.5% into pages when probes are dense. Five
+    // minutes of 99.5% hold 1.5 failures on average and the rule (z 2.33) needs 10-12 of
+    // them. With z 1.96 two of these thirty 3-day runs paged, which is why the rule is
+    // stricter than the workbook's 1h one; measured now: 0 of 30 here, 0 of 30 on other
+    // seeds. The test still allows one run in thirty to page, and counts.
+    let mut paged = Vec::new();
+    for seed in 121..=150 {
+        let points = success_every(1.0, seed, 72.0, |_| 0.995);
+        let verdicts = run(slo_spec(), &points);
+        if !pages(&verdicts).is_empty() {
+            paged.push(seed);
+        }
+        let tickets = firing(&verdicts, Detector::Burn, Severity::Ticket);
+        assert!(!tickets.is_empty(), "seed {seed}\n{}", show(&verdicts));
+    }
+    println!("99.5% for 3 days at 1 s: {} of 30 runs paged", paged.len());
+    assert!(paged.len() <= 1, "runs that paged: {paged:?}");
 }
 
 #[test]
@@ -665,3 +739,4 @@ fn lead_times() {
         assert!(ours.is_some() && prometheus.is_some());
     }
 }
+
