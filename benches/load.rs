@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench load                 # 200/s, 1000/s and the highest rate slowburn sustains
 //! cargo bench --bench load -- --quick      # one repetition, short windows: under a minute
-//! cargo bench --bench load -- --scale      # 100,000 configured probes: startup, RSS, lag, /metrics
+//! cargo bench --bench load -- --scale      # 100,000 configured probes: startup, RSS, lag, /metrics (~7 min)
 //! cargo bench --bench load -- --help
 //! ```
 //!
@@ -532,10 +532,12 @@ impl Bench {
             "scale: /metrics shows {n} probes after {:.2} s",
             startup.as_secs_f64()
         );
+        // Steady means every probe has run: the longest interval here is 300 s, and a probe
+        // that has not run yet holds no outcome, so an earlier reading flatters the RSS.
         let warmup = Duration::from_secs(self.options.warmup.unwrap_or(if self.options.quick {
             5
         } else {
-            15
+            300
         }));
         let window = Duration::from_secs(self.options.window.unwrap_or(if self.options.quick {
             15
