@@ -48,11 +48,7 @@ fn series(duration: f64, value: impl FnMut(f64) -> f64) -> Vec<(f64, f64)> {
     series_every(STEP, duration, value)
 }
 
-fn series_every(
-    step: f64,
-    duration: f64,
-    mut value: impl FnMut(f64) -> f64,
-) -> Vec<(f64, f64)> {
+fn series_every(step: f64, duration: f64, mut value: impl FnMut(f64) -> f64) -> Vec<(f64, f64)> {
     let n = (duration / step) as usize;
     (0..n)
         .map(|i| {
@@ -345,12 +341,7 @@ fn success(seed: u64, hours: f64, ratio: impl Fn(f64) -> f64) -> Vec<(f64, f64)>
     success_every(STEP, seed, hours, ratio)
 }
 
-fn success_every(
-    step: f64,
-    seed: u64,
-    hours: f64,
-    ratio: impl Fn(f64) -> f64,
-) -> Vec<(f64, f64)> {
+fn success_every(step: f64, seed: u64, hours: f64, ratio: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
     let mut rng = Rng::new(seed);
     series_every(step, hours * HOUR, |t| {
         f64::from(u8::from(rng.bernoulli(ratio(t))))
@@ -739,4 +730,3 @@ fn lead_times() {
         assert!(ours.is_some() && prometheus.is_some());
     }
 }
-
