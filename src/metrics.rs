@@ -381,8 +381,25 @@ fn render_into(
             .find(|(p, _)| *p == "resolve")
             .map(|(_, d)| d.as_secs_f64())
     });
-    for (signal, family) in SIGNAL_GAUGES {
-        gauge_per_probe(out, family, &pairs, |o| o.signal(signal));
+    // One pass sorts every outcome's signals into their families, instead of each of the 24
+    // families looking its signal up by name in every outcome.
+    let mut by_family: Vec<Vec<(usize, f64)>> = vec![Vec::new(); SIGNAL_GAUGES.len()];
+    for (i, (_, snap)) in pairs.iter().enumerate() {
+        for (name, value) in snap.last.iter().flat_map(|o| o.signals.iter()) {
+            let Some(f) = SIGNAL_GAUGES.iter().position(|(s, _)| s == name) else {
+                continue;
+            };
+            // The first value of a name counts, as in `Outcome::signal`.
+            if by_family[f].last().is_none_or(|(last, _)| *last != i) {
+                by_family[f].push((i, *value));
+            }
+        }
+    }
+    for ((_, family), values) in SIGNAL_GAUGES.iter().zip(&by_family) {
+        out.header(family);
+        for (i, value) in values {
+            out.line(family.name, pairs[*i].0, "", *value);
+        }
     }
     out.header(&PROBE_LAST_SUCCESS);
     for (labels, snap) in &pairs {

@@ -348,6 +348,17 @@ fn success_every(step: f64, seed: u64, hours: f64, ratio: impl Fn(f64) -> f64) -
     })
 }
 
+/// Success at 99.98%, except one hour at 95% from `start` (seconds into the series).
+fn bad_hour(step: f64, seed: u64, start: f64, hours: f64) -> Vec<(f64, f64)> {
+    success_every(step, seed, hours, |t| {
+        if (start..start + HOUR).contains(&t) {
+            0.95
+        } else {
+            0.9998
+        }
+    })
+}
+
 fn slo_spec() -> DetectorSpec {
     DetectorSpec::new("success", Unit::Ratio).with_slo(SloSpec::new(0.999))
 }
@@ -387,13 +398,7 @@ fn scenario_6_fast_burn_pages() {
     let start = 6.0 * HOUR;
     let mut delays = Vec::new();
     for seed in 41..=80 {
-        let points = success(seed, 9.0, |t| {
-            if (start..start + HOUR).contains(&t) {
-                0.95
-            } else {
-                0.9998
-            }
-        });
+        let points = bad_hour(STEP, seed, start, 9.0);
         let verdicts = run(slo_spec(), &points);
         let page = firing(&verdicts, Detector::Burn, Severity::Page);
         assert!(page.len() <= 1, "seed {seed}\n{}", show(&verdicts));
@@ -439,13 +444,7 @@ fn scenario_6_fast_burn_pages_within_five_minutes_when_probed_every_second() {
     let start = 2.0 * HOUR;
     let mut delays = Vec::new();
     for seed in 81..=120 {
-        let points = success_every(1.0, seed, 3.5, |t| {
-            if (start..start + HOUR).contains(&t) {
-                0.95
-            } else {
-                0.9998
-            }
-        });
+        let points = bad_hour(1.0, seed, start, 3.5);
         let verdicts = run(slo_spec(), &points);
         let page = firing(&verdicts, Detector::Burn, Severity::Page);
         assert_eq!(page.len(), 1, "seed {seed}\n{}", show(&verdicts));
