@@ -258,17 +258,27 @@ struct Out<'s> {
 }
 
 impl Out<'_> {
-    /// One sample line: `name{labels,extra} value`.
-    fn line(&mut self, name: &str, labels: &str, extra: &str, value: f64) {
+    /// One sample line: `name{labels,key="value",…} value`, the extra pairs written as they
+    /// are (they are slowburn's own names: phases, reasons, signals, windows). Nothing is
+    /// written once the sink has gone away.
+    fn line(&mut self, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
+        if !self.open {
+            return;
+        }
         let buf = &mut self.buf;
         buf.push_str(name);
         if !labels.is_empty() || !extra.is_empty() {
             buf.push('{');
             buf.push_str(labels);
-            if !labels.is_empty() && !extra.is_empty() {
-                buf.push(',');
+            for (i, (key, text)) in extra.iter().enumerate() {
+                if i > 0 || !labels.is_empty() {
+                    buf.push(',');
+                }
+                buf.push_str(key);
+                buf.push_str("=\"");
+                buf.push_str(text);
+                buf.push('"');
             }
-            buf.push_str(extra);
             buf.push('}');
         }
         buf.push(' ');
@@ -293,7 +303,7 @@ impl Out<'_> {
 
     fn single(&mut self, family: &Family, value: f64) {
         self.header(family);
-        self.line(family.name, "", "", value);
+        self.line(family.name, "", &[], value);
     }
 
     fn flush(&mut self) {
@@ -348,15 +358,9 @@ fn render_into(
             continue;
         }
         if let Some(outcome) = &snap.last {
-            for (phase, extra) in [
-                ("resolve", "phase=\"resolve\""),
-                ("connect", "phase=\"connect\""),
-                ("tls", "phase=\"tls\""),
-                ("processing", "phase=\"processing\""),
-                ("transfer", "phase=\"transfer\""),
-            ] {
+            for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
                 let spent = phase_time(outcome, phase);
-                out.line(PROBE_HTTP_DURATION.name, labels, extra, spent);
+                out.line(PROBE_HTTP_DURATION.name, labels, &[("phase", phase)], spent);
             }
         }
     }
@@ -366,11 +370,10 @@ fn render_into(
             continue;
         }
         for (phase, spent) in snap.last.iter().flat_map(|o| o.phases.iter()) {
-            let extra = format!("phase=\"{phase}\"");
             out.line(
                 PROBE_PHASE_DURATION.name,
                 labels,
-                &extra,
+                &[("phase", phase)],
                 spent.as_secs_f64(),
             );
         }
@@ -398,29 +401,29 @@ fn render_into(
     for ((_, family), values) in SIGNAL_GAUGES.iter().zip(&by_family) {
         out.header(family);
         for (i, value) in values {
-            out.line(family.name, pairs[*i].0, "", *value);
+            out.line(family.name, pairs[*i].0, &[], *value);
         }
     }
     out.header(&PROBE_LAST_SUCCESS);
     for (labels, snap) in &pairs {
         if let Some(at) = snap.last_success {
-            out.line(PROBE_LAST_SUCCESS.name, labels, "", unix_seconds(at));
+            out.line(PROBE_LAST_SUCCESS.name, labels, &[], unix_seconds(at));
         }
     }
     out.header(&PROBE_RUNS);
     for (labels, snap) in &pairs {
-        out.line(PROBE_RUNS.name, labels, "", snap.runs as f64);
+        out.line(PROBE_RUNS.name, labels, &[], snap.runs as f64);
     }
     out.header(&PROBE_FAILURES);
     for (labels, snap) in &pairs {
         for (reason, count) in &snap.failures {
-            let extra = format!("reason=\"{reason}\"");
+            let extra = [("reason", *reason)];
             out.line(PROBE_FAILURES.name, labels, &extra, *count as f64);
         }
     }
     out.header(&PROBE_SKIPPED);
     for (labels, snap) in &pairs {
-        out.line(PROBE_SKIPPED.name, labels, "", snap.skipped as f64);
+        out.line(PROBE_SKIPPED.name, labels, &[], snap.skipped as f64);
     }
 
     render_drift(out, registry);
@@ -432,14 +435,14 @@ fn render_into(
         ("silenced", alerts.silenced),
         ("flapping", alerts.flapping),
     ] {
-        out.line(ALERTS.name, "", &format!("state=\"{state}\""), count as f64);
+        out.line(ALERTS.name, "", &[("state", state)], count as f64);
     }
     out.header(&NOTIFICATIONS);
     for ((notifier, result), count) in &alerts.deliveries {
         let mut labels = String::new();
         push_label(&mut labels, "notifier", notifier);
         push_label(&mut labels, "result", result);
-        out.line(NOTIFICATIONS.name, &labels, "", *count as f64);
+        out.line(NOTIFICATIONS.name, &labels, &[], *count as f64);
     }
     out.single(&OLDEST_UNACKED, alerts.oldest_unacked_page);
 
@@ -447,14 +450,19 @@ fn render_into(
     let (buckets, count, sum) = daemon.schedule_lag.read();
     let bucket = format!("{}_bucket", SCHEDULE_LAG.name);
     for (bound, cumulative) in LAG_BUCKETS.iter().zip(&buckets) {
-        out.line(&bucket, "", &format!("le=\"{bound}\""), *cumulative as f64);
+        out.line(
+            &bucket,
+            "",
+            &[("le", &bound.to_string())],
+            *cumulative as f64,
+        );
     }
-    out.line(&bucket, "", "le=\"+Inf\"", count as f64);
-    out.line(&format!("{}_sum", SCHEDULE_LAG.name), "", "", sum);
+    out.line(&bucket, "", &[("le", "+Inf")], count as f64);
+    out.line(&format!("{}_sum", SCHEDULE_LAG.name), "", &[], sum);
     out.line(
         &format!("{}_count", SCHEDULE_LAG.name),
         "",
-        "",
+        &[],
         count as f64,
     );
     out.single(&IN_FLIGHT, daemon.in_flight.load(Ordering::Relaxed) as f64);
@@ -467,7 +475,7 @@ fn render_into(
     out.header(&BUILD_INFO);
     let mut labels = String::new();
     push_label(&mut labels, "version", env!("CARGO_PKG_VERSION"));
-    out.line(BUILD_INFO.name, &labels, "", 1.0);
+    out.line(BUILD_INFO.name, &labels, &[], 1.0);
 }
 
 /// Detector state of every watched signal.
@@ -485,7 +493,7 @@ fn render_drift(out: &mut Out<'_>, registry: &Registry) {
         for (labels, signals) in &drift {
             for (signal, state) in signals.iter().filter(|(s, _)| s != "success") {
                 if let Some(v) = value(state) {
-                    out.line(family.name, labels, &format!("signal=\"{signal}\""), v);
+                    out.line(family.name, labels, &[("signal", signal)], v);
                 }
             }
         }
@@ -510,7 +518,7 @@ fn render_drift(out: &mut Out<'_>, registry: &Registry) {
                     _ => signal != "success",
                 };
                 if applies {
-                    let extra = format!("signal=\"{signal}\",detector=\"{detector}\"");
+                    let extra = [("signal", signal.as_str()), ("detector", detector)];
                     out.line(
                         DRIFT_FIRING.name,
                         labels,
@@ -526,12 +534,7 @@ fn render_drift(out: &mut Out<'_>, registry: &Registry) {
         for (_, s) in signals.iter().filter(|(s, _)| s == "success") {
             for w in &s.burn {
                 let window = crate::detect::verdict::format_duration(w.window);
-                out.line(
-                    SLO_BURN.name,
-                    labels,
-                    &format!("window=\"{window}\""),
-                    w.burn,
-                );
+                out.line(SLO_BURN.name, labels, &[("window", &window)], w.burn);
             }
         }
     }
@@ -570,7 +573,7 @@ fn gauge_per_probe(
     out.header(family);
     for (labels, snap) in pairs {
         if let Some(v) = snap.last.as_deref().and_then(&value) {
-            out.line(family.name, labels, "", v);
+            out.line(family.name, labels, &[], v);
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Burn rate: how fast a probe spends the error budget of its SLO, judged by the SRE
 //! workbook's multiwindow, multi-burn-rate rules (page on 14.4× over 1h and 5m or 6× over 6h
 //! and 30m; ticket on 1× over 3d and 6h), plus a fast 14.4× over 5m and 1m page for probes
-//! dense enough to judge five minutes (see [`workbook_rules`]). Owns one ring of one-minute success/failure
-//! counters covering the longest window, running sums per window (constant work per sample,
-//! plus one step per elapsed minute), and the page/ticket lifecycle. No I/O, no clock.
+//! dense enough to judge five minutes (see [`default_rules`]). Owns one ring of one-minute
+//! success/failure counters covering the longest window, running sums per window (constant
+//! work per sample, plus one step per elapsed minute), and the page/ticket lifecycle. No I/O,
+//! no clock.
 //!
 //! A probe sees far fewer events than a request log: at one probe per 15 s a 99.9% SLO
 //! allows 0.24 failures an hour, so the workbook's plain ratios swing wildly — a steady 99.5%
@@ -50,7 +51,7 @@ pub struct BurnRule {
 /// judged at z 2.33, stricter than the 1h rule, because a steady 99.5% offers thousands of
 /// five-minute windows a day to look like a burn. At sparser intervals five minutes hold too
 /// few results to tell them apart, and the rule stays out of the way.
-pub fn workbook_rules() -> Vec<BurnRule> {
+pub fn default_rules() -> Vec<BurnRule> {
     vec![
         BurnRule {
             long: 300.0,
@@ -98,11 +99,11 @@ pub struct SloSpec {
 }
 
 impl SloSpec {
-    /// The workbook rules with the default confidence and hysteresis.
+    /// The default rules ([`default_rules`]) with the default hysteresis.
     pub fn new(objective: f64) -> SloSpec {
         SloSpec {
             objective,
-            rules: workbook_rules(),
+            rules: default_rules(),
             resolve_after: 1800.0,
         }
     }
