@@ -265,20 +265,23 @@ fn http_outcome(i: usize) -> Outcome {
             ("tls", ms(0.0)),
             ("processing", ms(2.1)),
             ("transfer", ms(0.1)),
-        ],
+        ]
+        .into(),
         signals: vec![
             ("redirects", 0.0),
             ("latency", 0.0031 + jitter / 1000.0),
             ("body_bytes", 17.0),
             ("status", 200.0),
-        ],
+        ]
+        .into(),
         failure: None,
         checks: vec![Check {
             name: "status",
             passed: true,
             detail: "200 in [2xx]".into(),
-        }],
-        notes: Vec::new(),
+        }]
+        .into(),
+        notes: Box::default(),
     }
 }
 

@@ -224,7 +224,7 @@ fn configure_alerts(alerts: &Arc<AlertService>, registry: &Registry, alerting: c
             labels.insert("probe".into(), p.name().to_string());
             labels.insert("kind".into(), p.kind.to_string());
             let info = ProbeInfo {
-                rule: p.config.alert.clone(),
+                rule: p.config.alert.as_deref().cloned(),
                 labels,
                 target: p.target.clone(),
             };

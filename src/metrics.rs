@@ -343,7 +343,7 @@ fn render_into(
         .probes
         .iter()
         .zip(&snapshots)
-        .map(|(p, s)| (p.label_text.as_str(), s))
+        .map(|(p, s)| (&*p.label_text, s))
         .collect();
 
     gauge_per_probe(out, &PROBE_SUCCESS, &pairs, |o| {
@@ -483,7 +483,7 @@ fn render_drift(out: &mut Out<'_>, registry: &Registry) {
     let drift: Vec<(&str, Vec<(String, crate::detect::DetectorState)>)> = registry
         .probes
         .iter()
-        .map(|p| (p.label_text.as_str(), p.drift()))
+        .map(|p| (&*p.label_text, p.drift()))
         .filter(|(_, d)| !d.is_empty())
         .collect();
     let series = |out: &mut Out<'_>,

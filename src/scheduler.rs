@@ -106,7 +106,7 @@ pub async fn run(registry: Arc<Registry>, runner: Runner, mut stop: watch::Recei
 /// Starts one run of `state` due at `due`, unless its previous run is still going.
 fn dispatch(state: &Arc<ProbeState>, due: Instant, runner: &Runner) {
     if state.running.swap(true, Ordering::AcqRel) {
-        state.skipped.fetch_add(1, Ordering::Relaxed);
+        state.count_skipped();
         tracing::debug!(
             probe = state.name(),
             "previous run still in flight; tick skipped"

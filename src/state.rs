@@ -4,6 +4,7 @@
 //! the last [`Outcome`]). On reload a new [`Registry`] is built and probes that kept their
 //! name carry their history over, so a reload does not blank a dashboard.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,16 +21,23 @@ pub struct ProbeState {
     pub kind: &'static str,
     pub target: String,
     /// `probe="…",kind="…",label="…"`, rendered once for every metric line.
-    pub label_text: String,
+    pub label_text: Box<str>,
     /// Set while a run is in flight, so the next tick is skipped instead of stacked.
     pub running: Arc<AtomicBool>,
-    pub skipped: Arc<AtomicU64>,
     /// The signal the status page draws for this probe (sparkline, default chart): the first
     /// watched signal, else the kind's headline signal.
-    pub main_signal: String,
-    history: Arc<Mutex<History>>,
+    pub main_signal: Cow<'static, str>,
+    /// What outlives a reload: one allocation per probe, not one per field.
+    carried: Arc<Carried>,
+}
+
+/// The part of a probe's state a reload carries over when the probe keeps its name and kind.
+#[derive(Debug)]
+struct Carried {
+    skipped: AtomicU64,
+    history: Mutex<History>,
     /// Detector state of each watched signal, for metrics and the API.
-    drift: Arc<Mutex<Vec<(String, DetectorState)>>>,
+    drift: Mutex<Vec<(String, DetectorState)>>,
 }
 
 /// Counters and the last outcome, carried over reloads.
@@ -86,21 +94,25 @@ impl ProbeState {
         let main_signal = config
             .watches
             .iter()
-            .map(|w| w.signal.clone())
-            .find(|s| s != "success")
-            .unwrap_or_else(|| headline_signal(kind).to_string());
+            .map(|w| w.signal.as_str())
+            .find(|s| *s != "success")
+            .map_or(Cow::Borrowed(headline_signal(kind)), |s| {
+                Cow::Owned(s.to_string())
+            });
         ProbeState {
             kind,
             main_signal,
             target: config.probe.target(),
-            label_text,
+            label_text: label_text.into_boxed_str(),
             running: Arc::default(),
-            skipped: Arc::default(),
-            history: Arc::new(Mutex::new(History {
-                recent: VecDeque::with_capacity(RECENT_MAX),
-                ..History::default()
-            })),
-            drift: Arc::default(),
+            carried: Arc::new(Carried {
+                skipped: AtomicU64::new(0),
+                history: Mutex::new(History {
+                    recent: VecDeque::with_capacity(RECENT_MAX),
+                    ..History::default()
+                }),
+                drift: Mutex::default(),
+            }),
             config,
         }
     }
@@ -115,7 +127,11 @@ impl ProbeState {
 
     /// Records the outcome of a run.
     pub fn record(&self, outcome: Arc<Outcome>) {
-        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut history = self
+            .carried
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         history.runs += 1;
         if outcome.success {
             history.last_success = Some(outcome.at + outcome.duration);
@@ -140,7 +156,11 @@ impl ProbeState {
 
     /// The recent points of the main signal at or after `since` (unix seconds), oldest first.
     pub fn recent(&self, since: f64) -> Vec<Point> {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let history = self
+            .carried
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         history
             .recent
             .iter()
@@ -150,26 +170,39 @@ impl ProbeState {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let history = self
+            .carried
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Snapshot {
             last: history.last.clone(),
             last_success: history.last_success,
             runs: history.runs,
             failures: history.failures.clone(),
             last_failure: history.last_failure.clone(),
-            skipped: self.skipped.load(Ordering::Relaxed),
+            skipped: self.carried.skipped.load(Ordering::Relaxed),
         }
     }
 
     /// The last outcome alone, without copying the counters.
     pub fn last(&self) -> Option<Arc<Outcome>> {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let history = self
+            .carried
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         history.last.clone()
+    }
+
+    /// Counts a tick skipped because the previous run was still in flight.
+    pub fn count_skipped(&self) {
+        self.carried.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether any detector of a watched signal is firing.
     pub fn drift_firing(&self) -> bool {
-        let drift = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        let drift = self.carried.drift.lock().unwrap_or_else(|e| e.into_inner());
         drift.iter().any(|(_, d)| {
             d.trend_firing || d.change_firing || d.burn_page_firing || d.burn_ticket_firing
         })
@@ -177,7 +210,7 @@ impl ProbeState {
 
     /// Publishes the detector state of one watched signal.
     pub fn set_drift(&self, signal: &str, state: DetectorState) {
-        let mut drift = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        let mut drift = self.carried.drift.lock().unwrap_or_else(|e| e.into_inner());
         match drift.iter_mut().find(|(s, _)| s == signal) {
             Some(slot) => slot.1 = state,
             None => drift.push((signal.to_string(), state)),
@@ -185,15 +218,17 @@ impl ProbeState {
     }
 
     pub fn drift(&self) -> Vec<(String, DetectorState)> {
-        self.drift.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.carried
+            .drift
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Takes over the history of the same probe from a previous config.
     fn inherit(&mut self, old: &ProbeState) {
         if old.kind == self.kind {
-            self.history = old.history.clone();
-            self.drift = old.drift.clone();
-            self.skipped = old.skipped.clone();
+            self.carried = old.carried.clone();
         }
         self.running = old.running.clone();
     }

@@ -50,7 +50,7 @@ policies:
     };
     let service = AlertService::with_retry(store.clone(), "http://127.0.0.1:9464".into(), retry);
     let info = ProbeInfo {
-        rule: config.probes[0].alert.clone(),
+        rule: config.probes[0].alert.as_deref().cloned(),
         labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
         target: "127.0.0.1:1".into(),
     };

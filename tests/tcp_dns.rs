@@ -86,7 +86,7 @@ async fn dns_answers_and_rcodes() {
     assert!(outcome.success, "{outcome:#?}");
     assert_eq!(outcome.signal("answers"), Some(1.0));
     assert_eq!(outcome.signal("rcode"), Some(0.0));
-    assert_eq!(outcome.notes, ["answer 127.0.0.1"]);
+    assert_eq!(*outcome.notes, ["answer 127.0.0.1"]);
 
     let outcome = run_probe(&format!("dns: {{name: nx.test, server: \"{server}\"}}")).await;
     assert_eq!(

@@ -89,12 +89,13 @@ pub struct ProbeConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub probe: Arc<Probe>,
-    /// `alert:`: when failures page, and whom.
-    pub alert: Option<Rule>,
+    /// `alert:`: when failures page, and whom (boxed: most probes have none, and an inline
+    /// rule would cost each of them 88 bytes).
+    pub alert: Option<Box<Rule>>,
     /// Signals watched for slow accumulation (`drift:`, `slo:`).
     pub watches: Vec<Watch>,
-    /// The file it was defined in, and where.
-    pub file: PathBuf,
+    /// The file it was defined in (shared by every probe of that file), and where.
+    pub file: Arc<Path>,
     pub pos: Pos,
 }
 
@@ -266,7 +267,7 @@ struct ProbeEntry {
 
 /// A probe read but not yet built (defaults are applied once every file is read).
 struct Pending {
-    file: PathBuf,
+    file: Arc<Path>,
     pos: Pos,
     entry: ProbeEntry,
 }
@@ -278,6 +279,8 @@ struct Loader<'c> {
     storage: Option<(PathBuf, Pos, StorageSpec)>,
     defaults: Option<(PathBuf, Pos, DefaultsSpec)>,
     pending: Vec<Pending>,
+    /// The path of the file being read, shared by its probes.
+    pending_file: Option<Arc<Path>>,
     notifiers: Vec<(PathBuf, NotifierEntry)>,
     policies: Vec<(PathBuf, PolicySpec)>,
     silences: Vec<(PathBuf, SilenceSpec)>,
@@ -293,6 +296,7 @@ impl<'c> Loader<'c> {
             storage: None,
             defaults: None,
             pending: Vec::new(),
+            pending_file: None,
             notifiers: Vec::new(),
             policies: Vec::new(),
             silences: Vec::new(),
@@ -449,8 +453,12 @@ impl<'c> Loader<'c> {
             None => format!("probes[{index}]: "),
         };
         if let Some(entry) = self.read::<ProbeEntry>(file, item, &context) {
+            let shared = match &self.pending_file {
+                Some(shared) if **shared == *file => shared.clone(),
+                _ => self.pending_file.insert(Arc::from(file)).clone(),
+            };
             self.pending.push(Pending {
-                file: file.to_path_buf(),
+                file: shared,
                 pos: item.pos,
                 entry,
             });
@@ -477,7 +485,7 @@ impl<'c> Loader<'c> {
         let alerting = self.alerting();
         let policy_names: std::collections::HashSet<String> =
             alerting.policies.keys().cloned().collect();
-        let mut seen: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+        let mut seen: HashMap<String, (Arc<Path>, Pos)> = HashMap::new();
         let mut probes = Vec::new();
         let mut summaries: Vec<FileSummary> = self
             .files
@@ -502,7 +510,7 @@ impl<'c> Loader<'c> {
             seen.insert(name.clone(), (pending.file.clone(), pending.entry.name.pos));
             if let Some(probe) =
                 self.build(pending, default_interval, default_timeout, &policy_names)
-                && let Some(summary) = summaries.iter_mut().find(|s| s.path == probe.file)
+                && let Some(summary) = summaries.iter_mut().find(|s| *s.path == *probe.file)
             {
                 *summary.kinds.entry(probe.probe.kind()).or_default() += 1;
                 probes.push(probe);
@@ -807,7 +815,7 @@ impl<'c> Loader<'c> {
         let alert = entry
             .alert
             .as_ref()
-            .map(|spec| alerting::rule(spec, policies, &mut problems));
+            .map(|spec| Box::new(alerting::rule(spec, policies, &mut problems)));
         let watches = drift::watches(kind, &entry.drift, entry.slo.as_ref(), &mut problems);
         ok &= problems.is_empty();
         for (pos, message) in problems {

@@ -170,11 +170,11 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         at,
         success: result.is_ok(),
         duration: trace.started.elapsed(),
-        phases: trace.phases,
-        signals: trace.signals,
+        phases: trace.phases.into(),
+        signals: trace.signals.into(),
         failure: result.err(),
-        checks: trace.checks,
-        notes: trace.notes,
+        checks: trace.checks.into(),
+        notes: trace.notes.into(),
     }
 }
 
@@ -187,14 +187,17 @@ pub struct Outcome {
     pub duration: Duration,
     /// Time spent in each phase, in the order first entered; repeated phases (redirect hops)
     /// are summed.
-    pub phases: Vec<(&'static str, Duration)>,
+    ///
+    /// The lists are boxed slices, exactly as long as what the run produced: every probe keeps
+    /// its last outcome, so spare capacity here is paid 100,000 times.
+    pub phases: Box<[(&'static str, Duration)]>,
     /// Named numeric signals (`latency`, `status`, `cert_days_left`, …).
-    pub signals: Vec<(&'static str, f64)>,
+    pub signals: Box<[(&'static str, f64)]>,
     pub failure: Option<Failure>,
     /// Every assertion evaluated, passed or not.
-    pub checks: Vec<Check>,
+    pub checks: Box<[Check]>,
     /// Evidence for people: offending sessions, matched processes, redirect hops.
-    pub notes: Vec<String>,
+    pub notes: Box<[String]>,
 }
 
 impl Outcome {

@@ -422,7 +422,7 @@ async fn history(
         .get("signal")
         .filter(|s| !s.is_empty())
         .cloned()
-        .unwrap_or_else(|| probe.main_signal.clone());
+        .unwrap_or_else(|| probe.main_signal.to_string());
     let watch = probe.config.watches.iter().find(|w| w.signal == signal);
     let (source, points): (&str, Vec<(f64, Option<f64>)>) = if watch.is_some() {
         let store = shared.store.clone();
