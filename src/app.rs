@@ -219,14 +219,18 @@ fn configure_alerts(alerts: &Arc<AlertService>, registry: &Registry, alerting: c
         .iter()
         .filter(|p| p.config.alert.is_some() || !p.config.watches.is_empty())
         .map(|p| {
-            let mut labels: std::collections::BTreeMap<String, String> =
-                p.config.labels.iter().cloned().collect();
+            let mut labels: std::collections::BTreeMap<String, String> = p
+                .config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             labels.insert("probe".into(), p.name().to_string());
             labels.insert("kind".into(), p.kind.to_string());
             let info = ProbeInfo {
                 rule: p.config.alert.as_deref().cloned(),
                 labels,
-                target: p.target.clone(),
+                target: p.target(),
             };
             (p.name().to_string(), info)
         })

@@ -19,7 +19,6 @@ use crate::probe::Outcome;
 pub struct ProbeState {
     pub config: ProbeConfig,
     pub kind: &'static str,
-    pub target: String,
     /// `probe="…",kind="…",label="…"`, rendered once for every metric line.
     pub label_text: Box<str>,
     /// Set while a run is in flight, so the next tick is skipped instead of stacked.
@@ -102,7 +101,6 @@ impl ProbeState {
         ProbeState {
             kind,
             main_signal,
-            target: config.probe.target(),
             label_text: label_text.into_boxed_str(),
             running: Arc::default(),
             carried: Arc::new(Carried {
@@ -119,6 +117,11 @@ impl ProbeState {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// What the probe is pointed at, for people; rendered when asked, not kept per probe.
+    pub fn target(&self) -> String {
+        self.config.probe.target()
     }
 
     pub fn interval(&self) -> Duration {

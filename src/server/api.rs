@@ -262,9 +262,12 @@ impl Filter {
             .zip(statuses)
             .filter(|(p, _)| self.kind.as_deref().is_none_or(|k| k == p.kind))
             .filter(|(p, _)| {
-                self.labels
-                    .iter()
-                    .all(|(k, v)| p.config.labels.iter().any(|(pk, pv)| pk == k && pv == v))
+                self.labels.iter().all(|(k, v)| {
+                    p.config
+                        .labels
+                        .iter()
+                        .any(|(pk, pv)| **pk == **k && **pv == **v)
+                })
             })
             .filter(|(p, _)| {
                 self.q
@@ -331,8 +334,8 @@ fn overview_row(shared: &Shared, probe: &ProbeState, status: &str, now: f64) -> 
     json!({
         "name": probe.name(),
         "kind": probe.kind,
-        "target": probe.target,
-        "labels": probe.config.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "target": probe.target(),
+        "labels": probe.config.labels.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>(),
         "status": status,
         "last_check": last.map(|o| unix_seconds(o.at)),
         "duration_seconds": last.map(|o| o.duration.as_secs_f64()),
@@ -560,7 +563,7 @@ pub fn probe_json(probe: &ProbeState) -> Value {
         .config
         .labels
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
     let last = snap.last.as_ref().map(|o| {
         json!({
@@ -578,7 +581,7 @@ pub fn probe_json(probe: &ProbeState) -> Value {
     json!({
         "name": probe.name(),
         "kind": probe.kind,
-        "target": probe.target,
+        "target": probe.target(),
         "labels": labels,
         "main_signal": probe.main_signal,
         "interval_seconds": probe.config.interval.as_secs_f64(),
