@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ProbeConfig;
@@ -197,11 +197,7 @@ impl ProbeState {
 
     /// Records the outcome of a run.
     pub fn record(&self, outcome: Arc<Outcome>) {
-        let mut history = self
-            .carried
-            .history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut history = self.history();
         history.runs += 1;
         if outcome.success {
             history.last_success = Some(outcome.at + outcome.duration);
@@ -222,22 +218,14 @@ impl ProbeState {
 
     /// The recent points of the main signal at or after `since` (unix seconds), oldest first.
     pub fn recent(&self, since: f64) -> Vec<Point> {
-        let history = self
-            .carried
-            .history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let history = self.history();
         let mut points = history.recent.points();
         points.retain(|p| f64::from(p.t) >= since);
         points
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let history = self
-            .carried
-            .history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let history = self.history();
         Snapshot {
             last: history.last.clone(),
             last_success: history.last_success,
@@ -250,11 +238,7 @@ impl ProbeState {
 
     /// The last outcome alone, without copying the counters.
     pub fn last(&self) -> Option<Arc<Outcome>> {
-        let history = self
-            .carried
-            .history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let history = self.history();
         history.last.clone()
     }
 
@@ -265,7 +249,7 @@ impl ProbeState {
 
     /// Whether any detector of a watched signal is firing.
     pub fn drift_firing(&self) -> bool {
-        let drift = self.carried.drift.lock().unwrap_or_else(|e| e.into_inner());
+        let drift = self.detectors();
         drift.iter().any(|(_, d)| {
             d.trend_firing || d.change_firing || d.burn_page_firing || d.burn_ticket_firing
         })
@@ -273,7 +257,7 @@ impl ProbeState {
 
     /// Publishes the detector state of one watched signal.
     pub fn set_drift(&self, signal: &str, state: DetectorState) {
-        let mut drift = self.carried.drift.lock().unwrap_or_else(|e| e.into_inner());
+        let mut drift = self.detectors();
         match drift.iter_mut().find(|(s, _)| s == signal) {
             Some(slot) => slot.1 = state,
             None => drift.push((signal.to_string(), state)),
@@ -281,11 +265,18 @@ impl ProbeState {
     }
 
     pub fn drift(&self) -> Vec<(String, DetectorState)> {
+        self.detectors().clone()
+    }
+
+    fn history(&self) -> MutexGuard<'_, History> {
         self.carried
-            .drift
+            .history
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    }
+
+    fn detectors(&self) -> MutexGuard<'_, Vec<(String, DetectorState)>> {
+        self.carried.drift.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes over the history of the same probe from a previous config.

@@ -442,7 +442,7 @@ fn bad_hour_page_delays(step: f64, seeds: std::ops::RangeInclusive<u64>) -> Vec<
     let start = 2.0 * HOUR;
     let mut delays = Vec::new();
     for seed in seeds {
-        let points = bad_hour(step, seed, start, 3.0);
+        let points = bad_hour(step, seed, start, 3.5);
         let verdicts = run(slo_spec(), &points);
         let page = firing(&verdicts, Detector::Burn, Severity::Page);
         assert_eq!(page.len(), 1, "seed {seed}\n{}", show(&verdicts));
