@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::alert::Origin;
 use crate::alert::service::{AlertService, unix_now};
 use crate::config::drift::Watch;
 use crate::detect::{self, SignalDetectors, Transition, Verdict};
@@ -161,14 +162,9 @@ impl Results {
     }
 
     fn raise(&self, probe: &str, verdict: &Verdict, now: f64) {
-        let reason = match verdict.detector {
-            detect::Detector::Trend => format!("drift:{}", verdict.signal),
-            detect::Detector::Change => format!("change:{}", verdict.signal),
-            detect::Detector::Burn => format!("burn:{}", verdict.severity.as_str()),
-        };
         self.alerts.verdict(
             probe,
-            &reason,
+            Origin::of_verdict(verdict),
             verdict.severity,
             verdict.transition == Transition::Firing,
             &verdict.message,

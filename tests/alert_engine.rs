@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use slowburn::alert::silence::Window;
 use slowburn::alert::{
-    Engine, Event, Policy, ProbeInfo, Refusal, Rule, Send, Severity, Silence, State, Step,
+    Engine, Event, Origin, Policy, ProbeInfo, Refusal, Rule, Send, Severity, Silence, State, Step,
 };
 
 const MIN: f64 = 60.0;
@@ -347,7 +347,9 @@ fn drift_tickets_go_to_the_first_step_only_and_resolve() {
     let mut e = standard();
     let sends = e.verdict(
         "shop",
-        "drift:latency",
+        Origin::Trend {
+            signal: "latency".into(),
+        },
         Severity::Ticket,
         true,
         "latency grows",
@@ -369,7 +371,9 @@ fn drift_tickets_go_to_the_first_step_only_and_resolve() {
     assert_eq!(alert.eta_seconds, Some(5000.0));
     let sends = e.verdict(
         "shop",
-        "drift:latency",
+        Origin::Trend {
+            signal: "latency".into(),
+        },
         Severity::Ticket,
         false,
         "latency stable",
@@ -415,4 +419,51 @@ fn manual_resolve_and_refusals() {
     assert_eq!(e.alert(id).unwrap().resolved_by.as_deref(), Some("carol"));
     assert_eq!(e.ack(id, "x", 101.0), Err(Refusal::Resolved(id)));
     assert_eq!(e.resolve(id, "x", 101.0), Err(Refusal::Resolved(id)));
+}
+
+#[test]
+fn a_change_ticket_is_not_the_probes_run_alert() {
+    let mut e = standard();
+    let change = || Origin::Change {
+        signal: "latency".into(),
+    };
+    let sends = e.verdict(
+        "shop",
+        change(),
+        Severity::Ticket,
+        true,
+        "latency shifted from 80ms to 160ms",
+        Some(0.0),
+        None,
+        10.0,
+    );
+    assert_eq!(sends.len(), 2, "the ticket goes to step 1");
+    // The probe then fails: its own run alert opens and pages, the ticket is not it.
+    assert!(
+        e.observe("shop", Some(("status", "status 503")), 20.0)
+            .is_empty()
+    );
+    assert!(
+        e.observe("shop", Some(("status", "status 503")), 30.0)
+            .is_empty()
+    );
+    let sends = e.observe("shop", Some(("status", "status 503")), 40.0);
+    assert_eq!(
+        who(&sends),
+        pairs(&[("slack", Event::Trigger), ("pd", Event::Trigger)])
+    );
+    let ticket = e.alerts().find(|a| a.origin == change()).unwrap();
+    assert_eq!(
+        ticket.failures, 1,
+        "the outage is not counted on the ticket"
+    );
+    assert_eq!(ticket.reason, "change:latency");
+    // Recovery resolves the run alert and leaves the ticket open.
+    e.observe("shop", None, 50.0);
+    let sends = e.observe("shop", None, 60.0);
+    assert_eq!(sends.len(), 2);
+    let run = e.alerts().find(|a| a.origin == Origin::Run).unwrap();
+    assert_eq!(run.state, State::Resolved);
+    let ticket = e.alerts().find(|a| a.origin == change()).unwrap();
+    assert_eq!(ticket.state, State::Firing);
 }

@@ -163,3 +163,182 @@ policies:
     );
     drop(daemon);
 }
+
+/// A target whose behaviour the test switches: fast, slow (a latency step) or failing.
+fn switchable_target() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU8>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mode = std::sync::Arc::new(AtomicU8::new(0));
+    let shared = mode.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mode = shared.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf);
+                let status = match mode.load(Ordering::SeqCst) {
+                    0 => "200 OK",
+                    1 => {
+                        std::thread::sleep(Duration::from_millis(60));
+                        "200 OK"
+                    }
+                    _ => "503 Service Unavailable",
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            });
+        }
+    });
+    (addr, mode)
+}
+
+/// The alerts of `probe` as the API lists them.
+fn alerts_of(listen: SocketAddr, probe: &str) -> Vec<serde_json::Value> {
+    let (_, alerts) = request_json(listen, "GET", "/api/v1/alerts", None, "");
+    alerts
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a["probe"] == probe)
+        .collect()
+}
+
+/// Regression: a change ticket was taken for the probe's run alert, so an outage was counted
+/// on the ticket and paged nobody, and the next success resolved the ticket as "recovered".
+#[test]
+fn change_ticket_does_not_swallow_an_outage() {
+    use std::sync::atomic::Ordering;
+    let (receiver, hooks) = Receiver::start();
+    let (target, mode) = switchable_target();
+    let dir = temp_dir("alerting-change-ticket");
+    let port = free_port();
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    // Two hours of a steady 2 ms latency, so change detection has its baseline on start.
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let store = slowburn::store::Store::open(&dir.join("state/slowburn.db")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let rows: Vec<(&str, &str, slowburn::store::Sample)> = (0..720)
+        .map(|i| {
+            let jitter = [0.0, 0.0002, -0.0001, 0.0001][i % 4];
+            let t = now - 7200.0 + i as f64 * 10.0;
+            (
+                "checkout",
+                "latency",
+                slowburn::store::Sample {
+                    t,
+                    v: 0.002 + jitter,
+                },
+            )
+        })
+        .collect();
+    store.append_samples(&rows).unwrap();
+    drop(store);
+    let interval = Duration::from_millis(200);
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            r#"server: {{listen: "{listen}"}}
+storage: {{path: state/slowburn.db}}
+probes:
+  - name: checkout
+    interval: 200ms
+    timeout: 190ms
+    http: {{url: "http://{target}/health"}}
+    alert: {{after: 3, recover_after: 2, policy: oncall}}
+    drift:
+      latency: {{limit: 10s, horizon: 1h}}
+notifiers:
+  - {{name: first, webhook: {{url: "http://{hooks}/first"}}}}
+policies:
+  - name: oncall
+    steps:
+      - notify: [first]
+"#
+        ),
+    )
+    .unwrap();
+    mode.store(1, Ordering::SeqCst);
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+
+    // The latency step opens a change ticket.
+    let started = std::time::Instant::now();
+    let ticket = loop {
+        if let Some(a) = alerts_of(listen, "checkout")
+            .into_iter()
+            .find(|a| a["reason"] == "change:latency")
+        {
+            break a;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no change ticket: {:?}",
+            alerts_of(listen, "checkout")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ticket["severity"], "ticket");
+    let ticket_id = ticket["id"].as_u64().unwrap();
+    let paged_for = |reason: &str| {
+        receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, j)| p == "/first" && j["reason"] == reason)
+            .map(|(_, j)| j["event"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+
+    // The probe now fails: step 1 is paged for the outage within after × interval (allowing
+    // for two busy cores), and the ticket neither absorbs it nor pages again.
+    mode.store(2, Ordering::SeqCst);
+    let failing = std::time::Instant::now();
+    while paged_for("status").is_empty() {
+        assert!(
+            failing.elapsed() < 3 * interval + Duration::from_secs(5),
+            "the outage paged nobody: {:?}",
+            alerts_of(listen, "checkout")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lead = failing.elapsed();
+    eprintln!("outage paged {lead:?} after the target began failing (after × interval = 600ms)");
+    assert_eq!(paged_for("status"), ["trigger"]);
+
+    // The target recovers: the outage resolves, the ticket is untouched.
+    mode.store(1, Ordering::SeqCst);
+    receiver.wait_for(
+        "/first",
+        "the outage resolves",
+        Duration::from_secs(10),
+        |_| paged_for("status") == ["trigger", "resolve"],
+    );
+    let (_, ticket) = request_json(
+        listen,
+        "GET",
+        &format!("/api/v1/alerts/{ticket_id}"),
+        None,
+        "",
+    );
+    assert_eq!(ticket["state"], "firing", "{ticket}");
+    assert_eq!(ticket["reason"], "change:latency");
+    assert_eq!(ticket["origin"]["type"], "change");
+    assert_eq!(
+        ticket["failures"], 1,
+        "the outage is not counted on the ticket"
+    );
+    let timeline = ticket["timeline"].to_string();
+    assert!(!timeline.contains("recovered"), "{timeline}");
+    assert!(!timeline.contains("status 503"), "{timeline}");
+    assert_eq!(paged_for("change:latency"), ["trigger"]);
+    drop(daemon);
+}

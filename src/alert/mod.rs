@@ -46,6 +46,51 @@ impl State {
     }
 }
 
+/// Where an alert came from. The alert's `reason` label and its dedup key are derived from
+/// this, never the other way round: nothing reads a reason string to learn an alert's origin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Origin {
+    /// The probe's own runs failed `after` times in a row (`alert:`). A probe has at most one
+    /// such alert at a time, whatever its failure reason.
+    Run,
+    /// Trend and ETA on a signal (`drift:`).
+    Trend { signal: String },
+    /// A step in a signal's level (`drift:` change detection).
+    Change { signal: String },
+    /// Error-budget burn rate against the probe's SLO.
+    Burn { severity: Severity },
+}
+
+impl Origin {
+    /// The origin of a detector's verdict.
+    pub fn of_verdict(verdict: &crate::detect::Verdict) -> Origin {
+        use crate::detect::Detector;
+        match verdict.detector {
+            Detector::Trend => Origin::Trend {
+                signal: verdict.signal.clone(),
+            },
+            Detector::Change => Origin::Change {
+                signal: verdict.signal.clone(),
+            },
+            Detector::Burn => Origin::Burn {
+                severity: verdict.severity,
+            },
+        }
+    }
+
+    /// The stable reason label of a detector's alert (`drift:rss`, `change:latency`,
+    /// `burn:page`); a run alert's reason is its failure's (`status`, `timeout`, …).
+    pub fn detector_reason(&self) -> Option<String> {
+        match self {
+            Origin::Run => None,
+            Origin::Trend { signal } => Some(format!("drift:{signal}")),
+            Origin::Change { signal } => Some(format!("change:{signal}")),
+            Origin::Burn { severity } => Some(format!("burn:{}", severity.as_str())),
+        }
+    }
+}
+
 /// `alert:` of a probe, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -72,6 +117,8 @@ pub struct Alert {
     pub id: u64,
     pub dedup_key: String,
     pub probe: String,
+    pub origin: Origin,
+    /// The reason label: derived from `origin`, or the failure's reason for a run alert.
     pub reason: String,
     pub severity: Severity,
     pub labels: BTreeMap<String, String>,
@@ -262,6 +309,7 @@ impl Engine {
                         failure.unwrap_or(("flapping", "result keeps changing"));
                     self.open(
                         probe,
+                        Origin::Run,
                         reason,
                         message,
                         rule.severity,
@@ -329,6 +377,7 @@ impl Engine {
             (Some((reason, message)), None) if failures >= rule.after => {
                 let id = self.open(
                     probe,
+                    Origin::Run,
                     reason,
                     message,
                     rule.severity,
@@ -351,12 +400,12 @@ impl Engine {
         sends
     }
 
-    /// A drift or burn-rate verdict: `reason` names it (e.g. `drift:rss`).
+    /// A detector's verdict (trend, change or burn rate): `origin` says which.
     #[allow(clippy::too_many_arguments)]
     pub fn verdict(
         &mut self,
         probe: &str,
-        reason: &str,
+        origin: Origin,
         severity: Severity,
         firing: bool,
         message: &str,
@@ -367,7 +416,11 @@ impl Engine {
         if !self.probes.contains_key(probe) {
             return Vec::new();
         }
-        let key = dedup_key(probe, reason);
+        let Some(reason) = origin.detector_reason() else {
+            // Run alerts come from `observe`, never from a verdict.
+            return Vec::new();
+        };
+        let key = dedup_key(probe, &reason);
         match (firing, self.active.get(&key).copied()) {
             (true, Some(id)) => {
                 if let Some(alert) = self.alerts.get_mut(&id) {
@@ -381,7 +434,8 @@ impl Engine {
             (true, None) => {
                 let id = self.open(
                     probe,
-                    reason,
+                    origin,
+                    &reason,
                     message,
                     severity,
                     now,
@@ -505,11 +559,12 @@ impl Engine {
         Ok(self.close(id, now, &format!("resolved by {by}"), Some(by)))
     }
 
+    /// The probe's active run alert, if any (detector alerts of the same probe are not it).
     fn probe_alert(&self, probe: &str) -> Option<u64> {
         self.active.values().copied().find(|id| {
-            self.alerts.get(id).is_some_and(|a| {
-                a.probe == probe && !a.reason.starts_with("drift:") && !a.reason.starts_with("burn")
-            })
+            self.alerts
+                .get(id)
+                .is_some_and(|a| a.probe == probe && a.origin == Origin::Run)
         })
     }
 
@@ -517,6 +572,7 @@ impl Engine {
     fn open(
         &mut self,
         probe: &str,
+        origin: Origin,
         reason: &str,
         message: &str,
         severity: Severity,
@@ -551,6 +607,7 @@ impl Engine {
             id,
             dedup_key: dedup_key(probe, reason),
             probe: probe.to_string(),
+            origin,
             reason: reason.to_string(),
             severity,
             silenced: self.is_silenced(&labels, now),

@@ -154,12 +154,12 @@ impl AlertService {
         self.commit(&mut inner, sends, now);
     }
 
-    /// A drift or burn-rate verdict.
+    /// A detector's verdict.
     #[allow(clippy::too_many_arguments)]
     pub fn verdict(
         &self,
         probe: &str,
-        reason: &str,
+        origin: super::Origin,
         severity: super::Severity,
         firing: bool,
         message: &str,
@@ -170,7 +170,7 @@ impl AlertService {
         let mut inner = self.lock();
         let sends = inner.engine.verdict(
             probe,
-            reason,
+            origin,
             severity,
             firing,
             message,

@@ -845,6 +845,7 @@ pub fn alert_json(a: &Alert, records: Option<&[Record]>) -> Value {
         "id": a.id,
         "dedup_key": a.dedup_key,
         "probe": a.probe,
+        "origin": a.origin,
         "reason": a.reason,
         "severity": a.severity.as_str(),
         "state": a.state.as_str(),

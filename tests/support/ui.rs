@@ -282,9 +282,18 @@ pub struct Browser {
     profile: PathBuf,
 }
 
-/// A WebDriver element reference.
+/// A WebDriver element reference, with the selector and index it was found by: the status
+/// page re-renders its tables on every refresh, so a reference can go stale between finding
+/// it and reading it, and is then found again the same way instead of failing the test.
 #[derive(Debug, Clone)]
-pub struct Element(String);
+pub struct Element {
+    id: String,
+    css: String,
+    index: usize,
+}
+
+/// How often an element operation re-finds a stale element before giving up.
+const STALE_RETRIES: usize = 20;
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -344,6 +353,19 @@ impl Browser {
 
     /// One WebDriver command; its `value`. Panics on a WebDriver error.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|(error, message)| {
+                panic!("WebDriver {method} {path}: {error}: {message}")
+            })
+    }
+
+    /// One WebDriver command: its `value`, or the WebDriver error and message.
+    fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, String)> {
         let url = format!("{}{path}", self.base);
         let request = match method {
             "GET" => self.client.get(&url),
@@ -360,10 +382,10 @@ impl Browser {
         });
         let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let value = reply["value"].clone();
-        if let Some(error) = value.get("error").filter(|e| e.is_string()) {
-            panic!("WebDriver {method} {path}: {error}: {}", value["message"]);
+        if let Some(error) = value.get("error").and_then(Value::as_str) {
+            return Err((error.to_string(), value["message"].to_string()));
         }
-        value
+        Ok(value)
     }
 
     fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -401,8 +423,34 @@ impl Browser {
         .cloned()
         .unwrap_or_default()
         .iter()
-        .filter_map(|e| e[ELEMENT_KEY].as_str().map(|id| Element(id.to_string())))
+        .filter_map(|e| e[ELEMENT_KEY].as_str())
+        .enumerate()
+        .map(|(index, id)| Element {
+            id: id.to_string(),
+            css: css.to_string(),
+            index,
+        })
         .collect()
+    }
+
+    /// Runs one command on an element (`{id}` in `path` stands for its id); a stale
+    /// reference is found again by its selector and the command retried.
+    fn element_call(&self, e: &Element, method: &str, path: &str, body: Option<Value>) -> Value {
+        let mut id = e.id.clone();
+        for _ in 0..STALE_RETRIES {
+            let url = format!("/session/{}{}", self.session, path.replace("{id}", &id));
+            match self.try_call(method, &url, body.clone()) {
+                Ok(value) => return value,
+                Err((error, _)) if error == "stale element reference" => {
+                    std::thread::sleep(Duration::from_millis(25));
+                    if let Some(found) = self.find_all(&e.css).into_iter().nth(e.index) {
+                        id = found.id;
+                    }
+                }
+                Err((error, message)) => panic!("WebDriver {method} {path}: {error}: {message}"),
+            }
+        }
+        panic!("WebDriver {method} {path}: {:?} stayed stale", e.css);
     }
 
     /// The first element matching `css`, waiting up to `limit` for it to appear.
@@ -421,26 +469,27 @@ impl Browser {
     }
 
     pub fn text(&self, e: &Element) -> String {
-        self.session_call("GET", &format!("/element/{}/text", e.0), None)
+        self.element_call(e, "GET", "/element/{id}/text", None)
             .as_str()
             .unwrap_or("")
             .to_string()
     }
 
     pub fn attr(&self, e: &Element, name: &str) -> Option<String> {
-        self.session_call("GET", &format!("/element/{}/attribute/{name}", e.0), None)
+        self.element_call(e, "GET", &format!("/element/{{id}}/attribute/{name}"), None)
             .as_str()
             .map(str::to_string)
     }
 
     pub fn click(&self, e: &Element) {
-        self.session_call("POST", &format!("/element/{}/click", e.0), None);
+        self.element_call(e, "POST", "/element/{id}/click", None);
     }
 
     pub fn type_text(&self, e: &Element, text: &str) {
-        self.session_call(
+        self.element_call(
+            e,
             "POST",
-            &format!("/element/{}/value", e.0),
+            "/element/{id}/value",
             Some(json!({"text": text})),
         );
     }
