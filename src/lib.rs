@@ -30,5 +30,6 @@ pub mod probe;
 pub mod results;
 pub mod scheduler;
 pub mod server;
+pub mod signal;
 pub mod state;
 pub mod store;

@@ -49,18 +49,13 @@ impl AlertGauges {
     }
 }
 
-/// One metric family: name, type and help text.
-pub struct Family {
-    pub name: &'static str,
-    pub kind: &'static str,
-    pub help: &'static str,
-}
+pub use crate::signal::Family;
 
 macro_rules! families {
     ($($ident:ident = $name:literal, $kind:literal, $help:literal;)*) => {
         $(pub const $ident: Family = Family { name: $name, kind: $kind, help: $help };)*
-        /// Every family slowburn exports, for documentation and tests.
-        pub const ALL: &[Family] = &[$($ident),*];
+        /// The families named here; [`all`] adds those of the probe kinds' signal tables.
+        pub const OWN: &[Family] = &[$($ident),*];
     };
 }
 
@@ -68,32 +63,7 @@ families! {
     PROBE_SUCCESS = "probe_success", "gauge", "Whether the last run of the probe succeeded (1) or failed (0).";
     PROBE_DURATION = "probe_duration_seconds", "gauge", "How long the last run of the probe took, in seconds.";
     PROBE_HTTP_DURATION = "probe_http_duration_seconds", "gauge", "Duration of each phase of the last HTTP request, in seconds (summed over redirects).";
-    PROBE_HTTP_STATUS = "probe_http_status_code", "gauge", "Response HTTP status code of the last run (0 if none).";
-    PROBE_HTTP_REDIRECTS = "probe_http_redirects", "gauge", "The number of redirects the last run followed.";
-    PROBE_HTTP_BODY = "probe_http_uncompressed_body_length", "gauge", "Length of the response body of the last run, in bytes.";
-    PROBE_SSL_EXPIRY = "probe_ssl_earliest_cert_expiry", "gauge", "Earliest expiry of the certificates the target presented, as a unix timestamp.";
-    PROBE_SSL_DAYS_LEFT = "probe_ssl_cert_days_left", "gauge", "Days until the earliest presented certificate expires.";
     PROBE_DNS_LOOKUP = "probe_dns_lookup_time_seconds", "gauge", "Time taken to resolve the target (or, for dns probes, to get the answer), in seconds.";
-    PROBE_DNS_ANSWERS = "probe_dns_answer_rrs", "gauge", "The number of answers of the queried type in the last DNS reply.";
-    PROBE_DNS_RCODE = "probe_dns_rcode", "gauge", "The response code of the last DNS reply.";
-    // DESIGN.md names this one; promtool's lint would prefer no `_count` suffix on a gauge,
-    // but dashboards and rules written against the contract rely on the name.
-    PROBE_PROCESS_COUNT = "probe_process_count", "gauge", "Matched processes (zombies not counted).";
-    PROBE_PROCESS_RSS = "probe_process_rss_bytes", "gauge", "Resident memory of the matched processes, summed, in bytes.";
-    PROBE_PROCESS_FDS = "probe_process_open_fds", "gauge", "Open file descriptors of the matched processes, summed.";
-    PROBE_PROCESS_FD_RATIO = "probe_process_fd_ratio", "gauge", "Open fds over the soft fd limit of the worst matched process (0 to 1).";
-    PROBE_PROCESS_THREADS = "probe_process_threads", "gauge", "Threads of the matched processes, summed.";
-    PROBE_PROCESS_RESTARTS = "probe_process_restarts_total", "counter", "Matched processes that appeared (a new pid and start time) since the probe was loaded.";
-    PROBE_PROCESS_CPU = "probe_process_cpu_cores", "gauge", "CPU used by the matched processes between the last two samples, in cores.";
-    PROBE_PROCESS_ZOMBIES = "probe_process_zombies", "gauge", "Matched processes that are zombies.";
-    PROBE_PROCESS_UPTIME = "probe_process_uptime_seconds", "gauge", "Age of the oldest matched process, in seconds.";
-    PROBE_PG_SLOW_QUERIES = "probe_pg_slow_queries", "gauge", "Client sessions running one query for longer than slow_query.";
-    PROBE_PG_LONGEST_QUERY = "probe_pg_longest_query_seconds", "gauge", "Age of the longest-running active query, in seconds.";
-    PROBE_PG_IDLE_IN_TRANSACTION = "probe_pg_idle_in_transaction_seconds", "gauge", "Longest time a session has sat idle inside an open transaction, in seconds.";
-    PROBE_PG_BLOCKED = "probe_pg_blocked_sessions", "gauge", "Sessions waiting on a lock held by another session.";
-    PROBE_PG_CONNECTIONS_RATIO = "probe_pg_connections_ratio", "gauge", "Client connections over max_connections minus the reserved slots.";
-    PROBE_PG_CREEPING = "probe_pg_creeping_statements", "gauge", "Statements whose mean time in the last interval rose above max_mean_increase over their baseline.";
-    PROBE_QUERY_VALUE = "probe_query_value", "gauge", "The number a postgres query: probe returned.";
     PROBE_PHASE_DURATION = "probe_phase_duration_seconds", "gauge", "Duration of each phase of the last run of non-HTTP probes, in seconds.";
     PROBE_LAST_SUCCESS = "slowburn_probe_last_success_timestamp_seconds", "gauge", "When the probe last succeeded, as a unix timestamp.";
     PROBE_RUNS = "slowburn_probe_runs_total", "counter", "Runs of the probe since the daemon started.";
@@ -115,32 +85,23 @@ families! {
     OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
 }
 
-/// Signals that map one-to-one onto a per-probe gauge.
-const SIGNAL_GAUGES: &[(&str, &Family)] = &[
-    ("status", &PROBE_HTTP_STATUS),
-    ("redirects", &PROBE_HTTP_REDIRECTS),
-    ("body_bytes", &PROBE_HTTP_BODY),
-    ("cert_expiry", &PROBE_SSL_EXPIRY),
-    ("cert_days_left", &PROBE_SSL_DAYS_LEFT),
-    ("answers", &PROBE_DNS_ANSWERS),
-    ("rcode", &PROBE_DNS_RCODE),
-    ("count", &PROBE_PROCESS_COUNT),
-    ("rss", &PROBE_PROCESS_RSS),
-    ("fds", &PROBE_PROCESS_FDS),
-    ("fd_ratio", &PROBE_PROCESS_FD_RATIO),
-    ("threads", &PROBE_PROCESS_THREADS),
-    ("restarts", &PROBE_PROCESS_RESTARTS),
-    ("cpu", &PROBE_PROCESS_CPU),
-    ("zombies", &PROBE_PROCESS_ZOMBIES),
-    ("uptime", &PROBE_PROCESS_UPTIME),
-    ("slow_queries", &PROBE_PG_SLOW_QUERIES),
-    ("longest_query", &PROBE_PG_LONGEST_QUERY),
-    ("idle_in_transaction", &PROBE_PG_IDLE_IN_TRANSACTION),
-    ("blocked", &PROBE_PG_BLOCKED),
-    ("connections_ratio", &PROBE_PG_CONNECTIONS_RATIO),
-    ("creeping_statements", &PROBE_PG_CREEPING),
-    ("value", &PROBE_QUERY_VALUE),
-];
+/// The per-probe families of every kind's signals, each once, in table order.
+pub fn signal_families() -> Vec<&'static Family> {
+    let mut out: Vec<&'static Family> = Vec::new();
+    for kind in crate::probe::KINDS {
+        for family in kind.signals.iter().filter_map(|s| s.family) {
+            if !out.iter().any(|f| f.name == family.name) {
+                out.push(family);
+            }
+        }
+    }
+    out
+}
+
+/// Every family slowburn exports: its own and the probe kinds', for documentation and tests.
+pub fn all() -> Vec<&'static Family> {
+    OWN.iter().chain(signal_families()).collect()
+}
 
 /// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the
 /// scheduler is meant to stay.
@@ -384,12 +345,17 @@ fn render_into(
             .find(|(p, _)| *p == "resolve")
             .map(|(_, d)| d.as_secs_f64())
     });
-    // One pass sorts every outcome's signals into their families, instead of each of the 24
-    // families looking its signal up by name in every outcome.
-    let mut by_family: Vec<Vec<(usize, f64)>> = vec![Vec::new(); SIGNAL_GAUGES.len()];
+    // One pass sorts every outcome's signals into the families their kind's table names,
+    // instead of each family looking its signal up by name in every outcome.
+    let families = signal_families();
+    let mut by_family: Vec<Vec<(usize, f64)>> = vec![Vec::new(); families.len()];
     for (i, (_, snap)) in pairs.iter().enumerate() {
+        let info = registry.probes[i].config.probe.info();
         for (name, value) in snap.last.iter().flat_map(|o| o.signals.iter()) {
-            let Some(f) = SIGNAL_GAUGES.iter().position(|(s, _)| s == name) else {
+            let Some(family) = info.signal(name).and_then(|s| s.family) else {
+                continue;
+            };
+            let Some(f) = families.iter().position(|x| x.name == family.name) else {
                 continue;
             };
             // The first value of a name counts, as in `Outcome::signal`.
@@ -398,7 +364,7 @@ fn render_into(
             }
         }
     }
-    for ((_, family), values) in SIGNAL_GAUGES.iter().zip(&by_family) {
+    for (family, values) in families.iter().zip(&by_family) {
         out.header(family);
         for (i, value) in values {
             out.line(family.name, pairs[*i].0, &[], *value);
@@ -655,9 +621,9 @@ mod tests {
 
     #[test]
     fn every_family_is_named_once() {
-        let mut names: Vec<&str> = ALL.iter().map(|f| f.name).collect();
+        let mut names: Vec<&str> = all().iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), ALL.len());
+        assert_eq!(names.len(), all().len());
     }
 }

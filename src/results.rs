@@ -139,11 +139,10 @@ impl Results {
                 w.watch.signal.clone(),
                 Sample { t: now, v: value },
             ));
-            verdicts.extend(w.detectors.observe(
-                now,
-                value,
-                rebaseline && w.watch.signal != "success",
-            ));
+            let starts_over = rebaseline
+                && (state.config.probe.info().signal(&w.watch.signal))
+                    .is_some_and(|s| s.rebaseline_on_restart);
+            verdicts.extend(w.detectors.observe(now, value, starts_over));
             state.set_drift(&w.watch.signal, w.detectors.state());
         }
         for verdict in &verdicts {

@@ -165,7 +165,7 @@ impl ProbeState {
             .iter()
             .map(|w| w.signal.as_str())
             .find(|s| *s != "success")
-            .map_or(Cow::Borrowed(headline_signal(kind)), |s| {
+            .map_or(Cow::Borrowed(config.probe.info().headline), |s| {
                 Cow::Owned(s.to_string())
             });
         ProbeState {
@@ -313,15 +313,6 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<&Arc<ProbeState>> {
         self.by_name.get(name).map(|i| &self.probes[*i])
-    }
-}
-
-/// The signal that best says how a probe of `kind` is doing when nothing is watched.
-fn headline_signal(kind: &str) -> &'static str {
-    match kind {
-        "process" => "rss",
-        "postgres" => "slow_queries",
-        _ => "latency",
     }
 }
 

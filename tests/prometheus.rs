@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slowburn::metrics::ALL;
+use slowburn::metrics::all;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
@@ -28,7 +28,7 @@ const TEST_LIMIT: Duration = Duration::from_secs(40);
 /// newline (YAML `"a\"b\\c\nd"`).
 const TRICKY: &str = "a\"b\\c\nd";
 
-/// Families the probe file below must produce samples for. The rest of [`ALL`] need a peer or
+/// Families the probe file below must produce samples for. The rest of [`all`] need a peer or
 /// a history a test on loopback cannot give in seconds (TLS certificates, PostgreSQL, a drift
 /// fit over minutes of buckets); their `# HELP`/`# TYPE` lines are still linted.
 const EXERCISED: &[&str] = &[
@@ -332,7 +332,8 @@ fn probes_ran(body: &str) -> bool {
 
 /// Families with at least one sample line in `body`.
 fn families_with_samples(body: &str) -> BTreeSet<&'static str> {
-    ALL.iter()
+    all()
+        .into_iter()
         .filter(|f| {
             body.lines().any(|l| {
                 l.strip_prefix(f.name).is_some_and(|rest| {
@@ -437,7 +438,7 @@ async fn promtool_accepts_the_exposition() {
         let body = daemon
             .wait_metrics(&client, Duration::from_secs(25), probes_ran)
             .await;
-        for family in ALL {
+        for family in all() {
             for line in [
                 format!("# HELP {} ", family.name),
                 format!("# TYPE {} {}\n", family.name, family.kind),
@@ -448,15 +449,15 @@ async fn promtool_accepts_the_exposition() {
         let present = families_with_samples(&body);
         let missing: Vec<&&str> = EXERCISED.iter().filter(|f| !present.contains(*f)).collect();
         assert!(missing.is_empty(), "no samples for {missing:?}:\n{body}");
-        let unexercised: Vec<&str> = ALL
-            .iter()
+        let unexercised: Vec<&str> = all()
+            .into_iter()
             .map(|f| f.name)
             .filter(|n| !present.contains(n))
             .collect();
         eprintln!(
             "families with samples: {} of {}; headers only: {unexercised:?}",
             present.len(),
-            ALL.len()
+            all().len()
         );
         assert!(
             body.contains("team=\"a\\\"b\\\\c\\nd\""),
@@ -689,10 +690,10 @@ async fn prometheus_scrapes_and_queries_the_exposition() {
             .api(&client, &metadata_url)
             .await
             .expect("metadata API");
-        for family in ALL
-            .iter()
+        for family in all()
+            .into_iter()
             .filter(|f| ["probe_success", "slowburn_probe_runs_total"].contains(&f.name))
-            .chain(ALL.iter().filter(|f| f.kind == "histogram"))
+            .chain(all().into_iter().filter(|f| f.kind == "histogram"))
         {
             let entry = &metadata["data"][family.name][0];
             assert_eq!(entry["type"], family.kind, "{}: {entry}", family.name);

@@ -36,41 +36,12 @@ pub struct Watch {
     pub limit_from: Option<String>,
 }
 
-/// The signals each probe kind produces, with their units.
-pub fn signals(kind: &str) -> &'static [(&'static str, Unit)] {
-    use Unit::*;
-    match kind {
-        "http" => &[
-            ("latency", Seconds),
-            ("cert_days_left", Count),
-            ("body_bytes", Bytes),
-            ("status", Count),
-        ],
-        "tcp" => &[("latency", Seconds)],
-        "dns" => &[("latency", Seconds), ("answers", Count)],
-        "process" => &[
-            ("count", Count),
-            ("rss", Bytes),
-            ("rss_max", Bytes),
-            ("cpu", Count),
-            ("fds", Count),
-            ("fd_ratio", Ratio),
-            ("threads", Count),
-            ("zombies", Count),
-            ("restarts", Count),
-            ("uptime", Seconds),
-        ],
-        "postgres" => &[
-            ("slow_queries", Count),
-            ("longest_query", Seconds),
-            ("idle_in_transaction", Seconds),
-            ("blocked", Count),
-            ("connections_ratio", Ratio),
-            ("creeping_statements", Count),
-            ("value", Count),
-        ],
-        _ => &[],
-    }
+/// The signals `drift:` may watch on a probe of `kind`, with their units, as the kind's
+/// signal table declares them.
+pub fn signals(kind: &str) -> Vec<(&'static str, Unit)> {
+    crate::probe::kind_info(kind)
+        .map(|k| k.watchable().map(|s| (s.name, s.unit)).collect())
+        .unwrap_or_default()
 }
 
 /// Named bounds that turn a count into a ratio against its own ceiling.

@@ -258,13 +258,36 @@ struct ProbeEntry {
     #[serde(default)]
     drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
     slo: Option<Spanned<String>>,
-    // Boxed: inline, every probe read but not yet built would carry the size of all five
-    // kinds (about 1.7 KB), most of the load's peak memory at 100,000 probes.
-    http: Option<Box<Spanned<probe::http::HttpSpec>>>,
-    tcp: Option<Box<Spanned<probe::tcp::TcpSpec>>>,
-    dns: Option<Box<Spanned<probe::dns::DnsSpec>>>,
-    process: Option<Box<Spanned<probe::process::ProcessSpec>>>,
-    postgres: Option<Box<Spanned<probe::postgres::PostgresSpec>>>,
+}
+
+/// Splits a mapping node in two: the entries whose key is one of `keys`, and the rest. A
+/// node that is not a mapping is returned whole as the rest.
+fn split_keys(node: Node, keys: &[&str]) -> (Node, Node) {
+    let Node { pos, value } = node;
+    match value {
+        Value::Map(entries) => {
+            let (picked, rest): (Vec<_>, Vec<_>) = entries
+                .into_iter()
+                .partition(|(k, _)| k.as_str().is_some_and(|k| keys.contains(&k)));
+            (
+                Node {
+                    pos,
+                    value: Value::Map(picked),
+                },
+                Node {
+                    pos,
+                    value: Value::Map(rest),
+                },
+            )
+        }
+        value => (
+            Node {
+                pos,
+                value: Value::Map(Vec::new()),
+            },
+            Node { pos, value },
+        ),
+    }
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -272,6 +295,8 @@ struct Pending {
     file: Arc<Path>,
     pos: Pos,
     entry: ProbeEntry,
+    /// The entry's kind sections (`http:`, `tcp:`, …), read apart from its own keys.
+    kinds: KindSpecs,
 }
 
 struct Loader<'c> {
@@ -332,7 +357,7 @@ impl<'c> Loader<'c> {
         // Probes are read one by one as the parser completes them (see `parse_streaming`).
         let mut index = 0;
         let parsed = yaml::parse_streaming(text, "probes", |item| {
-            self.probe(file, index, &item);
+            self.probe(file, index, item);
             index += 1;
         });
         let root = match parsed {
@@ -406,8 +431,19 @@ impl<'c> Loader<'c> {
         node: &Node,
         context: &str,
     ) -> Option<T> {
+        self.read_beside(file, node, context, &[])
+    }
+
+    /// As `read`, for a struct that shares its mapping with the keys `beside`.
+    fn read_beside<T: for<'a> Deserialize<'a>>(
+        &mut self,
+        file: &Path,
+        node: &Node,
+        context: &str,
+        beside: &[&str],
+    ) -> Option<T> {
         let unknown = RefCell::new(Vec::new());
-        let result = yaml::from_node::<T>(node, &unknown);
+        let result = yaml::from_node_beside::<T>(node, &unknown, beside);
         for e in unknown.into_inner() {
             self.error(file, e.pos, format!("{context}{e}"));
         }
@@ -458,24 +494,31 @@ impl<'c> Loader<'c> {
             return;
         };
         for (i, item) in items.iter().enumerate() {
-            self.probe(file, i, item);
+            self.probe(file, i, item.clone());
         }
     }
 
-    fn probe(&mut self, file: &Path, index: usize, item: &Node) {
+    fn probe(&mut self, file: &Path, index: usize, item: Node) {
         let context = match item.get("name").and_then(Node::as_str) {
             Some(name) => format!("probe {name:?}: "),
             None => format!("probes[{index}]: "),
         };
-        if let Some(entry) = self.read::<ProbeEntry>(file, item, &context) {
+        let pos = item.pos;
+        // The kind sections come from the kinds table, so they are read apart from the
+        // entry's own keys (serde cannot flatten into a struct that denies unknown keys).
+        let (kinds, own) = split_keys(item, probe::KIND_KEYS);
+        let entry = self.read_beside::<ProbeEntry>(file, &own, &context, probe::KIND_KEYS);
+        let kinds = self.read::<KindSpecs>(file, &kinds, &context);
+        if let (Some(entry), Some(kinds)) = (entry, kinds) {
             let shared = match &self.pending_file {
                 Some(shared) if **shared == *file => shared.clone(),
                 _ => self.pending_file.insert(Arc::from(file)).clone(),
             };
             self.pending.push(Pending {
                 file: shared,
-                pos: item.pos,
+                pos,
                 entry,
+                kinds,
             });
         }
     }
@@ -710,7 +753,12 @@ impl<'c> Loader<'c> {
         default_timeout: Option<Duration>,
         policies: &std::collections::HashSet<String>,
     ) -> Option<ProbeConfig> {
-        let Pending { file, pos, entry } = pending;
+        let Pending {
+            file,
+            pos,
+            entry,
+            kinds,
+        } = pending;
         let name = entry.name.value.clone();
         let ctx = format!("probe {name:?}: ");
         let mut ok = true;
@@ -795,23 +843,7 @@ impl<'c> Loader<'c> {
                 .unwrap_or(DEFAULT_TIMEOUT)
                 .min(interval.mul_f64(0.8)),
         };
-        let kind = [
-            ("http", entry.http.is_some()),
-            ("tcp", entry.tcp.is_some()),
-            ("dns", entry.dns.is_some()),
-            ("process", entry.process.is_some()),
-            ("postgres", entry.postgres.is_some()),
-        ]
-        .iter()
-        .find(|(_, given)| *given)
-        .map_or("", |(kind, _)| kind);
-        let kinds = KindSpecs {
-            http: entry.http.map(|spec| *spec),
-            tcp: entry.tcp.map(|spec| *spec),
-            dns: entry.dns.map(|spec| *spec),
-            process: entry.process.map(|spec| *spec),
-            postgres: entry.postgres.map(|spec| *spec),
-        };
+        let kind = kinds.given().first().copied().unwrap_or("");
         let probe = match Probe::build(kinds, pos, self.ctx) {
             Ok(probe) => Some(probe),
             Err(errors) => {

@@ -355,12 +355,28 @@ pub fn from_node<'a, T: de::Deserialize<'a>>(
     node: &'a Node,
     unknown: &'a RefCell<Vec<Error>>,
 ) -> Result<T, Error> {
-    T::deserialize(NodeDeserializer { node, unknown })
+    from_node_beside(node, unknown, &[])
+}
+
+/// As [`from_node`], for a struct read beside others from one mapping: `beside` are keys of
+/// the same mapping that another struct reads (a probe entry's kind sections), named in the
+/// hints for an unknown top-level key.
+pub fn from_node_beside<'a, T: de::Deserialize<'a>>(
+    node: &'a Node,
+    unknown: &'a RefCell<Vec<Error>>,
+    beside: &'a [&'a str],
+) -> Result<T, Error> {
+    T::deserialize(NodeDeserializer {
+        node,
+        unknown,
+        beside,
+    })
 }
 
 struct NodeDeserializer<'a> {
     node: &'a Node,
     unknown: &'a RefCell<Vec<Error>>,
+    beside: &'a [&'a str],
 }
 
 impl<'a> NodeDeserializer<'a> {
@@ -368,6 +384,7 @@ impl<'a> NodeDeserializer<'a> {
         NodeDeserializer {
             node,
             unknown: self.unknown,
+            beside: &[],
         }
     }
 
@@ -404,7 +421,7 @@ impl<'a> NodeDeserializer<'a> {
                 Some(name) => self.unknown.borrow_mut().push(Error {
                     pos: Some(key.pos),
                     path: String::new(),
-                    message: unknown_key_message(name, fields),
+                    message: unknown_key_message(name, fields, self.beside),
                 }),
                 None => self.unknown.borrow_mut().push(Error {
                     pos: Some(key.pos),
@@ -427,9 +444,10 @@ impl<'a> NodeDeserializer<'a> {
     }
 }
 
-fn unknown_key_message(name: &str, fields: &[&str]) -> String {
+fn unknown_key_message(name: &str, fields: &[&str], beside: &[&str]) -> String {
     let fields: Vec<&str> = fields
         .iter()
+        .chain(beside)
         .copied()
         .filter(|f| !f.starts_with('$'))
         .collect();

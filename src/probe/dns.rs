@@ -15,6 +15,7 @@ use tokio::net::UdpSocket;
 
 use super::{BuildContext, Failure, SpecError, Trace, first_failure};
 use crate::config::yaml::Spanned;
+use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
 
 /// `dns:` as written in a probe file.
 #[derive(Debug, Deserialize)]
@@ -330,3 +331,39 @@ fn rcode_name(code: u16) -> String {
         ),
     }
 }
+
+impl super::Kind for DnsProbe {
+    type Spec = DnsSpec;
+    const INFO: KindInfo = KIND;
+
+    fn new(spec: Spanned<DnsSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
+        DnsProbe::new(spec, ctx)
+    }
+
+    fn target(&self) -> String {
+        DnsProbe::target(self)
+    }
+
+    fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send {
+        DnsProbe::run(self, trace)
+    }
+}
+
+/// What the rest of the house knows of `dns:` probes: their signals and how each is exported.
+pub const KIND: KindInfo = KindInfo {
+    name: "dns",
+    headline: "latency",
+    signals: &[
+        Signal::new("latency", Unit::Seconds, None),
+        Signal::new("answers", Unit::Count, Some(&ANSWERS)),
+        Signal::new("rcode", Unit::Count, Some(&RCODE)).exported_only(),
+    ],
+};
+const ANSWERS: Family = gauge(
+    "probe_dns_answer_rrs",
+    "The number of answers of the queried type in the last DNS reply.",
+);
+const RCODE: Family = gauge(
+    "probe_dns_rcode",
+    "The response code of the last DNS reply.",
+);

@@ -22,6 +22,7 @@ use super::net::{self, Resolver, TlsSpec};
 use super::{BuildContext, Failure, SpecError, Trace, first_failure};
 use crate::config::units::{Secret, format_duration, format_size, parse_duration, parse_size};
 use crate::config::yaml::{Pos, Spanned};
+use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
 
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
@@ -727,6 +728,57 @@ fn base64(input: &[u8]) -> String {
     }
     out
 }
+
+impl super::Kind for HttpProbe {
+    type Spec = HttpSpec;
+    const INFO: KindInfo = KIND;
+
+    fn new(spec: Spanned<HttpSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
+        HttpProbe::new(spec, ctx)
+    }
+
+    fn target(&self) -> String {
+        HttpProbe::target(self)
+    }
+
+    fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send {
+        HttpProbe::run(self, trace)
+    }
+}
+
+/// What the rest of the house knows of `http:` probes: their signals and how each is exported.
+pub const KIND: KindInfo = KindInfo {
+    name: "http",
+    headline: "latency",
+    signals: &[
+        Signal::new("latency", Unit::Seconds, None),
+        Signal::new("status", Unit::Count, Some(&STATUS)),
+        Signal::new("redirects", Unit::Count, Some(&REDIRECTS)).exported_only(),
+        Signal::new("body_bytes", Unit::Bytes, Some(&BODY)),
+        Signal::new("cert_expiry", Unit::Count, Some(&SSL_EXPIRY)).exported_only(),
+        Signal::new("cert_days_left", Unit::Count, Some(&SSL_DAYS_LEFT)),
+    ],
+};
+const STATUS: Family = gauge(
+    "probe_http_status_code",
+    "Response HTTP status code of the last run (0 if none).",
+);
+const REDIRECTS: Family = gauge(
+    "probe_http_redirects",
+    "The number of redirects the last run followed.",
+);
+const BODY: Family = gauge(
+    "probe_http_uncompressed_body_length",
+    "Length of the response body of the last run, in bytes.",
+);
+const SSL_EXPIRY: Family = gauge(
+    "probe_ssl_earliest_cert_expiry",
+    "Earliest expiry of the certificates the target presented, as a unix timestamp.",
+);
+const SSL_DAYS_LEFT: Family = gauge(
+    "probe_ssl_cert_days_left",
+    "Days until the earliest presented certificate expires.",
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@
 //! short reason. [`execute`] wraps a run in its hard deadline and turns it into an [`Outcome`].
 //!
 //! This module knows nothing of alerts, the store, metrics or the HTTP server: it hands a plain
-//! [`Outcome`] to whoever called it. Adding a kind is one file, one variant of [`Probe`], one
-//! field of [`KindSpecs`] and one arm in each `match` below (the compiler finds them).
+//! [`Outcome`] to whoever called it. Adding a kind is one file (its spec, its [`Kind`] impl and
+//! its signal table) plus one row of the [`kinds!`] table below.
 
 pub mod dns;
 pub mod http;
@@ -23,28 +23,105 @@ use serde::Deserialize;
 
 use crate::config::units::format_duration;
 use crate::config::yaml::{Pos, Spanned};
+use crate::signal::KindInfo;
 
-/// The specs of every probe kind; exactly one must be present.
-#[derive(Debug, Default, Deserialize)]
-pub struct KindSpecs {
-    pub http: Option<Spanned<http::HttpSpec>>,
-    pub tcp: Option<Spanned<tcp::TcpSpec>>,
-    pub dns: Option<Spanned<dns::DnsSpec>>,
-    pub process: Option<Spanned<process::ProcessSpec>>,
-    pub postgres: Option<Spanned<postgres::PostgresSpec>>,
+/// The table of probe kinds. Each row (`key => Variant(module::ProbeType)`) generates the
+/// kind's field of [`KindSpecs`], its key in [`KIND_KEYS`], its variant of [`Probe`], its
+/// entry in [`KINDS`] and its arm in every dispatch; the kind's own file holds its spec, its
+/// signal table (`KIND`) and its [`Kind`] impl. Adding a kind is one file plus one row.
+macro_rules! kinds {
+    ($($key:ident => $variant:ident($module:ident::$probe:ident),)*) => {
+        /// The specs of every probe kind, as read from a probe entry; exactly one must be
+        /// present. Boxed: inline, every probe read but not yet built would carry the size of
+        /// every kind's spec, most of the load's peak memory at 100,000 probes.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct KindSpecs {
+            $(pub $key: Option<Box<Spanned<<$module::$probe as Kind>::Spec>>>,)*
+        }
+
+        /// The keys of [`KindSpecs`], which a probe entry carries beside its own keys.
+        pub const KIND_KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        /// Every kind's signals and headline, in table order.
+        pub const KINDS: &[&KindInfo] = &[$(&<$module::$probe as Kind>::INFO),*];
+
+        /// A built, runnable probe.
+        #[derive(Debug)]
+        pub enum Probe {
+            $($variant(Box<$module::$probe>),)*
+        }
+
+        impl KindSpecs {
+            /// The keys of the kinds given.
+            pub fn given(&self) -> Vec<&'static str> {
+                let mut given = Vec::new();
+                $(if self.$key.is_some() {
+                    given.push(stringify!($key));
+                })*
+                given
+            }
+
+            fn build_first(self, ctx: &BuildContext) -> Option<Result<Probe, Vec<SpecError>>> {
+                $(if let Some(spec) = self.$key {
+                    return Some(
+                        <$module::$probe as Kind>::new(*spec, ctx)
+                            .map(|p| Probe::$variant(Box::new(p))),
+                    );
+                })*
+                None
+            }
+        }
+
+        impl Probe {
+            /// What the rest of the house knows of this probe's kind.
+            pub fn info(&self) -> &'static KindInfo {
+                match self {
+                    $(Probe::$variant(_) => &<$module::$probe as Kind>::INFO,)*
+                }
+            }
+
+            /// What the probe is pointed at, for people (URL, address, query).
+            pub fn target(&self) -> String {
+                match self {
+                    $(Probe::$variant(p) => p.target(),)*
+                }
+            }
+
+            async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
+                match self {
+                    $(Probe::$variant(p) => p.run(trace).await,)*
+                }
+            }
+        }
+    };
 }
 
-/// The keys of [`KindSpecs`], which the probe entry in a file carries beside its own keys.
-pub const KIND_KEYS: &[&str] = &["http", "tcp", "dns", "process", "postgres"];
+kinds! {
+    http => Http(http::HttpProbe),
+    tcp => Tcp(tcp::TcpProbe),
+    dns => Dns(dns::DnsProbe),
+    process => Process(process::ProcessProbe),
+    postgres => Postgres(postgres::PostgresProbe),
+}
 
-/// A built, runnable probe.
-#[derive(Debug)]
-pub enum Probe {
-    Http(Box<http::HttpProbe>),
-    Tcp(tcp::TcpProbe),
-    Dns(dns::DnsProbe),
-    Process(Box<process::ProcessProbe>),
-    Postgres(Box<postgres::PostgresProbe>),
+/// What every probe kind implements; [`kinds!`] dispatches to it.
+pub trait Kind: Sized {
+    /// The kind's section as written in a probe file.
+    type Spec: for<'de> Deserialize<'de>;
+    /// Its name, signals and headline (the `KIND` const of its file).
+    const INFO: KindInfo;
+    /// Builds the probe, validating the spec; every error found.
+    fn new(spec: Spanned<Self::Spec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>>;
+    /// What the probe is pointed at, for people.
+    fn target(&self) -> String;
+    /// One run, filling `trace`.
+    fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// What the rest of the house knows of the kind named `name`.
+pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().copied().find(|k| k.name == name)
 }
 
 /// A mistake in a probe spec, at a position in its file.
@@ -74,22 +151,7 @@ pub struct BuildContext {
 impl Probe {
     /// Builds the one probe a spec describes, or every error found in it.
     pub fn build(specs: KindSpecs, pos: Pos, ctx: &BuildContext) -> Result<Probe, Vec<SpecError>> {
-        let mut given: Vec<&'static str> = Vec::new();
-        if specs.http.is_some() {
-            given.push("http");
-        }
-        if specs.tcp.is_some() {
-            given.push("tcp");
-        }
-        if specs.dns.is_some() {
-            given.push("dns");
-        }
-        if specs.process.is_some() {
-            given.push("process");
-        }
-        if specs.postgres.is_some() {
-            given.push("postgres");
-        }
+        let given = specs.given();
         if given.len() != 1 {
             let message = if given.is_empty() {
                 format!("a probe needs exactly one kind: {}", KIND_KEYS.join(", "))
@@ -101,56 +163,14 @@ impl Probe {
             };
             return Err(vec![SpecError::new(pos, "", message)]);
         }
-        if let Some(spec) = specs.http {
-            return http::HttpProbe::new(spec, ctx).map(|p| Probe::Http(Box::new(p)));
-        }
-        if let Some(spec) = specs.tcp {
-            return tcp::TcpProbe::new(spec, ctx).map(Probe::Tcp);
-        }
-        if let Some(spec) = specs.dns {
-            return dns::DnsProbe::new(spec, ctx).map(Probe::Dns);
-        }
-        if let Some(spec) = specs.process {
-            return process::ProcessProbe::new(spec, ctx).map(|p| Probe::Process(Box::new(p)));
-        }
-        match specs.postgres {
-            Some(spec) => {
-                postgres::PostgresProbe::new(spec, ctx).map(|p| Probe::Postgres(Box::new(p)))
-            }
-            None => unreachable!("exactly one kind was checked above"),
-        }
+        specs
+            .build_first(ctx)
+            .unwrap_or_else(|| unreachable!("exactly one kind was checked above"))
     }
 
     /// The kind's name, as used in the `kind` metric label.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Probe::Http(_) => "http",
-            Probe::Tcp(_) => "tcp",
-            Probe::Dns(_) => "dns",
-            Probe::Process(_) => "process",
-            Probe::Postgres(_) => "postgres",
-        }
-    }
-
-    /// What the probe is pointed at, for people (URL, address, query).
-    pub fn target(&self) -> String {
-        match self {
-            Probe::Http(p) => p.target(),
-            Probe::Tcp(p) => p.target(),
-            Probe::Dns(p) => p.target(),
-            Probe::Process(p) => p.target(),
-            Probe::Postgres(p) => p.target(),
-        }
-    }
-
-    async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
-        match self {
-            Probe::Http(p) => p.run(trace).await,
-            Probe::Tcp(p) => p.run(trace).await,
-            Probe::Dns(p) => p.run(trace).await,
-            Probe::Process(p) => p.run(trace).await,
-            Probe::Postgres(p) => p.run(trace).await,
-        }
+        self.info().name
     }
 }
 

@@ -37,6 +37,7 @@ use super::net::TlsSpec;
 use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
 use crate::config::units::{Secret, format_duration, parse_duration};
 use crate::config::yaml::Spanned;
+use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
 
 const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(5);
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -1346,6 +1347,71 @@ fn lower_first(text: &str) -> String {
 fn limit(signal: &'static str, message: String) -> Failure {
     Failure::Limit { signal, message }
 }
+
+impl super::Kind for PostgresProbe {
+    type Spec = PostgresSpec;
+    const INFO: KindInfo = KIND;
+
+    fn new(spec: Spanned<PostgresSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
+        PostgresProbe::new(spec, ctx)
+    }
+
+    fn target(&self) -> String {
+        PostgresProbe::target(self)
+    }
+
+    fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send {
+        PostgresProbe::run(self, trace)
+    }
+}
+
+/// What the rest of the house knows of `postgres:` probes: their signals and how each is
+/// exported.
+pub const KIND: KindInfo = KindInfo {
+    name: "postgres",
+    headline: "slow_queries",
+    signals: &[
+        Signal::new("slow_queries", Unit::Count, Some(&SLOW_QUERIES)),
+        Signal::new("longest_query", Unit::Seconds, Some(&LONGEST_QUERY)),
+        Signal::new(
+            "idle_in_transaction",
+            Unit::Seconds,
+            Some(&IDLE_IN_TRANSACTION),
+        ),
+        Signal::new("blocked", Unit::Count, Some(&BLOCKED)),
+        Signal::new("connections_ratio", Unit::Ratio, Some(&CONNECTIONS_RATIO)),
+        Signal::new("creeping_statements", Unit::Count, Some(&CREEPING)),
+        Signal::new("value", Unit::Count, Some(&QUERY_VALUE)),
+    ],
+};
+const SLOW_QUERIES: Family = gauge(
+    "probe_pg_slow_queries",
+    "Client sessions running one query for longer than slow_query.",
+);
+const LONGEST_QUERY: Family = gauge(
+    "probe_pg_longest_query_seconds",
+    "Age of the longest-running active query, in seconds.",
+);
+const IDLE_IN_TRANSACTION: Family = gauge(
+    "probe_pg_idle_in_transaction_seconds",
+    "Longest time a session has sat idle inside an open transaction, in seconds.",
+);
+const BLOCKED: Family = gauge(
+    "probe_pg_blocked_sessions",
+    "Sessions waiting on a lock held by another session.",
+);
+const CONNECTIONS_RATIO: Family = gauge(
+    "probe_pg_connections_ratio",
+    "Client connections over max_connections minus the reserved slots.",
+);
+const CREEPING: Family = gauge(
+    "probe_pg_creeping_statements",
+    "Statements whose mean time in the last interval rose above max_mean_increase over their baseline.",
+);
+const QUERY_VALUE: Family = gauge(
+    "probe_query_value",
+    "The number a postgres query: probe returned.",
+);
 
 #[cfg(test)]
 mod tests {

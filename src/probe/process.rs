@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
 use crate::config::units::{format_duration, format_size, parse_duration, parse_size};
 use crate::config::yaml::Spanned;
+use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
 
 /// How long the first run waits between its two samples, to measure CPU use.
 const PRIME_GAP: Duration = Duration::from_millis(250);
@@ -828,6 +829,81 @@ fn one_line(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+impl super::Kind for ProcessProbe {
+    type Spec = ProcessSpec;
+    const INFO: KindInfo = KIND;
+
+    fn new(spec: Spanned<ProcessSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
+        ProcessProbe::new(spec, ctx)
+    }
+
+    fn target(&self) -> String {
+        ProcessProbe::target(self)
+    }
+
+    fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send {
+        ProcessProbe::run(self, trace)
+    }
+}
+
+/// What the rest of the house knows of `process:` probes: their signals, how each is exported,
+/// and which start over when the process restarts.
+pub const KIND: KindInfo = KindInfo {
+    name: "process",
+    headline: "rss",
+    signals: &[
+        Signal::new("count", Unit::Count, Some(&COUNT)).per_process(),
+        Signal::new("rss", Unit::Bytes, Some(&RSS)).per_process(),
+        Signal::new("rss_max", Unit::Bytes, None).per_process(),
+        Signal::new("fds", Unit::Count, Some(&FDS)).per_process(),
+        Signal::new("fd_ratio", Unit::Ratio, Some(&FD_RATIO)).per_process(),
+        Signal::new("threads", Unit::Count, Some(&THREADS)).per_process(),
+        Signal::new("restarts", Unit::Count, Some(&RESTARTS)).per_process(),
+        Signal::new("cpu", Unit::Count, Some(&CPU)).per_process(),
+        Signal::new("zombies", Unit::Count, Some(&ZOMBIES)).per_process(),
+        Signal::new("uptime", Unit::Seconds, Some(&UPTIME)).per_process(),
+    ],
+};
+// DESIGN's contract names this one; promtool's lint would prefer no `_count` suffix on a
+// gauge, but dashboards and rules written against the contract rely on the name.
+const COUNT: Family = gauge(
+    "probe_process_count",
+    "Matched processes (zombies not counted).",
+);
+const RSS: Family = gauge(
+    "probe_process_rss_bytes",
+    "Resident memory of the matched processes, summed, in bytes.",
+);
+const FDS: Family = gauge(
+    "probe_process_open_fds",
+    "Open file descriptors of the matched processes, summed.",
+);
+const FD_RATIO: Family = gauge(
+    "probe_process_fd_ratio",
+    "Open fds over the soft fd limit of the worst matched process (0 to 1).",
+);
+const THREADS: Family = gauge(
+    "probe_process_threads",
+    "Threads of the matched processes, summed.",
+);
+const RESTARTS: Family = Family {
+    name: "probe_process_restarts_total",
+    kind: "counter",
+    help: "Matched processes that appeared (a new pid and start time) since the probe was loaded.",
+};
+const CPU: Family = gauge(
+    "probe_process_cpu_cores",
+    "CPU used by the matched processes between the last two samples, in cores.",
+);
+const ZOMBIES: Family = gauge(
+    "probe_process_zombies",
+    "Matched processes that are zombies.",
+);
+const UPTIME: Family = gauge(
+    "probe_process_uptime_seconds",
+    "Age of the oldest matched process, in seconds.",
+);
 
 #[cfg(test)]
 mod tests {

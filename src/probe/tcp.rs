@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::net::{self, Resolver, TlsSpec};
 use super::{BuildContext, Failure, SpecError, Trace};
 use crate::config::yaml::Spanned;
+use crate::signal::{KindInfo, Signal, Unit};
 
 /// How much of the reply is read while looking for `expect`.
 const MAX_REPLY: usize = 64 * 1024;
@@ -158,6 +159,30 @@ fn split_host_port(address: &str) -> Result<(String, u16), String> {
     }
     Ok((host.to_string(), port))
 }
+
+impl super::Kind for TcpProbe {
+    type Spec = TcpSpec;
+    const INFO: KindInfo = KIND;
+
+    fn new(spec: Spanned<TcpSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
+        TcpProbe::new(spec, ctx)
+    }
+
+    fn target(&self) -> String {
+        TcpProbe::target(self)
+    }
+
+    fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send {
+        TcpProbe::run(self, trace)
+    }
+}
+
+/// What the rest of the house knows of `tcp:` probes.
+pub const KIND: KindInfo = KindInfo {
+    name: "tcp",
+    headline: "latency",
+    signals: &[Signal::new("latency", Unit::Seconds, None)],
+};
 
 #[cfg(test)]
 mod tests {

@@ -198,9 +198,10 @@ impl Filter {
                 }
                 "kind" if value.is_empty() => {}
                 "kind" => {
-                    if !["http", "tcp", "dns", "process", "postgres"].contains(&value.as_str()) {
+                    if crate::probe::kind_info(value).is_none() {
                         return Err(bad(format!(
-                            "kind {value:?} is not one of http, tcp, dns, process, postgres"
+                            "kind {value:?} is not one of {}",
+                            crate::probe::KIND_KEYS.join(", ")
                         )));
                     }
                     f.kind = Some(value.clone());
@@ -352,10 +353,7 @@ fn signal_unit(probe: &ProbeState, signal: &str) -> Option<crate::detect::Unit> 
     if signal == "success" {
         return Some(crate::detect::Unit::Ratio);
     }
-    crate::config::drift::signals(probe.kind)
-        .iter()
-        .find(|(s, _)| *s == signal)
-        .map(|(_, u)| *u)
+    probe.config.probe.info().signal(signal).map(|s| s.unit)
 }
 
 fn unit_name(unit: Option<crate::detect::Unit>) -> &'static str {

@@ -1,0 +1,85 @@
+//! What a signal is: the named number a probe run produces (`latency`, `rss`, …), its unit,
+//! the metric family its latest value is exported as, and whether a process restart starts
+//! its history over. Each probe kind declares its signals in a table of these; the drift
+//! config, the metrics exposition, the probe state and the API read those tables instead of
+//! matching on kind or signal names. This module is a basic: it imports no room of the house.
+
+pub use crate::detect::Unit;
+
+/// One metric family: name, type and help text.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub help: &'static str,
+}
+
+/// A family of the per-probe gauge kind, for the signal tables.
+pub const fn gauge(name: &'static str, help: &'static str) -> Family {
+    Family {
+        name,
+        kind: "gauge",
+        help,
+    }
+}
+
+/// One signal a probe kind produces.
+#[derive(Debug)]
+pub struct Signal {
+    pub name: &'static str,
+    pub unit: Unit,
+    /// The per-probe family its latest value is exported as (none: exported otherwise, like
+    /// `latency` through `probe_duration_seconds`, or not at all).
+    pub family: Option<&'static Family>,
+    /// Whether `drift:` may watch it.
+    pub watchable: bool,
+    /// Whether a restart of the watched process starts its history over (a new process has
+    /// a new memory and fd baseline).
+    pub rebaseline_on_restart: bool,
+}
+
+impl Signal {
+    /// A watchable signal exported as `family`.
+    pub const fn new(name: &'static str, unit: Unit, family: Option<&'static Family>) -> Signal {
+        Signal {
+            name,
+            unit,
+            family,
+            watchable: true,
+            rebaseline_on_restart: false,
+        }
+    }
+
+    /// Exported, but not something `drift:` can watch.
+    pub const fn exported_only(mut self) -> Signal {
+        self.watchable = false;
+        self
+    }
+
+    /// Its history starts over when the process restarts.
+    pub const fn per_process(mut self) -> Signal {
+        self.rebaseline_on_restart = true;
+        self
+    }
+}
+
+/// What the rest of the house knows of one probe kind.
+#[derive(Debug)]
+pub struct KindInfo {
+    /// The key in a probe entry and the `kind` label: `http`, `tcp`, …
+    pub name: &'static str,
+    pub signals: &'static [Signal],
+    /// The signal that best says how such a probe is doing when nothing is watched.
+    pub headline: &'static str,
+}
+
+impl KindInfo {
+    pub fn signal(&self, name: &str) -> Option<&'static Signal> {
+        self.signals.iter().find(|s| s.name == name)
+    }
+
+    /// The signals `drift:` may watch.
+    pub fn watchable(&self) -> impl Iterator<Item = &'static Signal> {
+        self.signals.iter().filter(|s| s.watchable)
+    }
+}
