@@ -226,6 +226,29 @@ fn explain(body: &str) -> String {
         .unwrap_or_else(|| super::plain_explain(body))
 }
 
+impl super::NotifierKind for Alertmanager {
+    type Spec = AlertmanagerSpec;
+
+    fn new(
+        spec: Spanned<AlertmanagerSpec>,
+        ctx: &super::NotifyContext,
+    ) -> Result<Self, Vec<SpecError>> {
+        Alertmanager::new(spec, ctx)
+    }
+
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send {
+        Alertmanager::send(self, n)
+    }
+
+    fn target(&self) -> String {
+        Alertmanager::target(self)
+    }
+
+    fn wants_refresh(&self) -> Option<Duration> {
+        Some(self.refresh())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -318,6 +318,22 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+impl super::NotifierKind for Email {
+    type Spec = EmailSpec;
+
+    fn new(spec: Spanned<EmailSpec>, _ctx: &super::NotifyContext) -> Result<Self, Vec<SpecError>> {
+        Email::new(spec)
+    }
+
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send {
+        Email::send(self, n)
+    }
+
+    fn target(&self) -> String {
+        Email::target(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,20 +143,101 @@ impl SendError {
     }
 }
 
-/// One `notifiers:` entry as written in a probe file: a name and exactly one kind.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifierEntry {
-    pub name: Spanned<String>,
-    pub webhook: Option<Spanned<webhook::WebhookSpec>>,
-    pub slack: Option<Spanned<slack::SlackSpec>>,
-    pub pagerduty: Option<Spanned<pagerduty::PagerDutySpec>>,
-    pub alertmanager: Option<Spanned<alertmanager::AlertmanagerSpec>>,
-    pub email: Option<Spanned<email::EmailSpec>>,
+/// The table of notifier kinds. Each row (`key => Variant(module::Type)`) generates the
+/// kind's field of [`NotifierEntry`], its key in [`KIND_KEYS`], its variant and its arm in
+/// every dispatch; the kind's own file holds its spec and its [`NotifierKind`] impl. Adding a
+/// notifier is one file plus one row.
+macro_rules! notifier_kinds {
+    ($($key:ident => $variant:ident($module:ident::$kind:ident),)*) => {
+        /// One `notifiers:` entry as written in a probe file: a name and exactly one kind.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct NotifierEntry {
+            pub name: Spanned<String>,
+            $(pub $key: Option<Spanned<<$module::$kind as NotifierKind>::Spec>>,)*
+        }
+
+        /// The kind keys of [`NotifierEntry`].
+        pub const KIND_KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        #[derive(Debug)]
+        enum Kind {
+            $($variant(Box<$module::$kind>),)*
+        }
+
+        impl NotifierEntry {
+            /// The keys of the kinds given.
+            fn given(&self) -> Vec<&'static str> {
+                let mut given = Vec::new();
+                $(if self.$key.is_some() {
+                    given.push(stringify!($key));
+                })*
+                given
+            }
+
+            fn build_first(self, ctx: &NotifyContext) -> Option<Result<Kind, Vec<SpecError>>> {
+                $(if let Some(spec) = self.$key {
+                    return Some(
+                        <$module::$kind as NotifierKind>::new(spec, ctx)
+                            .map(|k| Kind::$variant(Box::new(k))),
+                    );
+                })*
+                None
+            }
+        }
+
+        impl Kind {
+            fn name(&self) -> &'static str {
+                match self {
+                    $(Kind::$variant(_) => stringify!($key),)*
+                }
+            }
+
+            async fn send(&self, n: &Notification) -> Result<(), SendError> {
+                match self {
+                    $(Kind::$variant(k) => k.send(n).await,)*
+                }
+            }
+
+            fn wants_refresh(&self) -> Option<Duration> {
+                match self {
+                    $(Kind::$variant(k) => k.wants_refresh(),)*
+                }
+            }
+
+            fn target(&self) -> String {
+                match self {
+                    $(Kind::$variant(k) => k.target(),)*
+                }
+            }
+        }
+    };
 }
 
-/// The kind keys of [`NotifierEntry`].
-pub const KIND_KEYS: &[&str] = &["webhook", "slack", "pagerduty", "alertmanager", "email"];
+notifier_kinds! {
+    webhook => Webhook(webhook::Webhook),
+    slack => Slack(slack::Slack),
+    pagerduty => PagerDuty(pagerduty::PagerDuty),
+    alertmanager => Alertmanager(alertmanager::Alertmanager),
+    email => Email(email::Email),
+}
+
+/// What every notifier kind implements; [`notifier_kinds!`] dispatches to it.
+pub trait NotifierKind: Sized {
+    /// The kind's section as written in a probe file.
+    type Spec: for<'de> Deserialize<'de>;
+    /// Builds the notifier, validating the spec; every error found.
+    fn new(spec: Spanned<Self::Spec>, ctx: &NotifyContext) -> Result<Self, Vec<SpecError>>;
+    /// One attempt to deliver `n`; retries belong to the alert service.
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Where it sends, safe to show: `host:port`, never a path or a secret.
+    fn target(&self) -> String;
+    /// How often a still-firing alert must be sent again, if this kind forgets alerts that
+    /// are not refreshed (Alertmanager's `resolve_timeout`).
+    fn wants_refresh(&self) -> Option<Duration> {
+        None
+    }
+}
 
 /// Shared, expensive things notifiers are built with: one HTTP client for every HTTP
 /// notifier (connections are pooled per host). Passed in, never global.
@@ -197,21 +278,12 @@ pub struct Notifier {
     kind: Kind,
 }
 
-#[derive(Debug)]
-enum Kind {
-    Webhook(Box<webhook::Webhook>),
-    Slack(slack::Slack),
-    PagerDuty(pagerduty::PagerDuty),
-    Alertmanager(alertmanager::Alertmanager),
-    Email(Box<email::Email>),
-}
-
 impl Notifier {
     /// Validates an entry and builds the notifier, returning every error found. Each error's
     /// `field` is the key path inside the entry (`pagerduty.routing_key`, `email.to[1]`).
     pub fn new(entry: NotifierEntry, ctx: &NotifyContext) -> Result<Notifier, Vec<SpecError>> {
         let mut errors = Vec::new();
-        let name = entry.name;
+        let name = entry.name.clone();
         if name.is_empty()
             || name.len() > 200
             || !name
@@ -224,17 +296,7 @@ impl Notifier {
                 "use letters, digits and _ . : - / (at most 200)",
             ));
         }
-        let given: Vec<&str> = [
-            ("webhook", entry.webhook.is_some()),
-            ("slack", entry.slack.is_some()),
-            ("pagerduty", entry.pagerduty.is_some()),
-            ("alertmanager", entry.alertmanager.is_some()),
-            ("email", entry.email.is_some()),
-        ]
-        .iter()
-        .filter(|(_, given)| *given)
-        .map(|(kind, _)| *kind)
-        .collect();
+        let given = entry.given();
         if given.len() != 1 {
             let message = if given.is_empty() {
                 format!(
@@ -250,17 +312,7 @@ impl Notifier {
             errors.push(SpecError::new(name.pos, "", message));
             return Err(errors);
         }
-        let built = if let Some(spec) = entry.webhook {
-            webhook::Webhook::new(spec, ctx).map(|w| Kind::Webhook(Box::new(w)))
-        } else if let Some(spec) = entry.slack {
-            slack::Slack::new(spec, ctx).map(Kind::Slack)
-        } else if let Some(spec) = entry.pagerduty {
-            pagerduty::PagerDuty::new(spec, ctx).map(Kind::PagerDuty)
-        } else if let Some(spec) = entry.alertmanager {
-            alertmanager::Alertmanager::new(spec, ctx).map(Kind::Alertmanager)
-        } else if let Some(spec) = entry.email {
-            email::Email::new(spec).map(|e| Kind::Email(Box::new(e)))
-        } else {
+        let Some(built) = entry.build_first(ctx) else {
             return Err(errors);
         };
         let kind_name = given[0];
@@ -286,28 +338,13 @@ impl Notifier {
 
     /// The kind's name: `webhook`, `slack`, `pagerduty`, `alertmanager` or `email`.
     pub fn kind(&self) -> &'static str {
-        match &self.kind {
-            Kind::Webhook(_) => "webhook",
-            Kind::Slack(_) => "slack",
-            Kind::PagerDuty(_) => "pagerduty",
-            Kind::Alertmanager(_) => "alertmanager",
-            Kind::Email(_) => "email",
-        }
+        self.kind.name()
     }
 
     /// One attempt to deliver `n`. No retries here. `timeout` bounds the whole attempt
     /// (connect, TLS, request, response); running out of it is a retryable error.
     pub async fn send(&self, n: &Notification, timeout: Duration) -> Result<(), SendError> {
-        let attempt = async {
-            match &self.kind {
-                Kind::Webhook(k) => k.send(n).await,
-                Kind::Slack(k) => k.send(n).await,
-                Kind::PagerDuty(k) => k.send(n).await,
-                Kind::Alertmanager(k) => k.send(n).await,
-                Kind::Email(k) => k.send(n).await,
-            }
-        };
-        match tokio::time::timeout(timeout, attempt).await {
+        match tokio::time::timeout(timeout, self.kind.send(n)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::retryable(format!(
                 "{}: no answer within {}",
@@ -320,21 +357,12 @@ impl Notifier {
     /// How often a still-firing alert must be sent again, if this kind forgets alerts that
     /// are not refreshed (Alertmanager's `resolve_timeout`); `None` for the others.
     pub fn wants_refresh(&self) -> Option<Duration> {
-        match &self.kind {
-            Kind::Alertmanager(k) => Some(k.refresh()),
-            Kind::Webhook(_) | Kind::Slack(_) | Kind::PagerDuty(_) | Kind::Email(_) => None,
-        }
+        self.kind.wants_refresh()
     }
 
     /// Where this notifier sends, safe to show: `host:port`, never a path or a secret.
     pub fn target(&self) -> String {
-        match &self.kind {
-            Kind::Webhook(k) => k.target(),
-            Kind::Slack(k) => k.target(),
-            Kind::PagerDuty(k) => k.target(),
-            Kind::Alertmanager(k) => k.target(),
-            Kind::Email(k) => k.target(),
-        }
+        self.kind.target()
     }
 }
 
@@ -344,28 +372,9 @@ pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs().min(i64::MAX as u64)) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_string()
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with `…`.

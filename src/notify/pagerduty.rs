@@ -197,6 +197,25 @@ fn explain(body: &str) -> String {
     }
 }
 
+impl super::NotifierKind for PagerDuty {
+    type Spec = PagerDutySpec;
+
+    fn new(
+        spec: Spanned<PagerDutySpec>,
+        ctx: &super::NotifyContext,
+    ) -> Result<Self, Vec<SpecError>> {
+        PagerDuty::new(spec, ctx)
+    }
+
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send {
+        PagerDuty::send(self, n)
+    }
+
+    fn target(&self) -> String {
+        PagerDuty::target(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

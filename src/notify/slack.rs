@@ -165,6 +165,22 @@ fn is_link(url: &str) -> bool {
         && reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
+impl super::NotifierKind for Slack {
+    type Spec = SlackSpec;
+
+    fn new(spec: Spanned<SlackSpec>, ctx: &super::NotifyContext) -> Result<Self, Vec<SpecError>> {
+        Slack::new(spec, ctx)
+    }
+
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send {
+        Slack::send(self, n)
+    }
+
+    fn target(&self) -> String {
+        Slack::target(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

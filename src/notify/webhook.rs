@@ -269,6 +269,22 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+impl super::NotifierKind for Webhook {
+    type Spec = WebhookSpec;
+
+    fn new(spec: Spanned<WebhookSpec>, ctx: &super::NotifyContext) -> Result<Self, Vec<SpecError>> {
+        Webhook::new(spec, ctx)
+    }
+
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send {
+        Webhook::send(self, n)
+    }
+
+    fn target(&self) -> String {
+        Webhook::target(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
