@@ -499,30 +499,24 @@ fn parse_der_time(tag: u8, bytes: &[u8]) -> Option<i64> {
     let hour = num(rest.get(4..6)?)?;
     let minute = num(rest.get(6..8)?)?;
     let second = num(rest.get(8..10)?).unwrap_or(0);
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let small = |v: i64| i8::try_from(v).ok();
+    let time = jiff::civil::DateTime::new(
+        i16::try_from(year).ok()?,
+        small(month)?,
+        small(day)?,
+        small(hour)?,
+        small(minute)?,
+        small(second)?,
+        0,
+    )
+    .ok()?;
+    let utc = time.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
+    Some(utc.timestamp().as_second())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2026, 11, 23), 20_780);
-    }
 
     #[test]
     fn der_times() {
@@ -532,6 +526,11 @@ mod tests {
             Some(11_017 * 86_400)
         );
         assert_eq!(parse_der_time(0x17, b"garbage"), None);
+        assert_eq!(
+            parse_der_time(0x17, b"260231000000Z"),
+            None,
+            "no February 31st"
+        );
     }
 
     #[test]
@@ -542,7 +541,8 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(
             not_after(cert.der()),
-            Some(days_from_civil(2031, 5, 17) * 86_400)
+            Some(1_936_742_400),
+            "2031-05-17T00:00:00Z"
         );
         assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
     }
