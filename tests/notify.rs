@@ -1262,3 +1262,135 @@ fn docs_examples_build() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The contract every notifier keeps, as one scenario list run against each kind.
+
+/// What a receiver understood from one request, in the kind's own terms.
+type Decode = fn(&str) -> String;
+
+fn decode_webhook(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    v["event"].as_str().unwrap_or("?").to_string()
+}
+
+fn decode_slack(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let text = v["text"].as_str().unwrap_or("");
+    ["FIRING", "ACKNOWLEDGED", "RESOLVED"]
+        .into_iter()
+        .find(|word| text.contains(word))
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn decode_pagerduty(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    v["event_action"].as_str().unwrap_or("?").to_string()
+}
+
+/// Alertmanager has no acknowledgement: an alert is active until its `endsAt` passes.
+fn decode_alertmanager(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let ends: jiff::Timestamp = v[0]["endsAt"].as_str().unwrap().parse().unwrap();
+    if ends <= jiff::Timestamp::now() {
+        "resolved".into()
+    } else {
+        "active".into()
+    }
+}
+
+fn decode_email(data: &str) -> String {
+    let subject = data
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("");
+    subject
+        .split(']')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_notifier_delivers_trigger_acknowledge_and_resolve() {
+    within(async {
+        let scenario = [Event::Trigger, Event::Acknowledge, Event::Resolve];
+        let receiver = Receiver::start(Answer::Status(200, "{}".into())).await;
+        let sink = SmtpSink::start(SmtpMode::Accept).await;
+        // Each kind: its entry, how to read what its peer received, and what the peer must
+        // have understood from each event of the scenario.
+        let kinds: Vec<(&str, String, Decode, [&str; 3])> = vec![
+            (
+                "webhook",
+                format!("name: n\nwebhook: {{url: '{}'}}", receiver.url("/webhook")),
+                decode_webhook,
+                ["trigger", "acknowledge", "resolve"],
+            ),
+            (
+                "slack",
+                format!(
+                    "name: n\nslack: {{webhook_url: '{}'}}",
+                    secret_file(&receiver.url("/slack"))
+                ),
+                decode_slack,
+                ["FIRING", "ACKNOWLEDGED", "RESOLVED"],
+            ),
+            (
+                "pagerduty",
+                format!(
+                    "name: n\npagerduty: {{routing_key: '{}', url: '{}'}}",
+                    secret_file("R0UT1NGKEY"),
+                    receiver.url("/pagerduty")
+                ),
+                decode_pagerduty,
+                ["trigger", "acknowledge", "resolve"],
+            ),
+            (
+                "alertmanager",
+                format!("name: n\nalertmanager: {{url: '{}'}}", receiver.url("/am")),
+                decode_alertmanager,
+                ["active", "active", "resolved"],
+            ),
+            (
+                "email",
+                format!(
+                    "name: n\nemail: {{smtp: 'smtp://{}', starttls: false, from: sb@example.com, to: [oncall@example.com]}}",
+                    sink.addr
+                ),
+                decode_email,
+                ["FIRING", "ACKNOWLEDGED", "RESOLVED"],
+            ),
+        ];
+        let covered: BTreeSet<&str> = kinds.iter().map(|(k, ..)| *k).collect();
+        assert_eq!(
+            covered,
+            slowburn::notify::KIND_KEYS.iter().copied().collect(),
+            "every notifier kind keeps the contract"
+        );
+        for (kind, yaml_text, decode, expected) in &kinds {
+            let n = notifier(yaml_text);
+            assert_eq!(n.kind(), *kind);
+            let before = (receiver.requests().len(), sink.mails().len());
+            for event in scenario {
+                n.send(&notification(event), SEND_TIMEOUT)
+                    .await
+                    .unwrap_or_else(|e| panic!("{kind} {event:?}: {e:?}"));
+            }
+            let seen: Vec<String> = if *kind == "email" {
+                sink.mails()[before.1..]
+                    .iter()
+                    .map(|m| decode(&m.data))
+                    .collect()
+            } else {
+                receiver.requests()[before.0..]
+                    .iter()
+                    .map(|r| decode(&String::from_utf8_lossy(&r.body)))
+                    .collect()
+            };
+            assert_eq!(seen, expected, "{kind}: what its peer understood");
+        }
+    })
+    .await
+}
