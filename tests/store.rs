@@ -1,0 +1,124 @@
+//! The store across versions and accidents: a store written by an older slowburn opens with
+//! everything in it, one from a newer slowburn is refused without a byte changed, and an
+//! unreadable one is kept aside while the daemon starts fresh and says so.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::daemon::temp_dir;
+use slowburn::alert::service::AlertService;
+use slowburn::alert::{Alert, Silence, State};
+use slowburn::store::{SCHEMA_VERSION, Store, StoreError};
+
+/// A copy of a fixture in a fresh directory (tests never write the committed file).
+fn copy_fixture(name: &str, test: &str) -> PathBuf {
+    let dir = temp_dir(test);
+    let path = dir.join("slowburn.db");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/store")
+        .join(name);
+    std::fs::copy(fixture, &path).unwrap();
+    path
+}
+
+fn user_version(path: &Path) -> u32 {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_version_1_store_is_upgraded_without_loss() {
+    let path = copy_fixture("v1.db", "store-v1");
+    assert_eq!(user_version(&path), 0, "v1 predates recorded versions");
+    let store = Store::open(&path).unwrap();
+    assert!(store.replaced().is_none());
+
+    let alerts: Vec<Alert> = store
+        .alerts(100)
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let alert = |probe: &str| alerts.iter().find(|a| a.probe == probe).unwrap();
+    assert_eq!(alerts.len(), 3);
+    let web = alert("web");
+    assert_eq!(web.state, State::Acknowledged);
+    assert_eq!(web.acked_by.as_deref(), Some("alice"));
+    assert!(
+        web.timeline
+            .iter()
+            .any(|e| e.what.contains("acknowledged by alice")),
+        "{:?}",
+        web.timeline
+    );
+    assert_eq!(alert("db").state, State::Resolved);
+    assert!(alert("api").silenced);
+
+    let records: Vec<(String, String)> = [web.id, alert("db").id, alert("api").id]
+        .iter()
+        .flat_map(|id| store.records(*id).unwrap())
+        .map(|r| (r.key, r.state))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ("1/hook/trigger/0/0/0".to_string(), "failed".to_string()),
+            ("1/hook/acknowledge/0/0/0".into(), "failed".into()),
+            ("2/hook/trigger/0/0/0".into(), "sent".into()),
+            ("2/hook/resolve/0/0/0".into(), "sent".into()),
+        ]
+    );
+    assert!(store.unsent().unwrap().is_empty());
+
+    let silences: Vec<Silence> = store
+        .silences()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(silences.len(), 1);
+    assert_eq!(
+        (silences[0].id.as_str(), silences[0].created_by.as_str()),
+        ("maint-api", "bob")
+    );
+
+    let samples = store.samples("web", "rss", 0.0).unwrap();
+    assert_eq!(samples.len(), 20);
+    assert_eq!(samples[19].v, 1019.0);
+
+    // The alert service restores every alert from it too.
+    let service = AlertService::new(std::sync::Arc::new(store), "http://127.0.0.1:1".into());
+    assert_eq!(service.alerts().len(), 3);
+    drop(service);
+
+    // Upgraded in place, and opening again is a no-op.
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let again = Store::open(&path).unwrap();
+    assert_eq!(again.alerts(100).unwrap().len(), 3);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_store_from_a_newer_slowburn_is_refused_and_left_untouched() {
+    let path = copy_fixture("v1.db", "store-too-new");
+    let newer = SCHEMA_VERSION + 1;
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(&format!("PRAGMA user_version = {newer}"))
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = Store::open(&path).err().expect("a newer store is refused");
+    assert!(matches!(error, StoreError::TooNew { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "store {} has schema version {newer}; this slowburn knows up to {SCHEMA_VERSION} — upgrade slowburn or point storage.path elsewhere",
+            path.display()
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
+    assert_eq!(user_version(&path), newer);
+}
