@@ -15,7 +15,8 @@ use crate::alert::{Severity, State};
 use crate::probe::Outcome;
 use crate::state::{Registry, Snapshot, push_label};
 
-/// Alert figures for the exposition, read once per scrape.
+/// Alert figures for the exposition, read once per scrape, with the health of the store that
+/// keeps the alerts.
 #[derive(Debug, Default)]
 pub struct AlertGauges {
     pub firing: u64,
@@ -24,13 +25,20 @@ pub struct AlertGauges {
     pub flapping: u64,
     pub deliveries: std::collections::BTreeMap<(String, &'static str), u64>,
     pub oldest_unacked_page: f64,
+    /// 1 when the store file was unreadable at start and a fresh one replaced it.
+    pub store_corrupt: u64,
+    /// Store reads and writes that failed since start.
+    pub store_failed: u64,
 }
 
 impl AlertGauges {
     pub fn from_service(service: &AlertService) -> Self {
         let now = unix_now();
+        let store = service.store();
         let mut gauges = AlertGauges {
             deliveries: service.deliveries.snapshot(),
+            store_corrupt: u64::from(store.replaced().is_some()),
+            store_failed: store.failures(),
             ..Default::default()
         };
         for alert in service.alerts() {
@@ -113,6 +121,7 @@ families! {
     ALERTS = "slowburn_alerts", "gauge", "Alerts by state (firing, acknowledged, silenced, flapping).";
     NOTIFICATIONS = "slowburn_notifications_total", "counter", "Notification delivery attempts, by notifier and result (sent, retried, failed).";
     OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
+    STORE_ERRORS = "slowburn_store_errors_total", "counter", "Store problems by kind: corrupt (the file was unreadable at start, kept aside, and a fresh store began without the alerts, silences and history of before) and failed (reads and writes that failed).";
 }
 
 /// Signals that map one-to-one onto a per-probe gauge.
@@ -445,6 +454,14 @@ fn render_into(
         out.line(NOTIFICATIONS.name, &labels, &[], *count as f64);
     }
     out.single(&OLDEST_UNACKED, alerts.oldest_unacked_page);
+    // Both kinds are always present, so `increase(...) > 0` works from the first scrape.
+    out.header(&STORE_ERRORS);
+    for (kind, count) in [
+        ("corrupt", alerts.store_corrupt),
+        ("failed", alerts.store_failed),
+    ] {
+        out.line(STORE_ERRORS.name, "", &[("kind", kind)], count as f64);
+    }
 
     out.header(&SCHEDULE_LAG);
     let (buckets, count, sum) = daemon.schedule_lag.read();

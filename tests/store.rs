@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use common::daemon::temp_dir;
+use common::daemon::{Daemon, free_port, get, metric_value, temp_dir, wait_http};
 use slowburn::alert::service::AlertService;
 use slowburn::alert::{Alert, Silence, State};
 use slowburn::store::{SCHEMA_VERSION, Store, StoreError};
@@ -121,4 +122,78 @@ fn a_store_from_a_newer_slowburn_is_refused_and_left_untouched() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
     assert_eq!(user_version(&path), newer);
+}
+
+#[test]
+fn the_daemon_keeps_an_unreadable_store_aside_and_says_so() {
+    let dir = temp_dir("store-corrupt-daemon");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let closed = free_port();
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: \"{listen}\"}}\nstorage: {{path: state/slowburn.db}}\nprobes:\n  - {{name: t, interval: 1h, tcp: {{address: \"127.0.0.1:{closed}\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let garbage = b"\x00\x01 not a database at all \xff".repeat(200);
+    std::fs::write(dir.join("state/slowburn.db"), &garbage).unwrap();
+
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+    let (status, body) = get(listen, "/healthz").unwrap();
+    assert_eq!(status, 200, "liveness stays up: {body}");
+    assert!(body.starts_with("degraded: store "), "{body}");
+    assert!(body.contains("not a database"), "{body}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(dir.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("slowburn.db.corrupt-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // The daemon names the copy as it names the store: relative to its working directory.
+    let name = kept[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        body.contains(&format!("kept a copy at state/{name}")),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read(&kept[0]).unwrap(),
+        garbage,
+        "the copy is the file"
+    );
+    let (_, metrics) = get(listen, "/metrics").unwrap();
+    assert_eq!(
+        metric_value(&metrics, "slowburn_store_errors_total{kind=\"corrupt\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "slowburn_store_errors_total{kind=\"failed\"}"),
+        Some(0.0)
+    );
+    drop(daemon);
+
+    // The fresh store is a good one: the next start is healthy and keeps no other copy.
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+    assert_eq!(get(listen, "/healthz").unwrap(), (200, "ok\n".to_string()));
+    let (_, metrics) = get(listen, "/metrics").unwrap();
+    assert_eq!(
+        metric_value(&metrics, "slowburn_store_errors_total{kind=\"corrupt\"}"),
+        Some(0.0)
+    );
+    drop(daemon);
+    let copies = std::fs::read_dir(dir.join("state"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("corrupt")
+        })
+        .count();
+    assert_eq!(copies, 1);
 }

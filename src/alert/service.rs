@@ -251,6 +251,11 @@ impl AlertService {
         self.store.records(id).unwrap_or_default()
     }
 
+    /// The store the alerts are kept in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The next time the engine must act on its own.
     pub fn next_due(&self) -> Option<f64> {
         self.lock().engine.next_due()

@@ -205,6 +205,11 @@ impl Store {
         Ok(db)
     }
 
+    /// Where the store is, as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Set when the file at start was unreadable and a fresh store replaced it.
     pub fn replaced(&self) -> Option<&Replaced> {
         self.replaced.as_ref()
