@@ -80,12 +80,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect::<HashMap<_, _>>();
     let alerting = config.alerting;
-    service.configure(
+    for worker in service.configure(
         probes,
         alerting.policies,
         alerting.silences,
         alerting.notifiers,
-    );
+    ) {
+        tokio::spawn(worker.run());
+    }
 
     service.add_silence(
         Silence {

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::alert::service::{AlertService, unix_now};
-use crate::alert::{Severity, State};
 use crate::probe::Outcome;
 use crate::state::{Registry, Snapshot, push_label};
 
@@ -33,27 +32,19 @@ pub struct AlertGauges {
 
 impl AlertGauges {
     pub fn from_service(service: &AlertService) -> Self {
-        let now = unix_now();
+        // Counted under the service's lock: a scrape copies no alert and no timeline.
+        let counts = service.alert_counts(unix_now());
         let store = service.store();
-        let mut gauges = AlertGauges {
+        AlertGauges {
+            firing: counts.firing,
+            acknowledged: counts.acknowledged,
+            silenced: counts.silenced,
+            flapping: counts.flapping,
             deliveries: service.deliveries.snapshot(),
+            oldest_unacked_page: counts.oldest_unacked_page,
             store_corrupt: u64::from(store.replaced().is_some()),
             store_failed: store.failures(),
-            ..Default::default()
-        };
-        for alert in service.alerts() {
-            match alert.state {
-                State::Firing => gauges.firing += 1,
-                State::Acknowledged => gauges.acknowledged += 1,
-                State::Resolved => continue,
-            }
-            gauges.silenced += u64::from(alert.silenced);
-            gauges.flapping += u64::from(alert.flapping);
-            if alert.state == State::Firing && alert.severity == Severity::Page && !alert.silenced {
-                gauges.oldest_unacked_page = gauges.oldest_unacked_page.max(now - alert.firing_at);
-            }
         }
-        gauges
     }
 }
 

@@ -55,12 +55,15 @@ policies:
         target: "127.0.0.1:1".into(),
     };
     let alerting = config.alerting;
-    service.configure(
+    // The service spawns nothing; as the daemon does, the caller runs its workers.
+    for worker in service.configure(
         HashMap::from([("svc".to_string(), info)]),
         alerting.policies,
         alerting.silences,
         alerting.notifiers,
-    );
+    ) {
+        tokio::spawn(worker.run());
+    }
 
     let t0 = unix_now();
     service.observe("svc", Some(("connect", "connect: refused")), t0);
@@ -171,4 +174,84 @@ policies:
             .count()
     };
     assert_eq!((resolves("/ok"), resolves("/later")), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_lets_each_worker_deliver_what_it_holds_then_end() {
+    let (receiver, hooks) = Receiver::start();
+    let text = format!(
+        r#"probes:
+  - {{name: a, tcp: {{address: "127.0.0.1:1"}}, alert: {{after: 1, recover_after: 1, policy: p}}}}
+  - {{name: b, tcp: {{address: "127.0.0.1:1"}}, alert: {{after: 1, recover_after: 1, policy: p}}}}
+notifiers:
+  - {{name: hook, webhook: {{url: "http://{hooks}/hook"}}}}
+policies:
+  - {{name: p, steps: [{{notify: [hook]}}]}}
+"#
+    );
+    let ctx = BuildContext {
+        net: Arc::new(NetContext::new()),
+    };
+    let source = Source::Text {
+        name: "c.yaml".into(),
+        text,
+    };
+    let config = config::load(&source, &ctx).unwrap();
+    let dir = std::env::temp_dir().join(format!("slowburn-alert-close-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+    let service = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
+    let probes = ["a", "b"]
+        .map(|name| {
+            let info = ProbeInfo {
+                rule: config.probes[0].alert.as_deref().cloned(),
+                labels: BTreeMap::from([("probe".to_string(), name.to_string())]),
+                target: "127.0.0.1:1".into(),
+            };
+            (name.to_string(), info)
+        })
+        .into_iter()
+        .collect();
+    let alerting = config.alerting;
+    let workers = service.configure(
+        probes,
+        alerting.policies,
+        alerting.silences,
+        alerting.notifiers,
+    );
+    assert_eq!(
+        workers
+            .iter()
+            .map(|w| w.notifier.as_str())
+            .collect::<Vec<_>>(),
+        ["hook"]
+    );
+    // Decided before the worker even runs: both pages are recorded and queued.
+    let t0 = unix_now();
+    service.observe("a", Some(("connect", "refused")), t0);
+    service.observe("b", Some(("connect", "refused")), t0);
+    let counts = service.alert_counts(t0 + 5.0);
+    assert_eq!((counts.firing, counts.acknowledged), (2, 0));
+    assert_eq!(counts.oldest_unacked_page, 5.0);
+
+    service.close();
+    let handles: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w.run())).collect();
+    for handle in handles {
+        tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("a closed worker ends once its queue is delivered")
+            .unwrap();
+    }
+    assert_eq!(receiver.events("/hook").len(), 2);
+    assert!(store.unsent().unwrap().is_empty());
+
+    // After close, a decision is still recorded, left for the next start to send.
+    service.observe("a", None, t0 + 10.0);
+    let unsent: Vec<String> = store
+        .unsent()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(unsent, ["resolve"]);
 }
