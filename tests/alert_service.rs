@@ -15,6 +15,20 @@ use slowburn::config::{self, Source};
 use slowburn::probe::{BuildContext, net::NetContext};
 use slowburn::store::Store;
 
+/// Waits until every recorded notification is sent or failed (each worker marks its record
+/// after the receiver has answered, so seeing the request is not yet seeing the record).
+async fn settled(store: &Store) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.unsent().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "records not settled: {:?}",
+            store.unsent()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_notifier_is_retried_then_failed_without_holding_up_the_others() {
     let (receiver, hooks) = Receiver::start();
@@ -103,9 +117,9 @@ policies:
         assert!(text.contains(part), "{part:?} missing in {text}");
     }
 
-    // The escalation clock is not held up by the dead notifier's retries.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    service.tick(unix_now());
+    // The escalation clock is not held up by the dead notifier's retries. The engine's time is
+    // passed in, so step 2 is reached by saying it is 1.1 s later, not by waiting for it.
+    service.tick(t0 + 1.1);
     tokio::task::spawn_blocking({
         let receiver = receiver.clone();
         move || {
@@ -128,7 +142,7 @@ policies:
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&store).await;
     assert_eq!(receiver.events("/down").len(), 3, "no more than the bound");
     let records = store.records(id).unwrap();
     let dead = records.iter().find(|r| r.notifier == "dead").unwrap();
@@ -150,7 +164,7 @@ policies:
     assert_eq!(counts.get(&("ok".to_string(), "sent")), Some(&1));
 
     // Recovery resolves and tells everyone paged exactly once.
-    service.observe("svc", None, unix_now());
+    service.observe("svc", None, t0 + 2.0);
     tokio::task::spawn_blocking({
         let receiver = receiver.clone();
         move || {
@@ -164,8 +178,12 @@ policies:
     })
     .await
     .unwrap();
-    service.observe("svc", None, unix_now());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&store).await;
+    let recorded = store.records(id).unwrap().len();
+    // Only a recorded send is ever queued: a second success that records nothing sends nothing.
+    service.observe("svc", None, t0 + 2.1);
+    assert_eq!(store.records(id).unwrap().len(), recorded);
+    assert!(store.unsent().unwrap().is_empty());
     let resolves = |path: &str| {
         receiver
             .events(path)
