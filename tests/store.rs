@@ -6,6 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::daemon::{Daemon, free_port, get, metric_value, temp_dir, wait_http};
 use slowburn::alert::service::AlertService;
@@ -196,4 +197,40 @@ fn the_daemon_keeps_an_unreadable_store_aside_and_says_so() {
         })
         .count();
     assert_eq!(copies, 1);
+}
+
+#[test]
+fn the_daemon_refuses_a_store_from_a_newer_slowburn() {
+    let dir = temp_dir("store-too-new-daemon");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: \"{listen}\"}}\nstorage: {{path: slowburn.db}}\nprobes:\n  - {{name: t, interval: 1h, tcp: {{address: \"127.0.0.1:1\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let path = dir.join("slowburn.db");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store/v1.db"),
+        &path,
+    )
+    .unwrap();
+    let newer = SCHEMA_VERSION + 7;
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(&format!("PRAGMA user_version = {newer}"))
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    let (code, stderr) = daemon.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "store slowburn.db has schema version {newer}; this slowburn knows up to {SCHEMA_VERSION} — upgrade slowburn or point storage.path elsewhere"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }

@@ -477,15 +477,19 @@ fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut kept = path.as_os_str().to_owned();
-    kept.push(format!(".corrupt-{now}"));
-    let kept = PathBuf::from(kept);
-    std::fs::rename(path, &kept)?;
     let with_suffix = |p: &Path, suffix: &str| {
         let mut s = p.as_os_str().to_owned();
         s.push(suffix);
         PathBuf::from(s)
     };
+    // Never over an earlier copy (two bad starts within a second).
+    let mut kept = with_suffix(path, &format!(".corrupt-{now}"));
+    let mut n = 1;
+    while kept.exists() {
+        kept = with_suffix(path, &format!(".corrupt-{now}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &kept)?;
     let wal = with_suffix(path, "-wal");
     if wal.exists() {
         std::fs::rename(&wal, with_suffix(&kept, "-wal"))?;
@@ -706,5 +710,27 @@ mod tests {
         assert!(s.failing().unwrap().contains("silences"));
         s.samples("p", "rss", 0.0).unwrap();
         assert_eq!((s.failures(), s.failing()), (1, None));
+    }
+
+    #[test]
+    fn a_second_bad_file_in_the_same_second_keeps_both_copies() {
+        let path = temp("twice");
+        let mut kept = Vec::new();
+        for text in ["first bad file", "second bad file"] {
+            std::fs::write(&path, text.repeat(100)).unwrap();
+            let s = Store::open(&path).unwrap();
+            kept.push(s.replaced().unwrap().kept.clone());
+        }
+        assert_ne!(kept[0], kept[1]);
+        assert!(
+            std::fs::read_to_string(&kept[0])
+                .unwrap()
+                .starts_with("first")
+        );
+        assert!(
+            std::fs::read_to_string(&kept[1])
+                .unwrap()
+                .starts_with("second")
+        );
     }
 }
