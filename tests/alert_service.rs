@@ -273,3 +273,75 @@ policies:
         .collect();
     assert_eq!(unsent, ["resolve"]);
 }
+
+/// Retries back off by doubling, capped at a minute, on the tokio clock: paused here, so the
+/// schedule is exact and the test takes no time. The notifier's port is closed, so every
+/// attempt is refused at once (loopback answers a connect with a reset before the runtime
+/// next polls), and nothing else is pending for the paused clock to jump to.
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_doubling_up_to_a_minute_on_the_tokio_clock() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = format!(
+        r#"probes:
+  - {{name: svc, tcp: {{address: "127.0.0.1:1"}}, alert: {{after: 1, recover_after: 1, policy: p}}}}
+notifiers:
+  - {{name: dead, webhook: {{url: "http://{closed}/hook"}}}}
+policies:
+  - {{name: p, steps: [{{notify: [dead]}}]}}
+"#
+    );
+    let ctx = BuildContext {
+        net: Arc::new(NetContext::new()),
+    };
+    let source = Source::Text {
+        name: "r.yaml".into(),
+        text,
+    };
+    let config = config::load(&source, &ctx).unwrap();
+    let dir = std::env::temp_dir().join(format!("slowburn-alert-backoff-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+    // 16 s, 32 s, then the one-minute cap five times: 348 s between the first and last try.
+    let retry = Retry {
+        attempts: 8,
+        first_backoff: Duration::from_secs(16),
+        timeout: Duration::from_secs(3600),
+    };
+    let service = AlertService::with_retry(store.clone(), "http://127.0.0.1:9464".into(), retry);
+    let info = ProbeInfo {
+        rule: config.probes[0].alert.as_deref().cloned(),
+        labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
+        target: "127.0.0.1:1".into(),
+    };
+    let alerting = config.alerting;
+    let workers = service.configure(
+        HashMap::from([("svc".to_string(), info)]),
+        alerting.policies,
+        alerting.silences,
+        alerting.notifiers,
+    );
+    service.observe("svc", Some(("connect", "refused")), unix_now());
+    service.close();
+    let started = tokio::time::Instant::now();
+    for worker in workers {
+        worker.run().await;
+    }
+    let record = &store.unsent().unwrap_or_default();
+    assert!(record.is_empty(), "{record:?}");
+    let id = service.alerts()[0].id;
+    let dead = store.records(id).unwrap().pop().unwrap();
+    assert_eq!((dead.state.as_str(), dead.attempts), ("failed", 8));
+    assert!(
+        dead.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot connect"),
+        "every attempt was refused, none timed out: {dead:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(16 + 32 + 5 * 60));
+    let counts = service.deliveries.snapshot();
+    assert_eq!(counts.get(&("dead".to_string(), "retried")), Some(&7));
+}
