@@ -329,8 +329,8 @@ policies:
     for worker in workers {
         worker.run().await;
     }
-    let record = &store.unsent().unwrap_or_default();
-    assert!(record.is_empty(), "{record:?}");
+    let unsent = store.unsent().unwrap();
+    assert!(unsent.is_empty(), "{unsent:?}");
     let id = service.alerts()[0].id;
     let dead = store.records(id).unwrap().pop().unwrap();
     assert_eq!((dead.state.as_str(), dead.attempts), ("failed", 8));
