@@ -2,7 +2,8 @@
 //!
 //! It loads the config, binds the server, starts the scheduler, and then waits for one of:
 //! SIGHUP or a changed probe file (reload: a bad config keeps the running one and says why),
-//! or SIGTERM/SIGINT (stop scheduling, let in-flight runs finish within a grace period, exit).
+//! or SIGTERM/SIGINT (stop scheduling, let in-flight runs finish within a grace period, let the
+//! notifier workers deliver what they hold within another, exit).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::alert::ProbeInfo;
-use crate::alert::service::AlertService;
+use crate::alert::service::{AlertService, Worker};
 use crate::config::{self, Config, ConfigError, Source};
 use crate::metrics::DaemonMetrics;
 use crate::probe::{BuildContext, net::NetContext};
@@ -86,7 +87,11 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());
     let registry = Arc::new(Registry::new(config.probes, None));
-    configure_alerts(&alerts, &registry, config.alerting);
+    let mut workers = JoinSet::new();
+    spawn_workers(
+        &mut workers,
+        configure_alerts(&alerts, &registry, config.alerting),
+    );
     let shared = Shared::new(
         registry.clone(),
         metrics.clone(),
@@ -125,6 +130,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         runner,
         shared,
         alerts,
+        workers,
         registries: registry_tx,
     };
 
@@ -154,6 +160,19 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     drop(daemon.runner);
     let _ = results_stop.send(true);
     let _ = results_task.await;
+    // Nothing decides any more: close the queues and let each worker finish what it holds.
+    // What is still unsent at the deadline stays recorded as intended and goes out on the
+    // next start.
+    daemon.alerts.close();
+    let workers = &mut daemon.workers;
+    let drained = tokio::time::timeout(options.grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?options.grace, "notifications still in delivery; the next start sends them");
+        workers.abort_all();
+    }
     server.abort();
     tracing::info!("stopped");
     Ok(())
@@ -167,6 +186,9 @@ struct Daemon {
     runner: Runner,
     shared: Shared,
     alerts: Arc<AlertService>,
+    /// One delivery worker per notifier; a reload adds workers for new notifiers, and a
+    /// removed notifier's worker ends by itself.
+    workers: JoinSet<()>,
     registries: tokio::sync::mpsc::UnboundedSender<Arc<Registry>>,
 }
 
@@ -201,7 +223,10 @@ impl Daemon {
         }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;
-        configure_alerts(&self.alerts, &registry, config.alerting);
+        let added = configure_alerts(&self.alerts, &registry, config.alerting);
+        // Reap the workers of notifiers a reload removed before adding new ones.
+        while self.workers.try_join_next().is_some() {}
+        spawn_workers(&mut self.workers, added);
         let _ = self.registries.send(registry.clone());
         self.shared.set_registry(registry.clone());
         *schedule = Schedule::start(registry, self.runner.clone());
@@ -210,8 +235,20 @@ impl Daemon {
     }
 }
 
-/// Tells the alert engine about the probes, policies, silences and notifiers of a config.
-fn configure_alerts(alerts: &Arc<AlertService>, registry: &Registry, alerting: config::Alerting) {
+/// Spawns the delivery workers the alert service handed back.
+fn spawn_workers(set: &mut JoinSet<()>, workers: Vec<Worker>) {
+    for worker in workers {
+        set.spawn(worker.run());
+    }
+}
+
+/// Tells the alert engine about the probes, policies, silences and notifiers of a config;
+/// returns the workers of notifiers that are new.
+fn configure_alerts(
+    alerts: &Arc<AlertService>,
+    registry: &Registry,
+    alerting: config::Alerting,
+) -> Vec<Worker> {
     // Only probes that can raise an alert (a rule, or watched signals) are told to the engine:
     // at 100,000 probes a copy of every probe's labels would cost tens of megabytes.
     let probes = registry
@@ -240,7 +277,7 @@ fn configure_alerts(alerts: &Arc<AlertService>, registry: &Registry, alerting: c
         alerting.policies,
         alerting.silences,
         alerting.notifiers,
-    );
+    )
 }
 
 /// A running scheduler task and how to stop it.

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::alert::service::{AlertService, unix_now};
-use crate::alert::{Severity, State};
 use crate::probe::Outcome;
 use crate::state::{Registry, Snapshot, push_label};
 
-/// Alert figures for the exposition, read once per scrape.
+/// Alert figures for the exposition, read once per scrape, with the health of the store that
+/// keeps the alerts.
 #[derive(Debug, Default)]
 pub struct AlertGauges {
     pub firing: u64,
@@ -24,28 +24,27 @@ pub struct AlertGauges {
     pub flapping: u64,
     pub deliveries: std::collections::BTreeMap<(String, &'static str), u64>,
     pub oldest_unacked_page: f64,
+    /// 1 when the store file was unreadable at start and a fresh one replaced it.
+    pub store_corrupt: u64,
+    /// Store reads and writes that failed since start.
+    pub store_failed: u64,
 }
 
 impl AlertGauges {
     pub fn from_service(service: &AlertService) -> Self {
-        let now = unix_now();
-        let mut gauges = AlertGauges {
+        // Counted under the service's lock: a scrape copies no alert and no timeline.
+        let counts = service.alert_counts(unix_now());
+        let store = service.store();
+        AlertGauges {
+            firing: counts.firing,
+            acknowledged: counts.acknowledged,
+            silenced: counts.silenced,
+            flapping: counts.flapping,
             deliveries: service.deliveries.snapshot(),
-            ..Default::default()
-        };
-        for alert in service.alerts() {
-            match alert.state {
-                State::Firing => gauges.firing += 1,
-                State::Acknowledged => gauges.acknowledged += 1,
-                State::Resolved => continue,
-            }
-            gauges.silenced += u64::from(alert.silenced);
-            gauges.flapping += u64::from(alert.flapping);
-            if alert.state == State::Firing && alert.severity == Severity::Page && !alert.silenced {
-                gauges.oldest_unacked_page = gauges.oldest_unacked_page.max(now - alert.firing_at);
-            }
+            oldest_unacked_page: counts.oldest_unacked_page,
+            store_corrupt: u64::from(store.replaced().is_some()),
+            store_failed: store.failures(),
         }
-        gauges
     }
 }
 
@@ -83,6 +82,7 @@ families! {
     ALERTS = "slowburn_alerts", "gauge", "Alerts by state (firing, acknowledged, silenced, flapping).";
     NOTIFICATIONS = "slowburn_notifications_total", "counter", "Notification delivery attempts, by notifier and result (sent, retried, failed).";
     OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
+    STORE_ERRORS = "slowburn_store_errors_total", "counter", "Store problems by kind: corrupt (the file was unreadable at start, kept aside, and a fresh store began without the alerts, silences and history of before) and failed (reads and writes that failed).";
 }
 
 /// The per-probe families of every kind's signals, each once, in table order.
@@ -411,6 +411,14 @@ fn render_into(
         out.line(NOTIFICATIONS.name, &labels, &[], *count as f64);
     }
     out.single(&OLDEST_UNACKED, alerts.oldest_unacked_page);
+    // Both kinds are always present, so `increase(...) > 0` works from the first scrape.
+    out.header(&STORE_ERRORS);
+    for (kind, count) in [
+        ("corrupt", alerts.store_corrupt),
+        ("failed", alerts.store_failed),
+    ] {
+        out.line(STORE_ERRORS.name, "", &[("kind", kind)], count as f64);
+    }
 
     out.header(&SCHEDULE_LAG);
     let (buckets, count, sum) = daemon.schedule_lag.read();

@@ -67,12 +67,14 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
         labels: BTreeMap::new(),
         target: String::new(),
     };
-    alerts.configure(
+    // No notifiers, so no delivery workers to spawn.
+    let workers = alerts.configure(
         HashMap::from([("worker".to_string(), info)]),
         HashMap::new(),
         Vec::new(),
         Vec::new(),
     );
+    assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
     results.configure(&registry);
 
@@ -107,12 +109,13 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
         labels: BTreeMap::new(),
         target: String::new(),
     };
-    again.configure(
+    let workers = again.configure(
         HashMap::from([("worker".to_string(), info)]),
         HashMap::new(),
         Vec::new(),
         Vec::new(),
     );
+    assert!(workers.is_empty());
     let mut results = Results::new(store, again.clone());
     results.configure(&registry);
     let before: Vec<u64> = alerts

@@ -66,6 +66,7 @@ const EXERCISED: &[&str] = &[
     "slowburn_alerts",
     "slowburn_notifications_total",
     "slowburn_oldest_unacknowledged_page_age_seconds",
+    "slowburn_store_errors_total",
 ];
 
 /// Where `name` is on `PATH`, or a loud skip (a panic when Prometheus is required).

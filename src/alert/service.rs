@@ -4,12 +4,18 @@
 //! Order matters for a crash at any instant: the engine decides, then the changed alerts and a
 //! record of every intended notification are written in one transaction, and only then is
 //! anything sent. A restart restores the alerts, re-queues records still marked intended, and
-//! lets the engine fire overdue steps once. Each notifier has its own queue and worker, so a
-//! slow or dead notifier never delays another, the probes or the escalation clock; retries,
+//! lets the engine fire overdue steps once. Each notifier has its own queue and [`Worker`], so
+//! a slow or dead notifier never delays another, the probes or the escalation clock; retries,
 //! backoff and per-attempt timeouts live here, once, for every notifier.
+//!
+//! The service spawns nothing: [`configure`](AlertService::configure) hands back a worker per
+//! new notifier and the daemon (`app.rs`) spawns them, and joins them after
+//! [`close`](AlertService::close). The engine lock is held only to decide; SQLite is written
+//! after it is released, by one writer at a time in the order the engine decided, so reads
+//! (the API, `/metrics`) never wait on the disk.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -60,8 +66,51 @@ struct Job {
     notification: Notification,
 }
 
+/// Alert figures for `/metrics`, counted under the lock without copying any alert.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct AlertCounts {
+    pub firing: u64,
+    pub acknowledged: u64,
+    /// Active alerts (firing or acknowledged) that are silenced, and that are flapping.
+    pub silenced: u64,
+    pub flapping: u64,
+    /// Age of the oldest firing, unsilenced, unacknowledged page; 0 when none.
+    pub oldest_unacked_page: f64,
+}
+
+/// What one engine decision leaves to do once the engine lock is released: alert rows and
+/// intended records to write, then the deliveries of the records that are new.
+struct Batch {
+    rows: Vec<(u64, String, String, String)>,
+    records: Vec<Record>,
+    deliveries: Vec<(String, String, Notification)>,
+    now: f64,
+}
+
+/// One notifier's delivery loop, for the daemon to spawn. It ends once its queue is closed
+/// (the notifier left the config, or [`AlertService::close`]) and what was queued is done.
+#[must_use = "a worker delivers nothing until it is spawned"]
+pub struct Worker {
+    pub notifier: String,
+    service: Arc<AlertService>,
+    queue: mpsc::UnboundedReceiver<Job>,
+}
+
+impl Worker {
+    pub async fn run(self) {
+        self.service.deliver(self.notifier, self.queue).await;
+    }
+}
+
 pub struct AlertService {
     inner: Mutex<Inner>,
+    /// One sender per configured notifier. Apart from the engine so that queueing, which
+    /// happens after the store write, needs no engine lock.
+    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    /// Batches decided but not yet written, in the engine's order; `writer` lets one caller
+    /// at a time write them, so a later decision never lands before an earlier one.
+    outbox: Mutex<VecDeque<Batch>>,
+    writer: Mutex<()>,
     store: Arc<Store>,
     /// Where people reach this daemon, for "how to ack" lines.
     base_url: String,
@@ -72,7 +121,8 @@ pub struct AlertService {
 struct Inner {
     engine: Engine,
     notifiers: HashMap<String, Arc<Notifier>>,
-    queues: HashMap<String, mpsc::UnboundedSender<Job>>,
+    /// Whether `configure` has run: the first one re-queues what a restart left unsent.
+    configured: bool,
     /// Silences from probe files; API silences live in the store and are added to these.
     file_silences: Vec<Silence>,
     refreshed: HashMap<(u64, String), f64>,
@@ -103,10 +153,13 @@ impl AlertService {
             inner: Mutex::new(Inner {
                 engine,
                 notifiers: HashMap::new(),
-                queues: HashMap::new(),
+                configured: false,
                 file_silences: Vec::new(),
                 refreshed: HashMap::new(),
             }),
+            queues: Mutex::new(HashMap::new()),
+            outbox: Mutex::new(VecDeque::new()),
+            writer: Mutex::new(()),
             store,
             base_url,
             retry,
@@ -114,30 +167,39 @@ impl AlertService {
         })
     }
 
-    /// Sets probes, policies, silences and notifiers (on start and on every reload).
+    /// Sets probes, policies, silences and notifiers (on start and on every reload), and
+    /// returns a worker for each notifier that had none: the caller spawns them. The first
+    /// call also re-queues notifications recorded but not yet sent.
+    #[must_use = "the workers must be spawned, or nothing is delivered"]
     pub fn configure(
         self: &Arc<Self>,
         probes: HashMap<String, ProbeInfo>,
         policies: HashMap<String, Policy>,
         file_silences: Vec<Silence>,
         notifiers: Vec<Arc<Notifier>>,
-    ) {
+    ) -> Vec<Worker> {
+        let mut silences = file_silences.clone();
+        silences.extend(self.stored_silences());
+        let mut workers = Vec::new();
         let first = {
             let mut inner = self.lock();
-            let first = inner.queues.is_empty() && inner.notifiers.is_empty();
-            let mut silences = file_silences.clone();
-            silences.extend(self.stored_silences());
+            let first = !inner.configured;
+            inner.configured = true;
             inner.engine.configure(probes, policies, silences);
             inner.file_silences = file_silences;
             inner.notifiers = notifiers.into_iter().map(|n| (n.name.clone(), n)).collect();
-            let names: Vec<String> = inner.notifiers.keys().cloned().collect();
-            inner.queues.retain(|name, _| names.contains(name));
-            for name in names {
-                if !inner.queues.contains_key(&name) {
+            let mut queues = self.queues();
+            // Dropping a removed notifier's sender lets its worker finish what it holds.
+            queues.retain(|name, _| inner.notifiers.contains_key(name));
+            for name in inner.notifiers.keys() {
+                if !queues.contains_key(name) {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    inner.queues.insert(name.clone(), tx);
-                    let service = self.clone();
-                    tokio::spawn(async move { service.deliver(name, rx).await });
+                    queues.insert(name.clone(), tx);
+                    workers.push(Worker {
+                        notifier: name.clone(),
+                        service: self.clone(),
+                        queue: rx,
+                    });
                 }
             }
             first
@@ -145,13 +207,20 @@ impl AlertService {
         if first {
             self.requeue_unsent();
         }
+        workers
+    }
+
+    /// Closes every queue: each worker ends once it has delivered what it holds. Decisions
+    /// after this are still recorded, and sent by the next start.
+    pub fn close(&self) {
+        self.queues().clear();
     }
 
     /// One probe result.
     pub fn observe(&self, probe: &str, failure: Option<(&str, &str)>, now: f64) {
         let mut inner = self.lock();
         let sends = inner.engine.observe(probe, failure, now);
-        self.commit(&mut inner, sends, now);
+        self.commit(inner, sends, now);
     }
 
     /// A detector's verdict.
@@ -178,29 +247,35 @@ impl AlertService {
             eta_seconds,
             now,
         );
-        self.commit(&mut inner, sends, now);
+        self.commit(inner, sends, now);
     }
 
     /// Advances escalation timers, ack timeouts and silences; refreshes Alertmanager.
     pub fn tick(&self, now: f64) {
         let mut inner = self.lock();
         let sends = inner.engine.tick(now);
-        self.commit(&mut inner, sends, now);
-        self.refresh(&mut inner, now);
+        let refreshes = self.refresh(&mut inner, now);
+        self.commit(inner, sends, now);
+        // Refreshes have no record; they go after this tick's recorded sends.
+        for (notifier, notification) in refreshes {
+            self.enqueue(&notifier, None, notification, now);
+        }
     }
 
     pub fn ack(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {
         let mut inner = self.lock();
         let sends = inner.engine.ack(id, by, now)?;
-        self.commit(&mut inner, sends, now);
-        inner.engine.alert(id).cloned().ok_or(Refusal::NotFound(id))
+        let alert = inner.engine.alert(id).cloned().ok_or(Refusal::NotFound(id));
+        self.commit(inner, sends, now);
+        alert
     }
 
     pub fn resolve(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {
         let mut inner = self.lock();
         let sends = inner.engine.resolve(id, by, now)?;
-        self.commit(&mut inner, sends, now);
-        inner.engine.alert(id).cloned().ok_or(Refusal::NotFound(id))
+        let alert = inner.engine.alert(id).cloned().ok_or(Refusal::NotFound(id));
+        self.commit(inner, sends, now);
+        alert
     }
 
     /// Adds a silence created through the API (kept in the store).
@@ -209,7 +284,7 @@ impl AlertService {
         self.store.save_silence(&silence.id, &body)?;
         let mut inner = self.lock();
         let sends = inner.engine.add_silence(silence, now);
-        self.commit(&mut inner, sends, now);
+        self.commit(inner, sends, now);
         Ok(())
     }
 
@@ -220,7 +295,7 @@ impl AlertService {
         }
         let mut inner = self.lock();
         let (_, sends) = inner.engine.remove_silence(id, now);
-        self.commit(&mut inner, sends, now);
+        self.commit(inner, sends, now);
         Ok(true)
     }
 
@@ -242,6 +317,28 @@ impl AlertService {
         alerts
     }
 
+    /// Counts of active alerts by state, for `/metrics`: no alert or timeline is copied.
+    pub fn alert_counts(&self, now: f64) -> AlertCounts {
+        let inner = self.lock();
+        let mut counts = AlertCounts::default();
+        for alert in inner.engine.alerts() {
+            match alert.state {
+                State::Firing => counts.firing += 1,
+                State::Acknowledged => counts.acknowledged += 1,
+                State::Resolved => continue,
+            }
+            counts.silenced += u64::from(alert.silenced);
+            counts.flapping += u64::from(alert.flapping);
+            if alert.state == State::Firing
+                && alert.severity == super::Severity::Page
+                && !alert.silenced
+            {
+                counts.oldest_unacked_page = counts.oldest_unacked_page.max(now - alert.firing_at);
+            }
+        }
+        counts
+    }
+
     pub fn alert(&self, id: u64) -> Option<Alert> {
         self.lock().engine.alert(id).cloned()
     }
@@ -251,13 +348,22 @@ impl AlertService {
         self.store.records(id).unwrap_or_default()
     }
 
+    /// The store the alerts are kept in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The next time the engine must act on its own.
     pub fn next_due(&self) -> Option<f64> {
         self.lock().engine.next_due()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queues(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Job>>> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn stored_silences(&self) -> Vec<Silence> {
@@ -269,13 +375,14 @@ impl AlertService {
             .collect()
     }
 
-    /// Persists what changed and the intended sends, then queues the sends that are new.
-    fn commit(&self, inner: &mut Inner, sends: Vec<Send>, now: f64) {
+    /// Takes what the engine changed and the sends it asked for, releases the engine lock,
+    /// and then persists and queues them (see [`flush`](Self::flush)).
+    fn commit(&self, mut inner: MutexGuard<'_, Inner>, sends: Vec<Send>, now: f64) {
         let changed = inner.engine.take_changed();
         if changed.is_empty() && sends.is_empty() {
             return;
         }
-        let rows: Vec<(u64, String, String, String)> = changed
+        let rows = changed
             .iter()
             .filter_map(|id| inner.engine.alert(*id))
             .map(|a| {
@@ -287,46 +394,71 @@ impl AlertService {
                 )
             })
             .collect();
-        let records: Vec<Record> = sends
-            .iter()
-            .map(|s| Record {
-                key: s.key(),
-                alert_id: s.alert_id,
-                notifier: s.notifier.clone(),
-                event: s.event.as_str().to_string(),
+        let mut records = Vec::with_capacity(sends.len());
+        let mut deliveries = Vec::with_capacity(sends.len());
+        for send in &sends {
+            let key = send.key();
+            records.push(Record {
+                key: key.clone(),
+                alert_id: send.alert_id,
+                notifier: send.notifier.clone(),
+                event: send.event.as_str().to_string(),
                 state: "intended".into(),
                 attempts: 0,
                 error: None,
                 created_at: now,
                 updated_at: now,
-            })
-            .collect();
-        let fresh = match self.store.persist(&rows, &records, now) {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                // Paging matters more than bookkeeping: send anyway and say so.
-                tracing::error!(error = %e, "cannot record alerts in the store; sending without a record");
-                records.iter().map(|r| r.key.clone()).collect()
-            }
-        };
-        for send in sends {
-            let key = send.key();
-            if !fresh.contains(&key) {
-                continue; // Recorded before (a restart replayed it): never send twice.
-            }
+            });
+            // The page says what the alert was when the engine decided, as before.
             if let Some(alert) = inner.engine.alert(send.alert_id) {
                 let notification = self.notification(alert, send.event, send.step);
-                enqueue(
-                    inner,
-                    &send.notifier,
-                    Some(key),
-                    notification,
-                    &self.store,
-                    now,
-                );
+                deliveries.push((key, send.notifier.clone(), notification));
             }
         }
         inner.engine.prune(KEEP_RESOLVED);
+        // Queued while the engine lock is held, so batches keep the engine's order.
+        self.outbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(Batch {
+                rows,
+                records,
+                deliveries,
+                now,
+            });
+        drop(inner);
+        self.flush();
+    }
+
+    /// Writes the batches waiting in the outbox, oldest first, and queues the deliveries of
+    /// records that are new. When it returns, the caller's batch is written: either this call
+    /// wrote it or the writer that held the lock did before letting go.
+    fn flush(&self) {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let batch = self
+                .outbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some(batch) = batch else {
+                return;
+            };
+            let fresh = match self.store.persist(&batch.rows, &batch.records, batch.now) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    // Paging matters more than bookkeeping: send anyway and say so.
+                    tracing::error!(error = %e, "cannot record alerts in the store; sending without a record");
+                    batch.records.iter().map(|r| r.key.clone()).collect()
+                }
+            };
+            for (key, notifier, notification) in batch.deliveries {
+                if !fresh.contains(&key) {
+                    continue; // Recorded before (a restart replayed it): never send twice.
+                }
+                self.enqueue(&notifier, Some(key), notification, batch.now);
+            }
+        }
     }
 
     /// Re-queues notifications that were recorded but not sent before a restart.
@@ -338,10 +470,11 @@ impl AlertService {
                 "re-queueing notifications recorded before a restart"
             );
         }
-        let mut inner = self.lock();
         let now = unix_now();
+        let mut queued = Vec::new();
+        let inner = self.lock();
         for record in unsent {
-            let Some(alert) = inner.engine.alert(record.alert_id).cloned() else {
+            let Some(alert) = inner.engine.alert(record.alert_id) else {
                 continue;
             };
             let event = match record.event.as_str() {
@@ -356,21 +489,18 @@ impl AlertService {
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let notification = self.notification(&alert, event, step);
-            enqueue(
-                &mut inner,
-                &record.notifier,
-                Some(record.key),
-                notification,
-                &self.store,
-                now,
-            );
+            let notification = self.notification(alert, event, step);
+            queued.push((record.notifier, record.key, notification));
+        }
+        drop(inner);
+        for (notifier, key, notification) in queued {
+            self.enqueue(&notifier, Some(key), notification, now);
         }
     }
 
     /// Alertmanager forgets an alert it does not hear about; re-send firing alerts to
-    /// notifiers that ask for it.
-    fn refresh(&self, inner: &mut Inner, now: f64) {
+    /// notifiers that ask for it. Returns what to queue once the engine lock is released.
+    fn refresh(&self, inner: &mut Inner, now: f64) -> Vec<(String, Notification)> {
         let mut due = Vec::new();
         for alert in inner
             .engine
@@ -391,13 +521,14 @@ impl AlertService {
                 }
             }
         }
+        let mut refreshes = Vec::with_capacity(due.len());
         for (id, name) in due {
             inner.refreshed.insert((id, name.clone()), now);
             if let Some(alert) = inner.engine.alert(id) {
-                let notification = self.notification(alert, Event::Trigger, 0);
-                enqueue(inner, &name, None, notification, &self.store, now);
+                refreshes.push((name, self.notification(alert, Event::Trigger, 0)));
             }
         }
+        refreshes
     }
 
     /// What a page says: what failed, where, since when, why, the ETA, the runbook, how to ack.
@@ -480,31 +611,30 @@ impl AlertService {
         }
     }
 
+    /// Hands a delivery to its notifier's worker; a record for a notifier that is gone is
+    /// marked failed (a closed queue leaves it intended, for the next start to send).
+    fn enqueue(&self, notifier: &str, key: Option<String>, notification: Notification, now: f64) {
+        let queue = self.queues().get(notifier).cloned();
+        match queue {
+            Some(queue) => {
+                let _ = queue.send(Job { key, notification });
+            }
+            None => {
+                let configured = self.lock().notifiers.contains_key(notifier);
+                if let Some(key) = key.filter(|_| !configured) {
+                    let _ = self
+                        .store
+                        .mark(&key, "failed", 0, Some("no such notifier"), now);
+                }
+            }
+        }
+    }
+
     fn finish(&self, job: &Job, state: &str, attempts: u32, error: Option<&str>) {
         if let Some(key) = &job.key
             && let Err(e) = self.store.mark(key, state, attempts, error, unix_now())
         {
             tracing::error!(error = %e, "cannot record a delivery");
-        }
-    }
-}
-
-fn enqueue(
-    inner: &mut Inner,
-    notifier: &str,
-    key: Option<String>,
-    notification: Notification,
-    store: &Store,
-    now: f64,
-) {
-    match inner.queues.get(notifier) {
-        Some(queue) => {
-            let _ = queue.send(Job { key, notification });
-        }
-        None => {
-            if let Some(key) = key {
-                let _ = store.mark(&key, "failed", 0, Some("no such notifier"), now);
-            }
         }
     }
 }

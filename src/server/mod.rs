@@ -70,10 +70,33 @@ impl Shared {
 pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .nest("/api/v1", api::routes())
         .merge(status_page::routes())
         .with_state(shared)
+}
+
+/// `ok`, or `degraded: …` with what is wrong with the store.
+///
+/// Always 200: `/healthz` is what liveness probes and load balancers ask, and restarting a
+/// daemon whose store was replaced brings nothing back (the copy is kept either way) while it
+/// keeps probing and paging from a fresh store. The body is what changes, so anything matching
+/// `^ok` (the built-in `self-healthz` probe does) fails, and `slowburn_store_errors_total`
+/// says the same to Prometheus.
+async fn healthz(State(shared): State<Shared>) -> String {
+    let store = &shared.store;
+    if let Some(replaced) = store.replaced() {
+        return format!(
+            "degraded: store {} was unreadable at start ({}); kept a copy at {} and started fresh, so alerts, silences and history from before are not restored\n",
+            store.path(),
+            replaced.reason,
+            replaced.kept.display()
+        );
+    }
+    match store.failing() {
+        Some(error) => format!("degraded: store {}: {error}\n", store.path()),
+        None => "ok\n".to_string(),
+    }
 }
 
 /// Streams the exposition: it is rendered on a blocking thread in chunks that go out as they

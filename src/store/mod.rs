@@ -6,10 +6,12 @@
 //! even if the process dies the next instant. The store knows nothing of probes or
 //! notifiers beyond the plain rows it is given.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 /// One row of signal history.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,23 +35,68 @@ pub struct Record {
     pub updated_at: f64,
 }
 
+/// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("store {path}: {source}")]
-pub struct StoreError {
-    path: String,
-    source: rusqlite::Error,
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "store {path} has schema version {found}; this slowburn knows up to {known} — upgrade slowburn or point storage.path elsewhere"
+    )]
+    TooNew {
+        path: String,
+        found: u32,
+        known: u32,
+    },
+    #[error("store {path} is unreadable even after the old file was set aside: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("store {path} is unreadable ({reason}) and cannot be set aside: {source}")]
+    SetAside {
+        path: String,
+        reason: String,
+        source: std::io::Error,
+    },
+}
+
+/// A store file that could not be read at start and was renamed so a fresh one could begin:
+/// alerts, records, silences and history of before are in the kept copy, not in this store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replaced {
+    /// What was wrong with it ("file is not a database", or `quick_check`'s first complaint).
+    pub reason: String,
+    /// Where the unreadable file is kept (`<path>.corrupt-<unix time>`).
+    pub kept: PathBuf,
 }
 
 /// The store. Calls are short and synchronous; the connection is shared behind a mutex.
 pub struct Store {
     path: String,
     db: Mutex<Connection>,
+    replaced: Option<Replaced>,
+    /// Failed reads and writes since start, and the latest failure while it is the latest
+    /// outcome (cleared by the next call that succeeds): `/healthz` and the metrics read them.
+    failures: AtomicU64,
+    failing: Mutex<Option<String>>,
 }
 
-const SCHEMA: &str = "
+/// Settings of the connection, applied on every open (they are not part of the schema).
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
+";
+
+/// The schema, one migration per version: `MIGRATIONS[i]` takes a store from version `i` to
+/// `i + 1`. A migration that has shipped is never edited, only followed by new ones; each
+/// store made by an older slowburn is kept under `tests/fixtures/store/` and opened by a test.
+///
+/// Version 1 is the schema from before versions were recorded. Its statements say
+/// `IF NOT EXISTS` so that such a store (user_version 0, with these tables) is upgraded by
+/// running it again, which changes nothing that is there.
+const MIGRATIONS: &[&str] = &["
 CREATE TABLE IF NOT EXISTS samples (
     probe TEXT NOT NULL, signal TEXT NOT NULL, t REAL NOT NULL, v REAL NOT NULL
 );
@@ -66,25 +113,119 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_by_alert ON notifications (alert_id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
-";
+"];
+
+/// The schema version this code writes and the newest it can read.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Why an existing file cannot be opened as it is.
+enum Unusable {
+    /// Not a database, or damaged: set it aside and start fresh.
+    Corrupt(String),
+    Other(StoreError),
+}
 
 impl Store {
     /// Opens (or creates) the store at `path`; `:memory:` for tests.
+    ///
+    /// A store of an older schema is upgraded in one transaction; one of a newer schema is
+    /// refused without writing to it. A file that is not a database or fails
+    /// `PRAGMA quick_check` is renamed to `<path>.corrupt-<unix time>` and a fresh store
+    /// begins, which [`replaced`](Self::replaced) reports: losing the alerts is bad, but a
+    /// prober that refuses to start pages nobody.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let display = path.display().to_string();
-        let err = |source| StoreError {
-            path: display.clone(),
-            source,
-        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let db = Connection::open(path).map_err(err)?;
-        db.execute_batch(SCHEMA).map_err(err)?;
+        let (db, replaced) = match Self::open_existing(path, &display) {
+            Ok(db) => (db, None),
+            Err(Unusable::Other(e)) => return Err(e),
+            Err(Unusable::Corrupt(reason)) => {
+                let kept = set_aside(path).map_err(|source| StoreError::SetAside {
+                    path: display.clone(),
+                    reason: reason.clone(),
+                    source,
+                })?;
+                tracing::error!(store = %path.display(), %reason, kept = %kept.display(),
+                    "the store is unreadable: kept a copy and started a fresh one; alerts, silences and history from before are lost");
+                let db = Self::open_existing(path, &display).map_err(|e| match e {
+                    Unusable::Other(e) => e,
+                    Unusable::Corrupt(reason) => StoreError::Unreadable {
+                        path: display.clone(),
+                        reason,
+                    },
+                })?;
+                (db, Some(Replaced { reason, kept }))
+            }
+        };
         Ok(Store {
             path: display,
             db: Mutex::new(db),
+            replaced,
+            failures: AtomicU64::new(0),
+            failing: Mutex::new(None),
         })
+    }
+
+    /// Opens the file, checks it, and upgrades its schema.
+    fn open_existing(path: &Path, display: &str) -> Result<Connection, Unusable> {
+        let err = |source: rusqlite::Error| match &source {
+            rusqlite::Error::SqliteFailure(e, _)
+                if matches!(e.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) =>
+            {
+                Unusable::Corrupt(source.to_string())
+            }
+            _ => Unusable::Other(StoreError::Sqlite {
+                path: display.to_string(),
+                source,
+            }),
+        };
+        let mut db = Connection::open(path).map_err(err)?;
+        // Read the version before anything writes: a newer store is left byte for byte as
+        // it was (setting WAL mode would already write to it).
+        let found: u32 = db
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(err)?;
+        if found > SCHEMA_VERSION {
+            return Err(Unusable::Other(StoreError::TooNew {
+                path: display.to_string(),
+                found,
+                known: SCHEMA_VERSION,
+            }));
+        }
+        let verdict: String = db
+            .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
+            .map_err(err)?;
+        if verdict != "ok" {
+            return Err(Unusable::Corrupt(verdict));
+        }
+        db.execute_batch(PRAGMAS).map_err(err)?;
+        migrate(&mut db, MIGRATIONS).map_err(err)?;
+        Ok(db)
+    }
+
+    /// Where the store is, as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Set when the file at start was unreadable and a fresh store replaced it.
+    pub fn replaced(&self) -> Option<&Replaced> {
+        self.replaced.as_ref()
+    }
+
+    /// Reads and writes that failed since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The error of the latest call, when the latest call failed.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn with<T>(
@@ -92,10 +233,23 @@ impl Store {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut db).map_err(|source| StoreError {
-            path: self.path.clone(),
-            source,
-        })
+        let result = f(&mut db);
+        drop(db);
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(value) => {
+                *failing = None;
+                Ok(value)
+            }
+            Err(source) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                *failing = Some(source.to_string());
+                Err(StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
     }
 
     /// Appends samples in one transaction.
@@ -284,6 +438,66 @@ impl Store {
     }
 }
 
+/// Brings a store from its `user_version` to `migrations.len()`, in one transaction: a crash
+/// halfway leaves the old version, never a mix.
+fn migrate(db: &mut Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let target = migrations.len() as u32;
+    if found >= target {
+        return Ok(());
+    }
+    if found == 0 {
+        let tables: u32 = tx.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'",
+            [],
+            |row| row.get(0),
+        )?;
+        if tables > 0 {
+            tracing::info!("store predates schema versions: it is version 1");
+        }
+    }
+    for (from, migration) in migrations.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(migration)?;
+        tracing::debug!(from, to = from + 1, "store schema migrated");
+    }
+    // The version is in the file's header, written in the same transaction as the tables.
+    tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
+    tx.commit()?;
+    if found > 0 {
+        tracing::info!(from = found, to = target, "store schema upgraded");
+    }
+    Ok(())
+}
+
+/// Renames an unreadable store (and its WAL, which belongs to it) out of the way, to
+/// `<path>.corrupt-<unix time>`. The shared-memory index is only a cache of the WAL and is
+/// removed, so the fresh store does not start from a stale one.
+fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let with_suffix = |p: &Path, suffix: &str| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    // Never over an earlier copy (two bad starts within a second).
+    let mut kept = with_suffix(path, &format!(".corrupt-{now}"));
+    let mut n = 1;
+    while kept.exists() {
+        kept = with_suffix(path, &format!(".corrupt-{now}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &kept)?;
+    let wal = with_suffix(path, "-wal");
+    if wal.exists() {
+        std::fs::rename(&wal, with_suffix(&kept, "-wal"))?;
+    }
+    let _ = std::fs::remove_file(with_suffix(path, "-shm"));
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +577,160 @@ mod tests {
         let unsent: Vec<String> = s.unsent().unwrap().into_iter().map(|r| r.key).collect();
         assert_eq!(unsent, ["b"]);
         assert_eq!(s.alerts(10).unwrap(), ["{}"]);
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("slowburn-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.db")
+    }
+
+    #[test]
+    fn migrations_run_once_each_from_the_stored_version() {
+        let mut db = Connection::open_in_memory().unwrap();
+        let steps = [
+            "CREATE TABLE a (x INTEGER);",
+            "ALTER TABLE a ADD COLUMN y INTEGER; INSERT INTO a VALUES (1, 2);",
+        ];
+        migrate(&mut db, &steps[..1]).unwrap();
+        db.execute("INSERT INTO a VALUES (7)", []).unwrap();
+        // Version 1 to 2 runs only the second step; running again changes nothing.
+        migrate(&mut db, &steps).unwrap();
+        migrate(&mut db, &steps).unwrap();
+        let version: u32 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let rows: Vec<(i64, Option<i64>)> = db
+            .prepare("SELECT x, y FROM a ORDER BY x")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!((version, rows), (2, vec![(1, Some(2)), (7, None)]));
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_old_version() {
+        let mut db = Connection::open_in_memory().unwrap();
+        let steps = [
+            "CREATE TABLE a (x INTEGER);",
+            "CREATE TABLE b (y); nonsense;",
+        ];
+        migrate(&mut db, &steps[..1]).unwrap();
+        assert!(migrate(&mut db, &steps).is_err());
+        let version: u32 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let b: u32 = db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((version, b), (1, 0));
+    }
+
+    #[test]
+    fn a_new_store_has_the_current_version() {
+        let path = temp("new");
+        drop(Store::open(&path).unwrap());
+        let db = Connection::open(&path).unwrap();
+        let version: u32 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_kept_aside() {
+        let path = temp("garbage");
+        let garbage = b"this is not sqlite, it is a text file someone wrote here\n".repeat(100);
+        std::fs::write(&path, &garbage).unwrap();
+        let s = Store::open(&path).unwrap();
+        let replaced = s.replaced().cloned().expect("the file was replaced");
+        assert!(replaced.reason.contains("not a database"), "{replaced:?}");
+        assert!(
+            replaced
+                .kept
+                .to_string_lossy()
+                .starts_with(&format!("{}.corrupt-", path.display())),
+            "{replaced:?}"
+        );
+        assert_eq!(std::fs::read(&replaced.kept).unwrap(), garbage);
+        // The fresh store works.
+        s.save_silence("x", "{}").unwrap();
+        assert_eq!(s.silences().unwrap(), ["{}"]);
+        drop(s);
+        assert!(Store::open(&path).unwrap().replaced().is_none());
+    }
+
+    #[test]
+    fn a_damaged_page_is_caught_by_the_check() {
+        let path = temp("damaged");
+        {
+            let s = Store::open(&path).unwrap();
+            let rows: Vec<(&str, &str, Sample)> = (0..2000)
+                .map(|i| {
+                    (
+                        "p",
+                        "rss",
+                        Sample {
+                            t: i as f64,
+                            v: 1.0,
+                        },
+                    )
+                })
+                .collect();
+            s.append_samples(&rows).unwrap();
+        }
+        // Overwrite everything after the first page (the header and schema stay readable).
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 3 * 4096);
+        for b in &mut bytes[4096..] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let s = Store::open(&path).unwrap();
+        let replaced = s.replaced().cloned().expect("the damage was noticed");
+        assert_eq!(std::fs::read(&replaced.kept).unwrap(), bytes);
+        assert!(s.samples("p", "rss", 0.0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn failures_are_counted_and_the_latest_is_shown_until_a_call_succeeds() {
+        let s = store();
+        s.with(|db| db.execute_batch("DROP TABLE silences"))
+            .unwrap();
+        assert!(s.silences().is_err());
+        assert_eq!(s.failures(), 1);
+        assert!(s.failing().unwrap().contains("silences"));
+        s.samples("p", "rss", 0.0).unwrap();
+        assert_eq!((s.failures(), s.failing()), (1, None));
+    }
+
+    #[test]
+    fn a_second_bad_file_in_the_same_second_keeps_both_copies() {
+        let path = temp("twice");
+        let mut kept = Vec::new();
+        for text in ["first bad file", "second bad file"] {
+            std::fs::write(&path, text.repeat(100)).unwrap();
+            let s = Store::open(&path).unwrap();
+            kept.push(s.replaced().unwrap().kept.clone());
+        }
+        assert_ne!(kept[0], kept[1]);
+        assert!(
+            std::fs::read_to_string(&kept[0])
+                .unwrap()
+                .starts_with("first")
+        );
+        assert!(
+            std::fs::read_to_string(&kept[1])
+                .unwrap()
+                .starts_with("second")
+        );
     }
 }
