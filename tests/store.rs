@@ -56,6 +56,12 @@ fn a_version_1_store_is_upgraded_without_loss() {
         web.timeline
     );
     assert_eq!(alert("db").state, State::Resolved);
+    // Version 2 gave each alert its typed origin (all three are run alerts).
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a.origin == slowburn::alert::Origin::Run)
+    );
     assert!(alert("api").silenced);
 
     let records: Vec<(String, String)> = [web.id, alert("db").id, alert("api").id]

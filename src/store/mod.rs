@@ -96,7 +96,8 @@ PRAGMA busy_timeout = 5000;
 /// Version 1 is the schema from before versions were recorded. Its statements say
 /// `IF NOT EXISTS` so that such a store (user_version 0, with these tables) is upgraded by
 /// running it again, which changes nothing that is there.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS samples (
     probe TEXT NOT NULL, signal TEXT NOT NULL, t REAL NOT NULL, v REAL NOT NULL
 );
@@ -113,7 +114,24 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_by_alert ON notifications (alert_id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
-"];
+",
+    MIGRATION_2_ORIGINS,
+];
+
+/// Version 2: every alert carries its typed origin. Alerts written before had only a reason
+/// label; this is the one place that reads a reason to learn an origin, once, for those rows.
+const MIGRATION_2_ORIGINS: &str = "
+UPDATE alerts SET body = json_set(body, '$.origin', json(CASE
+    WHEN json_extract(body, '$.reason') LIKE 'drift:%'
+        THEN json_object('type', 'trend', 'signal', substr(json_extract(body, '$.reason'), 7))
+    WHEN json_extract(body, '$.reason') LIKE 'change:%'
+        THEN json_object('type', 'change', 'signal', substr(json_extract(body, '$.reason'), 8))
+    WHEN json_extract(body, '$.reason') LIKE 'burn:%'
+        THEN json_object('type', 'burn', 'severity', substr(json_extract(body, '$.reason'), 6))
+    ELSE json_object('type', 'run')
+END))
+WHERE json_extract(body, '$.origin') IS NULL;
+";
 
 /// The schema version this code writes and the newest it can read.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -610,6 +628,55 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!((version, rows), (2, vec![(1, Some(2)), (7, None)]));
+    }
+
+    #[test]
+    fn alerts_written_before_origins_get_theirs_from_their_reason() {
+        let mut db = Connection::open_in_memory().unwrap();
+        migrate(&mut db, &MIGRATIONS[..1]).unwrap();
+        for (id, reason) in [
+            (1, "connect"),
+            (2, "drift:rss"),
+            (3, "change:latency"),
+            (4, "burn:ticket"),
+        ] {
+            let body = serde_json::json!({"id": id, "reason": reason}).to_string();
+            db.execute(
+                "INSERT INTO alerts (id, dedup_key, state, updated_at, body) VALUES (?1, 'k', 'firing', 0, ?2)",
+                rusqlite::params![id, body],
+            )
+            .unwrap();
+        }
+        migrate(&mut db, MIGRATIONS).unwrap();
+        let origins: Vec<serde_json::Value> = db
+            .prepare("SELECT body FROM alerts ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|b| {
+                serde_json::from_str::<serde_json::Value>(&b.unwrap()).unwrap()["origin"].clone()
+            })
+            .collect();
+        let typed: Vec<crate::alert::Origin> = origins
+            .iter()
+            .map(|o| serde_json::from_value(o.clone()).unwrap())
+            .collect();
+        use crate::alert::Origin;
+        assert_eq!(
+            typed,
+            [
+                Origin::Run,
+                Origin::Trend {
+                    signal: "rss".into()
+                },
+                Origin::Change {
+                    signal: "latency".into()
+                },
+                Origin::Burn {
+                    severity: crate::detect::Severity::Ticket
+                },
+            ]
+        );
     }
 
     #[test]
