@@ -23,6 +23,13 @@ pub const fn gauge(name: &'static str, help: &'static str) -> Family {
     }
 }
 
+/// The number a query returned, shared by the kinds that run one (`postgres:` with `query:`,
+/// `prometheus:`), so dashboards read one family whichever source the number came from.
+pub const QUERY_VALUE: Family = gauge(
+    "probe_query_value",
+    "The number a query probe (postgres query:, prometheus:) returned.",
+);
+
 /// One signal a probe kind produces.
 #[derive(Debug)]
 pub struct Signal {

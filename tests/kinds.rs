@@ -56,6 +56,12 @@ fn rows() -> Vec<Row> {
             hung_phase: "connect",
             refused_reason: "connect",
         },
+        Row {
+            kind: "prometheus",
+            section: Some(|a| format!("prometheus: {{url: 'http://{a}', query: 'up'}}")),
+            hung_phase: "query",
+            refused_reason: "connect",
+        },
         // Process probes read /proc on this machine: there is no peer to hang or refuse.
         Row {
             kind: "process",

@@ -721,3 +721,174 @@ async fn prometheus_scrapes_and_queries_the_exposition() {
     .await
     .expect("the Prometheus test took longer than its limit");
 }
+
+/// A scrape target the test controls: two series of `orders_created_total`.
+async fn orders_exporter() -> SocketAddr {
+    serve_forever("text/plain; version=0.0.4", || {
+        "# TYPE orders_created_total counter\n\
+         orders_created_total{partner=\"a\"} 5\n\
+         orders_created_total{partner=\"b\"} 7\n"
+            .to_string()
+    })
+    .await
+}
+
+/// A loopback HTTP server answering every request with `body()` as `content_type`.
+async fn serve_forever(
+    content_type: &'static str,
+    body: impl Fn() -> String + Send + Sync + 'static,
+) -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = std::sync::Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let text = body();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    text.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(text.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Builds a one-probe config around a `prometheus:` section and runs it once.
+async fn query_probe(section: &str, timeout: &str) -> slowburn::probe::Outcome {
+    use slowburn::config::{self, Source};
+    use slowburn::probe::{self, BuildContext, net::NetContext};
+    let text = format!(
+        "probes:\n  - name: q\n    interval: 60s\n    timeout: {timeout}\n    prometheus: {section}\n"
+    );
+    let ctx = BuildContext {
+        net: std::sync::Arc::new(NetContext::new()),
+    };
+    let config = config::load(
+        &Source::Text {
+            name: "query.yaml".into(),
+            text,
+        },
+        &ctx,
+    )
+    .unwrap_or_else(|errors| panic!("config errors: {errors:#?}"));
+    probe::execute(&config.probes[0].probe, config.probes[0].timeout).await
+}
+
+fn reason(outcome: &slowburn::probe::Outcome) -> (&'static str, String) {
+    let failure = outcome
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("expected a failure: {outcome:#?}"));
+    (failure.reason(), failure.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_query_probes_against_a_real_prometheus() {
+    let Some(binary) = tool("prometheus") else {
+        return;
+    };
+    let run = async {
+        let client = client();
+        let exporter = orders_exporter().await;
+        let mut prom = Prometheus::start(&binary, exporter);
+        let started = Instant::now();
+        let info = format!("{}/api/v1/status/buildinfo", prom.url);
+        while prom.api(&client, &info).await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "prometheus never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        prom.query_until_some(&client, "orders_created_total", Duration::from_secs(20))
+            .await;
+        let url = prom.url.clone();
+
+        // One series: the signal `value`, checked against expect.
+        let one = query_probe(
+            &format!("{{url: '{url}', query: 'sum(orders_created_total)', expect: {{min: 10}}}}"),
+            "5s",
+        )
+        .await;
+        assert!(one.success, "{one:#?}");
+        assert_eq!(one.signal("value"), Some(12.0));
+
+        // Several series: each judged, none silently dropped; the failing one is named.
+        let each = query_probe(
+            &format!("{{url: '{url}', query: 'orders_created_total', expect: {{min: 6}}}}"),
+            "5s",
+        )
+        .await;
+        let (why, message) = reason(&each);
+        assert_eq!(why, "value", "{message}");
+        assert!(message.contains("partner=\"a\""), "{message}");
+        assert_eq!(each.signal("series"), Some(2.0));
+        assert_eq!(
+            each.signal("value"),
+            None,
+            "several series have no single value"
+        );
+
+        let bounded = query_probe(
+            &format!("{{url: '{url}', query: 'orders_created_total', max_series: 1}}"),
+            "5s",
+        )
+        .await;
+        assert_eq!(reason(&bounded).0, "cardinality");
+
+        let empty = query_probe(&format!("{{url: '{url}', query: 'no_such_metric'}}"), "5s").await;
+        assert_eq!(reason(&empty).0, "no_data");
+        let allowed = query_probe(
+            &format!("{{url: '{url}', query: 'no_such_metric', on_no_data: ok}}"),
+            "5s",
+        )
+        .await;
+        assert!(allowed.success, "{allowed:#?}");
+
+        // Prometheus' own message comes through.
+        let bad = query_probe(&format!("{{url: '{url}', query: 'sum('}}"), "5s").await;
+        let (why, message) = reason(&bad);
+        assert_eq!(why, "prometheus");
+        assert!(message.contains("bad_data"), "{message}");
+
+        let nan = query_probe(&format!("{{url: '{url}', query: 'vector(0) / 0'}}"), "5s").await;
+        let (why, message) = reason(&nan);
+        assert_eq!(why, "query");
+        assert!(message.contains("NaN"), "{message}");
+        drop(prom);
+
+        // A server that is not Prometheus, one that never answers, and none at all.
+        let html = serve_forever("text/html", || "<html>login</html>".into()).await;
+        let page = query_probe(&format!("{{url: 'http://{html}', query: 'up'}}"), "5s").await;
+        let (why, message) = reason(&page);
+        assert_eq!(why, "prometheus");
+        assert!(message.contains("HTML"), "{message}");
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hung_addr = silent.local_addr().unwrap();
+        let hung = query_probe(
+            &format!("{{url: 'http://{hung_addr}', query: 'up'}}"),
+            "500ms",
+        )
+        .await;
+        let (why, message) = reason(&hung);
+        assert_eq!(why, "timeout");
+        assert!(message.contains("in phase query"), "{message}");
+        drop(silent);
+
+        let down = query_probe(&format!("{{url: 'http://{hung_addr}', query: 'up'}}"), "5s").await;
+        let (why, message) = reason(&down);
+        assert_eq!(why, "connect", "{message}");
+    };
+    tokio::time::timeout(TEST_LIMIT, run)
+        .await
+        .expect("the test finished in time");
+}

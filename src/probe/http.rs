@@ -710,7 +710,7 @@ fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
 }
 
 /// Standard base64 with padding, for the basic-auth header.
-fn base64(input: &[u8]) -> String {
+pub(crate) fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

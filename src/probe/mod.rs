@@ -14,6 +14,7 @@ pub mod http;
 pub mod net;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod tcp;
 
 use std::sync::Arc;
@@ -103,6 +104,7 @@ kinds! {
     dns => Dns(dns::DnsProbe),
     process => Process(process::ProcessProbe),
     postgres => Postgres(postgres::PostgresProbe),
+    prometheus => Prometheus(prometheus::PrometheusProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -292,6 +294,12 @@ pub enum Failure {
     Database(String),
     #[error("query: {0}")]
     Query(String),
+    #[error("no data: {0}")]
+    NoData(String),
+    #[error("cardinality: {0}")]
+    Cardinality(String),
+    #[error("prometheus: {0}")]
+    Prometheus(String),
 }
 
 impl Failure {
@@ -319,6 +327,9 @@ impl Failure {
             Failure::Auth(_) => "auth",
             Failure::Database(_) => "database",
             Failure::Query(_) => "query",
+            Failure::NoData(_) => "no_data",
+            Failure::Cardinality(_) => "cardinality",
+            Failure::Prometheus(_) => "prometheus",
         }
     }
 }

@@ -37,7 +37,7 @@ use super::net::TlsSpec;
 use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
 use crate::config::units::{Secret, format_duration, parse_duration};
 use crate::config::yaml::Spanned;
-use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::signal::{Family, KindInfo, QUERY_VALUE, Signal, Unit, gauge};
 
 const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(5);
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -1407,10 +1407,6 @@ const CONNECTIONS_RATIO: Family = gauge(
 const CREEPING: Family = gauge(
     "probe_pg_creeping_statements",
     "Statements whose mean time in the last interval rose above max_mean_increase over their baseline.",
-);
-const QUERY_VALUE: Family = gauge(
-    "probe_query_value",
-    "The number a postgres query: probe returned.",
 );
 
 #[cfg(test)]
