@@ -115,6 +115,14 @@ families! {
     OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
 }
 
+/// Every label name the exposition writes itself. A probe's own `labels:` may use none of
+/// them: a sample with a label name twice makes Prometheus reject the whole scrape, every
+/// probe's samples with it. `Out::line` checks in debug builds that nothing else is written.
+pub const LABEL_NAMES: &[&str] = &[
+    "probe", "kind", "phase", "reason", "signal", "detector", "window", "state", "notifier",
+    "result", "le", "version",
+];
+
 /// Signals that map one-to-one onto a per-probe gauge.
 const SIGNAL_GAUGES: &[(&str, &Family)] = &[
     ("status", &PROBE_HTTP_STATUS),
@@ -265,6 +273,10 @@ impl Out<'_> {
         if !self.open {
             return;
         }
+        debug_assert!(
+            extra.iter().all(|(key, _)| LABEL_NAMES.contains(key)),
+            "a label name missing from LABEL_NAMES in {extra:?}"
+        );
         let buf = &mut self.buf;
         buf.push_str(name);
         if !labels.is_empty() || !extra.is_empty() {

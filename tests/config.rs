@@ -24,6 +24,31 @@ type Expected = (usize, usize, &'static str);
 
 /// One row per fixture: the errors expected.
 const INVALID: &[(&str, &[Expected])] = &[
+    (
+        "alias-bomb.yaml",
+        &[(6, 45, "aliases expand to more than 100000 nodes")],
+    ),
+    (
+        "second-document.yaml",
+        &[(4, 1, "a probe file holds one YAML document")],
+    ),
+    (
+        "duplicate-label.yaml",
+        &[(3, 26, "probe \"one\": labels: duplicate key `team`")],
+    ),
+    (
+        "duplicate-section.yaml",
+        &[(4, 1, "duplicate key `probes`, first at 1:1")],
+    ),
+    (
+        "reserved-labels.yaml",
+        &[
+            (3, 14, "labels: `detector` is set by slowburn itself"),
+            (3, 27, "labels: `window` is set by slowburn itself"),
+            (3, 38, "names starting with `__` are reserved by Prometheus"),
+            (3, 51, "labels: `version` is set by slowburn itself"),
+        ],
+    ),
     ("malformed.yaml", &[(4, 3, "invalid YAML")]),
     (
         "wrong-type.yaml",

@@ -46,10 +46,6 @@ const SECTIONS: &[&str] = &[
     "policies",
     "silences",
 ];
-/// Label names that slowburn sets itself.
-const RESERVED_LABELS: &[&str] = &[
-    "probe", "kind", "phase", "signal", "le", "state", "notifier", "result", "reason",
-];
 
 /// A validated configuration: every probe built and ready to run.
 #[derive(Debug)]
@@ -350,8 +346,20 @@ impl<'c> Loader<'c> {
                 );
             }
         };
+        let mut sections: HashMap<&str, Pos> = HashMap::new();
         for (key, value) in entries {
-            match key.as_str().unwrap_or("") {
+            let name = key.as_str().unwrap_or("");
+            if let Some(first) = sections.get(name) {
+                // Two `probes:` would otherwise be merged silently (YAML says keys are unique).
+                let message = format!(
+                    "duplicate key `{name}`, first at {}:{}",
+                    first.line, first.col
+                );
+                self.error(file, Some(key.pos), message);
+                continue;
+            }
+            sections.insert(name, key.pos);
+            match name {
                 "server" => self.section(file, value, |l, f, p, s| {
                     set_once(&mut l.server, &mut l.errors, "server", f, p, s)
                 }),
@@ -733,7 +741,17 @@ impl<'c> Loader<'c> {
                 .chars()
                 .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-            if !valid || key.is_empty() || key.starts_with("__") {
+            if key.starts_with("__") {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!(
+                        "{ctx}labels: {:?}: names starting with `__` are reserved by Prometheus",
+                        key.value
+                    ),
+                );
+                ok = false;
+            } else if !valid || key.is_empty() {
                 self.error(
                     &file,
                     Some(key.pos),
@@ -743,7 +761,7 @@ impl<'c> Loader<'c> {
                     ),
                 );
                 ok = false;
-            } else if RESERVED_LABELS.contains(&key.as_str()) {
+            } else if crate::metrics::LABEL_NAMES.contains(&key.as_str()) {
                 self.error(
                     &file,
                     Some(key.pos),
