@@ -37,12 +37,51 @@ pub struct HttpSpec {
     pub body: Option<String>,
     pub basic_auth: Option<BasicAuthSpec>,
     pub bearer_token: Option<Spanned<String>>,
-    pub follow_redirects: Option<bool>,
+    pub follow_redirects: Option<Spanned<FollowSpec>>,
     pub max_redirects: Option<u32>,
     pub max_body: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
     pub resolver: Option<Vec<Spanned<String>>>,
     pub expect: Option<HttpExpectSpec>,
+}
+
+/// `follow_redirects:` as written: `true`, `false` or `same_host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowSpec {
+    Bool(bool),
+    Word(Follow),
+}
+
+impl<'de> Deserialize<'de> for FollowSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FollowSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or same_host")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<FollowSpec, E> {
+                Ok(FollowSpec::Bool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FollowSpec, E> {
+                match v {
+                    "same_host" => Ok(FollowSpec::Word(Follow::SameHost)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Which redirects a probe follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    Never,
+    Always,
+    /// Only to the host name of the configured URL (any scheme or port); a redirect to
+    /// another host fails the run with reason `redirect`.
+    SameHost,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,9 +109,11 @@ pub struct HttpExpectSpec {
 pub struct HttpProbe {
     url: Uri,
     method: Method,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Each header and whether it is a credential: `Authorization`, `Proxy-Authorization`,
+    /// `Cookie` and any header whose value is a secret are sent to the configured origin only.
+    headers: Vec<(HeaderName, HeaderValue, Credential)>,
     body: Bytes,
-    follow_redirects: bool,
+    follow: Follow,
     max_redirects: u32,
     max_body: u64,
     tls: Arc<ClientConfig>,
@@ -101,6 +142,32 @@ impl Expect {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct StatusRange(u16, u16);
+
+/// Whether a header may cross a redirect to another origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    No,
+    Yes,
+}
+
+/// Headers that carry credentials whatever their value, as curl and Go's client treat them.
+fn is_credential_header(name: &HeaderName) -> bool {
+    name == http::header::AUTHORIZATION
+        || name == http::header::PROXY_AUTHORIZATION
+        || name == http::header::COOKIE
+}
+
+/// Scheme, host (lower case) and port: credentials go to the configured origin and no other,
+/// so a redirect from https to http on the same host drops them too (they would travel in
+/// cleartext).
+fn origin(url: &Uri) -> (String, String, u16) {
+    let https = url.scheme() == Some(&http::uri::Scheme::HTTPS);
+    (
+        url.scheme_str().unwrap_or("http").to_ascii_lowercase(),
+        url.host().unwrap_or_default().to_ascii_lowercase(),
+        url.port_u16().unwrap_or(if https { 443 } else { 80 }),
+    )
+}
 
 fn parse_status(text: &str) -> Result<StatusRange, String> {
     let err = || {
@@ -170,7 +237,8 @@ impl HttpProbe {
                 );
                 continue;
             };
-            let text = if value.starts_with("env:") || value.starts_with("file:") {
+            let secret = value.starts_with("env:") || value.starts_with("file:");
+            let text = if secret {
                 match Secret::resolve(value) {
                     Ok(secret) => secret.expose().to_string(),
                     Err(m) => {
@@ -183,8 +251,14 @@ impl HttpProbe {
             };
             match HeaderValue::from_str(&text) {
                 Ok(mut v) => {
-                    v.set_sensitive(header == http::header::AUTHORIZATION);
-                    headers.push((header, v));
+                    let credential = secret || is_credential_header(&header);
+                    v.set_sensitive(credential);
+                    let credential = if credential {
+                        Credential::Yes
+                    } else {
+                        Credential::No
+                    };
+                    headers.push((header, v, credential));
                 }
                 Err(_) => fail(
                     value.pos,
@@ -200,7 +274,7 @@ impl HttpProbe {
                         base64(format!("{}:{}", auth.username, password.expose()).as_bytes());
                     if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
                         v.set_sensitive(true);
-                        headers.push((http::header::AUTHORIZATION, v));
+                        headers.push((http::header::AUTHORIZATION, v, Credential::Yes));
                     }
                 }
                 Err(m) => fail(auth.password.pos, "basic_auth.password", m),
@@ -211,7 +285,7 @@ impl HttpProbe {
                 Ok(token) => match HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
                     Ok(mut v) => {
                         v.set_sensitive(true);
-                        headers.push((http::header::AUTHORIZATION, v));
+                        headers.push((http::header::AUTHORIZATION, v, Credential::Yes));
                     }
                     Err(_) => fail(
                         spec.bearer_token.as_ref().map_or(pos, |t| t.pos),
@@ -247,7 +321,11 @@ impl HttpProbe {
             method,
             headers,
             body: Bytes::from(spec.body.unwrap_or_default()),
-            follow_redirects: spec.follow_redirects.unwrap_or(true),
+            follow: match spec.follow_redirects.map(|f| f.value) {
+                None | Some(FollowSpec::Bool(true)) => Follow::Always,
+                Some(FollowSpec::Bool(false)) => Follow::Never,
+                Some(FollowSpec::Word(follow)) => follow,
+            },
             max_redirects: spec.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             max_body,
             tls,
@@ -267,20 +345,30 @@ impl HttpProbe {
         let mut body = self.body.clone();
         let mut seen = HashSet::new();
         let mut redirects = 0u32;
+        let home = origin(&self.url);
         let response = loop {
-            let response = self.exchange(&url, &method, body.clone(), trace).await?;
+            let credentials = origin(&url) == home;
+            let response = self
+                .exchange(&url, &method, body.clone(), credentials, trace)
+                .await?;
             let location = response
                 .head
                 .headers
                 .get(http::header::LOCATION)
                 .and_then(|l| l.to_str().ok());
             let is_redirect = matches!(response.head.status.as_u16(), 301 | 302 | 303 | 307 | 308);
-            let (true, true, Some(location)) = (self.follow_redirects, is_redirect, location)
+            let (true, true, Some(location)) =
+                (self.follow != Follow::Never, is_redirect, location)
             else {
                 break response;
             };
             let next = resolve_location(&url, location)
                 .map_err(|m| Failure::Redirect(format!("bad Location {location:?}: {m}")))?;
+            if self.follow == Follow::SameHost && origin(&next).1 != home.1 {
+                return Err(Failure::Redirect(format!(
+                    "to another host, {next}, not followed (follow_redirects: same_host)"
+                )));
+            }
             seen.insert(url.to_string());
             redirects += 1;
             trace.signal("redirects", redirects as f64);
@@ -299,6 +387,11 @@ impl HttpProbe {
                 "redirect {} → {next}",
                 response.head.status.as_u16()
             ));
+            if origin(&next) != home && self.headers.iter().any(|h| h.2 == Credential::Yes) {
+                trace.notes.push(format!(
+                    "credentials not sent to {next}: another scheme, host or port than the probe's URL"
+                ));
+            }
             if response.head.status == http::StatusCode::SEE_OTHER
                 || (matches!(response.head.status.as_u16(), 301 | 302) && method == Method::POST)
             {
@@ -320,6 +413,7 @@ impl HttpProbe {
         url: &Uri,
         method: &Method,
         body: Bytes,
+        credentials: bool,
         trace: &mut Trace,
     ) -> Result<Response, Failure> {
         let https = url.scheme() == Some(&http::uri::Scheme::HTTPS);
@@ -337,7 +431,7 @@ impl HttpProbe {
         let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
-        let request = self.request(url, method, body)?;
+        let request = self.request(url, method, body, credentials)?;
         let response = sender.send_request(request).await.map_err(|e| {
             Failure::Http(if e.is_incomplete_message() {
                 "connection closed before a response".to_string()
@@ -377,6 +471,7 @@ impl HttpProbe {
         url: &Uri,
         method: &Method,
         body: Bytes,
+        credentials: bool,
     ) -> Result<Request<Full<Bytes>>, Failure> {
         let path = url.path_and_query().map_or("/", |p| p.as_str());
         let mut builder = Request::builder().method(method.clone()).uri(path);
@@ -398,8 +493,10 @@ impl HttpProbe {
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
         // The target closes first and keeps the TIME_WAIT, as with blackbox_exporter.
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
+        for (name, value, credential) in &self.headers {
+            if credentials || *credential == Credential::No {
+                headers.insert(name.clone(), value.clone());
+            }
         }
         builder
             .body(Full::new(body))
@@ -689,6 +786,20 @@ fn parse_url(text: &str) -> Result<Uri, String> {
 /// Resolves a `Location` header against the URL that returned it (RFC 3986 §5.2, the cases
 /// servers send: absolute, scheme-relative, absolute-path and relative-path references).
 fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
+    // A reference that starts with `scheme:` is absolute (RFC 3986 §4.3), whether or not `//`
+    // follows: `file:/etc/passwd` or `javascript:x` must be refused, not taken as a path.
+    if let Some((scheme, _)) = location.split_once(':')
+        && !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(format!("scheme {scheme:?} is not http or https"));
+        }
+        return parse_url(location);
+    }
     if location.contains("://") {
         return parse_url(location);
     }
@@ -759,6 +870,34 @@ mod tests {
                 "{location}"
             );
         }
+    }
+
+    #[test]
+    fn locations_with_other_schemes_are_refused() {
+        let base: Uri = "https://a.test/x".parse().unwrap();
+        for location in [
+            "file:/etc/passwd",
+            "ftp://b.test/",
+            "javascript:alert(1)",
+            "gopher://x",
+        ] {
+            let err = resolve_location(&base, location).unwrap_err();
+            assert!(err.contains("is not http or https"), "{location}: {err}");
+        }
+        // A colon after the first slash is part of a path, not a scheme.
+        assert_eq!(
+            resolve_location(&base, "/a:b").unwrap().to_string(),
+            "https://a.test/a:b"
+        );
+    }
+
+    #[test]
+    fn origins_differ_by_scheme_host_or_port() {
+        let o = |u: &str| origin(&u.parse().unwrap());
+        assert_eq!(o("https://A.test/x"), o("https://a.test:443/y"));
+        assert_ne!(o("https://a.test/"), o("http://a.test/"));
+        assert_ne!(o("https://a.test/"), o("https://b.test/"));
+        assert_ne!(o("http://a.test/"), o("http://a.test:8080/"));
     }
 
     #[test]
