@@ -35,6 +35,8 @@ pub struct Options {
     pub watch_every: Duration,
     /// How long in-flight runs may take to finish on shutdown.
     pub grace: Duration,
+    /// Connection cap and header timeout of the HTTP server.
+    pub server: server::listen::Limits,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             max_in_flight: 4096,
             watch_every: Duration::from_secs(2),
             grace: Duration::from_secs(10),
+            server: server::listen::Limits::default(),
         }
     }
 }
@@ -110,12 +113,13 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         results_stopped,
     ));
     let router = server::router(shared.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
-    tracing::info!(%listen, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
+    let server = tokio::spawn(server::listen::serve(
+        listener,
+        router,
+        options.server,
+        metrics.clone(),
+    ));
+    tracing::info!(%listen, max_connections = options.server.max_connections, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
     let mut schedule = Schedule::start(registry, runner.clone());
     let mut watched = Watched::new(&source);
     let mut daemon = Daemon {

@@ -5,6 +5,7 @@
 //! `app.rs`. It binds to loopback unless the config says otherwise.
 
 pub mod api;
+pub mod listen;
 pub mod status_page;
 
 use std::convert::Infallible;
