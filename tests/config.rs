@@ -25,6 +25,38 @@ type Expected = (usize, usize, &'static str);
 /// One row per fixture: the errors expected.
 const INVALID: &[(&str, &[Expected])] = &[
     (
+        "port-out-of-range.yaml",
+        &[(3, 17, "port 99999 is not between 0 and 65535")],
+    ),
+    (
+        "url-password.yaml",
+        &[(3, 17, "credentials in the URL would be shown as the target")],
+    ),
+    (
+        "storage-directory.yaml",
+        &[(2, 9, "storage: path: \".\" is a directory")],
+    ),
+    (
+        "tiny-timeout.yaml",
+        &[(3, 14, "timeout: must be at least 1ms")],
+    ),
+    (
+        "max-body-zero.yaml",
+        &[(3, 48, "http.max_body: must be more than zero")],
+    ),
+    (
+        "answers-range.yaml",
+        &[(3, 52, "dns.expect.min_answers: 3 is above max_answers 1")],
+    ),
+    (
+        "secret-not-a-file.yaml",
+        &[(
+            3,
+            52,
+            "bearer_token: secret file:/dev/zero is not a regular file",
+        )],
+    ),
+    (
         "alias-bomb.yaml",
         &[(6, 45, "aliases expand to more than 100000 nodes")],
     ),

@@ -37,6 +37,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Below a millisecond not even a loopback connect completes: every run would time out.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 const SECTIONS: &[&str] = &[
     "server",
     "storage",
@@ -232,7 +234,7 @@ struct ServerSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StorageSpec {
-    path: Option<String>,
+    path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -493,14 +495,27 @@ impl<'c> Loader<'c> {
         let server = self.server_config();
         let storage = StorageConfig {
             path: match &self.storage {
-                Some((file, _, spec)) => {
-                    let path = PathBuf::from(spec.path.as_deref().unwrap_or("slowburn.db"));
-                    match file.parent() {
+                Some((file, pos, spec)) => {
+                    let text = spec.path.as_ref().map_or("slowburn.db", |p| p.as_str());
+                    let path = PathBuf::from(text);
+                    let path = match file.parent() {
                         Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => {
                             dir.join(path)
                         }
                         _ => path,
+                    };
+                    // `run` would pass `check` and then fail to open the store.
+                    if path.is_dir() {
+                        let at = spec.path.as_ref().map_or(*pos, |p| p.pos);
+                        let (file, message) = (
+                            file.clone(),
+                            format!(
+                                "storage: path: {text:?} is a directory; name the database file"
+                            ),
+                        );
+                        self.error(&file, Some(at), message);
                     }
+                    path
                 }
                 None => PathBuf::from("slowburn.db"),
             },
@@ -576,6 +591,15 @@ impl<'c> Loader<'c> {
             .duration(&file, "defaults: interval", spec.interval.as_ref())
             .unwrap_or(DEFAULT_INTERVAL);
         let timeout = self.duration(&file, "defaults: timeout", spec.timeout.as_ref());
+        if let (Some(t), Some(text)) = (timeout, &spec.timeout)
+            && t < MIN_TIMEOUT
+        {
+            self.error(
+                &file,
+                Some(text.pos),
+                "defaults: timeout: must be at least 1ms",
+            );
+        }
         (interval, timeout)
     }
 
@@ -792,6 +816,15 @@ impl<'c> Loader<'c> {
             };
         let timeout = match &entry.timeout {
             Some(text) => match self.duration(&file, &format!("{ctx}timeout"), Some(text)) {
+                Some(t) if t < MIN_TIMEOUT => {
+                    self.error(
+                        &file,
+                        Some(text.pos),
+                        format!("{ctx}timeout: must be at least 1ms"),
+                    );
+                    ok = false;
+                    t
+                }
                 Some(t) if t >= interval => {
                     let message = format!(
                         "{ctx}timeout: {} must be shorter than the interval {}",

@@ -298,10 +298,18 @@ impl HttpProbe {
         }
         let max_body = match &spec.max_body {
             None => DEFAULT_MAX_BODY,
-            Some(size) => parse_size(size).unwrap_or_else(|m| {
-                fail(size.pos, "max_body", m);
-                DEFAULT_MAX_BODY
-            }),
+            Some(size) => match parse_size(size) {
+                // Zero would fail every answer that has a body, which no target can pass.
+                Ok(0) => {
+                    fail(size.pos, "max_body", "must be more than zero".into());
+                    DEFAULT_MAX_BODY
+                }
+                Ok(bytes) => bytes,
+                Err(m) => {
+                    fail(size.pos, "max_body", m);
+                    DEFAULT_MAX_BODY
+                }
+            },
         };
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
@@ -780,7 +788,41 @@ fn parse_url(text: &str) -> Result<Uri, String> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("invalid URL {text:?}: no host"));
     }
+    // A password here would be shown wherever the target is: `probe` output, the API, the
+    // status page. It belongs in basic_auth, as a secret.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "invalid URL {:?}: credentials in the URL would be shown as the target; use basic_auth with a secret password",
+            redact_userinfo(text)
+        ));
+    }
+    // `http::Uri` keeps a port it cannot read as a number, and the probe would then go to the
+    // scheme's default port instead.
+    // (`port()` answers None for it, as for no port at all.)
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    if let Some((_, port)) = authority.rsplit_once(':')
+        && !port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!(
+            "invalid URL {text:?}: port {port} is not between 0 and 65535"
+        ));
+    }
     Ok(uri)
+}
+
+/// The URL with its userinfo replaced by `***`, for the error that refuses it.
+fn redact_userinfo(text: &str) -> String {
+    match text.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+                None => text.to_string(),
+            }
+        }
+        None => text.to_string(),
+    }
 }
 
 /// Resolves a `Location` header against the URL that returned it (RFC 3986 §5.2, the cases
@@ -928,5 +970,16 @@ mod tests {
         assert!(parse_url("ftp://x.test").unwrap_err().contains("scheme"));
         assert!(parse_url("x.test/h").unwrap_err().contains("http://"));
         assert!(parse_url("http:// bad").is_err());
+        let err = parse_url("http://x.test:99999/").unwrap_err();
+        assert!(
+            err.contains("port 99999 is not between 0 and 65535"),
+            "{err}"
+        );
+        let err = parse_url("https://bob:hunter2@x.test/a").unwrap_err();
+        assert!(err.contains("credentials in the URL"), "{err}");
+        assert!(
+            err.contains("https://***@x.test/a") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 }
