@@ -203,6 +203,13 @@ impl Daemon {
         if config.server.listen != self.listen {
             tracing::warn!(listen = %config.server.listen, "server.listen changed; it takes effect on restart");
         }
+        if self.shared.set_api_token(config.server.api_token.clone()) {
+            // The token itself is never logged; that it changed is.
+            tracing::info!(
+                enabled = config.server.api_token.is_some(),
+                "server.api_token changed; the new token is in effect"
+            );
+        }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;
         configure_alerts(&self.alerts, &registry, config.alerting);

@@ -6,7 +6,9 @@ mod common;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, free_port, get, metric_value, temp_dir, wait_http, wait_metrics};
+use common::daemon::{
+    Daemon, free_port, get, metric_value, request, temp_dir, wait_http, wait_metrics,
+};
 
 /// A TCP target that accepts and closes, on its own thread.
 fn tcp_target() -> SocketAddr {
@@ -85,4 +87,116 @@ fn a_flood_of_idle_connections_starves_neither_probes_nor_metrics() {
     let evicted = metric_value(&body, "slowburn_server_connections_evicted_total").unwrap();
     assert!(evicted >= 800.0, "evicted {evicted}");
     drop(flood);
+}
+
+const SILENCE: &str = r#"{"match": {"team": "pay"}, "starts": "2020-01-01T00:00:00Z", "ends": "2099-01-01T00:00:00Z", "comment": "migration", "created_by": "alice"}"#;
+
+/// The billion-laughs document of the fixtures, as a silence body (YAML is JSON's superset,
+/// and the API reads bodies with the probe-file reader).
+fn alias_bomb() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("tests/fixtures/invalid/alias-bomb.yaml")).unwrap()
+}
+
+#[test]
+fn alias_bombs_are_refused_and_a_rotated_token_takes_effect_on_sighup() {
+    let dir = temp_dir("hostile");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let target = tcp_target();
+    let probes = dir.join("probes");
+    std::fs::create_dir_all(&probes).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "old-token\n").unwrap();
+    std::fs::write(
+        probes.join("main.yaml"),
+        format!(
+            "server: {{listen: \"{listen}\", api_token: \"file:{}\"}}\nprobes:\n  - {{name: target, interval: 200ms, timeout: 150ms, tcp: {{address: \"{target}\"}}}}\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["run", "-c", "probes"], &dir, &[]);
+    wait_http(listen);
+    wait_metrics(listen, Duration::from_secs(15), |b| {
+        b.contains("probe_success{probe=\"target\",kind=\"tcp\"} 1")
+    });
+
+    // A 700-byte alias bomb as a silence, with the token: refused, and the daemon lives on.
+    let (status, body) = request(
+        listen,
+        "POST",
+        "/api/v1/silences",
+        Some("old-token"),
+        &alias_bomb(),
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("aliases expand to more than"), "{body}");
+    assert_eq!(get(listen, "/healthz").unwrap().0, 200);
+
+    // Dropped into the watched directory: the reload fails and the running config stays.
+    std::fs::write(probes.join("bomb.yaml"), alias_bomb()).unwrap();
+    let body = wait_metrics(listen, Duration::from_secs(15), |b| {
+        metric_value(b, "slowburn_config_last_reload_successful") == Some(0.0)
+    });
+    assert!(body.contains("probe=\"target\""), "{body}");
+    std::fs::remove_file(probes.join("bomb.yaml")).unwrap();
+    wait_metrics(listen, Duration::from_secs(15), |b| {
+        metric_value(b, "slowburn_config_last_reload_successful") == Some(1.0)
+    });
+
+    // Rotate the token file and send SIGHUP: the new token works and the old one no longer.
+    assert_eq!(
+        request(
+            listen,
+            "POST",
+            "/api/v1/silences",
+            Some("old-token"),
+            SILENCE
+        )
+        .unwrap()
+        .0,
+        201
+    );
+    std::fs::write(&token, "new-token\n").unwrap();
+    daemon.signal("HUP");
+    let started = Instant::now();
+    loop {
+        let (status, _) = request(
+            listen,
+            "POST",
+            "/api/v1/silences",
+            Some("new-token"),
+            SILENCE,
+        )
+        .unwrap();
+        if status == 201 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new token is still refused ({status})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        request(
+            listen,
+            "POST",
+            "/api/v1/silences",
+            Some("old-token"),
+            SILENCE
+        )
+        .unwrap()
+        .0,
+        401
+    );
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("server.api_token changed"), "{stderr}");
+    assert!(
+        !stderr.contains("new-token"),
+        "the token was logged:\n{stderr}"
+    );
 }
