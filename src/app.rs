@@ -282,11 +282,21 @@ impl Schedule {
 
 /// The modification times and sizes of the probe files, to notice edits by polling (which also
 /// sees a Kubernetes ConfigMap's symlink swap, where inotify on the file would not).
-struct Watched(Vec<(PathBuf, Option<(SystemTime, u64)>)>);
+///
+/// A change is reported only once the files have then stayed the same for a whole poll: an
+/// editor or `cp` caught half-way would otherwise load a truncated file, and the probes missing
+/// from it would vanish (their counters reset) until the next poll.
+struct Watched {
+    seen: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
+    settling: bool,
+}
 
 impl Watched {
     fn new(source: &Source) -> Self {
-        Watched(Self::scan(source))
+        Watched {
+            seen: Self::scan(source),
+            settling: false,
+        }
     }
 
     fn scan(source: &Source) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
@@ -306,10 +316,44 @@ impl Watched {
             .collect()
     }
 
+    /// True when the files changed and have been stable since the previous poll.
     fn changed(&mut self, source: &Source) -> bool {
         let now = Self::scan(source);
-        let changed = now != self.0;
-        self.0 = now;
-        changed
+        if now != self.seen {
+            self.seen = now;
+            self.settling = true;
+            return false;
+        }
+        std::mem::take(&mut self.settling)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_reported_once_the_files_are_stable() {
+        let dir = std::env::temp_dir().join(format!("slowburn-watched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.yaml");
+        std::fs::write(&file, "probes: []\n").unwrap();
+        let source = Source::Paths(vec![dir.clone()]);
+        let mut watched = Watched::new(&source);
+        assert!(!watched.changed(&source));
+        // Half a file: seen, not yet reported.
+        std::fs::write(&file, "probes:\n  - name: a\n").unwrap();
+        assert!(!watched.changed(&source));
+        // Still being written at the next poll: still not reported.
+        std::fs::write(
+            &file,
+            "probes:\n  - name: a\n    tcp: {address: \"127.0.0.1:1\"}\n",
+        )
+        .unwrap();
+        assert!(!watched.changed(&source));
+        // Unchanged for a whole poll: reported once.
+        assert!(watched.changed(&source));
+        assert!(!watched.changed(&source));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

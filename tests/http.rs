@@ -407,6 +407,22 @@ async fn same_host_follows_only_redirects_to_the_same_host_name() {
     );
 }
 
+#[tokio::test]
+async fn a_reset_and_a_short_body_are_named_as_such() {
+    let reset = resetting_http().await;
+    let outcome = run_probe(&http(&format!("http://{reset}/"), "")).await;
+    assert_eq!(
+        failure(&outcome),
+        "http: connection reset by the peer before a response"
+    );
+    let short = http_server(None, |_, _| Reply::Short(100, b"0123456789")).await;
+    let outcome = run_probe(&http(&format!("http://{short}/"), "")).await;
+    assert_eq!(
+        failure(&outcome),
+        "body: connection closed after 10 of 100 bytes: the body is shorter than promised"
+    );
+}
+
 mod tempfile_path {
     pub struct TempPath(std::path::PathBuf);
     impl TempPath {

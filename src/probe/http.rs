@@ -440,21 +440,23 @@ impl HttpProbe {
             let _ = conn.await;
         }));
         let request = self.request(url, method, body, credentials)?;
-        let response = sender.send_request(request).await.map_err(|e| {
-            Failure::Http(if e.is_incomplete_message() {
-                "connection closed before a response".to_string()
-            } else {
-                e.to_string()
-            })
-        })?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Failure::Http(describe_request_error(&e)))?;
         trace.enter("transfer");
         let (head, mut incoming) = response.into_parts();
+        let promised = head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let keep = self.expect.needs_body();
         let mut bytes = Vec::new();
         let mut size = 0u64;
         while let Some(frame) = incoming.frame().await {
-            let frame = frame
-                .map_err(|e| Failure::Body(format!("read after {}: {e}", format_size(size))))?;
+            let frame =
+                frame.map_err(|e| Failure::Body(describe_body_error(&e, size, promised)))?;
             if let Ok(data) = frame.into_data() {
                 size += data.len() as u64;
                 if size > self.max_body {
@@ -629,6 +631,61 @@ impl HttpProbe {
 struct Response {
     head: http::response::Parts,
     body: Vec<u8>,
+}
+
+/// The innermost I/O error under a hyper error, if any.
+fn io_cause(e: &hyper::Error) -> Option<&std::io::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// What went wrong with an I/O error, in the words a reason needs (hyper's own text is
+/// "connection error", which says nothing).
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::ConnectionReset => "connection reset by the peer".into(),
+        ErrorKind::ConnectionAborted => "connection aborted".into(),
+        ErrorKind::BrokenPipe => "connection closed by the peer while sending".into(),
+        ErrorKind::UnexpectedEof => "connection closed by the peer".into(),
+        _ => io.to_string(),
+    }
+}
+
+/// Why sending a request or reading its response head failed.
+fn describe_request_error(e: &hyper::Error) -> String {
+    match io_cause(e) {
+        Some(io) => format!("{} before a response", io_words(io)),
+        None if e.is_incomplete_message() => "connection closed before a response".into(),
+        None if e.is_parse() || e.is_parse_status() => format!("invalid response: {e}"),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Why reading the body stopped after `read` bytes, of `promised` if the head said.
+fn describe_body_error(e: &hyper::Error, read: u64, promised: Option<u64>) -> String {
+    let progress = match promised {
+        Some(len) => format!("after {read} of {len} bytes"),
+        None => format!("after {read} bytes"),
+    };
+    match io_cause(e) {
+        Some(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            format!("{} {progress}", io_words(io))
+        }
+        _ if e.is_incomplete_message() || io_cause(e).is_some() => {
+            format!("connection closed {progress}: the body is shorter than promised")
+        }
+        _ => format!("read failed {progress}: {e}"),
+    }
 }
 
 /// Aborts the connection task when the run ends, also when a deadline drops the run.
