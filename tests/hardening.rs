@@ -43,7 +43,7 @@ fn a_flood_of_idle_connections_starves_neither_probes_nor_metrics() {
     )
     .unwrap();
     // The usual 1024 fds: 1,100 idle sockets would use them all without the cap.
-    let _daemon = Daemon::start_with_fd_limit(1024, &["run", "-c", "probes.yaml"], &dir, &[]);
+    let daemon = Daemon::start_with_fd_limit(1024, &["run", "-c", "probes.yaml"], &dir, &[]);
     wait_http(listen);
     let before = wait_metrics(listen, Duration::from_secs(15), |b| {
         b.contains("probe_success{probe=\"target\",kind=\"tcp\"} 1")
@@ -87,6 +87,15 @@ fn a_flood_of_idle_connections_starves_neither_probes_nor_metrics() {
     let evicted = metric_value(&body, "slowburn_server_connections_evicted_total").unwrap();
     assert!(evicted >= 800.0, "evicted {evicted}");
     drop(flood);
+    // Only the capped number of connections ever had buffers: the daemon stays small.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!("daemon peak RSS after the flood: {} MiB", peak_kib / 1024);
+    assert!(peak_kib < 128 * 1024, "daemon peak RSS {peak_kib} KiB");
 }
 
 const SILENCE: &str = r#"{"match": {"team": "pay"}, "starts": "2020-01-01T00:00:00Z", "ends": "2099-01-01T00:00:00Z", "comment": "migration", "created_by": "alice"}"#;
