@@ -243,30 +243,27 @@ impl Builder<'_> {
             ),
             Event::Alias(id) => match self.anchors.get(&id) {
                 Some((node, weight)) => {
-                    let expanded = self.expanded.add(*weight);
-                    if expanded.nodes > MAX_ALIAS_NODES || expanded.bytes > MAX_ALIAS_BYTES {
-                        return Err(fail(format!(
-                            "aliases expand to more than {MAX_ALIAS_NODES} nodes or {} MiB \
-                             in this document; write the repeated part out or use fewer aliases",
-                            MAX_ALIAS_BYTES / (1024 * 1024)
-                        )));
-                    }
-                    self.expanded = expanded;
+                    let weight = *weight;
                     // Where the copy lands may nest it deeper than the anchor was.
                     if self.stack.len() + depth(node) > MAX_DEPTH {
                         return Err(fail(format!(
                             "nested deeper than {MAX_DEPTH} levels of sequences and mappings"
                         )));
                     }
-                    (node.clone(), 0)
+                    let node = node.clone();
+                    self.charge(weight).map_err(fail)?;
+                    (node, 0)
                 }
                 None => return Err(fail("alias refers to an unknown anchor".into())),
             },
             _ => return Ok(None),
         };
         if anchor != 0 {
-            self.anchors
-                .insert(anchor, (node.clone(), Weight::of(&node)));
+            // The anchor keeps a copy too, charged like an alias: anchors nested inside one
+            // another would otherwise copy a large block once per level.
+            let weight = Weight::of(&node);
+            self.charge(weight).map_err(fail)?;
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
         if self.streams() {
             on_item(node);
@@ -274,6 +271,20 @@ impl Builder<'_> {
         }
         Ok(self.attach(node))
     }
+    /// Counts a copy made for an anchor or an alias against the document's budget.
+    fn charge(&mut self, weight: Weight) -> Result<(), String> {
+        let expanded = self.expanded.add(weight);
+        if expanded.nodes > MAX_ALIAS_NODES || expanded.bytes > MAX_ALIAS_BYTES {
+            return Err(format!(
+                "anchors and aliases expand to more than {MAX_ALIAS_NODES} nodes or {} MiB in this \
+                 document; write the repeated part out or use fewer aliases",
+                MAX_ALIAS_BYTES / (1024 * 1024)
+            ));
+        }
+        self.expanded = expanded;
+        Ok(())
+    }
+
     /// Whether a node completed now is an item of the streamed top-level sequence.
     fn streams(&self) -> bool {
         match self.stack.as_slice() {
@@ -961,6 +972,20 @@ mod tests {
         let err = parse(&text).unwrap_err();
         assert!(err.message.contains("aliases expand"), "{err}");
         assert_eq!(err.pos.unwrap().line, 2);
+    }
+
+    #[test]
+    fn nested_anchors_are_charged_for_their_copies() {
+        // Sixty anchors around one list of 2,000 items: 120,000 copied nodes, no alias at all.
+        let mut text = String::from("a: ");
+        for i in 0..60 {
+            text.push_str(&format!("&a{i} ["));
+        }
+        text.push_str(&"x, ".repeat(2000));
+        text.push_str(&"]".repeat(60));
+        text.push('\n');
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
     }
 
     #[test]
