@@ -262,9 +262,16 @@ mod tests {
     }
 
     async fn start(limits: Limits) -> (std::net::SocketAddr, Arc<DaemonMetrics>) {
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        start_with(limits, router).await
+    }
+
+    async fn start_with(
+        limits: Limits,
+        router: Router,
+    ) -> (std::net::SocketAddr, Arc<DaemonMetrics>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let metrics = Arc::new(DaemonMetrics::default());
         tokio::spawn(serve(listener, router, limits, metrics.clone()));
         (addr, metrics)
@@ -339,5 +346,37 @@ mod tests {
         assert_eq!(metrics.server_evicted.load(Ordering::Relaxed), 1);
         assert!(metrics.server_connections.load(Ordering::Relaxed) <= 3);
         assert_eq!(metrics.server_connections_max.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn when_full_and_every_connection_is_busy_a_new_one_is_refused_and_counted() {
+        use tokio::io::AsyncWriteExt;
+        let started = Arc::new(Notify::new());
+        let signal = started.clone();
+        let router = Router::new().route(
+            "/slow",
+            axum::routing::get(move || {
+                let signal = signal.clone();
+                async move {
+                    signal.notify_one();
+                    std::future::pending::<&'static str>().await
+                }
+            }),
+        );
+        let limits = Limits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(600),
+        };
+        let (addr, metrics) = start_with(limits, router).await;
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        started.notified().await;
+        // The one slot is busy: the newcomer is closed unanswered, and counted.
+        assert_eq!(get(addr).await, "");
+        assert_eq!(metrics.server_refused.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.server_evicted.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.server_connections.load(Ordering::Relaxed), 1);
     }
 }
