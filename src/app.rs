@@ -36,6 +36,8 @@ pub struct Options {
     pub watch_every: Duration,
     /// How long in-flight runs may take to finish on shutdown.
     pub grace: Duration,
+    /// Connection cap and header timeout of the HTTP server.
+    pub server: server::listen::Limits,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             max_in_flight: 4096,
             watch_every: Duration::from_secs(2),
             grace: Duration::from_secs(10),
+            server: server::listen::Limits::default(),
         }
     }
 }
@@ -115,12 +118,13 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         results_stopped,
     ));
     let router = server::router(shared.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
-    tracing::info!(%listen, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
+    let server = tokio::spawn(server::listen::serve(
+        listener,
+        router,
+        options.server,
+        metrics.clone(),
+    ));
+    tracing::info!(%listen, max_connections = options.server.max_connections, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
     let mut schedule = Schedule::start(registry, runner.clone());
     let mut watched = Watched::new(&source);
     let mut daemon = Daemon {
@@ -221,6 +225,13 @@ impl Daemon {
         if config.server.listen != self.listen {
             tracing::warn!(listen = %config.server.listen, "server.listen changed; it takes effect on restart");
         }
+        if self.shared.set_api_token(config.server.api_token.clone()) {
+            // The token itself is never logged; that it changed is.
+            tracing::info!(
+                enabled = config.server.api_token.is_some(),
+                "server.api_token changed; the new token is in effect"
+            );
+        }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;
         let added = configure_alerts(&self.alerts, &registry, config.alerting);
@@ -308,11 +319,21 @@ impl Schedule {
 
 /// The modification times and sizes of the probe files, to notice edits by polling (which also
 /// sees a Kubernetes ConfigMap's symlink swap, where inotify on the file would not).
-struct Watched(Vec<(PathBuf, Option<(SystemTime, u64)>)>);
+///
+/// A change is reported only once the files have then stayed the same for a whole poll: an
+/// editor or `cp` caught half-way would otherwise load a truncated file, and the probes missing
+/// from it would vanish (their counters reset) until the next poll.
+struct Watched {
+    seen: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
+    settling: bool,
+}
 
 impl Watched {
     fn new(source: &Source) -> Self {
-        Watched(Self::scan(source))
+        Watched {
+            seen: Self::scan(source),
+            settling: false,
+        }
     }
 
     fn scan(source: &Source) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
@@ -332,10 +353,44 @@ impl Watched {
             .collect()
     }
 
+    /// True when the files changed and have been stable since the previous poll.
     fn changed(&mut self, source: &Source) -> bool {
         let now = Self::scan(source);
-        let changed = now != self.0;
-        self.0 = now;
-        changed
+        if now != self.seen {
+            self.seen = now;
+            self.settling = true;
+            return false;
+        }
+        std::mem::take(&mut self.settling)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_reported_once_the_files_are_stable() {
+        let dir = std::env::temp_dir().join(format!("slowburn-watched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.yaml");
+        std::fs::write(&file, "probes: []\n").unwrap();
+        let source = Source::Paths(vec![dir.clone()]);
+        let mut watched = Watched::new(&source);
+        assert!(!watched.changed(&source));
+        // Half a file: seen, not yet reported.
+        std::fs::write(&file, "probes:\n  - name: a\n").unwrap();
+        assert!(!watched.changed(&source));
+        // Still being written at the next poll: still not reported.
+        std::fs::write(
+            &file,
+            "probes:\n  - name: a\n    tcp: {address: \"127.0.0.1:1\"}\n",
+        )
+        .unwrap();
+        assert!(!watched.changed(&source));
+        // Unchanged for a whole poll: reported once.
+        assert!(watched.changed(&source));
+        assert!(!watched.changed(&source));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

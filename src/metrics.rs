@@ -74,6 +74,10 @@ families! {
     RELOAD_OK = "slowburn_config_last_reload_successful", "gauge", "Whether the last configuration (re)load succeeded.";
     RELOAD_TIME = "slowburn_config_last_reload_success_timestamp_seconds", "gauge", "When the configuration was last loaded successfully, as a unix timestamp.";
     BUILD_INFO = "slowburn_build_info", "gauge", "Always 1, labelled with the version.";
+    SERVER_CONNECTIONS = "slowburn_server_connections", "gauge", "Connections the HTTP server holds open now.";
+    SERVER_CONNECTIONS_MAX = "slowburn_server_connections_max", "gauge", "The most connections the HTTP server holds at once (below the fd limit, leaving a reserve for probes).";
+    SERVER_REFUSED = "slowburn_server_connections_refused_total", "counter", "Connections closed unserved because the server was full and every connection was busy.";
+    SERVER_EVICTED = "slowburn_server_connections_evicted_total", "counter", "Idle connections (no request in flight) closed to make room for a new one when the server was full.";
     DRIFT_SLOPE = "probe_drift_slope", "gauge", "Robust (Theil-Sen) slope of a watched signal, in its unit per second.";
     DRIFT_ETA = "probe_drift_eta_seconds", "gauge", "Predicted seconds until a watched signal reaches its limit (+Inf when it is not heading there).";
     DRIFT_LEVEL = "probe_drift_level", "gauge", "Level of a watched signal estimated at now by the trend fit.";
@@ -102,6 +106,14 @@ pub fn signal_families() -> Vec<&'static Family> {
 pub fn all() -> Vec<&'static Family> {
     OWN.iter().chain(signal_families()).collect()
 }
+
+/// Every label name the exposition writes itself. A probe's own `labels:` may use none of
+/// them: a sample with a label name twice makes Prometheus reject the whole scrape, every
+/// probe's samples with it. `Out::line` checks in debug builds that nothing else is written.
+pub const LABEL_NAMES: &[&str] = &[
+    "probe", "kind", "phase", "reason", "signal", "detector", "window", "state", "notifier",
+    "result", "le", "version",
+];
 
 /// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the
 /// scheduler is meant to stay.
@@ -156,6 +168,10 @@ pub struct DaemonMetrics {
     pub in_flight: AtomicI64,
     pub reload_ok: AtomicI64,
     pub reload_time: AtomicU64,
+    pub server_connections: AtomicI64,
+    pub server_connections_max: AtomicU64,
+    pub server_refused: AtomicU64,
+    pub server_evicted: AtomicU64,
 }
 
 impl DaemonMetrics {
@@ -226,6 +242,10 @@ impl Out<'_> {
         if !self.open {
             return;
         }
+        debug_assert!(
+            extra.iter().all(|(key, _)| LABEL_NAMES.contains(key)),
+            "a label name missing from LABEL_NAMES in {extra:?}"
+        );
         let buf = &mut self.buf;
         buf.push_str(name);
         if !labels.is_empty() || !extra.is_empty() {
@@ -445,6 +465,22 @@ fn render_into(
     out.single(
         &RELOAD_TIME,
         daemon.reload_time.load(Ordering::Relaxed) as f64,
+    );
+    out.single(
+        &SERVER_CONNECTIONS,
+        daemon.server_connections.load(Ordering::Relaxed) as f64,
+    );
+    out.single(
+        &SERVER_CONNECTIONS_MAX,
+        daemon.server_connections_max.load(Ordering::Relaxed) as f64,
+    );
+    out.single(
+        &SERVER_REFUSED,
+        daemon.server_refused.load(Ordering::Relaxed) as f64,
+    );
+    out.single(
+        &SERVER_EVICTED,
+        daemon.server_evicted.load(Ordering::Relaxed) as f64,
     );
     out.header(&BUILD_INFO);
     let mut labels = String::new();

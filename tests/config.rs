@@ -24,6 +24,63 @@ type Expected = (usize, usize, &'static str);
 
 /// One row per fixture: the errors expected.
 const INVALID: &[(&str, &[Expected])] = &[
+    (
+        "port-out-of-range.yaml",
+        &[(3, 17, "port 99999 is not between 0 and 65535")],
+    ),
+    (
+        "url-password.yaml",
+        &[(3, 17, "credentials in the URL would be shown as the target")],
+    ),
+    (
+        "storage-directory.yaml",
+        &[(2, 9, "storage: path: \".\" is a directory")],
+    ),
+    (
+        "tiny-timeout.yaml",
+        &[(3, 14, "timeout: must be at least 1ms")],
+    ),
+    (
+        "max-body-zero.yaml",
+        &[(3, 48, "http.max_body: must be more than zero")],
+    ),
+    (
+        "answers-range.yaml",
+        &[(3, 52, "dns.expect.min_answers: 3 is above max_answers 1")],
+    ),
+    (
+        "secret-not-a-file.yaml",
+        &[(
+            3,
+            52,
+            "bearer_token: secret file:/dev/zero is not a regular file",
+        )],
+    ),
+    (
+        "alias-bomb.yaml",
+        &[(6, 40, "aliases expand to more than 100000 nodes")],
+    ),
+    (
+        "second-document.yaml",
+        &[(4, 1, "a probe file holds one YAML document")],
+    ),
+    (
+        "duplicate-label.yaml",
+        &[(3, 26, "probe \"one\": labels: duplicate key `team`")],
+    ),
+    (
+        "duplicate-section.yaml",
+        &[(4, 1, "duplicate key `probes`, first at 1:1")],
+    ),
+    (
+        "reserved-labels.yaml",
+        &[
+            (3, 14, "labels: `detector` is set by slowburn itself"),
+            (3, 27, "labels: `window` is set by slowburn itself"),
+            (3, 38, "names starting with `__` are reserved by Prometheus"),
+            (3, 51, "labels: `version` is set by slowburn itself"),
+        ],
+    ),
     ("malformed.yaml", &[(4, 3, "invalid YAML")]),
     (
         "wrong-type.yaml",

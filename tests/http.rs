@@ -245,6 +245,184 @@ async fn request_carries_method_headers_body_and_auth() {
     assert!(outcome.success, "{outcome:#?}");
 }
 
+/// Starts a server that records every request head it is sent and answers 200 `landed`.
+async fn recording_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let addr = http_server(None, move |_, head| {
+        seen.lock().unwrap().push(head.to_string());
+        ok("landed")
+    })
+    .await;
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn credentials_never_follow_a_redirect_to_another_origin() {
+    let secret = tempfile_path::TempPath::with("header-secret\n");
+    let (foreign, foreign_heads) = recording_server().await;
+    let home_heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = home_heads.clone();
+    let addr = http_server(None, move |path, head| {
+        seen.lock().unwrap().push(head.to_string());
+        match path {
+            "/away" => Reply::Full(
+                302,
+                vec![("Location", format!("http://{foreign}/x"))],
+                vec![],
+            ),
+            "/stay" => Reply::Full(302, vec![("Location", "/landing".into())], vec![]),
+            _ => ok("home"),
+        }
+    })
+    .await;
+    let creds = |path: &str| {
+        http(
+            &format!("http://{addr}{path}"),
+            &format!(
+                ", headers: {{X-Api-Key: \"file:{}\", Cookie: session=abc, X-Team: shop}}, basic_auth: {{username: u, password: \"file:{}\"}}",
+                secret.path(),
+                secret.path()
+            ),
+        )
+    };
+    let leaked = |head: &str| {
+        let head = head.to_ascii_lowercase();
+        ["authorization:", "cookie:", "x-api-key:", "header-secret"]
+            .iter()
+            .any(|c| head.contains(c))
+    };
+
+    // Another port on the same host is another origin: the run goes on without credentials.
+    let outcome = run_probe(&creds("/away")).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let heads = foreign_heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1);
+    assert!(
+        !leaked(&heads[0]),
+        "credentials crossed the redirect:\n{}",
+        heads[0]
+    );
+    assert!(
+        heads[0].to_ascii_lowercase().contains("x-team: shop"),
+        "{}",
+        heads[0]
+    );
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.starts_with("credentials not sent")),
+        "{:?}",
+        outcome.notes
+    );
+    // The first hop, to the configured origin, had them all.
+    assert!(leaked(&home_heads.lock().unwrap()[0]));
+
+    // A redirect within the origin keeps them.
+    home_heads.lock().unwrap().clear();
+    let outcome = run_probe(&creds("/stay")).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let heads = home_heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2);
+    assert!(heads.iter().all(|h| leaked(h)), "{heads:#?}");
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_dropped_on_an_https_to_http_downgrade() {
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let ca = tempfile_path::TempPath::with(&cert.pem);
+    let token = tempfile_path::TempPath::with("tok-123\n");
+    let (plain, plain_heads) = recording_server().await;
+    let secure = http_server(Some(cert.server.clone()), move |_, _| {
+        Reply::Full(302, vec![("Location", format!("http://{plain}/"))], vec![])
+    })
+    .await;
+    let outcome = run_probe(&http(
+        &format!("https://localhost:{}/", secure.port()),
+        &format!(
+            ", bearer_token: \"file:{}\", tls_config: {{ca_file: \"{}\"}}",
+            token.path(),
+            ca.path()
+        ),
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    let heads = plain_heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1);
+    assert!(!heads[0].contains("tok-123"), "{}", heads[0]);
+    assert!(
+        !heads[0].to_ascii_lowercase().contains("authorization"),
+        "{}",
+        heads[0]
+    );
+}
+
+#[tokio::test]
+async fn same_host_follows_only_redirects_to_the_same_host_name() {
+    let (other_port, _) = recording_server().await;
+    let addr = http_server(None, move |path, _| match path {
+        "/port" => Reply::Full(
+            302,
+            vec![("Location", format!("http://{other_port}/"))],
+            vec![],
+        ),
+        "/host" => Reply::Full(
+            302,
+            vec![(
+                "Location",
+                format!("http://localhost:{}/", other_port.port()),
+            )],
+            vec![],
+        ),
+        "/file" => Reply::Full(302, vec![("Location", "file:/etc/passwd".into())], vec![]),
+        _ => ok("home"),
+    })
+    .await;
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/port"),
+        ", follow_redirects: same_host, expect: {body_regex: landed}",
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    let outcome = run_probe(&http(
+        &format!("http://{addr}/host"),
+        ", follow_redirects: same_host",
+    ))
+    .await;
+    assert_eq!(
+        outcome.failure.as_ref().map(|f| f.reason()),
+        Some("redirect")
+    );
+    assert!(failure(&outcome).contains("not followed (follow_redirects: same_host)"));
+    // Whatever follow_redirects says, a redirect out of http(s) is refused.
+    let outcome = run_probe(&http(&format!("http://{addr}/file"), "")).await;
+    assert!(
+        failure(&outcome).contains("scheme \"file\" is not http or https"),
+        "{}",
+        failure(&outcome)
+    );
+}
+
+#[tokio::test]
+async fn a_reset_and_a_short_body_are_named_as_such() {
+    let reset = resetting_http().await;
+    let outcome = run_probe(&http(&format!("http://{reset}/"), "")).await;
+    assert_eq!(
+        failure(&outcome),
+        "http: connection reset by the peer before a response"
+    );
+    let short = http_server(None, |_, _| Reply::Short(100, b"0123456789")).await;
+    let outcome = run_probe(&http(&format!("http://{short}/"), "")).await;
+    assert_eq!(
+        failure(&outcome),
+        "body: connection closed after 10 of 100 bytes: the body is shorter than promised"
+    );
+}
+
 mod tempfile_path {
     pub struct TempPath(std::path::PathBuf);
     impl TempPath {

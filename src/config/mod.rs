@@ -37,6 +37,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Below a millisecond not even a loopback connect completes: every run would time out.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 const SECTIONS: &[&str] = &[
     "server",
     "storage",
@@ -45,10 +47,6 @@ const SECTIONS: &[&str] = &[
     "notifiers",
     "policies",
     "silences",
-];
-/// Label names that slowburn sets itself.
-const RESERVED_LABELS: &[&str] = &[
-    "probe", "kind", "phase", "signal", "le", "state", "notifier", "result", "reason",
 ];
 
 /// A validated configuration: every probe built and ready to run.
@@ -236,7 +234,7 @@ struct ServerSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StorageSpec {
-    path: Option<String>,
+    path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -375,8 +373,20 @@ impl<'c> Loader<'c> {
                 );
             }
         };
+        let mut sections: HashMap<&str, Pos> = HashMap::new();
         for (key, value) in entries {
-            match key.as_str().unwrap_or("") {
+            let name = key.as_str().unwrap_or("");
+            if let Some(first) = sections.get(name) {
+                // Two `probes:` would otherwise be merged silently (YAML says keys are unique).
+                let message = format!(
+                    "duplicate key `{name}`, first at {}:{}",
+                    first.line, first.col
+                );
+                self.error(file, Some(key.pos), message);
+                continue;
+            }
+            sections.insert(name, key.pos);
+            match name {
                 "server" => self.section(file, value, |l, f, p, s| {
                     set_once(&mut l.server, &mut l.errors, "server", f, p, s)
                 }),
@@ -528,14 +538,27 @@ impl<'c> Loader<'c> {
         let server = self.server_config();
         let storage = StorageConfig {
             path: match &self.storage {
-                Some((file, _, spec)) => {
-                    let path = PathBuf::from(spec.path.as_deref().unwrap_or("slowburn.db"));
-                    match file.parent() {
+                Some((file, pos, spec)) => {
+                    let text = spec.path.as_ref().map_or("slowburn.db", |p| p.as_str());
+                    let path = PathBuf::from(text);
+                    let path = match file.parent() {
                         Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => {
                             dir.join(path)
                         }
                         _ => path,
+                    };
+                    // `run` would pass `check` and then fail to open the store.
+                    if path.is_dir() {
+                        let at = spec.path.as_ref().map_or(*pos, |p| p.pos);
+                        let (file, message) = (
+                            file.clone(),
+                            format!(
+                                "storage: path: {text:?} is a directory; name the database file"
+                            ),
+                        );
+                        self.error(&file, Some(at), message);
                     }
+                    path
                 }
                 None => PathBuf::from("slowburn.db"),
             },
@@ -611,6 +634,15 @@ impl<'c> Loader<'c> {
             .duration(&file, "defaults: interval", spec.interval.as_ref())
             .unwrap_or(DEFAULT_INTERVAL);
         let timeout = self.duration(&file, "defaults: timeout", spec.timeout.as_ref());
+        if let (Some(t), Some(text)) = (timeout, &spec.timeout)
+            && t < MIN_TIMEOUT
+        {
+            self.error(
+                &file,
+                Some(text.pos),
+                "defaults: timeout: must be at least 1ms",
+            );
+        }
         (interval, timeout)
     }
 
@@ -781,7 +813,17 @@ impl<'c> Loader<'c> {
                 .chars()
                 .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-            if !valid || key.is_empty() || key.starts_with("__") {
+            if key.starts_with("__") {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!(
+                        "{ctx}labels: {:?}: names starting with `__` are reserved by Prometheus",
+                        key.value
+                    ),
+                );
+                ok = false;
+            } else if !valid || key.is_empty() {
                 self.error(
                     &file,
                     Some(key.pos),
@@ -791,7 +833,7 @@ impl<'c> Loader<'c> {
                     ),
                 );
                 ok = false;
-            } else if RESERVED_LABELS.contains(&key.as_str()) {
+            } else if crate::metrics::LABEL_NAMES.contains(&key.as_str()) {
                 self.error(
                     &file,
                     Some(key.pos),
@@ -822,6 +864,15 @@ impl<'c> Loader<'c> {
             };
         let timeout = match &entry.timeout {
             Some(text) => match self.duration(&file, &format!("{ctx}timeout"), Some(text)) {
+                Some(t) if t < MIN_TIMEOUT => {
+                    self.error(
+                        &file,
+                        Some(text.pos),
+                        format!("{ctx}timeout: must be at least 1ms"),
+                    );
+                    ok = false;
+                    t
+                }
                 Some(t) if t >= interval => {
                     let message = format!(
                         "{ctx}timeout: {} must be shorter than the interval {}",

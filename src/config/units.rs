@@ -147,12 +147,12 @@ impl Secret {
             };
         }
         if let Some(path) = reference.strip_prefix("file:") {
-            return match std::fs::read_to_string(path) {
+            return match read_secret_file(path) {
                 Ok(value) if !value.trim().is_empty() => {
                     Ok(Secret(value.trim_end_matches(['\r', '\n']).to_string()))
                 }
                 Ok(_) => Err(format!("secret file:{path} is empty")),
-                Err(e) => Err(format!("secret file:{path} cannot be read: {e}")),
+                Err(e) => Err(format!("secret file:{path} {e}")),
             };
         }
         Err("secrets must be written as env:NAME or file:/path, never inline".into())
@@ -162,6 +162,39 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// The largest `file:` secret: tokens, passwords and keys are far smaller, and a bound keeps a
+/// mistaken `file:/dev/zero` from reading gigabytes.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a secret file: a regular file (a FIFO would block `check` forever, a device never
+/// ends) of at most [`MAX_SECRET_FILE`] bytes. The error completes "secret file:PATH …".
+fn read_secret_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "is larger than {} (a secret, not a document)",
+            format_size(MAX_SECRET_FILE)
+        ));
+    }
+    // The size is checked again while reading: the file may grow after the metadata was read.
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "is larger than {} (a secret, not a document)",
+            format_size(MAX_SECRET_FILE)
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".into())
 }
 
 impl fmt::Debug for Secret {
@@ -179,6 +212,31 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_must_be_small_regular_files() {
+        let err = Secret::resolve("file:/dev/zero").unwrap_err();
+        assert!(err.contains("is not a regular file"), "{err}");
+        let dir = std::env::temp_dir().join(format!("slowburn-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            // Opening a FIFO for reading would block until a writer came: never here.
+            let err = Secret::resolve(&format!("file:{}", fifo.display())).unwrap_err();
+            assert!(err.contains("is not a regular file"), "{err}");
+        }
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'x'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        let err = Secret::resolve(&format!("file:{}", big.display())).unwrap_err();
+        assert!(err.contains("is larger than 64.0KiB"), "{err}");
+        let ok = dir.join("ok");
+        std::fs::write(&ok, "s3cret\n").unwrap();
+        let secret = Secret::resolve(&format!("file:{}", ok.display())).unwrap();
+        assert_eq!(secret.expose(), "s3cret");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn durations() {

@@ -93,6 +93,16 @@ impl Error {
     }
 }
 
+/// How much alias expansion one document may add: `*ref` copies the anchored node, so a
+/// kilobyte of nested aliases ("billion laughs") would otherwise become gigabytes. A hand-written
+/// file that reuses a block with anchors needs a tiny fraction of this.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// The scalar text alias expansion may add to one document.
+pub const MAX_ALIAS_BYTES: usize = 4 * 1024 * 1024;
+/// How deep sequences and mappings may nest. Probe files need about eight levels; the cap keeps
+/// the recursive deserializer (and dropping the tree) far from the end of a thread's stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document. An empty document is an empty map.
 pub fn parse(text: &str) -> Result<Node, Error> {
     parse_streaming(text, "", |_| {})
@@ -101,7 +111,8 @@ pub fn parse(text: &str) -> Result<Node, Error> {
 /// Parses one YAML document, handing each item of the top-level sequence under `key` to
 /// `on_item` as soon as it is complete instead of keeping it in the tree, which holds an
 /// empty sequence there. A file of 100,000 probes never has all of them as nodes at once.
-/// An empty `key` streams nothing.
+/// An empty `key` streams nothing. A second document in the text is an error, as is alias
+/// expansion beyond [`MAX_ALIAS_NODES`]/[`MAX_ALIAS_BYTES`] or nesting beyond [`MAX_DEPTH`].
 pub fn parse_streaming(
     text: &str,
     key: &str,
@@ -111,6 +122,7 @@ pub fn parse_streaming(
         stream_key: key,
         ..Builder::default()
     };
+    let mut root = None;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| Error {
             pos: Some(Pos {
@@ -124,20 +136,57 @@ pub fn parse_streaming(
             line: span.start.line(),
             col: span.start.col() + 1,
         };
-        if let Some(root) = builder.push(event, pos, &mut on_item)? {
-            return Ok(root);
+        // Parsing goes on after the first document is complete, so that a second one (even
+        // garbage after a `---`) is refused instead of silently ignored.
+        if let Some(done) = builder.push(event, pos, &mut on_item)? {
+            root = Some(done);
         }
     }
-    Ok(Node {
+    Ok(root.unwrap_or(Node {
         pos: Pos { line: 1, col: 1 },
         value: Value::Map(Vec::new()),
-    })
+    }))
+}
+
+/// The size of a subtree: its nodes and the bytes of its scalars.
+#[derive(Debug, Clone, Copy, Default)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Weight {
+    fn of(node: &Node) -> Weight {
+        match &node.value {
+            Value::Scalar { text, .. } => Weight {
+                nodes: 1,
+                bytes: text.len(),
+            },
+            Value::Seq(items) => items
+                .iter()
+                .fold(Weight { nodes: 1, bytes: 0 }, |w, n| w.add(Weight::of(n))),
+            Value::Map(entries) => entries
+                .iter()
+                .fold(Weight { nodes: 1, bytes: 0 }, |w, (k, v)| {
+                    w.add(Weight::of(k)).add(Weight::of(v))
+                }),
+        }
+    }
+
+    fn add(self, other: Weight) -> Weight {
+        Weight {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Builder<'k> {
     stack: Vec<(Node, Option<Node>, usize)>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Weight)>,
+    /// What aliases have added to this document so far.
+    expanded: Weight,
     documents: usize,
     stream_key: &'k str,
 }
@@ -150,40 +199,32 @@ impl Builder<'_> {
         pos: Pos,
         on_item: &mut impl FnMut(Node),
     ) -> Result<Option<Node>, Error> {
+        let fail = |message: String| Error {
+            pos: Some(pos),
+            path: String::new(),
+            message,
+        };
         let (node, anchor) = match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Err(Error {
-                        pos: Some(pos),
-                        path: String::new(),
-                        message:
-                            "a probe file holds one YAML document; split the others into files"
-                                .into(),
-                    });
+                    return Err(fail(
+                        "a probe file holds one YAML document; split the others into files".into(),
+                    ));
                 }
                 return Ok(None);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push((
-                    Node {
-                        pos,
-                        value: Value::Seq(Vec::new()),
-                    },
-                    None,
-                    anchor,
-                ));
-                return Ok(None);
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push((
-                    Node {
-                        pos,
-                        value: Value::Map(Vec::new()),
-                    },
-                    None,
-                    anchor,
-                ));
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(fail(format!(
+                        "nested deeper than {MAX_DEPTH} levels of sequences and mappings"
+                    )));
+                }
+                let value = match event {
+                    Event::SequenceStart(..) => Value::Seq(Vec::new()),
+                    _ => Value::Map(Vec::new()),
+                };
+                self.stack.push((Node { pos, value }, None, anchor));
                 return Ok(None);
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
@@ -201,25 +242,47 @@ impl Builder<'_> {
                 anchor,
             ),
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => (node.clone(), 0),
-                None => {
-                    return Err(Error {
-                        pos: Some(pos),
-                        path: String::new(),
-                        message: "alias refers to an unknown anchor".into(),
-                    });
+                Some((node, weight)) => {
+                    let weight = *weight;
+                    // Where the copy lands may nest it deeper than the anchor was.
+                    if self.stack.len() + depth(node) > MAX_DEPTH {
+                        return Err(fail(format!(
+                            "nested deeper than {MAX_DEPTH} levels of sequences and mappings"
+                        )));
+                    }
+                    let node = node.clone();
+                    self.charge(weight).map_err(fail)?;
+                    (node, 0)
                 }
+                None => return Err(fail("alias refers to an unknown anchor".into())),
             },
             _ => return Ok(None),
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            // The anchor keeps a copy too, charged like an alias: anchors nested inside one
+            // another would otherwise copy a large block once per level.
+            let weight = Weight::of(&node);
+            self.charge(weight).map_err(fail)?;
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
         if self.streams() {
             on_item(node);
             return Ok(None);
         }
         Ok(self.attach(node))
+    }
+    /// Counts a copy made for an anchor or an alias against the document's budget.
+    fn charge(&mut self, weight: Weight) -> Result<(), String> {
+        let expanded = self.expanded.add(weight);
+        if expanded.nodes > MAX_ALIAS_NODES || expanded.bytes > MAX_ALIAS_BYTES {
+            return Err(format!(
+                "anchors and aliases expand to more than {MAX_ALIAS_NODES} nodes or {} MiB in this \
+                 document; write the repeated part out or use fewer aliases",
+                MAX_ALIAS_BYTES / (1024 * 1024)
+            ));
+        }
+        self.expanded = expanded;
+        Ok(())
     }
 
     /// Whether a node completed now is an item of the streamed top-level sequence.
@@ -248,6 +311,15 @@ impl Builder<'_> {
             Value::Scalar { .. } => {}
         }
         None
+    }
+}
+
+/// How many levels of sequences and mappings a node holds (a scalar holds none).
+fn depth(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Map(entries) => 1 + entries.iter().map(|(_, v)| depth(v)).max().unwrap_or(0),
     }
 }
 
@@ -444,6 +516,15 @@ impl<'a> NodeDeserializer<'a> {
     }
 }
 
+/// The second occurrence of the first scalar key a mapping holds twice.
+pub fn duplicate_key(entries: &[(Node, Node)]) -> Option<&Node> {
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .iter()
+        .map(|(k, _)| k)
+        .find(|k| k.as_str().is_some_and(|name| !seen.insert(name)))
+}
+
 fn unknown_key_message(name: &str, fields: &[&str], beside: &[&str]) -> String {
     let fields: Vec<&str> = fields
         .iter()
@@ -517,7 +598,16 @@ impl<'a> de::Deserializer<'a> for NodeDeserializer<'a> {
                 iter: items.iter().enumerate(),
                 de: &self,
             }),
-            Value::Map(entries) => visitor.visit_map(Entries::new(entries, &self)),
+            Value::Map(entries) => match duplicate_key(entries) {
+                // Serde's maps keep the last of two equal keys; a probe file's `labels:` or
+                // `headers:` with a key twice is a mistake to point at, not to merge.
+                Some(key) => Err(<Error as de::Error>::custom(format!(
+                    "duplicate key `{}`",
+                    key.as_str().unwrap_or_default()
+                ))
+                .at(key.pos)),
+                None => visitor.visit_map(Entries::new(entries, &self)),
+            },
         };
         result.map_err(|e| e.at(pos))
     }
@@ -861,5 +951,86 @@ mod tests {
     fn duplicate_keys_are_errors() {
         let (probe, _) = read::<Probe>("name: a\nname: b\n");
         assert!(probe.unwrap_err().message.contains("duplicate key `name`"));
+    }
+
+    /// Nine levels of ten aliases each: a billion `lol`s if expanded.
+    pub(crate) fn billion_laughs() -> String {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_expansion_is_capped_with_a_position() {
+        let text = billion_laughs();
+        assert!(text.len() < 1024);
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand to more than"), "{err}");
+        // The alias that crossed the cap: in the line of `a4`, whose items weigh 11,111 nodes.
+        let pos = err.pos.unwrap();
+        assert_eq!(pos.line, 5, "{err:?}");
+        // The same cap holds for the streaming reader.
+        assert!(parse_streaming(&text, "probes", |_| {}).is_err());
+        // Modest reuse is fine.
+        let node = parse("base: &b {team: shop, tier: 1}\nx: [*b, *b, *b]\n").unwrap();
+        assert!(matches!(&node.get("x").unwrap().value, Value::Seq(v) if v.len() == 3));
+    }
+
+    #[test]
+    fn big_scalars_behind_aliases_are_capped_by_bytes() {
+        let big = "x".repeat(64 * 1024);
+        let mut text = format!("a: &a \"{big}\"\nb: [");
+        text.push_str(&"*a, ".repeat(MAX_ALIAS_BYTES / big.len() + 1));
+        text.push_str("]\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+        assert_eq!(err.pos.unwrap().line, 2);
+    }
+
+    #[test]
+    fn nested_anchors_are_charged_for_their_copies() {
+        // Sixty anchors around one list of 2,000 items: 120,000 copied nodes, no alias at all.
+        let mut text = String::from("a: ");
+        for i in 0..60 {
+            text.push_str(&format!("&a{i} ["));
+        }
+        text.push_str(&"x, ".repeat(2000));
+        text.push_str(&"]".repeat(60));
+        text.push('\n');
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.contains("nested deeper"), "{err}");
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_second_document_is_an_error_even_after_a_complete_first() {
+        let err = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(err.message.contains("one YAML document"), "{err}");
+        assert_eq!(err.pos, Some(Pos { line: 2, col: 1 }));
+        // Garbage after the separator is reported too, not skipped.
+        assert!(parse("a: 1\n---\n[: :\n").is_err());
+        // An explicit start and end of the one document are fine.
+        assert!(parse("---\na: 1\n...\n").is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_in_maps_are_errors() {
+        let (labels, _) = read::<std::collections::BTreeMap<String, String>>("team: a\nteam: b\n");
+        let err = labels.unwrap_err();
+        assert!(err.message.contains("duplicate key `team`"), "{err}");
+        assert_eq!(err.pos, Some(Pos { line: 2, col: 1 }));
     }
 }

@@ -35,8 +35,8 @@ pub struct DnsSpec {
 #[serde(deny_unknown_fields)]
 pub struct DnsExpectSpec {
     pub rcode: Option<Vec<Spanned<String>>>,
-    pub min_answers: Option<usize>,
-    pub max_answers: Option<usize>,
+    pub min_answers: Option<Spanned<usize>>,
+    pub max_answers: Option<Spanned<usize>>,
     pub answer_regex: Option<Spanned<String>>,
 }
 
@@ -111,6 +111,18 @@ impl DnsProbe {
         if rcodes.is_empty() {
             rcodes.push(0);
         }
+        if let (Some(min), Some(max)) = (&expect.min_answers, &expect.max_answers)
+            && min.value > max.value
+        {
+            fail(
+                min.pos,
+                "expect.min_answers",
+                format!(
+                    "{} is above max_answers {}: no answer could pass",
+                    min.value, max.value
+                ),
+            );
+        }
         let answer_regex = expect.answer_regex.as_ref().and_then(|re| {
             Regex::new(re)
                 .map_err(|e| fail(re.pos, "expect.answer_regex", format!("invalid regex: {e}")))
@@ -124,8 +136,8 @@ impl DnsProbe {
                 tcp,
                 recursion_desired: spec.recursion_desired.unwrap_or(true),
                 rcodes,
-                min_answers: expect.min_answers.unwrap_or(0),
-                max_answers: expect.max_answers,
+                min_answers: expect.min_answers.map_or(0, |m| m.value),
+                max_answers: expect.max_answers.map(|m| m.value),
                 answer_regex,
             }),
             _ => Err(errors),

@@ -38,12 +38,51 @@ pub struct HttpSpec {
     pub body: Option<String>,
     pub basic_auth: Option<BasicAuthSpec>,
     pub bearer_token: Option<Spanned<String>>,
-    pub follow_redirects: Option<bool>,
+    pub follow_redirects: Option<Spanned<FollowSpec>>,
     pub max_redirects: Option<u32>,
     pub max_body: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
     pub resolver: Option<Vec<Spanned<String>>>,
     pub expect: Option<HttpExpectSpec>,
+}
+
+/// `follow_redirects:` as written: `true`, `false` or `same_host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowSpec {
+    Bool(bool),
+    Word(Follow),
+}
+
+impl<'de> Deserialize<'de> for FollowSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FollowSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or same_host")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<FollowSpec, E> {
+                Ok(FollowSpec::Bool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FollowSpec, E> {
+                match v {
+                    "same_host" => Ok(FollowSpec::Word(Follow::SameHost)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Which redirects a probe follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    Never,
+    Always,
+    /// Only to the host name of the configured URL (any scheme or port); a redirect to
+    /// another host fails the run with reason `redirect`.
+    SameHost,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,9 +110,11 @@ pub struct HttpExpectSpec {
 pub struct HttpProbe {
     url: Uri,
     method: Method,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Each header and whether it is a credential: `Authorization`, `Proxy-Authorization`,
+    /// `Cookie` and any header whose value is a secret are sent to the configured origin only.
+    headers: Vec<(HeaderName, HeaderValue, Credential)>,
     body: Bytes,
-    follow_redirects: bool,
+    follow: Follow,
     max_redirects: u32,
     max_body: u64,
     tls: Arc<ClientConfig>,
@@ -102,6 +143,32 @@ impl Expect {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct StatusRange(u16, u16);
+
+/// Whether a header may cross a redirect to another origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    No,
+    Yes,
+}
+
+/// Headers that carry credentials whatever their value, as curl and Go's client treat them.
+fn is_credential_header(name: &HeaderName) -> bool {
+    name == http::header::AUTHORIZATION
+        || name == http::header::PROXY_AUTHORIZATION
+        || name == http::header::COOKIE
+}
+
+/// Scheme, host (lower case) and port: credentials go to the configured origin and no other,
+/// so a redirect from https to http on the same host drops them too (they would travel in
+/// cleartext).
+fn origin(url: &Uri) -> (String, String, u16) {
+    let https = url.scheme() == Some(&http::uri::Scheme::HTTPS);
+    (
+        url.scheme_str().unwrap_or("http").to_ascii_lowercase(),
+        url.host().unwrap_or_default().to_ascii_lowercase(),
+        url.port_u16().unwrap_or(if https { 443 } else { 80 }),
+    )
+}
 
 fn parse_status(text: &str) -> Result<StatusRange, String> {
     let err = || {
@@ -171,7 +238,8 @@ impl HttpProbe {
                 );
                 continue;
             };
-            let text = if value.starts_with("env:") || value.starts_with("file:") {
+            let secret = value.starts_with("env:") || value.starts_with("file:");
+            let text = if secret {
                 match Secret::resolve(value) {
                     Ok(secret) => secret.expose().to_string(),
                     Err(m) => {
@@ -184,8 +252,14 @@ impl HttpProbe {
             };
             match HeaderValue::from_str(&text) {
                 Ok(mut v) => {
-                    v.set_sensitive(header == http::header::AUTHORIZATION);
-                    headers.push((header, v));
+                    let credential = secret || is_credential_header(&header);
+                    v.set_sensitive(credential);
+                    let credential = if credential {
+                        Credential::Yes
+                    } else {
+                        Credential::No
+                    };
+                    headers.push((header, v, credential));
                 }
                 Err(_) => fail(
                     value.pos,
@@ -201,7 +275,7 @@ impl HttpProbe {
                         base64(format!("{}:{}", auth.username, password.expose()).as_bytes());
                     if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
                         v.set_sensitive(true);
-                        headers.push((http::header::AUTHORIZATION, v));
+                        headers.push((http::header::AUTHORIZATION, v, Credential::Yes));
                     }
                 }
                 Err(m) => fail(auth.password.pos, "basic_auth.password", m),
@@ -212,7 +286,7 @@ impl HttpProbe {
                 Ok(token) => match HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
                     Ok(mut v) => {
                         v.set_sensitive(true);
-                        headers.push((http::header::AUTHORIZATION, v));
+                        headers.push((http::header::AUTHORIZATION, v, Credential::Yes));
                     }
                     Err(_) => fail(
                         spec.bearer_token.as_ref().map_or(pos, |t| t.pos),
@@ -225,10 +299,18 @@ impl HttpProbe {
         }
         let max_body = match &spec.max_body {
             None => DEFAULT_MAX_BODY,
-            Some(size) => parse_size(size).unwrap_or_else(|m| {
-                fail(size.pos, "max_body", m);
-                DEFAULT_MAX_BODY
-            }),
+            Some(size) => match parse_size(size) {
+                // Zero would fail every answer that has a body, which no target can pass.
+                Ok(0) => {
+                    fail(size.pos, "max_body", "must be more than zero".into());
+                    DEFAULT_MAX_BODY
+                }
+                Ok(bytes) => bytes,
+                Err(m) => {
+                    fail(size.pos, "max_body", m);
+                    DEFAULT_MAX_BODY
+                }
+            },
         };
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
@@ -248,7 +330,11 @@ impl HttpProbe {
             method,
             headers,
             body: Bytes::from(spec.body.unwrap_or_default()),
-            follow_redirects: spec.follow_redirects.unwrap_or(true),
+            follow: match spec.follow_redirects.map(|f| f.value) {
+                None | Some(FollowSpec::Bool(true)) => Follow::Always,
+                Some(FollowSpec::Bool(false)) => Follow::Never,
+                Some(FollowSpec::Word(follow)) => follow,
+            },
             max_redirects: spec.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             max_body,
             tls,
@@ -268,20 +354,30 @@ impl HttpProbe {
         let mut body = self.body.clone();
         let mut seen = HashSet::new();
         let mut redirects = 0u32;
+        let home = origin(&self.url);
         let response = loop {
-            let response = self.exchange(&url, &method, body.clone(), trace).await?;
+            let credentials = origin(&url) == home;
+            let response = self
+                .exchange(&url, &method, body.clone(), credentials, trace)
+                .await?;
             let location = response
                 .head
                 .headers
                 .get(http::header::LOCATION)
                 .and_then(|l| l.to_str().ok());
             let is_redirect = matches!(response.head.status.as_u16(), 301 | 302 | 303 | 307 | 308);
-            let (true, true, Some(location)) = (self.follow_redirects, is_redirect, location)
+            let (true, true, Some(location)) =
+                (self.follow != Follow::Never, is_redirect, location)
             else {
                 break response;
             };
             let next = resolve_location(&url, location)
                 .map_err(|m| Failure::Redirect(format!("bad Location {location:?}: {m}")))?;
+            if self.follow == Follow::SameHost && origin(&next).1 != home.1 {
+                return Err(Failure::Redirect(format!(
+                    "to another host, {next}, not followed (follow_redirects: same_host)"
+                )));
+            }
             seen.insert(url.to_string());
             redirects += 1;
             trace.signal("redirects", redirects as f64);
@@ -300,6 +396,11 @@ impl HttpProbe {
                 "redirect {} → {next}",
                 response.head.status.as_u16()
             ));
+            if origin(&next) != home && self.headers.iter().any(|h| h.2 == Credential::Yes) {
+                trace.notes.push(format!(
+                    "credentials not sent to {next}: another scheme, host or port than the probe's URL"
+                ));
+            }
             if response.head.status == http::StatusCode::SEE_OTHER
                 || (matches!(response.head.status.as_u16(), 301 | 302) && method == Method::POST)
             {
@@ -321,6 +422,7 @@ impl HttpProbe {
         url: &Uri,
         method: &Method,
         body: Bytes,
+        credentials: bool,
         trace: &mut Trace,
     ) -> Result<Response, Failure> {
         let https = url.scheme() == Some(&http::uri::Scheme::HTTPS);
@@ -338,22 +440,24 @@ impl HttpProbe {
         let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
-        let request = self.request(url, method, body)?;
-        let response = sender.send_request(request).await.map_err(|e| {
-            Failure::Http(if e.is_incomplete_message() {
-                "connection closed before a response".to_string()
-            } else {
-                e.to_string()
-            })
-        })?;
+        let request = self.request(url, method, body, credentials)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Failure::Http(describe_request_error(&e)))?;
         trace.enter("transfer");
         let (head, mut incoming) = response.into_parts();
+        let promised = head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let keep = self.expect.needs_body();
         let mut bytes = Vec::new();
         let mut size = 0u64;
         while let Some(frame) = incoming.frame().await {
-            let frame = frame
-                .map_err(|e| Failure::Body(format!("read after {}: {e}", format_size(size))))?;
+            let frame =
+                frame.map_err(|e| Failure::Body(describe_body_error(&e, size, promised)))?;
             if let Ok(data) = frame.into_data() {
                 size += data.len() as u64;
                 if size > self.max_body {
@@ -378,6 +482,7 @@ impl HttpProbe {
         url: &Uri,
         method: &Method,
         body: Bytes,
+        credentials: bool,
     ) -> Result<Request<Full<Bytes>>, Failure> {
         let path = url.path_and_query().map_or("/", |p| p.as_str());
         let mut builder = Request::builder().method(method.clone()).uri(path);
@@ -399,8 +504,10 @@ impl HttpProbe {
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
         // The target closes first and keeps the TIME_WAIT, as with blackbox_exporter.
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
+        for (name, value, credential) in &self.headers {
+            if credentials || *credential == Credential::No {
+                headers.insert(name.clone(), value.clone());
+            }
         }
         builder
             .body(Full::new(body))
@@ -525,6 +632,61 @@ impl HttpProbe {
 struct Response {
     head: http::response::Parts,
     body: Vec<u8>,
+}
+
+/// The innermost I/O error under a hyper error, if any.
+fn io_cause(e: &hyper::Error) -> Option<&std::io::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// What went wrong with an I/O error, in the words a reason needs (hyper's own text is
+/// "connection error", which says nothing).
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::ConnectionReset => "connection reset by the peer".into(),
+        ErrorKind::ConnectionAborted => "connection aborted".into(),
+        ErrorKind::BrokenPipe => "connection closed by the peer while sending".into(),
+        ErrorKind::UnexpectedEof => "connection closed by the peer".into(),
+        _ => io.to_string(),
+    }
+}
+
+/// Why sending a request or reading its response head failed.
+fn describe_request_error(e: &hyper::Error) -> String {
+    match io_cause(e) {
+        Some(io) => format!("{} before a response", io_words(io)),
+        None if e.is_incomplete_message() => "connection closed before a response".into(),
+        None if e.is_parse() || e.is_parse_status() => format!("invalid response: {e}"),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Why reading the body stopped after `read` bytes, of `promised` if the head said.
+fn describe_body_error(e: &hyper::Error, read: u64, promised: Option<u64>) -> String {
+    let progress = match promised {
+        Some(len) => format!("after {read} of {len} bytes"),
+        None => format!("after {read} bytes"),
+    };
+    match io_cause(e) {
+        Some(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            format!("{} {progress}", io_words(io))
+        }
+        _ if e.is_incomplete_message() || io_cause(e).is_some() => {
+            format!("connection closed {progress}: the body is shorter than promised")
+        }
+        _ => format!("read failed {progress}: {e}"),
+    }
 }
 
 /// Aborts the connection task when the run ends, also when a deadline drops the run.
@@ -684,12 +846,60 @@ fn parse_url(text: &str) -> Result<Uri, String> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("invalid URL {text:?}: no host"));
     }
+    // A password here would be shown wherever the target is: `probe` output, the API, the
+    // status page. It belongs in basic_auth, as a secret.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "invalid URL {:?}: credentials in the URL would be shown as the target; use basic_auth with a secret password",
+            redact_userinfo(text)
+        ));
+    }
+    // `http::Uri` keeps a port it cannot read as a number, and the probe would then go to the
+    // scheme's default port instead.
+    // (`port()` answers None for it, as for no port at all.)
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    if let Some((_, port)) = authority.rsplit_once(':')
+        && !port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!(
+            "invalid URL {text:?}: port {port} is not between 0 and 65535"
+        ));
+    }
     Ok(uri)
+}
+
+/// The URL with its userinfo replaced by `***`, for the error that refuses it.
+fn redact_userinfo(text: &str) -> String {
+    match text.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+                None => text.to_string(),
+            }
+        }
+        None => text.to_string(),
+    }
 }
 
 /// Resolves a `Location` header against the URL that returned it (RFC 3986 §5.2, the cases
 /// servers send: absolute, scheme-relative, absolute-path and relative-path references).
 fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
+    // A reference that starts with `scheme:` is absolute (RFC 3986 §4.3), whether or not `//`
+    // follows: `file:/etc/passwd` or `javascript:x` must be refused, not taken as a path.
+    if let Some((scheme, _)) = location.split_once(':')
+        && !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(format!("scheme {scheme:?} is not http or https"));
+        }
+        return parse_url(location);
+    }
     if location.contains("://") {
         return parse_url(location);
     }
@@ -814,6 +1024,34 @@ mod tests {
     }
 
     #[test]
+    fn locations_with_other_schemes_are_refused() {
+        let base: Uri = "https://a.test/x".parse().unwrap();
+        for location in [
+            "file:/etc/passwd",
+            "ftp://b.test/",
+            "javascript:alert(1)",
+            "gopher://x",
+        ] {
+            let err = resolve_location(&base, location).unwrap_err();
+            assert!(err.contains("is not http or https"), "{location}: {err}");
+        }
+        // A colon after the first slash is part of a path, not a scheme.
+        assert_eq!(
+            resolve_location(&base, "/a:b").unwrap().to_string(),
+            "https://a.test/a:b"
+        );
+    }
+
+    #[test]
+    fn origins_differ_by_scheme_host_or_port() {
+        let o = |u: &str| origin(&u.parse().unwrap());
+        assert_eq!(o("https://A.test/x"), o("https://a.test:443/y"));
+        assert_ne!(o("https://a.test/"), o("http://a.test/"));
+        assert_ne!(o("https://a.test/"), o("https://b.test/"));
+        assert_ne!(o("http://a.test/"), o("http://a.test:8080/"));
+    }
+
+    #[test]
     fn base64_matches_rfc4648() {
         for (input, want) in [
             ("", ""),
@@ -841,5 +1079,16 @@ mod tests {
         assert!(parse_url("ftp://x.test").unwrap_err().contains("scheme"));
         assert!(parse_url("x.test/h").unwrap_err().contains("http://"));
         assert!(parse_url("http:// bad").is_err());
+        let err = parse_url("http://x.test:99999/").unwrap_err();
+        assert!(
+            err.contains("port 99999 is not between 0 and 65535"),
+            "{err}"
+        );
+        let err = parse_url("https://bob:hunter2@x.test/a").unwrap_err();
+        assert!(err.contains("credentials in the URL"), "{err}");
+        assert!(
+            err.contains("https://***@x.test/a") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 }

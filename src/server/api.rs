@@ -624,7 +624,7 @@ fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
 
 /// Write endpoints need `Authorization: Bearer <server.api_token>`, compared in constant time.
 fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &shared.api_token else {
+    let Some(token) = shared.api_token() else {
         return Err(api_error(
             StatusCode::FORBIDDEN,
             "writes are disabled: set server.api_token",

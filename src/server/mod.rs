@@ -5,6 +5,7 @@
 //! `app.rs`. It binds to loopback unless the config says otherwise.
 
 pub mod api;
+pub mod listen;
 pub mod status_page;
 
 use std::convert::Infallible;
@@ -31,8 +32,9 @@ pub struct Shared {
     registry: Arc<RwLock<Arc<Registry>>>,
     pub metrics: Arc<DaemonMetrics>,
     pub alerts: Arc<AlertService>,
-    /// The bearer token write endpoints require; `None` refuses every write.
-    pub api_token: Option<Secret>,
+    /// The bearer token write endpoints require; `None` refuses every write. Swapped on
+    /// reload, so a rotated `file:` token takes effect with SIGHUP.
+    api_token: Arc<RwLock<Option<Secret>>>,
     /// Signal history, read by `/api/v1/probes/{name}/history`.
     pub store: Arc<Store>,
 }
@@ -49,7 +51,7 @@ impl Shared {
             registry: Arc::new(RwLock::new(registry)),
             metrics,
             alerts,
-            api_token,
+            api_token: Arc::new(RwLock::new(api_token)),
             store,
         }
     }
@@ -59,6 +61,21 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub fn api_token(&self) -> Option<Secret> {
+        self.api_token
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the token; true if it changed.
+    pub fn set_api_token(&self, token: Option<Secret>) -> bool {
+        let mut current = self.api_token.write().unwrap_or_else(|e| e.into_inner());
+        let changed = *current != token;
+        *current = token;
+        changed
     }
 
     pub fn set_registry(&self, registry: Arc<Registry>) {

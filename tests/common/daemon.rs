@@ -114,7 +114,22 @@ pub struct Daemon(pub Child);
 
 impl Daemon {
     pub fn start(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut command = Command::new(BIN);
+        Self::spawn(Command::new(BIN), args, cwd, env)
+    }
+
+    /// Starts the daemon with its soft limit on open files set to `fds` (as `ulimit -n`).
+    pub fn start_with_fd_limit(
+        fds: u64,
+        args: &[&str],
+        cwd: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -n {fds} && exec \"$0\" \"$@\""), BIN]);
+        Self::spawn(command, args, cwd, env)
+    }
+
+    fn spawn(mut command: Command, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Daemon {
         command
             .args(args)
             .current_dir(cwd)

@@ -26,6 +26,8 @@ pub enum Reply {
     Endless,
     /// Read the request and never answer.
     Silent,
+    /// Headers promising `promised` bytes, then only `body`, then close.
+    Short(u64, &'static [u8]),
 }
 
 pub fn ok(body: &str) -> Reply {
@@ -113,7 +115,41 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Reply::Silent => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
+        Reply::Short(promised, body) => {
+            let _ = stream
+                .write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {promised}\r\n\r\n").as_bytes(),
+                )
+                .await;
+            let _ = stream.write_all(body).await;
+            let _ = stream.shutdown().await;
+        }
     }
+}
+
+/// An HTTP peer that reads the request and resets the connection (RST, not FIN) before any
+/// answer.
+pub async fn resetting_http() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // A zero linger makes the close a reset.
+                let _ = stream.set_zero_linger();
+                drop(stream);
+            });
+        }
+    });
+    addr
 }
 
 /// A TCP listener that accepts and then never says anything.
