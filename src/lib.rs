@@ -22,6 +22,7 @@
 
 pub mod alert;
 pub mod app;
+pub mod basics;
 pub mod config;
 pub mod detect;
 pub mod metrics;
@@ -30,6 +31,5 @@ pub mod probe;
 pub mod results;
 pub mod scheduler;
 pub mod server;
-pub mod signal;
 pub mod state;
 pub mod store;

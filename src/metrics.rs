@@ -48,7 +48,7 @@ impl AlertGauges {
     }
 }
 
-pub use crate::signal::Family;
+pub use crate::basics::signal::Family;
 
 macro_rules! families {
     ($($ident:ident = $name:literal, $kind:literal, $help:literal;)*) => {

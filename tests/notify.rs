@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use slowburn::config::yaml;
+use slowburn::basics::yaml;
 use slowburn::notify::{Event, Notification, Notifier, NotifierEntry, NotifyContext, SendError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::units::parse_duration;
-use super::yaml::{Pos, Spanned};
 use crate::alert::silence::{self, Window};
 use crate::alert::{Policy, Rule, Severity, Silence, Step};
+use crate::basics::units::parse_duration;
+use crate::basics::yaml::{Pos, Spanned};
 
 /// `alert:` of a probe.
 #[derive(Debug, Deserialize)]

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::units::{parse_duration, parse_size};
-use super::yaml::{Pos, Spanned};
+use crate::basics::units::{parse_duration, parse_size};
+use crate::basics::yaml::{Pos, Spanned};
 use crate::detect::{ChangeSpec, DetectorSpec, DriftSpec, SloSpec, Unit};
 
 /// One `drift:` entry.

@@ -8,8 +8,6 @@
 
 pub mod alerting;
 pub mod drift;
-pub mod units;
-pub mod yaml;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -22,12 +20,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::alert::{Policy, Rule, Silence};
+use crate::basics::units::{self, Secret, parse_duration};
+use crate::basics::yaml::{self, Node, Pos, Spanned, Value};
 use crate::notify::{Notifier, NotifierEntry, NotifyContext};
 use crate::probe::{self, BuildContext, KindSpecs, Probe};
 use alerting::{AlertSpec, PolicySpec, SilenceSpec};
 use drift::{DriftEntrySpec, Watch};
-use units::{Secret, parse_duration};
-use yaml::{Node, Pos, Spanned, Value};
 
 /// Where `slowburn run` looks when no `-c` is given.
 pub const DEFAULT_PATH: &str = "probes";

@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Endpoint, Event, Notification, NotifyContext, SendError, post, rfc3339, spec_error};
-use crate::config::units::{format_duration, parse_duration};
-use crate::config::yaml::Spanned;
-use crate::probe::SpecError;
+use crate::basics::SpecError;
+use crate::basics::units::{format_duration, parse_duration};
+use crate::basics::yaml::Spanned;
 
 /// The `alertname` label of every alert slowburn sends.
 pub const ALERTNAME: &str = "SlowburnProbe";

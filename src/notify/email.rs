@@ -23,9 +23,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{Notification, SendError, error_chain, secret_or_literal, spec_error};
-use crate::config::units::Secret;
-use crate::config::yaml::Spanned;
-use crate::probe::SpecError;
+use crate::basics::SpecError;
+use crate::basics::units::Secret;
+use crate::basics::yaml::Spanned;
 
 /// `email:` as written in a probe file.
 #[derive(Debug, Deserialize)]

@@ -26,9 +26,9 @@ use reqwest::Url;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use crate::config::units::{Secret, format_duration};
-use crate::config::yaml::{Pos, Spanned};
-use crate::probe::SpecError;
+use crate::basics::SpecError;
+use crate::basics::units::{Secret, format_duration};
+use crate::basics::yaml::{Pos, Spanned};
 
 /// What happened to an alert, from the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -579,9 +579,9 @@ pub(crate) mod tests_support {
 
     /// Reads one `notifiers:` entry; panics on unknown keys or a structural error.
     pub fn entry(yaml: &str) -> NotifierEntry {
-        let node = crate::config::yaml::parse(yaml).expect("valid YAML");
+        let node = crate::basics::yaml::parse(yaml).expect("valid YAML");
         let unknown = std::cell::RefCell::new(Vec::new());
-        let entry = crate::config::yaml::from_node(&node, &unknown).expect("a notifier entry");
+        let entry = crate::basics::yaml::from_node(&node, &unknown).expect("a notifier entry");
         assert!(unknown.borrow().is_empty(), "{:?}", unknown.borrow());
         entry
     }

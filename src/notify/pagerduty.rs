@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use super::{
     Endpoint, Event, Notification, NotifyContext, SendError, post, rfc3339, spec_error, truncate,
 };
-use crate::config::units::Secret;
-use crate::config::yaml::Spanned;
-use crate::probe::SpecError;
+use crate::basics::SpecError;
+use crate::basics::units::Secret;
+use crate::basics::yaml::Spanned;
 
 /// The Events API v2 endpoint.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -16,9 +16,9 @@ use super::{
     Endpoint, Event, Notification, NotifyContext, SendError, plain_explain, post, rfc3339,
     spec_error, truncate,
 };
-use crate::config::units::Secret;
-use crate::config::yaml::Spanned;
-use crate::probe::SpecError;
+use crate::basics::SpecError;
+use crate::basics::units::Secret;
+use crate::basics::yaml::Spanned;
 
 /// `slack:` as written in a probe file.
 #[derive(Debug, Deserialize)]

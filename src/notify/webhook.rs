@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::{
     Endpoint, Notification, NotifyContext, SendError, plain_explain, post, rfc3339, spec_error,
 };
-use crate::config::units::Secret;
-use crate::config::yaml::Spanned;
-use crate::probe::SpecError;
+use crate::basics::SpecError;
+use crate::basics::units::Secret;
+use crate::basics::yaml::Spanned;
 
 /// Header with `sha256=<hex>`: HMAC-SHA256 of the exact body, keyed with `secret`.
 pub const SIGNATURE_HEADER: &str = "x-slowburn-signature";

@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
 use super::{BuildContext, Failure, SpecError, Trace, first_failure};
-use crate::config::yaml::Spanned;
-use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::basics::yaml::Spanned;
 
 /// `dns:` as written in a probe file.
 #[derive(Debug, Deserialize)]

@@ -20,9 +20,9 @@ use serde::Deserialize;
 
 use super::net::{self, Resolver, TlsSpec};
 use super::{BuildContext, Failure, SpecError, Trace, first_failure};
-use crate::config::units::{Secret, format_duration, format_size, parse_duration, parse_size};
-use crate::config::yaml::{Pos, Spanned};
-use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::basics::units::{Secret, format_duration, format_size, parse_duration, parse_size};
+use crate::basics::yaml::{Pos, Spanned};
 
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u32 = 10;

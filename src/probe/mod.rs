@@ -22,9 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use crate::config::units::format_duration;
-use crate::config::yaml::{Pos, Spanned};
-use crate::signal::KindInfo;
+pub use crate::basics::SpecError;
+use crate::basics::signal::KindInfo;
+use crate::basics::units::format_duration;
+use crate::basics::yaml::{Pos, Spanned};
 
 /// The table of probe kinds. Each row (`key => Variant(module::ProbeType)`) generates the
 /// kind's field of [`KindSpecs`], its key in [`KIND_KEYS`], its variant of [`Probe`], its
@@ -124,24 +125,6 @@ pub trait Kind: Sized {
 /// What the rest of the house knows of the kind named `name`.
 pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
     KINDS.iter().copied().find(|k| k.name == name)
-}
-
-/// A mistake in a probe spec, at a position in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    pub pos: Pos,
-    pub field: String,
-    pub message: String,
-}
-
-impl SpecError {
-    pub fn new(pos: Pos, field: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError {
-            pos,
-            field: field.into(),
-            message: message.into(),
-        }
-    }
 }
 
 /// Shared, expensive things a probe is built with: passed in, never global.

@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::{Failure, SpecError, Trace};
-use crate::config::yaml::Spanned;
+use crate::basics::yaml::Spanned;
 
 /// TLS options of a probe (`tls_config:`), as in blackbox_exporter.
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -35,9 +35,9 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::net::TlsSpec;
 use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
-use crate::config::units::{Secret, format_duration, parse_duration};
-use crate::config::yaml::Spanned;
-use crate::signal::{Family, KindInfo, QUERY_VALUE, Signal, Unit, gauge};
+use crate::basics::signal::{Family, KindInfo, QUERY_VALUE, Signal, Unit, gauge};
+use crate::basics::units::{Secret, format_duration, parse_duration};
+use crate::basics::yaml::Spanned;
 
 const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(5);
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -23,9 +23,9 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
-use crate::config::units::{format_duration, format_size, parse_duration, parse_size};
-use crate::config::yaml::Spanned;
-use crate::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
+use crate::basics::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::basics::yaml::Spanned;
 
 /// How long the first run waits between its two samples, to measure CPU use.
 const PRIME_GAP: Duration = Duration::from_millis(250);

@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use super::net::TlsSpec;
 use super::{BuildContext, Failure, SpecError, Trace};
-use crate::config::units::{Secret, parse_duration};
-use crate::config::yaml::Spanned;
-use crate::signal::{KindInfo, QUERY_VALUE, Signal, Unit};
+use crate::basics::signal::{KindInfo, QUERY_VALUE, Signal, Unit};
+use crate::basics::units::{Secret, parse_duration};
+use crate::basics::yaml::Spanned;
 
 /// Default bound on the series one query may return.
 const DEFAULT_MAX_SERIES: usize = 50;

@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::net::{self, Resolver, TlsSpec};
 use super::{BuildContext, Failure, SpecError, Trace};
-use crate::config::yaml::Spanned;
-use crate::signal::{KindInfo, Signal, Unit};
+use crate::basics::signal::{KindInfo, Signal, Unit};
+use crate::basics::yaml::Spanned;
 
 /// How much of the reply is read while looking for `expect`.
 const MAX_REPLY: usize = 64 * 1024;

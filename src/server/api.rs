@@ -381,7 +381,7 @@ fn parse_since(text: Option<&str>, now: f64) -> Result<f64, ApiError> {
         Ok(t) if t.is_finite() && t >= 0.0 => t,
         Ok(_) => return Err(bad(format!("since {text:?} is not a time"))),
         Err(_) => {
-            let back = crate::config::units::parse_duration(text)
+            let back = crate::basics::units::parse_duration(text)
                 .map_err(|e| bad(format!("since: {e}; or give unix seconds")))?;
             now - back.as_secs_f64()
         }
@@ -781,10 +781,10 @@ async fn add_silence(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&shared, &headers)?;
     // JSON is YAML: the probe-file reader gives positioned, complete errors for free.
-    let node = crate::config::yaml::parse(&body)
+    let node = crate::basics::yaml::parse(&body)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let unknown = std::cell::RefCell::new(Vec::new());
-    let spec: Result<SilenceSpec, _> = crate::config::yaml::from_node(&node, &unknown);
+    let spec: Result<SilenceSpec, _> = crate::basics::yaml::from_node(&node, &unknown);
     let mut messages: Vec<String> = unknown
         .into_inner()
         .iter()

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::Channel;
 
 use crate::alert::service::AlertService;
-use crate::config::units::Secret;
+use crate::basics::units::Secret;
 use crate::metrics::{self, DaemonMetrics};
 use crate::state::Registry;
 use crate::store::Store;

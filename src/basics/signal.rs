@@ -2,9 +2,9 @@
 //! the metric family its latest value is exported as, and whether a process restart starts
 //! its history over. Each probe kind declares its signals in a table of these; the drift
 //! config, the metrics exposition, the probe state and the API read those tables instead of
-//! matching on kind or signal names. This module is a basic: it imports no room of the house.
+//! matching on kind or signal names.
 
-pub use crate::detect::Unit;
+pub use super::format::Unit;
 
 /// One metric family: name, type and help text.
 #[derive(Debug)]
