@@ -2,18 +2,18 @@
 //! backoff and counted as failed after the bound, while the other notifiers and the escalation
 //! clock carry on; records say what happened to every send.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receiver::Receiver;
 use slowburn::alert::ProbeInfo;
 use slowburn::alert::service::{AlertService, Retry, unix_now};
 use slowburn::config::{self, Source};
 use slowburn::probe::{BuildContext, net::NetContext};
 use slowburn::store::Store;
+use support::receiver::Receiver;
 
 /// Waits until every recorded notification is sent or failed (each worker marks its record
 /// after the receiver has answered, so seeing the request is not yet seeing the record).

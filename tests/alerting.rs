@@ -2,14 +2,14 @@
 //! escalation timer survives `kill -9`, a dead notifier does not hold up the others, and the
 //! write API refuses requests without the right token.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::daemon::{Daemon, free_port, get, request_json, temp_dir, wait_http};
-use common::receiver::Receiver;
+use support::daemon::{Daemon, free_port, get, request_json, temp_dir, wait_http};
+use support::receiver::Receiver;
 
 #[test]
 fn escalation_survives_kill_9_and_the_api_needs_the_token() {

@@ -1,12 +1,12 @@
 //! The write API and its refusals against the real daemon: silences created, listed and
 //! deleted through the API, manual resolve, and 4xx answers with a message for bad requests.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::daemon::{Daemon, free_port, request_json, temp_dir, wait_http};
+use support::daemon::{Daemon, free_port, request_json, temp_dir, wait_http};
 
 fn start(name: &str, token: Option<&str>) -> (Daemon, SocketAddr) {
     let dir = temp_dir(name);

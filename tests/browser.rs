@@ -7,8 +7,8 @@
 //! Without chromium and chromedriver the tests print a loud SKIPPED and pass, unless
 //! `SLOWBURN_REQUIRE_BROWSER=1`.
 
-#[path = "support/ui.rs"]
-mod ui;
+mod support;
+use support::ui;
 
 use std::fmt::Write as _;
 use std::process::{Child, Command};

@@ -1,14 +1,14 @@
 //! The `slowburn` binary as users run it: `check` exit codes and messages, `probe`, and the
 //! `run` daemon serving metrics, reloading on SIGHUP and file changes, and stopping on SIGTERM.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::daemon::{BIN, Daemon, free_port, get, metric_value, temp_dir, wait_metrics};
+use support::daemon::{BIN, Daemon, free_port, get, metric_value, temp_dir, wait_metrics};
 
 fn slowburn(args: &[&str], cwd: &Path) -> Output {
     Command::new(BIN)

@@ -1,12 +1,12 @@
 //! The daemon against hostile inputs (issue 13): a flood of idle connections, probe files
 //! that would explode on parsing, and rotated secrets. Each test runs the real binary.
 
-mod common;
+mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::daemon::{
+use support::daemon::{
     Daemon, free_port, get, metric_value, request, temp_dir, wait_http, wait_metrics,
 };
 

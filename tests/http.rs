@@ -1,11 +1,11 @@
 //! The http probe against real servers on loopback: healthy, failing and hostile targets.
 //! Each failure must come back with its specific reason within the probe's timeout.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 fn http(url: &str, extra: &str) -> String {
     format!("http: {{url: \"{url}\"{extra}}}")

@@ -3,14 +3,14 @@
 //! a target where nothing listens fails at once with the kind's specific reason. A kind added
 //! to the kinds table without a row here fails `every_kind_has_a_row`.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{refused_addr, run_probe_with, silent_tcp};
 use slowburn::probe::{Failure, KIND_KEYS};
+use support::{refused_addr, run_probe_with, silent_tcp};
 
 /// One kind's row: its section for a target address, and the phase a hung target leaves it
 /// in. `None` for a kind with no network peer.

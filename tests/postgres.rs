@@ -4,8 +4,8 @@
 //! back; and every way a connection can be refused. Where PostgreSQL is not installed, the tests
 //! that need it print SKIPPED and pass, unless `SLOWBURN_REQUIRE_PG=1`.
 
-#[path = "support/pg.rs"]
-mod pg;
+mod support;
+use support::pg;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The scheduler with real probes: hung targets do not delay healthy probes, a probe is never
 //! stacked on itself, and every start's lateness is recorded.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +45,8 @@ async fn run_for(registry: Arc<Registry>, limit: usize, how_long: Duration) -> A
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_targets_do_not_delay_healthy_probes() {
-    let healthy = common::http_server(None, |_, _| common::ok("fine")).await;
-    let hung = common::silent_tcp().await;
+    let healthy = support::http_server(None, |_, _| support::ok("fine")).await;
+    let hung = support::silent_tcp().await;
     let mut text = format!(
         "probes:\n  - {{name: healthy, interval: 200ms, timeout: 150ms, http: {{url: \"http://{healthy}/\"}}}}\n"
     );
@@ -83,7 +83,7 @@ async fn hung_targets_do_not_delay_healthy_probes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_still_running_is_skipped_not_stacked() {
-    let hung = common::silent_tcp().await;
+    let hung = support::silent_tcp().await;
     // One permit: the hung probe holds it, so the fast probe's runs wait and its ticks pile up.
     let text = format!(
         "probes:\n  - {{name: hog, interval: 1s, timeout: 900ms, tcp: {{address: \"{hung}\", expect: never}}}}\n  - {{name: fast, interval: 100ms, timeout: 50ms, tcp: {{address: \"{hung}\"}}}}\n"

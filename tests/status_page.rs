@@ -2,8 +2,8 @@
 //! and paged probe lists, the overview, signal history with the drift fit, and the alert and
 //! silence endpoints — with bad parameters answered 4xx and a message.
 
-#[path = "support/ui.rs"]
-mod ui;
+mod support;
+use support::ui;
 
 use std::time::Duration;
 

@@ -2,16 +2,16 @@
 //! everything in it, one from a newer slowburn is refused without a byte changed, and an
 //! unreadable one is kept aside while the daemon starts fresh and says so.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::daemon::{Daemon, free_port, get, metric_value, temp_dir, wait_http};
 use slowburn::alert::service::AlertService;
 use slowburn::alert::{Alert, Silence, State};
 use slowburn::store::{SCHEMA_VERSION, Store, StoreError};
+use support::daemon::{Daemon, free_port, get, metric_value, temp_dir, wait_http};
 
 /// A copy of a fixture in a fresh directory (tests never write the committed file).
 fn copy_fixture(name: &str, test: &str) -> PathBuf {

@@ -1,10 +1,10 @@
 //! The tcp and dns probes against real peers on loopback.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 #[tokio::test]
 async fn tcp_connects_and_times_phases() {

@@ -9,7 +9,7 @@
 //! loud SKIPPED line, unless `SLOWBURN_REQUIRE_PG=1`, which makes that a failure.
 //!
 //! `SLOWBURN_PG_BIN=/usr/lib/postgresql/16/bin` picks the server binaries. Include it with
-//! `#[path = "support/pg.rs"] mod pg;`.
+//! `mod support; use support::pg;`.
 
 #![allow(dead_code)]
 

@@ -3,7 +3,7 @@
 //! a tiny HTTP/1.1 client, and a WebDriver client for headless Chromium spoken over
 //! `reqwest` (W3C JSON over HTTP), so no browser-automation crate is needed.
 //!
-//! Include it with `#[path = "support/ui.rs"] mod ui;`.
+//! Part of the support tree: `mod support; use support::ui;`.
 
 #![allow(dead_code)]
 
@@ -16,22 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("slowburn-ui-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+pub use super::daemon::{BIN, free_port, temp_dir};
 
 /// Where screenshots of a run go: `target/ui-artifacts/`.
 pub fn artifacts() -> PathBuf {
@@ -204,20 +189,27 @@ pub fn http(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let headers = lines
+    let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"));
+    let body = if chunked {
+        super::daemon::dechunk(body).unwrap_or_default()
+    } else {
+        body.to_string()
+    };
     Response {
         status,
         headers,
-        body: body.to_string(),
-        json: serde_json::from_str(body).unwrap_or(Value::Null),
+        json: serde_json::from_str(&body).unwrap_or(Value::Null),
+        body,
     }
 }
 
-#[path = "../common/receiver.rs"]
-mod webhook;
+use super::receiver as webhook;
 
 /// The shared webhook receiver, read here as the list of events it got.
 #[derive(Clone)]
