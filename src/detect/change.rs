@@ -18,13 +18,14 @@
 //! `resolve_after`, or, after `relearn_after` at the new level, it resolves by accepting that
 //! level: the baseline is learned afresh, so one step makes one ticket, not a permanent alarm.
 //!
-//! Only a level that has stopped moving is accepted: over the last [`ChangeSpec::still_window`]
-//! the medians of its buckets must show no Mann–Kendall trend either way. A leak is a level
-//! that keeps moving, and taking it as the baseline would silence the one detector that had
-//! seen it. While it moves the ticket stays open, and once, when `relearn_after` has passed,
-//! the detector repeats its firing verdict with a message saying the level is still moving
-//! (the alert engine updates the open ticket's message and sends nothing); this is the only
-//! repeat a detector ever makes.
+//! Only a level that has stopped moving is accepted: over the last
+//! [`ChangeSpec::still_window`] the medians of its buckets must show no hint of a
+//! Mann–Kendall trend either way (two-sided p of at least 0.05). A leak is a level that keeps
+//! moving, and taking it as the baseline would silence the one detector that had seen it.
+//! While it moves the ticket stays open, and once, when `relearn_after` has passed and the
+//! trend is clear (p below 0.001), the detector repeats its firing verdict with a message
+//! saying the level is still moving (the alert engine updates the open ticket's message and
+//! sends nothing); this is the only repeat a detector ever makes.
 //!
 //! Sample-count gates ([`MIN_AFTER`], [`RECENT`], the warm-up's 20 samples) are meant for
 //! samples seconds apart; with the probe's `interval` known they shrink to what fits in a
@@ -57,11 +58,13 @@ const GATE_SPAN: f64 = 1800.0;
 const STILL_BUCKET: f64 = 300.0;
 /// Fewest buckets the stillness test needs before it says anything.
 const STILL_POINTS: usize = 6;
-/// Two-sided Mann–Kendall p below which the level is still moving. Strict, because the test
-/// is repeated at every bucket until it passes: at 0.01 a plain step with log-normal noise
-/// was now and then held open by a fluke, while a leak is far beyond 0.001 (twelve rising
-/// buckets give p ≈ 1e-5).
-const STILL_ALPHA: f64 = 0.001;
+/// Two-sided Mann–Kendall p at or above which the level counts as still: lenient, because
+/// taking a leak for a steady level is the failure this test exists to prevent.
+const STILL_P: f64 = 0.05;
+/// Two-sided p below which the ticket says the level is still moving; strict, because the
+/// test is repeated at every bucket, and at 0.01 a plain step with log-normal noise now and
+/// then earned a "still falling" message. In between the detector waits and says nothing.
+const MOVING_P: f64 = 0.001;
 
 /// Configuration of the change detector.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,7 +201,7 @@ pub struct Change {
 /// What the stillness test saw over the recent window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Movement {
-    /// Too few buckets yet to tell.
+    /// Too few buckets yet, or a hint of a trend that is not yet clear either way.
     Unknown,
     /// No significant trend: the level may become the baseline.
     Still,
@@ -420,10 +423,13 @@ impl Change {
         };
         let (up, _) = mann_kendall(s, &mut ys);
         let (down, _) = mann_kendall(-s, &mut ys);
-        if 2.0 * up.min(down) < STILL_ALPHA && slope != 0.0 {
+        let p = 2.0 * up.min(down);
+        if p >= STILL_P || slope == 0.0 {
+            Movement::Still
+        } else if p < MOVING_P {
             Movement::Moving(slope)
         } else {
-            Movement::Still
+            Movement::Unknown
         }
     }
 

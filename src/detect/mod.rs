@@ -16,7 +16,9 @@
 //! Invariants: every detector is fed in time order and ignores NaN/inf values; the cost of
 //! one sample is bounded (re-fits happen at most once per bucket close and use at most
 //! [`trend::MAX_POINTS`] points) whatever the length of history; detectors emit transitions
-//! only, never repeats.
+//! only, never repeats (save the change ticket's one "still moving" update, see [`change`]).
+//! Every time gate is judged in the probe's interval as well as in buckets
+//! ([`DetectorSpec::interval`]): samples minutes apart get the same judgement, later.
 
 pub mod backtest;
 pub mod burn;
