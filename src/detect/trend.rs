@@ -238,6 +238,8 @@ pub struct Trend {
     pending_since: Option<f64>,
     clearing_since: Option<f64>,
     last_eval: Option<f64>,
+    /// Time between the last two evaluations.
+    last_gap: Option<f64>,
     current: Option<Fit>,
     began_at: Option<f64>,
     cache: Vec<Option<Cached>>,
@@ -276,6 +278,7 @@ impl Trend {
             pending_since: None,
             clearing_since: None,
             last_eval: None,
+            last_gap: None,
             current: None,
             began_at: None,
             scratch: Scratch::default(),
@@ -297,6 +300,7 @@ impl Trend {
         self.pending_since = None;
         self.clearing_since = None;
         self.last_eval = None;
+        self.last_gap = None;
         self.cache.iter_mut().for_each(|c| *c = None);
         let was_firing = std::mem::replace(&mut self.firing, false);
         let fit = self.current.take();
@@ -378,9 +382,14 @@ impl Trend {
         let alarming = best.is_some_and(|f| f.eta_high.is_some_and(|e| e <= horizon));
 
         let sustain = self.spec.sustain_for();
-        let contiguous = self
-            .last_eval
-            .is_some_and(|l| now - l <= self.spec.max_gap());
+        // A gap is a break in the cadence: longer than the spec allows, and longer than 1.5 ×
+        // the gap before it, so samples that keep a steady spacing are never a gap even when
+        // the interval is unknown or wrong (history replayed after the interval changed).
+        let gap = self.last_eval.map(|l| now - l);
+        let contiguous = gap.is_some_and(|g| {
+            g <= self.spec.max_gap() || self.last_gap.is_some_and(|p| g <= 1.5 * p)
+        });
+        self.last_gap = gap;
         self.last_eval = Some(now);
         if !contiguous {
             self.pending_since = None;
