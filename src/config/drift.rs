@@ -50,9 +50,12 @@ const NAMED_BOUNDS: &[(&str, &str, &str)] = &[
     ("connections", "max_connections", "connections_ratio"),
 ];
 
-/// Validates a probe's `drift:` and `slo:` into watches.
+/// Validates a probe's `drift:` and `slo:` into watches. `interval` is the probe's, in
+/// seconds: the detectors count their sustain, gaps and sample gates in it, and since the
+/// daemon and `slowburn backtest` both build detectors from these specs, both judge alike.
 pub fn watches(
     kind: &str,
+    interval: f64,
     drift: &BTreeMap<Spanned<String>, DriftEntrySpec>,
     slo: Option<&Spanned<String>>,
     problems: &mut Vec<(Pos, String)>,
@@ -122,7 +125,9 @@ pub fn watches(
             problems.push((entry.limit.pos, format!("drift.{}: {m}", name.value)));
             continue;
         }
-        let mut spec = DetectorSpec::new(signal, *unit).with_drift(drift);
+        let mut spec = DetectorSpec::new(signal, *unit)
+            .with_drift(drift)
+            .with_interval(interval);
         if entry.change.unwrap_or(true) {
             spec = spec.with_change(ChangeSpec::default());
         }
@@ -136,7 +141,9 @@ pub fn watches(
         match parse_objective(slo) {
             Ok(objective) => out.push(Watch {
                 signal: "success".into(),
-                spec: DetectorSpec::new("success", Unit::Ratio).with_slo(SloSpec::new(objective)),
+                spec: DetectorSpec::new("success", Unit::Ratio)
+                    .with_slo(SloSpec::new(objective))
+                    .with_interval(interval),
                 limit_from: None,
             }),
             Err(m) => problems.push((slo.pos, format!("slo: {m}"))),

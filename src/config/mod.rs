@@ -912,7 +912,13 @@ impl<'c> Loader<'c> {
             .alert
             .as_ref()
             .map(|spec| Box::new(alerting::rule(spec, policies, &mut problems)));
-        let watches = drift::watches(kind, &entry.drift, entry.slo.as_ref(), &mut problems);
+        let watches = drift::watches(
+            kind,
+            interval.as_secs_f64(),
+            &entry.drift,
+            entry.slo.as_ref(),
+            &mut problems,
+        );
         ok &= problems.is_empty();
         for (pos, message) in problems {
             self.error(&file, Some(pos), format!("{ctx}{message}"));

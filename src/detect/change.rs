@@ -17,10 +17,25 @@
 //! resolves when the median of the last [`RECENT`] samples has been back within the slack for
 //! `resolve_after`, or, after `relearn_after` at the new level, it resolves by accepting that
 //! level: the baseline is learned afresh, so one step makes one ticket, not a permanent alarm.
+//!
+//! Only a level that has stopped moving is accepted: over the last
+//! [`ChangeSpec::still_window`] the medians of its buckets must show no hint of a
+//! Mann–Kendall trend either way (two-sided p of at least 0.05). A leak is a level that keeps
+//! moving, and taking it as the baseline would silence the one detector that had seen it.
+//! While it moves the ticket stays open, and once, when `relearn_after` has passed and the
+//! trend is clear (p below 0.001), the detector repeats its firing verdict with a message
+//! saying the level is still moving (the alert engine updates the open ticket's message and
+//! sends nothing); this is the only repeat a detector ever makes.
+//!
+//! Sample-count gates ([`MIN_AFTER`], [`RECENT`], the warm-up's 20 samples) are meant for
+//! samples seconds apart; with the probe's `interval` known they shrink to what fits in a
+//! span of time (never below a handful of samples), so a probe run every 30 minutes is not
+//! asked for ten hours of samples before its first median.
 
 use std::collections::VecDeque;
 
-use super::series::{median_in_place, splitmix64};
+use super::series::{Series, median_in_place, splitmix64};
+use super::trend::{mann_kendall, theil_sen};
 use super::verdict::{
     Detector, Severity, Transition, Unit, Verdict, format_duration, format_since,
 };
@@ -33,6 +48,23 @@ pub const MIN_AFTER: usize = 12;
 pub const RECENT: usize = 20;
 /// Most samples kept for the warm-up and for the level after a change point.
 const KEEP: usize = 512;
+/// Fewest samples of the warm-up when samples are sparse (20 otherwise).
+const FEWEST_LEARN: usize = 8;
+/// Fewest samples after the change point, and in the recent median, when samples are sparse.
+const FEWEST: usize = 5;
+/// Span of samples the gates above aim for when samples are sparse.
+const GATE_SPAN: f64 = 1800.0;
+/// Width of the buckets the stillness test fits, unless the interval is longer.
+const STILL_BUCKET: f64 = 300.0;
+/// Fewest buckets the stillness test needs before it says anything.
+const STILL_POINTS: usize = 6;
+/// Two-sided Mann–Kendall p at or above which the level counts as still: lenient, because
+/// taking a leak for a steady level is the failure this test exists to prevent.
+const STILL_P: f64 = 0.05;
+/// Two-sided p below which the ticket says the level is still moving; strict, because the
+/// test is repeated at every bucket, and at 0.01 a plain step with log-normal noise now and
+/// then earned a "still falling" message. In between the detector waits and says nothing.
+const MOVING_P: f64 = 0.001;
 
 /// Configuration of the change detector.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,8 +81,10 @@ pub struct ChangeSpec {
     pub threshold: f64,
     /// Seconds the level must be back within the slack before the ticket resolves.
     pub resolve_after: f64,
-    /// Seconds at a new level after which it becomes the baseline.
+    /// Seconds at a new level after which it becomes the baseline, if it has stopped moving.
     pub relearn_after: f64,
+    /// Seconds between samples (the probe's interval); 0 when unknown (dense samples).
+    pub interval: f64,
 }
 
 impl Default for ChangeSpec {
@@ -63,11 +97,48 @@ impl Default for ChangeSpec {
             threshold: 10.0,
             resolve_after: 900.0,
             relearn_after: 6.0 * 3600.0,
+            interval: 0.0,
         }
     }
 }
 
 impl ChangeSpec {
+    /// A sample-count gate: `dense` samples, or when the interval is known, as many as fit
+    /// in `span` seconds, between `fewest` and `dense`.
+    fn samples(&self, dense: usize, fewest: usize, span: f64) -> usize {
+        if self.interval <= 0.0 {
+            return dense;
+        }
+        let fit = (span / self.interval).ceil();
+        (fit.min(dense as f64) as usize).max(fewest).min(dense)
+    }
+
+    /// Samples after the change point before a ticket may fire.
+    pub fn min_after(&self) -> usize {
+        self.samples(MIN_AFTER, FEWEST, GATE_SPAN)
+    }
+
+    /// Samples in the recent-level median.
+    pub fn recent(&self) -> usize {
+        self.samples(RECENT, FEWEST, GATE_SPAN)
+    }
+
+    /// Fewest samples the warm-up learns a baseline from.
+    pub fn learn_samples(&self) -> usize {
+        self.samples(20, FEWEST_LEARN, self.warmup)
+    }
+
+    /// Width of the buckets of the stillness test: 5 minutes, or the interval.
+    pub fn still_bucket(&self) -> f64 {
+        STILL_BUCKET.max(self.interval)
+    }
+
+    /// The recent stretch that must show no trend before a new level is accepted: a third
+    /// of `relearn_after`, and at least twelve buckets so the test can see a trend at all.
+    pub fn still_window(&self) -> f64 {
+        (self.relearn_after / 3.0).max(12.0 * self.still_bucket())
+    }
+
     /// Checks the spec; the message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
@@ -84,6 +155,7 @@ impl ChangeSpec {
             ("slack_ratio", self.slack_ratio),
             ("slack_sigmas", self.slack_sigmas),
             ("min_shift", self.min_shift),
+            ("interval", self.interval),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("change.{name} must be zero or more, got {v}"));
@@ -118,12 +190,36 @@ pub struct Change {
     alarmed_at: Option<f64>,
     back_since: Option<f64>,
     level: Option<f64>,
+    /// Bucketed level since the ticket fired, for the stillness test.
+    since_alarm: Series,
+    /// Whether this ticket already said its level is still moving.
+    told_moving: bool,
+    recent_len: usize,
+    min_after: usize,
+}
+
+/// What the stillness test saw over the recent window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Movement {
+    /// Too few buckets yet, or a hint of a trend that is not yet clear either way.
+    Unknown,
+    /// No significant trend: the level may become the baseline.
+    Still,
+    /// A significant trend, with its Theil–Sen slope (units per second).
+    Moving(f64),
 }
 
 impl Change {
     /// A change detector; `spec` should have passed [`ChangeSpec::validate`].
     pub fn new(signal: &str, unit: Unit, spec: ChangeSpec) -> Change {
+        let width = spec.still_bucket();
+        let window = spec.still_window();
+        let buckets = (window / width).ceil() as usize + 4;
         Change {
+            since_alarm: Series::new(width, window + 2.0 * width, buckets),
+            told_moving: false,
+            recent_len: spec.recent(),
+            min_after: spec.min_after(),
             signal: signal.to_string(),
             unit,
             spec,
@@ -142,10 +238,13 @@ impl Change {
     /// Feeds one finite sample. `suppress` holds back a new ticket (the caller's trend page
     /// already tells this story); the CUSUM keeps running, so the ticket can fire later.
     pub fn observe(&mut self, t: f64, v: f64, suppress: bool) -> Option<Verdict> {
-        if self.recent.len() == RECENT {
+        if self.recent.len() >= self.recent_len {
             self.recent.pop_front();
         }
         self.recent.push_back(v);
+        if self.alarmed_at.is_some() {
+            self.since_alarm.push(t, v);
+        }
         let Some(base) = self.baseline else {
             self.learner.push(t, v);
             if let Some(fresh) = self.learner.learn(&self.spec) {
@@ -219,7 +318,7 @@ impl Change {
     }
 
     fn maybe_fire(&mut self, t: f64, base: Baseline, suppress: bool) -> Option<Verdict> {
-        if suppress || self.cusum < self.spec.threshold || self.after.len() < MIN_AFTER {
+        if suppress || self.cusum < self.spec.threshold || self.after.len() < self.min_after {
             return None;
         }
         let mut after = self.after.clone();
@@ -231,6 +330,10 @@ impl Change {
         self.back_since = None;
         self.level = Some(level);
         self.learner = Learner::default();
+        self.since_alarm.reset();
+        self.since_alarm
+            .push(t, self.recent.back().copied().unwrap_or(level));
+        self.told_moving = false;
         let began = self.began_at.unwrap_or(t);
         let ratio = if base.median > 0.0 {
             format!(" (x{:.1})", level / base.median)
@@ -270,19 +373,70 @@ impl Change {
         if t - since < self.spec.relearn_after {
             return None;
         }
-        self.clear();
-        self.baseline = None;
-        let message = format!(
-            "{} at {} for {}: accepted as the new baseline",
-            self.signal,
-            self.unit.format(now_level),
-            format_duration(t - since)
-        );
-        Some(self.verdict(t, Transition::Resolved, now_level, began, message))
+        match self.movement(t) {
+            Movement::Unknown => None,
+            Movement::Moving(slope) => {
+                if std::mem::replace(&mut self.told_moving, true) {
+                    return None;
+                }
+                let message = format!(
+                    "{} still {} {} (now {}, baseline {}) since {}: not accepted as a baseline while it moves",
+                    self.signal,
+                    if slope > 0.0 { "rising" } else { "falling" },
+                    self.unit.format_rate(slope),
+                    self.unit.format(now_level),
+                    self.unit.format(base.median),
+                    format_since(began.unwrap_or(since), t)
+                );
+                Some(self.verdict(t, Transition::Firing, now_level, began, message))
+            }
+            Movement::Still => {
+                self.clear();
+                self.baseline = None;
+                let message = format!(
+                    "{} at {} for {}, steady for the last {}: accepted as the new baseline",
+                    self.signal,
+                    self.unit.format(now_level),
+                    format_duration(t - since),
+                    format_duration(self.spec.still_window())
+                );
+                Some(self.verdict(t, Transition::Resolved, now_level, began, message))
+            }
+        }
+    }
+
+    /// Mann–Kendall over the bucket medians of the last `still_window`, both directions.
+    fn movement(&self, t: f64) -> Movement {
+        let from = t - self.spec.still_window();
+        let (xs, mut ys): (Vec<f64>, Vec<f64>) = self
+            .since_alarm
+            .buckets()
+            .iter()
+            .filter(|b| b.mid_t() >= from)
+            .map(|b| (b.mid_t(), b.median))
+            .unzip();
+        if xs.len() < STILL_POINTS {
+            return Movement::Unknown;
+        }
+        let Some((slope, s)) = theil_sen(&xs, &ys, &mut Vec::new()) else {
+            return Movement::Unknown;
+        };
+        let (up, _) = mann_kendall(s, &mut ys);
+        let (down, _) = mann_kendall(-s, &mut ys);
+        let p = 2.0 * up.min(down);
+        if p >= STILL_P || slope == 0.0 {
+            Movement::Still
+        } else if p < MOVING_P {
+            Movement::Moving(slope)
+        } else {
+            Movement::Unknown
+        }
     }
 
     fn clear(&mut self) {
         self.alarmed_at = None;
+        self.told_moving = false;
+        self.since_alarm.reset();
         self.back_since = None;
         self.cusum = 0.0;
         self.began_at = None;
@@ -340,7 +494,7 @@ impl Learner {
     /// The baseline once `warmup` has been covered by at least 20 samples; starts over then.
     fn learn(&mut self, spec: &ChangeSpec) -> Option<Baseline> {
         let start = self.start?;
-        if self.last - start < spec.warmup || self.values.len() < 20 {
+        if self.last - start < spec.warmup || self.values.len() < spec.learn_samples() {
             return None;
         }
         let median = median_in_place(&mut self.values)?;
@@ -423,6 +577,61 @@ mod tests {
         assert_eq!(v.transition, Transition::Resolved);
         assert!(c.baseline().is_none());
         assert!(c.reset(6001.0).is_none());
+    }
+
+    #[test]
+    fn a_level_still_moving_is_not_accepted_as_the_baseline() {
+        // 100 for 2h, then +1 a minute for 12h: the ticket fires, and after `relearn_after`
+        // it says the level is still rising (once) instead of taking it as the baseline.
+        let mut c = Change::new("rss", Unit::Count, ChangeSpec::default());
+        let level = |i: u32| 100.0 + (f64::from(i) * 0.25 - 120.0).max(0.0);
+        let out = run(&mut c, 0, 480 + 12 * 240, level);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].transition, Transition::Firing);
+        assert_eq!(out[1].transition, Transition::Firing);
+        assert!(
+            out[1].message.starts_with("rss still rising 1/min (now ")
+                && out[1]
+                    .message
+                    .ends_with("not accepted as a baseline while it moves"),
+            "{}",
+            out[1].message
+        );
+        assert!(c.firing());
+        // It stops: once the last stretch shows no trend, the level becomes the baseline.
+        let top = level(480 + 12 * 240);
+        let out = run(&mut c, 480 + 12 * 240, 480 + 16 * 240, |i| {
+            top + f64::from(i % 3)
+        });
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0]
+                .message
+                .contains("steady for the last 2h: accepted as the new baseline")
+        );
+    }
+
+    #[test]
+    fn sample_gates_shrink_with_a_sparse_interval() {
+        let dense = ChangeSpec::default();
+        assert_eq!(
+            (dense.min_after(), dense.recent(), dense.learn_samples()),
+            (12, 20, 20)
+        );
+        let every = |interval: f64| ChangeSpec {
+            interval,
+            ..ChangeSpec::default()
+        };
+        assert_eq!(every(15.0).min_after(), 12);
+        assert_eq!(every(60.0).recent(), 20);
+        let sparse = every(1800.0);
+        assert_eq!(
+            (sparse.min_after(), sparse.recent(), sparse.learn_samples()),
+            (5, 5, 8)
+        );
+        assert_eq!(sparse.still_window(), 12.0 * 1800.0);
+        assert_eq!(dense.still_window(), 7200.0);
+        assert!(every(-1.0).validate().is_err());
     }
 
     #[test]

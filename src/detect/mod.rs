@@ -16,7 +16,9 @@
 //! Invariants: every detector is fed in time order and ignores NaN/inf values; the cost of
 //! one sample is bounded (re-fits happen at most once per bucket close and use at most
 //! [`trend::MAX_POINTS`] points) whatever the length of history; detectors emit transitions
-//! only, never repeats.
+//! only, never repeats (save the change ticket's one "still moving" update, see [`change`]).
+//! Every time gate is judged in the probe's interval as well as in buckets
+//! ([`DetectorSpec::interval`]): samples minutes apart get the same judgement, later.
 
 pub mod backtest;
 pub mod burn;
@@ -53,6 +55,10 @@ pub struct DetectorSpec {
     /// Seconds after a re-baseline during which trend and change ignore samples: a process
     /// refilling its caches after a restart is warming up, not leaking.
     pub settle: f64,
+    /// Seconds between samples (the probe's interval); 0 when unknown. Trend and change
+    /// count their sustain, gaps and sample-count gates in this, so a probe run every 10
+    /// minutes gets the same judgement as one run every 15 seconds, only later.
+    pub interval: f64,
 }
 
 impl DetectorSpec {
@@ -65,7 +71,14 @@ impl DetectorSpec {
             change: None,
             slo: None,
             settle: 1800.0,
+            interval: 0.0,
         }
+    }
+
+    /// Sets the seconds between samples (the probe's interval).
+    pub fn with_interval(mut self, interval: f64) -> DetectorSpec {
+        self.interval = interval;
+        self
     }
 
     pub fn with_drift(mut self, drift: DriftSpec) -> DetectorSpec {
@@ -146,21 +159,29 @@ impl SignalDetectors {
         if let Some(s) = &spec.slo {
             s.validate().map_err(error)?;
         }
+        if !(spec.interval.is_finite() && spec.interval >= 0.0) {
+            return Err(error(format!(
+                "interval must be zero or more seconds, got {}",
+                spec.interval
+            )));
+        }
         if !(spec.settle.is_finite() && spec.settle >= 0.0) {
             return Err(error(format!(
                 "settle must be zero or more seconds, got {}",
                 spec.settle
             )));
         }
+        // Both detectors judge time in the probe's interval; the spec's is the one source.
+        let interval = spec.interval;
         Ok(SignalDetectors {
-            trend: spec
-                .drift
-                .clone()
-                .map(|d| Trend::new(&spec.signal, spec.unit, d)),
-            change: spec
-                .change
-                .clone()
-                .map(|c| Change::new(&spec.signal, spec.unit, c)),
+            trend: spec.drift.clone().map(|d| {
+                let interval = d.interval.max(interval);
+                Trend::new(&spec.signal, spec.unit, DriftSpec { interval, ..d })
+            }),
+            change: spec.change.clone().map(|c| {
+                let interval = c.interval.max(interval);
+                Change::new(&spec.signal, spec.unit, ChangeSpec { interval, ..c })
+            }),
             burn: spec.slo.clone().map(|s| Burn::new(&spec.signal, s)),
             last_t: None,
             settled_at: None,

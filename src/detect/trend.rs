@@ -64,10 +64,15 @@ pub struct DriftSpec {
     /// decision uses, so a short window's noisy slope must be unmistakable to page.
     pub confidence_z: f64,
     /// How long the page condition must hold before firing, and its absence before
-    /// resolving; `None` = max(5 min, 3 buckets).
+    /// resolving; `None` = max(5 min, 3 buckets, 2 intervals) (see [`DriftSpec::sustain_for`]).
     pub sustain: Option<f64>,
     /// While firing, the page holds as long as ETA ≤ `clear_factor` × horizon.
     pub clear_factor: f64,
+    /// Seconds between the signal's samples: the probe's interval; 0 when unknown, and then
+    /// the gates are those of samples denser than a bucket. A fit happens only when a sample
+    /// arrives, so with samples sparser than a bucket every time gate (sustain, the gap that
+    /// breaks it, the shortest window) must be counted in intervals, not buckets.
+    pub interval: f64,
 }
 
 impl DriftSpec {
@@ -86,7 +91,14 @@ impl DriftSpec {
             confidence_z: 1.645,
             sustain: None,
             clear_factor: 1.5,
+            interval: 0.0,
         }
+    }
+
+    /// The time between two evaluations: a bucket, or the interval when samples are sparser
+    /// than buckets (each sample then closes the bucket of the one before it).
+    pub fn step(&self) -> f64 {
+        self.bucket_width().max(self.interval)
     }
 
     /// Bucket width: horizon / 120, between one and ten minutes.
@@ -99,10 +111,11 @@ impl DriftSpec {
         self.window.unwrap_or(4.0 * self.horizon)
     }
 
-    /// The candidate windows, shortest first: the shortest useful one (enough buckets for
-    /// `min_points` and `min_span`), 1h, 6h and the long window.
+    /// The candidate windows, shortest first: the shortest useful one (enough steps for
+    /// `min_points` points and `min_span`), 1h, 6h and the long window. A window too short to
+    /// hold `min_points` samples at the interval could never pass, so it is not tried.
     pub fn windows(&self) -> Vec<f64> {
-        let w = self.bucket_width();
+        let w = self.step();
         let shortest = self.min_span.max(self.min_points as f64 * w) + w;
         let long = self.long_window().max(shortest);
         let mut out = vec![shortest];
@@ -114,10 +127,23 @@ impl DriftSpec {
         out
     }
 
-    /// The sustain period in seconds.
+    /// The sustain period in seconds: by default max(5 min, 3 buckets, 2 intervals). With
+    /// dense samples that is the buckets' 4 evaluations; with samples sparser than buckets
+    /// each evaluation brings a new sample, and 3 in a row that agree (each fit already needs
+    /// `min_points` samples over `min_span`) is the evidence, without holding a 30-minute
+    /// probe's page back 90 minutes.
     pub fn sustain_for(&self) -> f64 {
-        self.sustain
-            .unwrap_or_else(|| (3.0 * self.bucket_width()).max(300.0))
+        self.sustain.unwrap_or_else(|| {
+            (3.0 * self.bucket_width())
+                .max(2.0 * self.interval)
+                .max(300.0)
+        })
+    }
+
+    /// The longest time between two evaluations that still counts as contiguous; a longer
+    /// gap (more than one missed sample, or one missed bucket and a half) restarts sustain.
+    pub fn max_gap(&self) -> f64 {
+        2.5 * self.step()
     }
 
     /// Checks the spec; the message names the offending field.
@@ -142,6 +168,12 @@ impl DriftSpec {
         }
         if let Some(s) = self.sustain {
             positive("sustain", s)?;
+        }
+        if !(self.interval.is_finite() && self.interval >= 0.0) {
+            return Err(format!(
+                "drift.interval must be zero or more seconds, got {}",
+                self.interval
+            ));
         }
         if !(self.confidence_z.is_finite() && self.confidence_z >= 0.0) {
             return Err(format!(
@@ -206,6 +238,8 @@ pub struct Trend {
     pending_since: Option<f64>,
     clearing_since: Option<f64>,
     last_eval: Option<f64>,
+    /// Time between the last two evaluations.
+    last_gap: Option<f64>,
     current: Option<Fit>,
     began_at: Option<f64>,
     cache: Vec<Option<Cached>>,
@@ -244,6 +278,7 @@ impl Trend {
             pending_since: None,
             clearing_since: None,
             last_eval: None,
+            last_gap: None,
             current: None,
             began_at: None,
             scratch: Scratch::default(),
@@ -265,6 +300,7 @@ impl Trend {
         self.pending_since = None;
         self.clearing_since = None;
         self.last_eval = None;
+        self.last_gap = None;
         self.cache.iter_mut().for_each(|c| *c = None);
         let was_firing = std::mem::replace(&mut self.firing, false);
         let fit = self.current.take();
@@ -346,9 +382,14 @@ impl Trend {
         let alarming = best.is_some_and(|f| f.eta_high.is_some_and(|e| e <= horizon));
 
         let sustain = self.spec.sustain_for();
-        let contiguous = self
-            .last_eval
-            .is_some_and(|l| now - l <= 2.5 * self.series.width());
+        // A gap is a break in the cadence: longer than the spec allows, and longer than 1.5 ×
+        // the gap before it, so samples that keep a steady spacing are never a gap even when
+        // the interval is unknown or wrong (history replayed after the interval changed).
+        let gap = self.last_eval.map(|l| now - l);
+        let contiguous = gap.is_some_and(|g| {
+            g <= self.spec.max_gap() || self.last_gap.is_some_and(|p| g <= 1.5 * p)
+        });
+        self.last_gap = gap;
         self.last_eval = Some(now);
         if !contiguous {
             self.pending_since = None;
@@ -778,6 +819,26 @@ mod tests {
         assert!(DriftSpec::new(f64::NAN, 1.0).validate().is_err());
         assert!(DriftSpec::new(1.0, 0.0).validate().is_err());
         assert!(DriftSpec::new(1.0, 60.0).validate().is_ok());
+    }
+
+    #[test]
+    fn gates_follow_a_sparse_interval() {
+        // Samples 10 minutes apart, 3-minute buckets: an evaluation per sample, so sustain,
+        // the gap rule and the shortest window are counted in intervals.
+        let mut spec = DriftSpec::new(1.0, 6.0 * 3600.0);
+        assert_eq!((spec.step(), spec.max_gap()), (180.0, 450.0));
+        spec.interval = 15.0;
+        assert_eq!(spec.sustain_for(), 540.0);
+        spec.interval = 120.0;
+        assert_eq!(spec.step(), 180.0);
+        assert_eq!(spec.sustain_for(), 540.0);
+        spec.interval = 600.0;
+        assert_eq!(spec.step(), 600.0);
+        assert_eq!(spec.sustain_for(), 1200.0);
+        assert_eq!(spec.max_gap(), 1500.0);
+        assert_eq!(spec.windows(), vec![6600.0, 21_600.0, 86_400.0]);
+        spec.interval = f64::NAN;
+        assert!(spec.validate().is_err());
     }
 
     #[test]

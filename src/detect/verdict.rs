@@ -85,7 +85,9 @@ impl fmt::Display for Transition {
 }
 
 /// One state transition of one detector for one signal. Detectors emit transitions only,
-/// never "still firing" repeats.
+/// never "still firing" repeats; the one exception is a change ticket whose level is still
+/// moving when it would have been accepted as the baseline, which says so once with a second
+/// firing verdict (the alert engine updates the open alert's message).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub detector: Detector,
