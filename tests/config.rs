@@ -25,6 +25,21 @@ type Expected = (usize, usize, &'static str);
 /// One row per fixture: the errors expected.
 const INVALID: &[(&str, &[Expected])] = &[
     (
+        "change-form.yaml",
+        &[
+            (
+                5,
+                7,
+                "drift.latency.change.direction: \"sideways\" is not one of up, down, both",
+            ),
+            (
+                6,
+                7,
+                "drift.body_bytes.change.sensitivity: \"extreme\" is not one of low, normal, high",
+            ),
+        ],
+    ),
+    (
         "port-out-of-range.yaml",
         &[(3, 17, "port 99999 is not between 0 and 65535")],
     ),

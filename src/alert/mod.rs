@@ -56,8 +56,10 @@ pub enum Origin {
     Run,
     /// Trend and ETA on a signal (`drift:`).
     Trend { signal: String },
-    /// A step in a signal's level (`drift:` change detection).
+    /// A step up in a signal's level (`drift:` change detection).
     Change { signal: String },
+    /// A step down in a signal's level (`change: {direction: down | both}`).
+    ChangeDown { signal: String },
     /// Error-budget burn rate against the probe's SLO.
     Burn { severity: Severity },
 }
@@ -73,6 +75,9 @@ impl Origin {
             Detector::Change => Origin::Change {
                 signal: verdict.signal.clone(),
             },
+            Detector::ChangeDown => Origin::ChangeDown {
+                signal: verdict.signal.clone(),
+            },
             Detector::Burn => Origin::Burn {
                 severity: verdict.severity,
             },
@@ -80,12 +85,14 @@ impl Origin {
     }
 
     /// The stable reason label of a detector's alert (`drift:rss`, `change:latency`,
-    /// `burn:page`); a run alert's reason is its failure's (`status`, `timeout`, …).
+    /// `change_down:orders`, `burn:page`); a run alert's reason is its failure's (`status`,
+    /// `timeout`, …).
     pub fn detector_reason(&self) -> Option<String> {
         match self {
             Origin::Run => None,
             Origin::Trend { signal } => Some(format!("drift:{signal}")),
             Origin::Change { signal } => Some(format!("change:{signal}")),
+            Origin::ChangeDown { signal } => Some(format!("change_down:{signal}")),
             Origin::Burn { severity } => Some(format!("burn:{}", severity.as_str())),
         }
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, Spanned};
-use crate::detect::{ChangeSpec, DetectorSpec, DriftSpec, SloSpec, Unit};
+use crate::detect::{ChangeSpec, DetectorSpec, Direction, DriftSpec, Sensitivity, SloSpec, Unit};
 
 /// One `drift:` entry.
 #[derive(Debug, Deserialize)]
@@ -22,8 +22,76 @@ pub struct DriftEntrySpec {
     /// Fit the floor (bucket minima) for memory-like signals with a GC sawtooth.
     pub floor: Option<bool>,
     pub window: Option<Spanned<String>>,
-    /// Also watch for a step change (a ticket). On by default.
-    pub change: Option<bool>,
+    /// Also watch for a step change (a ticket): `true`/`false`, or the detector's form. On
+    /// by default.
+    pub change: Option<ChangeEntry>,
+}
+
+/// `change:` of a `drift:` entry: on or off, or how to watch.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ChangeEntry {
+    On(bool),
+    Spec(ChangeEntrySpec),
+}
+
+/// `change: {direction, min_shift, sensitivity}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEntrySpec {
+    /// `up` (default), `down` or `both`.
+    pub direction: Option<String>,
+    /// The smallest shift that counts, in the signal's unit (`50ms`, `5`, `10MiB`), so a
+    /// level near zero does not turn every blip into news.
+    pub min_shift: Option<String>,
+    /// `low`, `normal` (default) or `high`.
+    pub sensitivity: Option<String>,
+}
+
+/// The change spec an entry asks for, if any.
+fn change_spec(entry: Option<&ChangeEntry>, unit: Unit) -> Result<Option<ChangeSpec>, String> {
+    let spec = match entry {
+        None | Some(ChangeEntry::On(true)) => return Ok(Some(ChangeSpec::default())),
+        Some(ChangeEntry::On(false)) => return Ok(None),
+        Some(ChangeEntry::Spec(spec)) => spec,
+    };
+    let direction = match spec.direction.as_deref() {
+        None | Some("up") => Direction::Up,
+        Some("down") => Direction::Down,
+        Some("both") => Direction::Both,
+        Some(other) => {
+            return Err(format!(
+                "change.direction: {other:?} is not one of up, down, both"
+            ));
+        }
+    };
+    let mut out = ChangeSpec {
+        direction,
+        ..ChangeSpec::default()
+    };
+    if let Some(sensitivity) = spec.sensitivity.as_deref() {
+        let level = match sensitivity {
+            "low" => Sensitivity::Low,
+            "normal" => Sensitivity::Normal,
+            "high" => Sensitivity::High,
+            other => {
+                return Err(format!(
+                    "change.sensitivity: {other:?} is not one of low, normal, high"
+                ));
+            }
+        };
+        (out.threshold, out.slack_sigmas) = level.tuning();
+    }
+    if let Some(text) = &spec.min_shift {
+        let shift = parse_limit(text, unit).map_err(|m| format!("change.min_shift: {m}"))?;
+        if !(shift.is_finite() && shift >= 0.0) {
+            return Err(format!(
+                "change.min_shift: must be zero or more, got {text}"
+            ));
+        }
+        out.min_shift = shift;
+    }
+    Ok(Some(out))
 }
 
 /// A watched signal, ready to build detectors from.
@@ -128,8 +196,13 @@ pub fn watches(
         let mut spec = DetectorSpec::new(signal, *unit)
             .with_drift(drift)
             .with_interval(interval);
-        if entry.change.unwrap_or(true) {
-            spec = spec.with_change(ChangeSpec::default());
+        match change_spec(entry.change.as_ref(), *unit) {
+            Ok(Some(change)) => spec = spec.with_change(change),
+            Ok(None) => {}
+            Err(m) => {
+                problems.push((name.pos, format!("drift.{}.{m}", name.value)));
+                continue;
+            }
         }
         out.push(Watch {
             signal: signal.to_string(),

@@ -1,5 +1,6 @@
-//! Change: an upward step in a signal's level that has not breached anything yet ("latency
-//! doubled since 05:02"). Owns the learned baseline (median and MAD of a warm-up), a one-sided
+//! Change: a step in a signal's level that has not breached anything yet ("latency doubled
+//! since 05:02", "orders fell from 40 to 12 a minute"): upward by default, downward or both
+//! with [`Direction`] (a detector per direction, each comparing `sign × (v − baseline)`). Owns the learned baseline (median and MAD of a warm-up), a one-sided
 //! CUSUM against it, the estimated change point, and the ticket's lifecycle. It works sample by
 //! sample in constant time and memory; it reads no clock and does no I/O.
 //!
@@ -85,6 +86,51 @@ pub struct ChangeSpec {
     pub relearn_after: f64,
     /// Seconds between samples (the probe's interval); 0 when unknown (dense samples).
     pub interval: f64,
+    /// Which way a step counts: up (the default), down, or both (two detectors).
+    pub direction: Direction,
+}
+
+/// Which way a change detector looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// A rise: latency doubled, a queue grew.
+    #[default]
+    Up,
+    /// A drop: orders fell, a partner's hand-offs stopped.
+    Down,
+    /// Either: one detector each way.
+    Both,
+}
+
+impl Direction {
+    /// The directions a spec asks for, each a detector of its own.
+    pub fn each(self) -> &'static [Direction] {
+        match self {
+            Direction::Up => &[Direction::Up],
+            Direction::Down => &[Direction::Down],
+            Direction::Both => &[Direction::Up, Direction::Down],
+        }
+    }
+}
+
+/// How readily a change ticket opens: the CUSUM threshold and the slack in σ. `Normal` is
+/// the default spec; `High` tickets earlier and more often, `Low` later and rarely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensitivity {
+    Low,
+    Normal,
+    High,
+}
+
+impl Sensitivity {
+    /// (threshold, slack_sigmas) for this sensitivity.
+    pub fn tuning(self) -> (f64, f64) {
+        match self {
+            Sensitivity::Low => (16.0, 2.0),
+            Sensitivity::Normal => (10.0, 1.5),
+            Sensitivity::High => (6.0, 1.0),
+        }
+    }
 }
 
 impl Default for ChangeSpec {
@@ -98,6 +144,7 @@ impl Default for ChangeSpec {
             resolve_after: 900.0,
             relearn_after: 6.0 * 3600.0,
             interval: 0.0,
+            direction: Direction::Up,
         }
     }
 }
@@ -194,6 +241,8 @@ pub struct Change {
     since_alarm: Series,
     /// Whether this ticket already said its level is still moving.
     told_moving: bool,
+    /// Set while the detector watching the other way is alarmed: no quiet relearning.
+    held: bool,
     recent_len: usize,
     min_after: usize,
 }
@@ -218,6 +267,7 @@ impl Change {
         Change {
             since_alarm: Series::new(width, window + 2.0 * width, buckets),
             told_moving: false,
+            held: false,
             recent_len: spec.recent(),
             min_after: spec.min_after(),
             signal: signal.to_string(),
@@ -232,6 +282,16 @@ impl Change {
             alarmed_at: None,
             back_since: None,
             level: None,
+        }
+    }
+
+    /// +1 for a detector that looks for rises, −1 for drops: every comparison with the
+    /// baseline is made on `sign × (v − baseline)`, so one code path serves both.
+    fn sign(&self) -> f64 {
+        if self.spec.direction == Direction::Down {
+            -1.0
+        } else {
+            1.0
         }
     }
 
@@ -255,7 +315,7 @@ impl Change {
             }
             return None;
         };
-        if self.alarmed_at.is_none() {
+        if self.alarmed_at.is_none() && !self.held {
             self.learner.push(t, v);
             if self.cusum <= 0.0
                 && let Some(fresh) = self.learner.learn(&self.spec)
@@ -263,7 +323,7 @@ impl Change {
                 self.baseline = Some(fresh);
             }
         }
-        let step = ((v - base.median - base.slack) / base.sigma).min(MAX_STEP);
+        let step = ((self.sign() * (v - base.median) - base.slack) / base.sigma).min(MAX_STEP);
         let was_zero = self.cusum <= 0.0;
         self.cusum = (self.cusum + step).max(0.0);
         if self.cusum > 0.0 {
@@ -302,6 +362,21 @@ impl Change {
         })
     }
 
+    /// Holds the baseline while the detector watching the other way is alarmed: a drop that
+    /// lasts an hour must not become the upward detector's baseline, or the recovery would
+    /// read as a rise.
+    pub fn hold_baseline(&mut self, held: bool) {
+        if held && !self.held {
+            self.learner = Learner::default();
+        }
+        self.held = held;
+    }
+
+    /// Which way this detector looks (never `Both`: that is two detectors).
+    pub fn direction(&self) -> Direction {
+        self.spec.direction
+    }
+
     /// Whether the change ticket is firing.
     pub fn firing(&self) -> bool {
         self.alarmed_at.is_some()
@@ -323,7 +398,7 @@ impl Change {
         }
         let mut after = self.after.clone();
         let level = median_in_place(&mut after)?;
-        if level <= base.median + base.slack {
+        if self.sign() * (level - base.median) <= base.slack {
             return None;
         }
         self.alarmed_at = Some(t);
@@ -355,7 +430,7 @@ impl Change {
         let now_level = median_in_place(&mut recent).unwrap_or(base.median);
         self.level = Some(now_level);
         let began = self.began_at;
-        if now_level <= base.median + base.slack {
+        if self.sign() * (now_level - base.median) <= base.slack {
             let back = *self.back_since.get_or_insert(t);
             if t - back >= self.spec.resolve_after {
                 self.clear();
@@ -452,7 +527,11 @@ impl Change {
         message: String,
     ) -> Verdict {
         Verdict {
-            detector: Detector::Change,
+            detector: if self.spec.direction == Direction::Down {
+                Detector::ChangeDown
+            } else {
+                Detector::Change
+            },
             signal: self.signal.clone(),
             severity: Severity::Ticket,
             transition,
@@ -550,6 +629,72 @@ mod tests {
         );
         let out = run(&mut c, 3000, 5000, |i| 0.16 * wobble(i));
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_drop_is_news_to_a_downward_detector_only() {
+        let down = ChangeSpec {
+            direction: Direction::Down,
+            ..ChangeSpec::default()
+        };
+        let wobble = |i: u32| 0.9 + 0.1 * f64::from(i % 3);
+        // Orders per minute: 40, then a third of that for an hour, then back.
+        let orders = |i: u32| if (1000..1240).contains(&i) { 13.0 } else { 40.0 } * wobble(i);
+        let mut c = Change::new("orders", Unit::Count, down.clone());
+        let out = run(&mut c, 0, 1000, orders);
+        assert!(out.is_empty(), "{out:?}");
+        let out = run(&mut c, 1000, 1400, orders);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].detector, Detector::ChangeDown);
+        assert_eq!(out[0].transition, Transition::Firing);
+        assert_eq!(out[0].began_at, Some(15_000.0));
+        assert!(
+            out[0]
+                .message
+                .starts_with("orders shifted from 40 to 13 (x0.3)"),
+            "{}",
+            out[0].message
+        );
+        assert_eq!(out[1].transition, Transition::Resolved);
+        assert!(
+            out[1].message.contains("back to its baseline"),
+            "{}",
+            out[1].message
+        );
+
+        // While it lasts, the same drop means nothing to the default (upward) detector, and a
+        // rise nothing to the downward one.
+        let mut up = Change::new("orders", Unit::Count, ChangeSpec::default());
+        assert!(run(&mut up, 0, 1240, orders).is_empty());
+        let mut c = Change::new("orders", Unit::Count, down);
+        let rise = |i: u32| if i >= 1000 { 120.0 } else { 40.0 } * wobble(i);
+        assert!(run(&mut c, 0, 1400, rise).is_empty());
+    }
+
+    #[test]
+    fn sensitivity_trades_early_tickets_for_fewer() {
+        let (low, _) = Sensitivity::Low.tuning();
+        let (normal, _) = Sensitivity::Normal.tuning();
+        let (high, _) = Sensitivity::High.tuning();
+        assert!(low > normal && normal > high);
+        // A modest step: the high-sensitivity detector tickets it no later than normal.
+        let step = |i: u32| if i >= 1000 { 0.125 } else { 0.08 } * (0.95 + 0.05 * f64::from(i % 3));
+        let tuned = |s: Sensitivity| {
+            let (threshold, slack_sigmas) = s.tuning();
+            let spec = ChangeSpec {
+                threshold,
+                slack_sigmas,
+                slack_ratio: 0.3,
+                ..ChangeSpec::default()
+            };
+            let mut c = Change::new("latency", Unit::Seconds, spec);
+            run(&mut c, 0, 1100, step)
+                .iter()
+                .position(|v| v.transition == Transition::Firing)
+        };
+        let early = tuned(Sensitivity::High).expect("high sensitivity tickets the step");
+        let normal = tuned(Sensitivity::Normal).expect("normal tickets the step");
+        assert!(early <= normal);
     }
 
     #[test]

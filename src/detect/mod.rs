@@ -35,7 +35,7 @@ use std::fmt;
 
 pub use backtest::{backtest, replay};
 pub use burn::{Burn, BurnRule, SloSpec, WindowBurn};
-pub use change::{Change, ChangeSpec};
+pub use change::{Change, ChangeSpec, Direction, Sensitivity};
 pub use series::{Bucket, Series};
 pub use trend::{DriftSpec, Fit, Trend};
 pub use verdict::{Detector, Severity, Transition, Unit, Verdict};
@@ -137,7 +137,8 @@ pub struct DetectorState {
 pub struct SignalDetectors {
     spec: DetectorSpec,
     trend: Option<Trend>,
-    change: Option<Change>,
+    /// One change detector per direction asked for (none, up, down, or both).
+    changes: Vec<Change>,
     burn: Option<Burn>,
     last_t: Option<f64>,
     settled_at: Option<f64>,
@@ -178,10 +179,18 @@ impl SignalDetectors {
                 let interval = d.interval.max(interval);
                 Trend::new(&spec.signal, spec.unit, DriftSpec { interval, ..d })
             }),
-            change: spec.change.clone().map(|c| {
-                let interval = c.interval.max(interval);
-                Change::new(&spec.signal, spec.unit, ChangeSpec { interval, ..c })
-            }),
+            changes: spec
+                .change
+                .iter()
+                .flat_map(|c| {
+                    c.direction.each().iter().map(move |direction| ChangeSpec {
+                        interval: c.interval.max(interval),
+                        direction: *direction,
+                        ..c.clone()
+                    })
+                })
+                .map(|c| Change::new(&spec.signal, spec.unit, c))
+                .collect(),
             burn: spec.slo.clone().map(|s| Burn::new(&spec.signal, s)),
             last_t: None,
             settled_at: None,
@@ -221,7 +230,7 @@ impl SignalDetectors {
         self.last_t = Some(t);
         if rebaseline {
             out.extend(self.trend.as_mut().and_then(|d| d.reset(t)));
-            out.extend(self.change.as_mut().and_then(|c| c.reset(t)));
+            out.extend(self.changes.iter_mut().filter_map(|c| c.reset(t)));
             self.settled_at = Some(t + self.spec.settle);
         }
         if !v.is_finite() {
@@ -237,8 +246,12 @@ impl SignalDetectors {
             out.extend(trend.observe(t, v));
         }
         let trend_firing = self.trend.as_ref().is_some_and(Trend::firing);
-        if let Some(change) = &mut self.change {
-            out.extend(change.observe(t, v, trend_firing));
+        let alarmed = self.changes.iter().filter(|c| c.firing()).count();
+        for change in &mut self.changes {
+            change.hold_baseline(alarmed > usize::from(change.firing()));
+            // A rising trend already tells the story of a rise; a drop is news regardless.
+            let suppress = trend_firing && change.direction() == Direction::Up;
+            out.extend(change.observe(t, v, suppress));
         }
         out
     }
@@ -251,7 +264,7 @@ impl SignalDetectors {
             eta_seconds: trend.and_then(Trend::eta),
             level: trend.and_then(Trend::level),
             trend_firing: trend.is_some_and(Trend::firing),
-            change_firing: self.change.as_ref().is_some_and(Change::firing),
+            change_firing: self.changes.iter().any(Change::firing),
             burn_page_firing: self.burn.as_ref().is_some_and(|b| b.firing(Severity::Page)),
             burn_ticket_firing: self
                 .burn

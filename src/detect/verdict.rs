@@ -10,18 +10,22 @@ use std::fmt;
 pub enum Detector {
     /// Trend and ETA: the signal is growing toward its limit.
     Trend,
-    /// A step in the level against a learned baseline.
+    /// A step up in the level against a learned baseline.
     Change,
+    /// A step down in the level against a learned baseline.
+    ChangeDown,
     /// Error-budget burn rate against an SLO.
     Burn,
 }
 
 impl Detector {
-    /// The stable label used in alerts and metrics: `trend`, `change` or `burn`.
+    /// The stable label used in alerts and metrics: `trend`, `change`, `change_down` or
+    /// `burn`.
     pub fn as_str(self) -> &'static str {
         match self {
             Detector::Trend => "trend",
             Detector::Change => "change",
+            Detector::ChangeDown => "change_down",
             Detector::Burn => "burn",
         }
     }
