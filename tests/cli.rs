@@ -397,3 +397,62 @@ fn probe_output_shows_sub_millisecond_times_in_microseconds() {
     }
     assert!(times.iter().any(|t| t.ends_with("µs")), "{stdout}");
 }
+
+/// The secrets the examples name, with values that load (a DSN without a password).
+const EXAMPLE_SECRETS: [(&str, &str); 4] = [
+    ("SLOWBURN_TOKEN", "example-token"),
+    ("ORDERS_DSN", "host=127.0.0.1 user=slowburn dbname=orders"),
+    ("BILLING_DSN", "host=127.0.0.1 user=slowburn dbname=billing"),
+    ("INTERNAL_API_TOKEN", "example-token"),
+];
+
+#[test]
+fn the_examples_check_together() {
+    // One directory is one configuration: the examples must not set `defaults` twice or reuse
+    // a probe name. Their secrets are resolved by check, so they are given.
+    let out = Command::new(BIN)
+        .args(["check", "-c", "probes/examples"])
+        .current_dir(root())
+        .envs(EXAMPLE_SECRETS)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches(": ok, ").count(), 5, "{stdout}");
+}
+
+#[test]
+fn the_readme_backtest_example_runs_with_no_secret_set() {
+    // The README's series: flat 80 ms for two hours, then 0.5 ms more every 30 s sample.
+    let dir = temp_dir("readme-backtest");
+    let mut csv = String::new();
+    for i in 0..=600u32 {
+        let t = 1_790_000_000 + i * 30;
+        let v = if i < 240 {
+            0.080
+        } else {
+            0.080 + f64::from(i - 240) * 0.0005
+        };
+        csv.push_str(&format!("{t},{v}\n"));
+    }
+    std::fs::write(dir.join("latency.csv"), csv).unwrap();
+    let example = root().join("probes/examples/drift.yaml");
+    let mut command = Command::new(BIN);
+    command
+        .args(["backtest", "-c", example.to_str().unwrap()])
+        .args(["--probe", "checkout-latency", "--signal", "latency"])
+        .args(["--series", "latency.csv"])
+        .current_dir(&dir);
+    for (name, _) in EXAMPLE_SECRETS {
+        command.env_remove(name);
+    }
+    let out = command.env_remove("PD_PRIMARY").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("firing"), "{stdout}{stderr}");
+}
