@@ -456,3 +456,44 @@ fn the_readme_backtest_example_runs_with_no_secret_set() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("firing"), "{stdout}{stderr}");
 }
+
+#[test]
+fn run_store_overrides_the_storage_path_of_the_probe_files() {
+    // A packaged daemon reads probe files from a read-only place (a ConfigMap, /etc/slowburn
+    // mounted :ro) and keeps its store in its state directory, whatever the files say.
+    let dir = temp_dir("store-flag");
+    let config = dir.join("etc");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        config.join("p.yaml"),
+        format!(
+            "storage: {{path: slowburn.db}}\nprobes:\n  - {{name: t, interval: 1h, tcp: {{address: \"127.0.0.1:{}\"}}}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let store = state.join("slowburn.db");
+    let daemon = Daemon::start(
+        &[
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &dir,
+        &[],
+    );
+    common::daemon::wait_http(addr);
+    assert!(store.exists());
+    assert!(!config.join("slowburn.db").exists());
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&store.display().to_string()), "{stderr}");
+}
