@@ -30,6 +30,9 @@ use crate::store::{Store, StoreError};
 pub struct Options {
     /// Overrides `server.listen`.
     pub listen: Option<SocketAddr>,
+    /// Overrides `storage.path`: a packaged daemon keeps its store in its state directory
+    /// whatever the (possibly read-only) probe files say.
+    pub store: Option<std::path::PathBuf>,
     /// At most this many probe runs at once.
     pub max_in_flight: u32,
     /// How often probe files are checked for changes.
@@ -44,6 +47,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             listen: None,
+            store: None,
             max_in_flight: 4096,
             watch_every: Duration::from_secs(2),
             grace: Duration::from_secs(10),
@@ -73,7 +77,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let ctx = BuildContext {
         net: Arc::new(NetContext::new()),
     };
-    let config = config::load(&source, &ctx).map_err(StartError::Config)?;
+    let mut config = config::load(&source, &ctx).map_err(StartError::Config)?;
     let listen = options.listen.unwrap_or(config.server.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -86,6 +90,9 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
 
+    if let Some(path) = &options.store {
+        config.storage.path = path.clone();
+    }
     let store = Arc::new(Store::open(&config.storage.path)?);
     let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());

@@ -22,6 +22,34 @@ struct Cli {
     command: Command,
 }
 
+/// `println!` that ends the process quietly once stdout is closed (`slowburn probe … | head`).
+/// Rust ignores SIGPIPE, so `println!` would panic there and exit 101.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout. On a closed pipe it exits with 141, the status a shell reports
+/// for a program killed by SIGPIPE, so `set -o pipefail` scripts see what C tools give them.
+fn emit(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("slowburn: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Where `alerts` and `ack` find the daemon unless `--url` says otherwise.
+const DEFAULT_URL: &str = "http://127.0.0.1:9464";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: schedule every probe, serve /metrics and the API.
@@ -33,6 +61,10 @@ enum Command {
         /// Listen address, overriding server.listen.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// The SQLite store, overriding storage.path (e.g. /var/lib/slowburn/slowburn.db when
+        /// the probe files are read-only).
+        #[arg(long, value_name = "FILE")]
+        store: Option<PathBuf>,
         /// At most this many probe runs at once.
         #[arg(long, default_value_t = 4096)]
         max_in_flight: u32,
@@ -42,48 +74,63 @@ enum Command {
     },
     /// Validate probe files: a summary per file, or every error with file:line:col.
     Check {
+        /// A probe file or a directory of *.yaml/*.yml (repeatable). Default: probes/, or the
+        /// built-in self-check probes.
         #[arg(short = 'c', long = "config")]
         config: Vec<PathBuf>,
+        /// One JSON object per line: a file's summary, or an error with file, line and col.
         #[arg(long)]
         json: bool,
     },
     /// Run one probe once and print its phases, signals and assertions.
     Probe {
+        /// The probe's name, as in its file.
         name: String,
+        /// A probe file or a directory of *.yaml/*.yml (repeatable). Default: probes/, or the
+        /// built-in self-check probes.
         #[arg(short = 'c', long = "config")]
         config: Vec<PathBuf>,
+        /// Print the outcome as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Replay a recorded series (unix_seconds,value per line) through a probe's detectors in
     /// virtual time and print every alert transition it would have made.
     Backtest {
+        /// The probe files that define the probe (repeatable).
         #[arg(short = 'c', long = "config")]
         config: Vec<PathBuf>,
+        /// The probe whose detectors replay the series.
         #[arg(long)]
         probe: String,
         /// A signal with a `drift:` entry, or `success` for the `slo:` burn rate.
         #[arg(long)]
         signal: String,
-        #[arg(long)]
+        /// A CSV file of unix_seconds,value lines.
+        #[arg(long, value_name = "FILE")]
         series: PathBuf,
+        /// One JSON object per transition.
         #[arg(long)]
         json: bool,
     },
     /// List the alerts of a running daemon.
     Alerts {
-        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        /// The daemon's address (its server.listen).
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
         /// Include resolved alerts.
         #[arg(long)]
         all: bool,
+        /// Print the alerts as one JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Acknowledge an alert of a running daemon.
     Ack {
+        /// The alert's number, as `slowburn alerts` and every notification show it.
         id: u64,
-        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        /// The daemon's address (its server.listen).
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
         /// The daemon's server.api_token.
         #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
@@ -113,9 +160,10 @@ fn main() -> ExitCode {
             Command::Run {
                 config,
                 listen,
+                store,
                 max_in_flight,
                 ..
-            } => run(config, listen, max_in_flight).await,
+            } => run(config, listen, store, max_in_flight).await,
             Command::Check { config, json } => check(config, json),
             Command::Probe { name, config, json } => probe_once(&name, config, json).await,
             Command::Backtest {
@@ -171,10 +219,12 @@ fn print_errors(errors: &[ConfigError]) {
 async fn run(
     paths: Vec<PathBuf>,
     listen: Option<std::net::SocketAddr>,
+    store: Option<PathBuf>,
     max_in_flight: u32,
 ) -> ExitCode {
     let options = slowburn::app::Options {
         listen,
+        store,
         max_in_flight: max_in_flight.max(1),
         ..Default::default()
     };
@@ -215,12 +265,12 @@ fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
                 let kinds: Vec<String> =
                     file.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
                 if as_json {
-                    println!(
+                    out!(
                         "{}",
                         json!({"file": file.path, "probes": file.probes(), "kinds": file.kinds})
                     );
                 } else {
-                    println!(
+                    out!(
                         "{}: ok, {} probes ({})",
                         file.path.display(),
                         file.probes(),
@@ -234,7 +284,7 @@ fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
             if as_json {
                 for e in &errors {
                     let pos = e.pos.unwrap_or_default();
-                    println!(
+                    out!(
                         "{}",
                         json!({"file": e.file, "line": pos.line, "col": pos.col, "message": e.message})
                     );
@@ -261,7 +311,7 @@ async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode 
     };
     let outcome = probe::execute(&probe.probe, probe.timeout).await;
     if as_json {
-        println!(
+        out!(
             "{}",
             json!({
                 "probe": probe.name,
@@ -301,7 +351,7 @@ fn print_outcome(probe: &config::ProbeConfig, outcome: &probe::Outcome) {
     } else {
         paint("FAILED", "31")
     };
-    println!(
+    out!(
         "{} {} ({} {}) in {}",
         verdict,
         probe.name,
@@ -310,38 +360,44 @@ fn print_outcome(probe: &config::ProbeConfig, outcome: &probe::Outcome) {
         ms(outcome.duration)
     );
     if let Some(failure) = &outcome.failure {
-        println!("  reason: {} ({})", failure, failure.reason());
+        out!("  reason: {} ({})", failure, failure.reason());
     }
     if !outcome.phases.is_empty() {
-        println!("  phases:");
+        out!("  phases:");
         for (phase, spent) in &outcome.phases {
-            println!("    {phase:<11} {}", ms(*spent));
+            out!("    {phase:<11} {}", ms(*spent));
         }
     }
     if !outcome.signals.is_empty() {
-        println!("  signals:");
+        out!("  signals:");
         for (signal, value) in &outcome.signals {
-            println!("    {signal:<15} {value}");
+            out!("    {signal:<15} {value}");
         }
     }
     if !outcome.checks.is_empty() {
-        println!("  assertions:");
+        out!("  assertions:");
         for check in &outcome.checks {
             let mark = if check.passed {
                 paint("pass", "32")
             } else {
                 paint("FAIL", "31")
             };
-            println!("    {mark} {:<15} {}", check.name, check.detail);
+            out!("    {mark} {:<15} {}", check.name, check.detail);
         }
     }
     for note in &outcome.notes {
-        println!("  {note}");
+        out!("  {note}");
     }
 }
 
+/// A run's or a phase's time: `1.27ms`, and below a millisecond `412µs` (a loopback connect
+/// or resolving an IP literal would otherwise print `0.00ms`).
 fn ms(d: Duration) -> String {
-    format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+    if d < Duration::from_millis(1) {
+        config::units::format_duration(d)
+    } else {
+        format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+    }
 }
 
 fn backtest(
@@ -413,7 +469,7 @@ fn backtest(
     };
     for v in &verdicts {
         if as_json {
-            println!(
+            out!(
                 "{}",
                 json!({
                     "t": v.t, "probe": probe, "signal": v.signal, "detector": v.detector.as_str(),
@@ -426,7 +482,7 @@ fn backtest(
                 .eta_seconds
                 .map(|e| format!(" eta ~{}", detect::verdict::format_duration(e)))
                 .unwrap_or_default();
-            println!(
+            out!(
                 "{}  {:<8} {:<6} {:<6} {}{eta}  {}",
                 detect::verdict::format_timestamp(v.t),
                 v.transition.as_str(),
@@ -460,6 +516,34 @@ fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Says why a request to the daemon failed in the words a person needs: reqwest's own
+/// message is "error sending request for url (…)", with the cause three sources down.
+fn request_error(url: &str, e: &reqwest::Error) -> String {
+    let at = e
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| url.to_string());
+    if e.is_timeout() {
+        return format!("no answer from {at} within 10s");
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return format!(
+                "connection refused at {at}: is `slowburn run` listening there? (--url sets the address)"
+            );
+        }
+        cause = next;
+    }
+    if e.is_connect() {
+        format!("cannot connect to {at}: {cause}")
+    } else {
+        format!("{e}: {cause}")
+    }
+}
+
 async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
     let query = if all { "" } else { "?state=active" };
     let result = async {
@@ -471,7 +555,7 @@ async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
             ))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| request_error(url, &e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
@@ -493,11 +577,11 @@ async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
     };
     let list = body.as_array().cloned().unwrap_or_default();
     if as_json {
-        println!("{}", serde_json::Value::Array(list));
+        out!("{}", serde_json::Value::Array(list));
         return ExitCode::SUCCESS;
     }
     if list.is_empty() {
-        println!("no alerts");
+        out!("no alerts");
     }
     for a in &list {
         let mut flags = Vec::new();
@@ -515,7 +599,7 @@ async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
             .as_str()
             .map(|b| format!(" acked by {b}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "#{:<5} {:<13} {:<6} {:<30} since {since}{acked}{}\n       {}",
             a["id"],
             a["state"].as_str().unwrap_or(""),
@@ -551,7 +635,7 @@ async fn ack(id: u64, url: &str, token: Option<String>, by: Option<String>) -> E
             .body(json!({"by": by.unwrap_or_else(|| "cli".into())}).to_string())
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| request_error(url, &e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
@@ -567,7 +651,7 @@ async fn ack(id: u64, url: &str, token: Option<String>, by: Option<String>) -> E
     .await;
     match result {
         Ok(alert) => {
-            println!(
+            out!(
                 "acknowledged #{id} {} (by {})",
                 alert["dedup_key"].as_str().unwrap_or(""),
                 alert["acked_by"].as_str().unwrap_or("")

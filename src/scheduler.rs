@@ -4,7 +4,10 @@
 //! One task holds a heap of due times for every probe and sleeps until the earliest. A probe's
 //! phase within its interval comes from a hash of its name against the wall clock, so 10,000
 //! probes spread over the interval instead of firing in one burst, and a restart or reload
-//! keeps each probe's phase. The interval is a fixed rate: a slow run does not push the next one
+//! keeps each probe's phase. A probe that has not run yet (every probe at start, a new one on
+//! reload) also runs once within [`FIRST_RUN_WITHIN`], at a stable offset in that window, when
+//! its slot is further away: a 5-minute probe is not blind for 5 minutes after each start. The
+//! interval is a fixed rate: a slow run does not push the next one
 //! back. A probe still running at its next tick is skipped and counted. How late each run
 //! starts (including any wait for the in-flight limit) goes to `slowburn_schedule_lag_seconds`.
 //!
@@ -47,6 +50,27 @@ pub fn phase_offset(name: &str, interval: Duration) -> Duration {
     Duration::from_nanos(hash % interval_ns)
 }
 
+/// How soon a probe that has never run gets its first run. Short enough that a start is not a
+/// blind spot, long enough that 100,000 probes do not all start in one burst.
+pub const FIRST_RUN_WITHIN: Duration = Duration::from_secs(10);
+
+/// When a probe runs first, from `now`: `(first, Some(slot))` when the first run is an extra
+/// one, at a stable offset within [`FIRST_RUN_WITHIN`], before its first stable slot; `(slot,
+/// None)` when the slot itself comes soon enough, or when the probe has run before (`fresh`
+/// false: a reload keeps its phase and adds no run).
+pub fn first_runs(
+    name: &str,
+    interval: Duration,
+    now: SystemTime,
+    fresh: bool,
+) -> (Duration, Option<Duration>) {
+    let slot = until_first_slot(name, interval, now);
+    if !fresh || slot <= FIRST_RUN_WITHIN {
+        return (slot, None);
+    }
+    (phase_offset(name, FIRST_RUN_WITHIN), Some(slot))
+}
+
 /// How long from `now` (wall clock) until the probe's next slot.
 pub fn until_first_slot(name: &str, interval: Duration, now: SystemTime) -> Duration {
     let interval_ns = interval.as_nanos().max(1);
@@ -63,11 +87,17 @@ pub fn until_first_slot(name: &str, interval: Duration, now: SystemTime) -> Dura
 pub async fn run(registry: Arc<Registry>, runner: Runner, mut stop: watch::Receiver<bool>) {
     let start = Instant::now();
     let wall = SystemTime::now();
+    // The stable slot each probe goes to after an early first run.
+    let mut slots: Vec<Option<Instant>> = vec![None; registry.probes.len()];
     let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = registry
         .probes
         .iter()
         .enumerate()
-        .map(|(i, p)| Reverse((start + until_first_slot(p.name(), p.interval(), wall), i)))
+        .map(|(i, p)| {
+            let (first, slot) = first_runs(p.name(), p.interval(), wall, p.last().is_none());
+            slots[i] = slot.map(|slot| start + slot);
+            Reverse((start + first, i))
+        })
         .collect();
     tracing::info!(probes = registry.probes.len(), "scheduler started");
     loop {
@@ -90,8 +120,9 @@ pub async fn run(registry: Arc<Registry>, runner: Runner, mut stop: watch::Recei
             heap.pop();
             let state = &registry.probes[i];
             dispatch(state, due, &runner);
-            // Fixed rate: the next slot is one interval after this one, whatever this run takes.
-            let mut next = due + state.interval();
+            // Fixed rate: the next slot is one interval after this one, whatever this run takes;
+            // after an early first run, it is the probe's stable slot.
+            let mut next = slots[i].take().unwrap_or(due + state.interval());
             if next <= now {
                 // The process was suspended or badly overloaded: realign instead of bursting.
                 let behind =
@@ -172,6 +203,60 @@ mod tests {
             per_second.iter().all(|n| (850..1150).contains(n)),
             "{per_second:?}"
         );
+    }
+
+    #[test]
+    fn a_fresh_probe_runs_within_the_first_window_then_keeps_its_phase() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for i in 0..200 {
+            let name = format!("probe-{i}");
+            for interval in [Duration::from_secs(3), Duration::from_secs(300)] {
+                let slot = until_first_slot(&name, interval, t0);
+                let (first, then) = first_runs(&name, interval, t0, true);
+                assert!(first <= FIRST_RUN_WITHIN, "{name} {interval:?}: {first:?}");
+                match then {
+                    // An extra run first, then the stable slot, which is later.
+                    Some(then) => assert!(then == slot && first < then && slot > FIRST_RUN_WITHIN),
+                    None => assert_eq!(first, slot),
+                }
+                // A probe that has run (a reload) keeps its slot and gets no extra run.
+                assert_eq!(first_runs(&name, interval, t0, false), (slot, None));
+            }
+        }
+    }
+
+    /// One probe with a 1-hour interval: without the early first run it would wait up to an
+    /// hour (its slot lands in the first window for 1 start in 360).
+    #[tokio::test(start_paused = true)]
+    async fn every_probe_runs_soon_after_start() {
+        let text = "probes:\n  - {name: hourly, interval: 1h, timeout: 1s, tcp: {address: \"127.0.0.1:1\"}}\n";
+        let ctx = crate::probe::BuildContext {
+            net: Arc::new(crate::probe::net::NetContext::new()),
+        };
+        let source = crate::config::Source::Text {
+            name: "s.yaml".into(),
+            text: text.into(),
+        };
+        let config = crate::config::load(&source, &ctx).unwrap();
+        let registry = Arc::new(Registry::new(config.probes, None));
+        let (outcomes, mut received) = mpsc::channel(4);
+        let runner = Runner {
+            limit: Arc::new(Semaphore::new(4)),
+            metrics: Arc::new(DaemonMetrics::new()),
+            outcomes: Some(outcomes),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let started = Instant::now();
+        let task = tokio::spawn(run(registry, runner, stopped));
+        // The clock is paused: it jumps to each timer, so this takes no real time.
+        let limit = FIRST_RUN_WITHIN + Duration::from_secs(1);
+        let first = tokio::time::timeout(limit + Duration::from_millis(1), received.recv())
+            .await
+            .expect("the first run comes within the first window");
+        assert!(first.is_some());
+        assert!(started.elapsed() <= limit, "{:?}", started.elapsed());
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[test]

@@ -112,7 +112,8 @@ policies:
         "127.0.0.1:1",
         "Since:",
         "connect: refused",
-        &format!("slowburn ack {id}"),
+        // With --url: the daemon may listen anywhere, and the CLI defaults to 127.0.0.1:9464.
+        &format!("slowburn ack {id} --url http://127.0.0.1:9464  or  curl"),
     ] {
         assert!(text.contains(part), "{part:?} missing in {text}");
     }

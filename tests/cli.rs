@@ -242,3 +242,258 @@ fn run_on_a_fresh_machine_uses_the_built_in_probes() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("built-in self-check probes"), "{stderr}");
 }
+
+#[test]
+fn the_built_in_self_process_probe_matches_only_its_own_process() {
+    // Another slowburn command is running (as on a machine where one used 2.9 GiB): the
+    // built-in self-process probe must not count it, nor any process merely named slowburn.
+    let dir = temp_dir("self-process");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        dir.join("other.yaml"),
+        format!(
+            "probes:\n  - {{name: idle, interval: 1h, tcp: {{address: \"127.0.0.1:{}\"}}}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let other = Daemon::start(
+        &["run", "-c", "other.yaml", "--listen", &addr.to_string()],
+        &dir,
+        &[],
+    );
+    common::daemon::wait_http(addr);
+
+    // No probes/ in this directory: the probes compiled into the binary.
+    let fresh = temp_dir("self-process-fresh");
+    let out = slowburn(&["probe", "self-process", "--json"], &fresh);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["target"], "pid=self", "{stdout}");
+    assert_eq!(json["signals"]["count"], 1.0, "{stdout}");
+    // The shipped probes/ directory says the same as the embedded copy.
+    let out = slowburn(
+        &["probe", "self-process", "--json", "-c", "probes"],
+        &root(),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["signals"]["count"], 1.0, "{json}");
+    drop(other);
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `slowburn probe … | head` where head has already gone: EPIPE, not a panic (exit 101).
+    let dir = temp_dir("pipe");
+    std::fs::write(
+        dir.join("p.yaml"),
+        format!(
+            "probes:\n  - {{name: closed, timeout: 1s, tcp: {{address: \"127.0.0.1:{}\"}}}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["probe", "closed", "-c", "p.yaml"][..],
+        &["check", "-c", "p.yaml"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn every_subcommand_option_has_help_text() {
+    for sub in ["run", "check", "probe", "backtest", "alerts", "ack"] {
+        let out = slowburn(&[sub, "--help"], &root());
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = help.lines().collect();
+        let mut options = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            // `  -c, --config`, `      --json` and `  <NAME>`; deeper lines are help text.
+            if indent > 6 || !(trimmed.starts_with('-') || trimmed.starts_with('<')) {
+                continue;
+            }
+            options += 1;
+            // `  -c, --config <CONFIG>  A probe file…`, or the help on the next, deeper line.
+            let same_line = trimmed
+                .split_once("  ")
+                .is_some_and(|(_, text)| !text.trim().is_empty());
+            let next_line = lines
+                .get(i + 1)
+                .is_some_and(|next| next.len() - next.trim_start().len() > 6);
+            assert!(
+                same_line || next_line,
+                "slowburn {sub}: no help for {trimmed:?}\n{help}"
+            );
+        }
+        assert!(options >= 2, "slowburn {sub}: no options found in\n{help}");
+    }
+}
+
+#[test]
+fn alerts_and_ack_without_a_daemon_say_connection_refused() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    for args in [
+        &["alerts", "--url", &url][..],
+        &["ack", "7", "--url", &url, "--token", "t"][..],
+    ] {
+        let out = slowburn(args, &root());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("connection refused at 127.0.0.1:{port}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("error sending request"), "{stderr}");
+    }
+}
+
+#[test]
+fn probe_output_shows_sub_millisecond_times_in_microseconds() {
+    // A loopback TCP probe: resolving an IP literal takes microseconds, which used to print as
+    // `0.00ms`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = temp_dir("micros");
+    std::fs::write(
+        dir.join("p.yaml"),
+        format!(
+            "probes:\n  - {{name: up, timeout: 2s, tcp: {{address: \"{}\"}}}}\n",
+            listener.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = slowburn(&["probe", "up", "-c", "p.yaml"], &dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let times: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("phases:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(!times.is_empty(), "{stdout}");
+    for time in &times {
+        assert!(!time.starts_with("0."), "{time} in\n{stdout}");
+    }
+    assert!(times.iter().any(|t| t.ends_with("µs")), "{stdout}");
+}
+
+/// The secrets the examples name, with values that load (a DSN without a password).
+const EXAMPLE_SECRETS: [(&str, &str); 4] = [
+    ("SLOWBURN_TOKEN", "example-token"),
+    ("ORDERS_DSN", "host=127.0.0.1 user=slowburn dbname=orders"),
+    ("BILLING_DSN", "host=127.0.0.1 user=slowburn dbname=billing"),
+    ("INTERNAL_API_TOKEN", "example-token"),
+];
+
+#[test]
+fn the_examples_check_together() {
+    // One directory is one configuration: the examples must not set `defaults` twice or reuse
+    // a probe name. Their secrets are resolved by check, so they are given.
+    let out = Command::new(BIN)
+        .args(["check", "-c", "probes/examples"])
+        .current_dir(root())
+        .envs(EXAMPLE_SECRETS)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches(": ok, ").count(), 5, "{stdout}");
+}
+
+#[test]
+fn the_readme_backtest_example_runs_with_no_secret_set() {
+    // The README's series: flat 80 ms for two hours, then 0.5 ms more every 30 s sample.
+    let dir = temp_dir("readme-backtest");
+    let mut csv = String::new();
+    for i in 0..=600u32 {
+        let t = 1_790_000_000 + i * 30;
+        let v = if i < 240 {
+            0.080
+        } else {
+            0.080 + f64::from(i - 240) * 0.0005
+        };
+        csv.push_str(&format!("{t},{v}\n"));
+    }
+    std::fs::write(dir.join("latency.csv"), csv).unwrap();
+    let example = root().join("probes/examples/drift.yaml");
+    let mut command = Command::new(BIN);
+    command
+        .args(["backtest", "-c", example.to_str().unwrap()])
+        .args(["--probe", "checkout-latency", "--signal", "latency"])
+        .args(["--series", "latency.csv"])
+        .current_dir(&dir);
+    for (name, _) in EXAMPLE_SECRETS {
+        command.env_remove(name);
+    }
+    let out = command.env_remove("PD_PRIMARY").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("firing"), "{stdout}{stderr}");
+}
+
+#[test]
+fn run_store_overrides_the_storage_path_of_the_probe_files() {
+    // A packaged daemon reads probe files from a read-only place (a ConfigMap, /etc/slowburn
+    // mounted :ro) and keeps its store in its state directory, whatever the files say.
+    let dir = temp_dir("store-flag");
+    let config = dir.join("etc");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        config.join("p.yaml"),
+        format!(
+            "storage: {{path: slowburn.db}}\nprobes:\n  - {{name: t, interval: 1h, tcp: {{address: \"127.0.0.1:{}\"}}}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let store = state.join("slowburn.db");
+    let daemon = Daemon::start(
+        &[
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &dir,
+        &[],
+    );
+    common::daemon::wait_http(addr);
+    assert!(store.exists());
+    assert!(!config.join("slowburn.db").exists());
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&store.display().to_string()), "{stderr}");
+}

@@ -396,6 +396,9 @@ fn bad_specs_are_reported_with_their_position() {
     process:
       match: {cmdline: '(', name: ''}
       expect: {min_count: 3, max_count: 1}
+  - name: r
+    process:
+      match: {pid: 42}
 ";
     let ctx = BuildContext {
         net: Arc::new(NetContext::new()),
@@ -410,7 +413,7 @@ fn bad_specs_are_reported_with_their_position() {
     .unwrap_err();
     let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let expected = [
-        "bad.yaml:4:14: probe \"p\": process.match: give at least one of name, cmdline, pidfile, user",
+        "bad.yaml:4:14: probe \"p\": process.match: give at least one of name, cmdline, pidfile, pid, user",
         "bad.yaml:5:25: probe \"p\": process.expect.max_rss: invalid size \"2 gigs\"",
         "bad.yaml:5:47: probe \"p\": process.expect.max_fd_ratio: must be a fraction",
         "bad.yaml:5:66: probe \"p\": process.expect.max_restarts: invalid \"3 in 30m\": expected N per DURATION",
@@ -418,6 +421,7 @@ fn bad_specs_are_reported_with_their_position() {
         "bad.yaml:8:35: probe \"q\": process.match.name: must not be empty",
         "bad.yaml:8:24: probe \"q\": process.match.cmdline: invalid regex",
         "bad.yaml:9:41: probe \"q\": process.expect.max_count: max_count 1 is below min_count 3",
+        "bad.yaml:12:20: probe \"r\": process.match.pid: \"42\": only `self` (this slowburn process)",
     ];
     assert_eq!(got.len(), expected.len(), "{got:#?}");
     for want in expected {

@@ -400,3 +400,39 @@ fn alert_endpoints_the_page_uses() {
         ],
     );
 }
+
+/// The page's duration formatter, run by node on the shipped app.js: a loopback probe takes a
+/// few hundred microseconds, which must not read `0ms`. Without node it prints SKIPPED.
+#[test]
+fn the_page_writes_sub_millisecond_durations_in_microseconds() {
+    let app = include_str!("../src/server/ui/app.js");
+    let start = app
+        .find("function fmtDuration(")
+        .expect("fmtDuration in app.js");
+    let end = start + app[start..].find("\n}\n").expect("its end") + 2;
+    let script = format!(
+        "{}\nconsole.log(JSON.stringify([0.0004, 4e-7, 0.0025, 0.004, 0.25, 0, 1.5].map(fmtDuration)));",
+        &app[start..end]
+    );
+    let out = match std::process::Command::new("node")
+        .args(["-e", &script])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("\n*** SKIPPED: node is not available ({e}); the formatter is not run\n");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        ["400µs", "400ns", "2.5ms", "4ms", "250ms", "0ms", "1.5s"],
+        "fmtDuration"
+    );
+}

@@ -553,7 +553,7 @@ impl AlertService {
             details.push_str(&format!("Acknowledged by {by}\n"));
         }
         let ack_hint = format!(
-            "slowburn ack {id}  or  curl -X POST -H 'Authorization: Bearer <token>' {base}/api/v1/alerts/{id}/ack",
+            "slowburn ack {id} --url {base}  or  curl -X POST -H 'Authorization: Bearer <token>' {base}/api/v1/alerts/{id}/ack",
             id = alert.id,
             base = self.base_url
         );

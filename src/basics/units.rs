@@ -50,9 +50,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// Prints a duration the way a person writes it: `250ms`, `5s`, `1.5s`, `15m`, `2h30m`.
+/// Prints a duration the way a person writes it: `400µs`, `250ms`, `5s`, `1.5s`, `15m`, `2h30m`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
+    // A loopback run takes a few hundred microseconds: written in ms it would read `0ms`.
+    if ms == 0 && !d.is_zero() {
+        let us = d.as_micros();
+        return if us == 0 {
+            format!("{}ns", d.as_nanos())
+        } else {
+            format!("{us}µs")
+        };
+    }
     if ms < 1000 {
         if !d.as_micros().is_multiple_of(1000) && ms < 10 {
             return format!("{:.2}ms", d.as_secs_f64() * 1000.0);
@@ -262,6 +271,16 @@ mod tests {
         for text in ["500ms", "30s", "15m", "6h", "1h30m", "1.5s"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
+    }
+
+    #[test]
+    fn sub_millisecond_durations_keep_their_digits() {
+        assert_eq!(format_duration(Duration::from_micros(400)), "400µs");
+        assert_eq!(format_duration(Duration::from_nanos(999_999)), "999µs");
+        assert_eq!(format_duration(Duration::from_nanos(700)), "700ns");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.50ms");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct MatchSpec {
     pub cmdline: Option<Spanned<String>>,
     /// A file holding the pid.
     pub pidfile: Option<Spanned<String>>,
+    /// `self`: the slowburn process running the probe. A daemon watching itself cannot go by
+    /// name, which every other slowburn command (and `slowburn probe` itself) shares.
+    pub pid: Option<Spanned<String>>,
     /// A user name or numeric uid owning the process.
     pub user: Option<Spanned<String>>,
 }
@@ -90,6 +93,8 @@ struct Matcher {
     name: Option<String>,
     cmdline: Option<Regex>,
     pidfile: Option<PathBuf>,
+    /// `pid: self`.
+    own: bool,
     user: Option<String>,
 }
 
@@ -196,11 +201,38 @@ impl ProcessProbe {
                 None
             }
         });
-        if m.name.is_none() && m.cmdline.is_none() && m.pidfile.is_none() && m.user.is_none() {
+        let own = match &m.pid {
+            None => false,
+            Some(pid) if pid.value == "self" => true,
+            Some(pid) => {
+                errors.push(SpecError::new(
+                    pid.pos,
+                    "match.pid",
+                    format!(
+                        "{:?}: only `self` (this slowburn process); for another process use pidfile",
+                        pid.value
+                    ),
+                ));
+                false
+            }
+        };
+        if own && m.pidfile.is_some() {
             errors.push(SpecError::new(
                 m.pos,
                 "match",
-                "give at least one of name, cmdline, pidfile, user",
+                "pid and pidfile each name one process: give one of them",
+            ));
+        }
+        if m.name.is_none()
+            && m.cmdline.is_none()
+            && m.pidfile.is_none()
+            && m.pid.is_none()
+            && m.user.is_none()
+        {
+            errors.push(SpecError::new(
+                m.pos,
+                "match",
+                "give at least one of name, cmdline, pidfile, pid, user",
             ));
         }
         let expect = build_expect(spec.expect.unwrap_or_default(), &mut errors);
@@ -212,6 +244,7 @@ impl ProcessProbe {
                 name,
                 cmdline,
                 pidfile,
+                own,
                 user,
             }),
             expect,
@@ -531,6 +564,9 @@ impl Matcher {
         if let Some(path) = &self.pidfile {
             parts.push(format!("pidfile={}", path.display()));
         }
+        if self.own {
+            parts.push("pid=self".to_string());
+        }
         if let Some(user) = &self.user {
             parts.push(format!("user={user}"));
         }
@@ -547,6 +583,16 @@ impl Matcher {
             .map_err(|e| Failure::Proc(format!("cannot read /proc/uptime: {e}")))?
             .uptime;
         let mut scan = Scan::default();
+        if self.own {
+            let pid = std::process::id() as i32;
+            let process = Process::new(pid)
+                .map_err(|e| Failure::Proc(format!("cannot read /proc/{pid}: {e}")))?;
+            if let Read::Match(seen, note) = self.read(&process, uid, uptime) {
+                scan.unreadable.extend(note);
+                scan.seen.push(seen);
+            }
+            return Ok(scan);
+        }
         if let Some(path) = &self.pidfile {
             let pid = read_pidfile(path)?;
             let process = Process::new(pid).map_err(|e| match e {

@@ -70,6 +70,10 @@ function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
   const sign = seconds < 0 ? "-" : "";
   let x = Math.abs(seconds);
+  // Loopback latencies are a few hundred microseconds: rounded to ms they would read "0ms".
+  if (x > 0 && x < 1e-6) return sign + Math.round(x * 1e9) + "ns";
+  if (x > 0 && x < 0.001) return sign + Math.round(x * 1e6) + "µs";
+  if (x < 0.01) return sign + (x * 1000).toFixed(1).replace(/\.0$/, "") + "ms";
   if (x < 1) return sign + Math.round(x * 1000) + "ms";
   if (x < 60) return sign + (x < 10 ? x.toFixed(1).replace(/\.0$/, "") : Math.round(x)) + "s";
   x = Math.round(x);
