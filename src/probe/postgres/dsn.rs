@@ -36,6 +36,9 @@ pub(super) struct Conn {
 }
 
 impl PostgresProbe {
+    /// Opens a connection within `connect_timeout` and sets the session up before anything
+    /// else runs on it: read-only, under `statement_timeout`, named `slowburn`, so the probe
+    /// cannot become the slow query it looks for.
     pub(super) async fn connect(&self) -> Result<Conn, Failure> {
         let timeout = Failure::Timeout {
             after: self.connect_timeout,

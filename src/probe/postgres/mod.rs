@@ -44,7 +44,7 @@ const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MEAN_INCREASE: f64 = 0.5;
 const DEFAULT_MIN_CALLS: u64 = 10;
-/// Sessions listed per kind of trouble in the notes.
+/// Sessions (or creeping statements) listed per kind of trouble in the notes.
 const MAX_SESSION_NOTES: usize = 10;
 /// Every statement the probe sends starts with this, so it can be told apart in the views.
 const TAG: &str = "/* slowburn */";
