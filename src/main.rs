@@ -394,7 +394,7 @@ fn print_outcome(probe: &config::ProbeConfig, outcome: &probe::Outcome) {
 /// or resolving an IP literal would otherwise print `0.00ms`).
 fn ms(d: Duration) -> String {
     if d < Duration::from_millis(1) {
-        config::units::format_duration(d)
+        slowburn::basics::units::format_duration(d)
     } else {
         format!("{:.2}ms", d.as_secs_f64() * 1000.0)
     }

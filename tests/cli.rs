@@ -262,7 +262,7 @@ fn the_built_in_self_process_probe_matches_only_its_own_process() {
         &dir,
         &[],
     );
-    common::daemon::wait_http(addr);
+    support::daemon::wait_http(addr);
 
     // No probes/ in this directory: the probes compiled into the binary.
     let fresh = temp_dir("self-process-fresh");
@@ -489,7 +489,7 @@ fn run_store_overrides_the_storage_path_of_the_probe_files() {
         &dir,
         &[],
     );
-    common::daemon::wait_http(addr);
+    support::daemon::wait_http(addr);
     assert!(store.exists());
     assert!(!config.join("slowburn.db").exists());
     daemon.signal("TERM");
