@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use serde_json::Value;
 use slowburn::metrics::all;
+use support::daemon::{free_port, temp_dir};
+use support::dns_server;
 use tokio::io::AsyncWriteExt;
-use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
@@ -109,21 +112,6 @@ async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, Vec<u8>)> {
     Some((status, body.to_vec()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("slowburn-prom-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A child process and its directory: killed and removed on drop.
 struct Guard {
     child: Child,
@@ -169,45 +157,6 @@ impl Drop for Guard {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// A tiny authoritative DNS server on loopback: `ok.test` A → 127.0.0.1.
-async fn dns_server() -> SocketAddr {
-    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let Some(q) = query.queries.first().cloned() else {
-                continue;
-            };
-            let mut reply = Message::response(query.metadata.id, OpCode::Query);
-            reply.metadata.recursion_desired = query.metadata.recursion_desired;
-            reply.metadata.authoritative = true;
-            reply.add_query(q.clone());
-            if q.name().to_string().trim_end_matches('.') == "ok.test"
-                && q.query_type() == RecordType::A
-            {
-                reply.add_answer(Record::from_rdata(
-                    q.name().clone(),
-                    60,
-                    RData::A(A::new(127, 0, 0, 1)),
-                ));
-            } else {
-                reply.metadata.response_code = ResponseCode::NXDomain;
-            }
-            let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
-        }
-    });
-    addr
 }
 
 /// The daemon on a free loopback port with probes that exercise as many families as loopback
@@ -480,8 +429,9 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(binary: &Path, target: SocketAddr) -> Prometheus {
-        let dir = temp_dir("server");
+        // One directory per server: tests in this file run their Prometheus side by side.
         let port = free_port();
+        let dir = temp_dir(&format!("prometheus-{port}"));
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: slowburn\n    static_configs:\n      - targets: [\"{target}\"]\n"
@@ -763,23 +713,7 @@ async fn serve_forever(
 
 /// Builds a one-probe config around a `prometheus:` section and runs it once.
 async fn query_probe(section: &str, timeout: &str) -> slowburn::probe::Outcome {
-    use slowburn::config::{self, Source};
-    use slowburn::probe::{self, BuildContext, net::NetContext};
-    let text = format!(
-        "probes:\n  - name: q\n    interval: 60s\n    timeout: {timeout}\n    prometheus: {section}\n"
-    );
-    let ctx = BuildContext {
-        net: std::sync::Arc::new(NetContext::new()),
-    };
-    let config = config::load(
-        &Source::Text {
-            name: "query.yaml".into(),
-            text,
-        },
-        &ctx,
-    )
-    .unwrap_or_else(|errors| panic!("config errors: {errors:#?}"));
-    probe::execute(&config.probes[0].probe, config.probes[0].timeout).await
+    support::run_probe_with(&format!("prometheus: {section}"), timeout).await
 }
 
 fn reason(outcome: &slowburn::probe::Outcome) -> (&'static str, String) {
