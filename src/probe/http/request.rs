@@ -1,0 +1,227 @@
+//! One HTTP/1.1 exchange on a fresh connection: the request with its headers (credentials
+//! only to the probe's own origin), hyper's handshake and send, the body read up to
+//! `max_body`, and the words a failure reason uses when the peer resets, closes or cuts a body
+//! short. Also the base64 of the basic-auth header.
+//!
+//! This file decides nothing about redirects or expectations: it returns the head and body
+//! (kept only when an expectation reads it) to `mod.rs`, which follows redirects, and to
+//! `expect.rs`, which judges them.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use super::HttpProbe;
+use super::redirects::Credential;
+use crate::basics::units::format_size;
+use crate::probe::net;
+use crate::probe::{Failure, Trace};
+
+impl HttpProbe {
+    /// One request on a fresh connection; returns the head and (up to `max_body`) the body.
+    pub(super) async fn exchange(
+        &self,
+        url: &Uri,
+        method: &Method,
+        body: Bytes,
+        credentials: bool,
+        trace: &mut Trace,
+    ) -> Result<Response, Failure> {
+        let https = url.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = url.host().unwrap_or_default();
+        let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let server_name = self.tls_server_name.as_deref().unwrap_or(host);
+        let tls = https.then(|| (server_name, self.tls.clone()));
+        let stream = net::open(host, port, &self.resolver, tls, trace).await?;
+
+        trace.enter("processing");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| Failure::Http(e.to_string()))?;
+        let _driver = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let request = self.request(url, method, body, credentials)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Failure::Http(describe_request_error(&e)))?;
+        trace.enter("transfer");
+        let (head, mut incoming) = response.into_parts();
+        let promised = head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let keep = self.expect.needs_body();
+        let mut bytes = Vec::new();
+        let mut size = 0u64;
+        while let Some(frame) = incoming.frame().await {
+            let frame =
+                frame.map_err(|e| Failure::Body(describe_body_error(&e, size, promised)))?;
+            if let Ok(data) = frame.into_data() {
+                size += data.len() as u64;
+                if size > self.max_body {
+                    trace.signal("body_bytes", size as f64);
+                    return Err(Failure::Body(format!(
+                        "larger than max_body {}, stopped reading",
+                        format_size(self.max_body)
+                    )));
+                }
+                if keep {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+        }
+        trace.signal("body_bytes", size as f64);
+        trace.signal("status", head.status.as_u16() as f64);
+        Ok(Response { head, body: bytes })
+    }
+
+    fn request(
+        &self,
+        url: &Uri,
+        method: &Method,
+        body: Bytes,
+        credentials: bool,
+    ) -> Result<Request<Full<Bytes>>, Failure> {
+        let path = url.path_and_query().map_or("/", |p| p.as_str());
+        let mut builder = Request::builder().method(method.clone()).uri(path);
+        let host = match url.port() {
+            Some(port) => format!("{}:{}", url.host().unwrap_or_default(), port),
+            None => url.host().unwrap_or_default().to_string(),
+        };
+        let headers = builder
+            .headers_mut()
+            .ok_or_else(|| Failure::Http("cannot build request".into()))?;
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::from_str(&host).map_err(|e| Failure::Http(e.to_string()))?,
+        );
+        headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("slowburn/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        // The target closes first and keeps the TIME_WAIT, as with blackbox_exporter.
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        for (name, value, credential) in &self.headers {
+            if credentials || *credential == Credential::No {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        builder
+            .body(Full::new(body))
+            .map_err(|e| Failure::Http(e.to_string()))
+    }
+}
+
+/// Standard base64 with padding, for the basic-auth header.
+pub(crate) fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A response head and as much of its body as was kept.
+pub(super) struct Response {
+    pub(super) head: http::response::Parts,
+    pub(super) body: Vec<u8>,
+}
+
+/// The innermost I/O error under a hyper error, if any.
+fn io_cause(e: &hyper::Error) -> Option<&std::io::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// What went wrong with an I/O error, in the words a reason needs (hyper's own text is
+/// "connection error", which says nothing).
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::ConnectionReset => "connection reset by the peer".into(),
+        ErrorKind::ConnectionAborted => "connection aborted".into(),
+        ErrorKind::BrokenPipe => "connection closed by the peer while sending".into(),
+        ErrorKind::UnexpectedEof => "connection closed by the peer".into(),
+        _ => io.to_string(),
+    }
+}
+
+/// Why sending a request or reading its response head failed.
+fn describe_request_error(e: &hyper::Error) -> String {
+    match io_cause(e) {
+        Some(io) => format!("{} before a response", io_words(io)),
+        None if e.is_incomplete_message() => "connection closed before a response".into(),
+        None if e.is_parse() || e.is_parse_status() => format!("invalid response: {e}"),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Why reading the body stopped after `read` bytes, of `promised` if the head said.
+fn describe_body_error(e: &hyper::Error, read: u64, promised: Option<u64>) -> String {
+    let progress = match promised {
+        Some(len) => format!("after {read} of {len} bytes"),
+        None => format!("after {read} bytes"),
+    };
+    match io_cause(e) {
+        Some(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            format!("{} {progress}", io_words(io))
+        }
+        _ if e.is_incomplete_message() || io_cause(e).is_some() => {
+            format!("connection closed {progress}: the body is shorter than promised")
+        }
+        _ => format!("read failed {progress}: {e}"),
+    }
+}
+
+/// Aborts the connection task when the run ends, also when a deadline drops the run.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("user:pass", "dXNlcjpwYXNz"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+}
