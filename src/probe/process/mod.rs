@@ -10,18 +10,26 @@
 //! run takes a short second sample so that even a one-off `slowburn probe` reports CPU.
 //!
 //! It reads `/proc` and the pidfile and nothing else: no signals are sent, nothing is written.
+//!
+//! This file owns the spec and its validation, the built [`ProcessProbe`] and its run, the
+//! signals and notes of a sample, the `expect:` limits and their check, its `Kind` impl and its
+//! signal table ([`KIND`]). Beside it: `matching.rs` (the `match:` criteria, pidfiles, users,
+//! the truncated `comm`) and `sample.rs` (reading `/proc` into processes with an identity, and
+//! the CPU and restart differences between two samples).
 
-use std::collections::{HashMap, VecDeque};
+mod matching;
+mod sample;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use procfs::process::{LimitValue, Process};
-use procfs::{Current, ProcError};
 use regex::Regex;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use self::matching::Matcher;
+use self::sample::{History, Scan, Seen};
 use super::{BuildContext, Failure, SpecError, Trace, counted, first_failure};
 use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
 use crate::basics::units::{format_duration, format_size, parse_duration, parse_size};
@@ -31,8 +39,6 @@ use crate::basics::yaml::Spanned;
 const PRIME_GAP: Duration = Duration::from_millis(250);
 /// How many matched processes are listed in the notes.
 const MAX_NOTES: usize = 20;
-/// The kernel keeps at most this many bytes of a process name (`comm`).
-const COMM_LEN: usize = 15;
 
 /// `process:` as written in a probe file.
 #[derive(Debug, Deserialize)]
@@ -88,16 +94,6 @@ pub struct ProcessProbe {
     history: Mutex<History>,
 }
 
-#[derive(Debug)]
-struct Matcher {
-    name: Option<String>,
-    cmdline: Option<Regex>,
-    pidfile: Option<PathBuf>,
-    /// `pid: self`.
-    own: bool,
-    user: Option<String>,
-}
-
 #[derive(Debug, Default)]
 struct Expect {
     min_count: Option<u64>,
@@ -108,62 +104,6 @@ struct Expect {
     max_fd_ratio: Option<f64>,
     max_threads: Option<u64>,
     max_restarts: Option<(u64, Duration)>,
-}
-
-/// What the previous run saw.
-#[derive(Debug, Default)]
-struct History {
-    /// When the last sample was taken, and the CPU ticks of each identity then.
-    last: Option<(Instant, HashMap<Identity, u64>)>,
-    restarts_total: u64,
-    /// When each restart was seen, newest last, with the pid that appeared.
-    recent: VecDeque<(Instant, i32)>,
-}
-
-/// A process identity: a pid is reused, a pid with its start time is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Identity {
-    pid: i32,
-    start_ticks: u64,
-}
-
-/// One matched process as read from `/proc`.
-#[derive(Debug, Clone)]
-struct Seen {
-    id: Identity,
-    comm: String,
-    zombie: bool,
-    rss: u64,
-    cpu_ticks: u64,
-    threads: u64,
-    /// Open fds and the soft limit; `None` when `/proc/PID/fd` cannot be read.
-    fds: Option<u64>,
-    fd_limit: Option<u64>,
-    /// Seconds since the process started.
-    age: f64,
-    /// Cores used since the previous sample; filled in after the scan.
-    cores: Option<f64>,
-}
-
-impl Seen {
-    fn fd_ratio(&self) -> Option<f64> {
-        match (self.fds, self.fd_limit) {
-            (Some(fds), Some(limit)) if limit > 0 => Some(fds as f64 / limit as f64),
-            _ => None,
-        }
-    }
-
-    fn label(&self) -> String {
-        format!("pid {} ({})", self.id.pid, self.comm)
-    }
-}
-
-/// What one scan of `/proc` found.
-#[derive(Debug, Default)]
-struct Scan {
-    seen: Vec<Seen>,
-    /// Matches whose fds could not be read, and why.
-    unreadable: Vec<String>,
 }
 
 impl ProcessProbe {
@@ -273,70 +213,6 @@ impl ProcessProbe {
         trace.finish();
         self.report(&scan, restarts_total, trace);
         self.assert(&scan, &recent, trace)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Scans `/proc` on a blocking thread.
-    async fn scan(&self) -> Result<Scan, Failure> {
-        let matcher = self.matcher.clone();
-        tokio::task::spawn_blocking(move || matcher.scan())
-            .await
-            .map_err(|e| Failure::Proc(format!("scan did not finish: {e}")))?
-    }
-
-    /// Records a sample as the baseline for the next one.
-    fn remember(&self, seen: &[Seen], now: Instant) {
-        let ticks = seen.iter().map(|s| (s.id, s.cpu_ticks)).collect();
-        self.lock().last = Some((now, ticks));
-    }
-
-    /// Fills in CPU use from the previous sample, counts restarts, and makes this sample the
-    /// baseline. Returns the restarts since the probe was built and the restarts in the
-    /// `max_restarts` window (pids, oldest first).
-    fn compare(&self, seen: &mut [Seen], now: Instant) -> (u64, Vec<(Duration, i32)>) {
-        let ticks_per_second = procfs::ticks_per_second().max(1) as f64;
-        let mut history = self.lock();
-        if let Some((then, previous)) = &history.last {
-            let elapsed = now.duration_since(*then).as_secs_f64().max(1e-3);
-            let mut appeared = Vec::new();
-            for s in seen.iter_mut() {
-                let used = match previous.get(&s.id) {
-                    Some(before) => Some(s.cpu_ticks.saturating_sub(*before)),
-                    // A process born since the last sample spent all its CPU time within it.
-                    None if s.age <= elapsed => Some(s.cpu_ticks),
-                    None => None,
-                };
-                s.cores = used.map(|t| t as f64 / ticks_per_second / elapsed);
-                if !previous.contains_key(&s.id) && !s.zombie {
-                    appeared.push(s.id.pid);
-                }
-            }
-            history.restarts_total += appeared.len() as u64;
-            history
-                .recent
-                .extend(appeared.into_iter().map(|pid| (now, pid)));
-        }
-        let window = self
-            .expect
-            .max_restarts
-            .map_or(Duration::ZERO, |(_, window)| window);
-        while history
-            .recent
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > window)
-        {
-            history.recent.pop_front();
-        }
-        history.last = Some((now, seen.iter().map(|s| (s.id, s.cpu_ticks)).collect()));
-        let recent = history
-            .recent
-            .iter()
-            .map(|(at, pid)| (now.duration_since(*at), *pid))
-            .collect();
-        (history.restarts_total, recent)
     }
 
     fn report(&self, scan: &Scan, restarts_total: u64, trace: &mut Trace) {
@@ -552,167 +428,6 @@ impl ProcessProbe {
     }
 }
 
-impl Matcher {
-    fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(name) = &self.name {
-            parts.push(format!("name={name}"));
-        }
-        if let Some(re) = &self.cmdline {
-            parts.push(format!("cmdline=/{}/", re.as_str()));
-        }
-        if let Some(path) = &self.pidfile {
-            parts.push(format!("pidfile={}", path.display()));
-        }
-        if self.own {
-            parts.push("pid=self".to_string());
-        }
-        if let Some(user) = &self.user {
-            parts.push(format!("user={user}"));
-        }
-        parts.join(" ")
-    }
-
-    /// Lists and reads the matching processes. Blocking: reads `/proc`.
-    fn scan(&self) -> Result<Scan, Failure> {
-        let uid = match &self.user {
-            None => None,
-            Some(user) => Some(resolve_user(user)?),
-        };
-        let uptime = procfs::Uptime::current()
-            .map_err(|e| Failure::Proc(format!("cannot read /proc/uptime: {e}")))?
-            .uptime;
-        let mut scan = Scan::default();
-        if self.own {
-            let pid = std::process::id() as i32;
-            let process = Process::new(pid)
-                .map_err(|e| Failure::Proc(format!("cannot read /proc/{pid}: {e}")))?;
-            if let Read::Match(seen, note) = self.read(&process, uid, uptime) {
-                scan.unreadable.extend(note);
-                scan.seen.push(seen);
-            }
-            return Ok(scan);
-        }
-        if let Some(path) = &self.pidfile {
-            let pid = read_pidfile(path)?;
-            let process = Process::new(pid).map_err(|e| match e {
-                ProcError::NotFound(_) => Failure::Pidfile(format!(
-                    "{} names pid {pid}, which is not running",
-                    path.display()
-                )),
-                e => Failure::Proc(format!("cannot read /proc/{pid}: {e}")),
-            })?;
-            match self.read(&process, uid, uptime) {
-                Read::Match(seen, note) => {
-                    scan.unreadable.extend(note);
-                    scan.seen.push(seen);
-                }
-                Read::NoMatch => {}
-                Read::Gone => {
-                    return Err(Failure::Pidfile(format!(
-                        "{} names pid {pid}, which is not running",
-                        path.display()
-                    )));
-                }
-            }
-            return Ok(scan);
-        }
-        let all = procfs::process::all_processes()
-            .map_err(|e| Failure::Proc(format!("cannot list /proc: {e}")))?;
-        for process in all {
-            // A process that exits while /proc is listed is simply not there.
-            let Ok(process) = process else { continue };
-            if let Read::Match(seen, note) = self.read(&process, uid, uptime) {
-                scan.unreadable.extend(note);
-                scan.seen.push(seen);
-            }
-        }
-        scan.seen.sort_by_key(|s| s.id.pid);
-        Ok(scan)
-    }
-
-    /// Reads one process if it matches. Cheap tests come first: `stat` gives the name, the
-    /// directory's owner the user, and only then is `cmdline` read.
-    fn read(&self, process: &Process, uid: Option<u32>, uptime: f64) -> Read {
-        let Ok(stat) = process.stat() else {
-            return Read::Gone;
-        };
-        if let Some(name) = &self.name
-            && !comm_matches(&stat.comm, name)
-        {
-            return Read::NoMatch;
-        }
-        if let Some(uid) = uid {
-            match process.uid() {
-                Ok(owner) if owner == uid => {}
-                Ok(_) => return Read::NoMatch,
-                Err(_) => return Read::Gone,
-            }
-        }
-        if let Some(re) = &self.cmdline {
-            let Ok(args) = process.cmdline() else {
-                return Read::Gone;
-            };
-            if args.is_empty() || !re.is_match(&args.join(" ")) {
-                return Read::NoMatch;
-            }
-        }
-        let zombie = stat.state == 'Z';
-        let mut note = None;
-        let (fds, fd_limit) = if zombie {
-            (None, None)
-        } else {
-            let fds = match process.fd_count() {
-                Ok(n) => Some(n as u64),
-                Err(ProcError::NotFound(_)) => return Read::Gone,
-                Err(e) => {
-                    note = Some(format!(
-                        "pid {}: open fds unknown: {}",
-                        process.pid(),
-                        short_error(&e)
-                    ));
-                    None
-                }
-            };
-            let fd_limit = match process.limits() {
-                Ok(limits) => match limits.max_open_files.soft_limit {
-                    LimitValue::Value(v) => Some(v),
-                    LimitValue::Unlimited => None,
-                },
-                Err(ProcError::NotFound(_)) => return Read::Gone,
-                Err(_) => None,
-            };
-            (fds, fd_limit)
-        };
-        let ticks = procfs::ticks_per_second().max(1) as f64;
-        Read::Match(
-            Seen {
-                id: Identity {
-                    pid: stat.pid,
-                    start_ticks: stat.starttime,
-                },
-                comm: stat.comm.clone(),
-                zombie,
-                rss: stat.rss.saturating_mul(procfs::page_size()),
-                cpu_ticks: stat.utime.saturating_add(stat.stime),
-                threads: u64::try_from(stat.num_threads).unwrap_or(0),
-                fds,
-                fd_limit,
-                age: (uptime - stat.starttime as f64 / ticks).max(0.0),
-                cores: None,
-            },
-            note,
-        )
-    }
-}
-
-enum Read {
-    Match(Seen, Option<String>),
-    NoMatch,
-    /// The process exited while it was being read.
-    Gone,
-}
-
 /// The process whose value is highest, if it is above `max`, as a failure.
 fn worst(
     live: &[&Seen],
@@ -742,64 +457,6 @@ fn matching(count: u64) -> String {
 
 fn limit(signal: &'static str, message: String) -> Failure {
     Failure::Limit { signal, message }
-}
-
-/// `comm` is cut to 15 bytes by the kernel, so a longer name matches on its first 15.
-fn comm_matches(comm: &str, name: &str) -> bool {
-    if comm == name {
-        return true;
-    }
-    name.len() > COMM_LEN && name.is_char_boundary(COMM_LEN) && comm == &name[..COMM_LEN]
-}
-
-fn read_pidfile(path: &std::path::Path) -> Result<i32, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::Pidfile(match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
-            _ => format!("cannot read {}: {e}", path.display()),
-        })
-    })?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Failure::Pidfile(format!("{} is empty", path.display())));
-    }
-    match text.parse::<i32>() {
-        Ok(pid) if pid > 0 => Ok(pid),
-        _ => {
-            let shown: String = text.chars().take(40).collect();
-            Err(Failure::Pidfile(format!(
-                "{} holds {shown:?}, not a pid",
-                path.display()
-            )))
-        }
-    }
-}
-
-/// A user name (from `/etc/passwd`) or a numeric uid.
-fn resolve_user(user: &str) -> Result<u32, Failure> {
-    if let Ok(uid) = user.parse::<u32>() {
-        return Ok(uid);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(|e| Failure::Proc(format!("cannot read /etc/passwd to find {user:?}: {e}")))?;
-    passwd
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let uid = fields.nth(1)?.parse::<u32>().ok()?;
-            Some((name, uid))
-        })
-        .find(|(name, _)| *name == user)
-        .map(|(_, uid)| uid)
-        .ok_or_else(|| Failure::Proc(format!("no user named {user:?} in /etc/passwd")))
-}
-
-fn short_error(e: &ProcError) -> String {
-    match e {
-        ProcError::PermissionDenied(_) => "permission denied (run as the same user or root)".into(),
-        e => e.to_string(),
-    }
 }
 
 fn build_expect(spec: ProcessExpectSpec, errors: &mut Vec<SpecError>) -> Expect {
@@ -962,38 +619,5 @@ mod tests {
         for bad in ["3", "3 per", "per 30m", "x per 30m", "3 per 0s", "3 in 30m"] {
             assert!(parse_per(bad).is_err(), "{bad:?} should fail");
         }
-    }
-
-    #[test]
-    fn long_names_match_the_truncated_comm() {
-        assert!(comm_matches("order-worker", "order-worker"));
-        assert!(comm_matches("order-processor", "order-processor-main"));
-        assert!(!comm_matches("order", "order-worker"));
-    }
-
-    #[test]
-    fn pidfiles_explain_what_is_wrong() {
-        let dir = std::env::temp_dir().join(format!("slowburn-pidfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("x.pid");
-        let err = read_pidfile(&path).unwrap_err().to_string();
-        assert!(err.contains("does not exist"), "{err}");
-        std::fs::write(&path, "\n").unwrap();
-        let err = read_pidfile(&path).unwrap_err().to_string();
-        assert!(err.contains("is empty"), "{err}");
-        std::fs::write(&path, "hello\n").unwrap();
-        let err = read_pidfile(&path).unwrap_err().to_string();
-        assert!(err.contains("\"hello\", not a pid"), "{err}");
-        std::fs::write(&path, "42\n").unwrap();
-        assert_eq!(read_pidfile(&path).unwrap(), 42);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn users_resolve_by_name_or_number() {
-        assert_eq!(resolve_user("0").unwrap(), 0);
-        assert_eq!(resolve_user("root").unwrap(), 0);
-        let err = resolve_user("surely-no-such-user").unwrap_err().to_string();
-        assert!(err.contains("no user named"), "{err}");
     }
 }
