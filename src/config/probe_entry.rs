@@ -1,0 +1,210 @@
+//! One probe entry from read to built: its own keys as written ([`ProbeEntry`]), the entry held
+//! until every file is read ([`Pending`]), and the building of it into a [`ProbeConfig`]: the
+//! name and labels checked, the interval and timeout with their defaults and floors, the kind
+//! built through [`Probe::build`], the alert rule and the drift and SLO watches.
+//!
+//! This file sees one entry at a time: duplicate names, sections and files are `loader.rs`'s.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::alerting::{self, AlertSpec};
+use super::drift::{self, DriftEntrySpec};
+use super::loader::Loader;
+use super::{DEFAULT_TIMEOUT, MIN_INTERVAL, MIN_TIMEOUT, ProbeConfig};
+use crate::basics::units;
+use crate::basics::yaml::{Pos, Spanned};
+use crate::probe::{KindSpecs, Probe};
+
+/// A probe entry's own keys as written (its kind sections are read apart, as `KindSpecs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProbeEntry {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<Spanned<String>, String>,
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) alert: Option<AlertSpec>,
+    #[serde(default)]
+    pub(super) drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
+    pub(super) slo: Option<Spanned<String>>,
+}
+
+/// A probe read but not yet built (defaults are applied once every file is read).
+pub(super) struct Pending {
+    pub(super) file: Arc<Path>,
+    pub(super) pos: Pos,
+    pub(super) entry: ProbeEntry,
+    /// The entry's kind sections (`http:`, `tcp:`, …), read apart from its own keys.
+    pub(super) kinds: KindSpecs,
+}
+
+impl Loader<'_> {
+    /// Builds one probe entry: its name, labels, interval and timeout (with the defaults), its
+    /// kind, its alert rule and its watches; `None` when anything in it is wrong.
+    pub(super) fn build(
+        &mut self,
+        pending: Pending,
+        default_interval: Duration,
+        default_timeout: Option<Duration>,
+        policies: &HashSet<String>,
+    ) -> Option<ProbeConfig> {
+        let Pending {
+            file,
+            pos,
+            entry,
+            kinds,
+        } = pending;
+        let name = entry.name.value.clone();
+        let ctx = format!("probe {name:?}: ");
+        let mut ok = true;
+        if name.is_empty()
+            || name.len() > 200
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-/".contains(c))
+        {
+            self.error(
+                &file,
+                Some(entry.name.pos),
+                format!("{ctx}name: use letters, digits and _ . : - / (at most 200)"),
+            );
+            ok = false;
+        }
+        let mut labels = Vec::new();
+        for (key, value) in &entry.labels {
+            let valid = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if key.starts_with("__") {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!(
+                        "{ctx}labels: {:?}: names starting with `__` are reserved by Prometheus",
+                        key.value
+                    ),
+                );
+                ok = false;
+            } else if !valid || key.is_empty() {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!(
+                        "{ctx}labels: invalid label name {:?}: use [a-zA-Z_][a-zA-Z0-9_]*",
+                        key.value
+                    ),
+                );
+                ok = false;
+            } else if crate::metrics::LABEL_NAMES.contains(&key.as_str()) {
+                self.error(
+                    &file,
+                    Some(key.pos),
+                    format!("{ctx}labels: `{}` is set by slowburn itself", key.value),
+                );
+                ok = false;
+            } else {
+                labels.push((self.intern(&key.value), self.intern(value)));
+            }
+        }
+        let interval =
+            match self.duration(&file, &format!("{ctx}interval"), entry.interval.as_ref()) {
+                Some(d) if d < MIN_INTERVAL => {
+                    self.error(
+                        &file,
+                        entry.interval.as_ref().map(|i| i.pos),
+                        format!("{ctx}interval: must be at least 100ms"),
+                    );
+                    ok = false;
+                    d
+                }
+                Some(d) => d,
+                None if entry.interval.is_some() => {
+                    ok = false;
+                    default_interval
+                }
+                None => default_interval,
+            };
+        let timeout = match &entry.timeout {
+            Some(text) => match self.duration(&file, &format!("{ctx}timeout"), Some(text)) {
+                Some(t) if t < MIN_TIMEOUT => {
+                    self.error(
+                        &file,
+                        Some(text.pos),
+                        format!("{ctx}timeout: must be at least 1ms"),
+                    );
+                    ok = false;
+                    t
+                }
+                Some(t) if t >= interval => {
+                    let message = format!(
+                        "{ctx}timeout: {} must be shorter than the interval {}",
+                        text.value,
+                        units::format_duration(interval)
+                    );
+                    self.error(&file, Some(text.pos), message);
+                    ok = false;
+                    t
+                }
+                Some(t) => t,
+                None => {
+                    ok = false;
+                    DEFAULT_TIMEOUT
+                }
+            },
+            // An inherited timeout never reaches the next run: it is capped at 80% of the interval.
+            None => default_timeout
+                .unwrap_or(DEFAULT_TIMEOUT)
+                .min(interval.mul_f64(0.8)),
+        };
+        let kind = kinds.given().first().copied().unwrap_or("");
+        let probe = match Probe::build(kinds, pos, self.ctx) {
+            Ok(probe) => Some(probe),
+            Err(errors) => {
+                for e in errors {
+                    let field = if e.field.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{kind}.{}: ", e.field)
+                    };
+                    self.error(&file, Some(e.pos), format!("{ctx}{field}{}", e.message));
+                }
+                None
+            }
+        };
+        let mut problems = Vec::new();
+        let alert = entry
+            .alert
+            .as_ref()
+            .map(|spec| Box::new(alerting::rule(spec, policies, &mut problems)));
+        let watches = drift::watches(
+            kind,
+            interval.as_secs_f64(),
+            &entry.drift,
+            entry.slo.as_ref(),
+            &mut problems,
+        );
+        ok &= problems.is_empty();
+        for (pos, message) in problems {
+            self.error(&file, Some(pos), format!("{ctx}{message}"));
+        }
+        let probe = probe.filter(|_| ok)?;
+        Some(ProbeConfig {
+            name,
+            labels: labels.into_boxed_slice(),
+            interval,
+            timeout,
+            probe: Arc::new(probe),
+            alert,
+            watches,
+            file,
+            pos,
+        })
+    }
+}
