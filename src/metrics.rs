@@ -368,14 +368,29 @@ fn render_into(
     // One pass sorts every outcome's signals into the families their kind's table names,
     // instead of each family looking its signal up by name in every outcome.
     let families = signal_families();
+    // Per kind, each exported signal with its family's index, worked out once per render
+    // rather than once per signal of every probe.
+    let slots: Vec<Vec<(&str, usize)>> = crate::probe::KINDS
+        .iter()
+        .map(|kind| {
+            kind.signals
+                .iter()
+                .filter_map(|s| {
+                    let family = s.family?;
+                    let f = families.iter().position(|x| x.name == family.name)?;
+                    Some((s.name, f))
+                })
+                .collect()
+        })
+        .collect();
     let mut by_family: Vec<Vec<(usize, f64)>> = vec![Vec::new(); families.len()];
     for (i, (_, snap)) in pairs.iter().enumerate() {
         let info = registry.probes[i].config.probe.info();
+        let Some(kind) = crate::probe::KINDS.iter().position(|k| k.name == info.name) else {
+            continue;
+        };
         for (name, value) in snap.last.iter().flat_map(|o| o.signals.iter()) {
-            let Some(family) = info.signal(name).and_then(|s| s.family) else {
-                continue;
-            };
-            let Some(f) = families.iter().position(|x| x.name == family.name) else {
+            let Some(&(_, f)) = slots[kind].iter().find(|(s, _)| s == name) else {
                 continue;
             };
             // The first value of a name counts, as in `Outcome::signal`.
