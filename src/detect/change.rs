@@ -36,7 +36,7 @@
 use std::collections::VecDeque;
 
 use super::series::{Series, median_in_place, splitmix64};
-use super::trend::{mann_kendall, theil_sen};
+use super::stats::{mann_kendall, theil_sen};
 use super::verdict::{
     Detector, Severity, Transition, Unit, Verdict, format_duration, format_since,
 };

@@ -25,6 +25,7 @@ pub mod burn;
 pub mod change;
 pub mod csv;
 pub mod series;
+pub mod stats;
 pub mod trend;
 pub mod verdict;
 
