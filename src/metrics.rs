@@ -531,26 +531,14 @@ fn render_drift(out: &mut Out<'_>, registry: &Registry) {
     out.header(&DRIFT_FIRING);
     for (labels, signals) in &drift {
         for (signal, s) in signals {
-            let flags = [
-                ("trend", s.trend_firing),
-                ("change", s.change_firing),
-                ("burn_page", s.burn_page_firing),
-                ("burn_ticket", s.burn_ticket_firing),
-            ];
-            for (detector, firing) in flags {
-                let applies = match detector {
-                    "burn_page" | "burn_ticket" => signal == "success",
-                    _ => signal != "success",
-                };
-                if applies {
-                    let extra = [("signal", signal.as_str()), ("detector", detector)];
-                    out.line(
-                        DRIFT_FIRING.name,
-                        labels,
-                        &extra,
-                        f64::from(u8::from(firing)),
-                    );
-                }
+            for (detector, firing) in &s.firing {
+                let extra = [("signal", signal.as_str()), ("detector", *detector)];
+                out.line(
+                    DRIFT_FIRING.name,
+                    labels,
+                    &extra,
+                    f64::from(u8::from(*firing)),
+                );
             }
         }
     }

@@ -250,9 +250,7 @@ impl ProbeState {
     /// Whether any detector of a watched signal is firing.
     pub fn drift_firing(&self) -> bool {
         let drift = self.detectors();
-        drift.iter().any(|(_, d)| {
-            d.trend_firing || d.change_firing || d.burn_page_firing || d.burn_ticket_firing
-        })
+        drift.iter().any(|(_, d)| d.any_firing())
     }
 
     /// Publishes the detector state of one watched signal.

@@ -6,6 +6,7 @@ use slowburn::alert::silence::Window;
 use slowburn::alert::{
     Engine, Event, Origin, Policy, ProbeInfo, Refusal, Rule, Send, Severity, Silence, State, Step,
 };
+use slowburn::detect::Detector;
 
 const MIN: f64 = 60.0;
 
@@ -347,9 +348,7 @@ fn drift_tickets_go_to_the_first_step_only_and_resolve() {
     let mut e = standard();
     let sends = e.verdict(
         "shop",
-        Origin::Trend {
-            signal: "latency".into(),
-        },
+        Origin::detected(Detector::TREND, "latency"),
         Severity::Ticket,
         true,
         "latency grows",
@@ -371,9 +370,7 @@ fn drift_tickets_go_to_the_first_step_only_and_resolve() {
     assert_eq!(alert.eta_seconds, Some(5000.0));
     let sends = e.verdict(
         "shop",
-        Origin::Trend {
-            signal: "latency".into(),
-        },
+        Origin::detected(Detector::TREND, "latency"),
         Severity::Ticket,
         false,
         "latency stable",
@@ -424,9 +421,7 @@ fn manual_resolve_and_refusals() {
 #[test]
 fn a_change_ticket_is_not_the_probes_run_alert() {
     let mut e = standard();
-    let change = || Origin::Change {
-        signal: "latency".into(),
-    };
+    let change = || Origin::detected(Detector::CHANGE, "latency");
     let sends = e.verdict(
         "shop",
         change(),

@@ -81,7 +81,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
     let drift = registry.get("worker").unwrap().drift();
     let (signal, state) = &drift[0];
     assert_eq!(signal, "rss");
-    assert!(state.trend_firing, "{state:?}");
+    assert!(state.is_firing("trend"), "{state:?}");
     let eta = state.eta_seconds.unwrap();
     assert!(
         eta > 3.0 * 3600.0 && eta < 6.0 * 3600.0,

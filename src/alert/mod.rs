@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::Detector;
 pub use crate::detect::Severity;
 pub use crate::notify::Event;
 pub use escalation::{Next, Policy, Step};
@@ -48,39 +49,33 @@ impl State {
 
 /// Where an alert came from. The alert's `reason` label and its dedup key are derived from
 /// this, never the other way round: nothing reads a reason string to learn an alert's origin.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+///
+/// Stored and served as `{"type": "run"}`, or as the detector's label with what tells its
+/// alerts apart: `{"type": "trend", "signal": "rss"}`, `{"type": "burn", "severity": "page"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// The probe's own runs failed `after` times in a row (`alert:`). A probe has at most one
     /// such alert at a time, whatever its failure reason.
     Run,
-    /// Trend and ETA on a signal (`drift:`).
-    Trend { signal: String },
-    /// A step up in a signal's level (`drift:` change detection).
-    Change { signal: String },
-    /// A step down in a signal's level (`change: {direction: down | both}`).
-    ChangeDown { signal: String },
-    /// Error-budget burn rate against the probe's SLO.
-    Burn { severity: Severity },
+    /// A detector's verdict on a signal: `key` is the signal, or the severity for a detector
+    /// whose alerts are told apart by severity (burn rate).
+    Detected { detector: Detector, key: String },
 }
 
 impl Origin {
     /// The origin of a detector's verdict.
     pub fn of_verdict(verdict: &crate::detect::Verdict) -> Origin {
-        use crate::detect::Detector;
-        match verdict.detector {
-            Detector::Trend => Origin::Trend {
-                signal: verdict.signal.clone(),
-            },
-            Detector::Change => Origin::Change {
-                signal: verdict.signal.clone(),
-            },
-            Detector::ChangeDown => Origin::ChangeDown {
-                signal: verdict.signal.clone(),
-            },
-            Detector::Burn => Origin::Burn {
-                severity: verdict.severity,
-            },
+        Origin::Detected {
+            detector: verdict.detector,
+            key: verdict.detector.key(&verdict.signal, verdict.severity),
+        }
+    }
+
+    /// The origin of `detector`'s alert on `signal` (or of that severity, for burn rate).
+    pub fn detected(detector: Detector, key: &str) -> Origin {
+        Origin::Detected {
+            detector,
+            key: key.to_string(),
         }
     }
 
@@ -90,11 +85,54 @@ impl Origin {
     pub fn detector_reason(&self) -> Option<String> {
         match self {
             Origin::Run => None,
-            Origin::Trend { signal } => Some(format!("drift:{signal}")),
-            Origin::Change { signal } => Some(format!("change:{signal}")),
-            Origin::ChangeDown { signal } => Some(format!("change_down:{signal}")),
-            Origin::Burn { severity } => Some(format!("burn:{}", severity.as_str())),
+            Origin::Detected { detector, key } => Some(format!("{}:{key}", detector.info().reason)),
         }
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Origin::Run => map.serialize_entry("type", "run")?,
+            Origin::Detected { detector, key } => {
+                map.serialize_entry("type", detector.as_str())?;
+                let field = if detector.info().per_severity {
+                    "severity"
+                } else {
+                    "signal"
+                };
+                map.serialize_entry(field, key)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Origin, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        struct Stored {
+            #[serde(rename = "type")]
+            kind: String,
+            signal: Option<String>,
+            severity: Option<String>,
+        }
+        let stored = Stored::deserialize(deserializer)?;
+        if stored.kind == "run" {
+            return Ok(Origin::Run);
+        }
+        let detector = Detector::from_label(&stored.kind)
+            .ok_or_else(|| D::Error::custom(format!("unknown origin {:?}", stored.kind)))?;
+        let (field, key) = if detector.info().per_severity {
+            ("severity", stored.severity)
+        } else {
+            ("signal", stored.signal)
+        };
+        let key = key.ok_or_else(|| D::Error::missing_field(field))?;
+        Ok(Origin::Detected { detector, key })
     }
 }
 

@@ -17,7 +17,10 @@
 //! the 1h/5m rule a one-sided 95% bound (z 1.645, eight failures in a full hour). A severity
 //! resolves when none of its rules has held for `resolve_after`.
 
-use super::verdict::{Detector, Severity, Transition, Verdict, format_duration};
+use super::verdict::{
+    Detector, DetectorInfo, Severity, Transition, Unit, Verdict, format_duration,
+};
+use super::{Context, Detect, DetectorState, Observe};
 
 /// Width of one counter slot, seconds.
 pub const SLOT: f64 = 60.0;
@@ -153,6 +156,43 @@ pub struct WindowBurn {
     pub bad: u64,
     /// error ratio / (1 − objective); 0 with no samples.
     pub burn: f64,
+}
+
+/// Error-budget burn: `burn:page` and `burn:ticket` alerts on a probe's `success` signal.
+pub const BURN: DetectorInfo = DetectorInfo {
+    label: "burn",
+    reason: "burn",
+    per_severity: true,
+};
+
+impl Detect for Burn {
+    type Spec = SloSpec;
+
+    fn validate(spec: &SloSpec) -> Result<(), String> {
+        spec.validate()
+    }
+
+    fn new(signal: &str, _unit: Unit, spec: SloSpec, _interval: f64) -> Burn {
+        Burn::new(signal, spec)
+    }
+}
+
+impl Observe for Burn {
+    /// Outcomes count from the first: a restart does not refund the error budget, and the
+    /// settle period after one is no reason to look away.
+    fn observe(&mut self, t: f64, v: f64, _ctx: &Context, out: &mut Vec<Verdict>) {
+        out.extend(Burn::observe(self, t, v >= 0.5));
+    }
+
+    fn export(&self, state: &mut DetectorState) {
+        state
+            .firing
+            .push(("burn_page", self.firing(Severity::Page)));
+        state
+            .firing
+            .push(("burn_ticket", self.firing(Severity::Ticket)));
+        state.burn = self.rates();
+    }
 }
 
 /// The burn-rate detector of one signal whose samples are 1.0 (success) or 0.0 (failure).
@@ -391,7 +431,7 @@ impl Burn {
         message: String,
     ) -> Verdict {
         Verdict {
-            detector: Detector::Burn,
+            detector: Detector::BURN,
             signal: self.signal.clone(),
             severity,
             transition,

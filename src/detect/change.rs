@@ -38,8 +38,9 @@ use std::collections::VecDeque;
 use super::series::{Series, median_in_place, splitmix64};
 use super::stats::{mann_kendall, theil_sen};
 use super::verdict::{
-    Detector, Severity, Transition, Unit, Verdict, format_duration, format_since,
+    Detector, DetectorInfo, Severity, Transition, Unit, Verdict, format_duration, format_since,
 };
+use super::{Context, Detect, DetectorState, Observe};
 
 /// Largest contribution of one sample to the CUSUM, in σ.
 pub const MAX_STEP: f64 = 4.0;
@@ -222,7 +223,85 @@ pub struct Baseline {
     pub slack: f64,
 }
 
-/// The change detector of one signal.
+/// The ticket for a step up: `change:latency` alerts.
+pub const CHANGE: DetectorInfo = DetectorInfo {
+    label: "change",
+    reason: "change",
+    per_severity: false,
+};
+
+/// The ticket for a step down: `change_down:orders` alerts.
+pub const CHANGE_DOWN: DetectorInfo = DetectorInfo {
+    label: "change_down",
+    reason: "change_down",
+    per_severity: false,
+};
+
+/// The change detectors of one signal: one per direction asked for. While one is alarmed
+/// the other holds its baseline, so a drop that lasts an hour does not become the upward
+/// detector's baseline (the recovery would read as a rise).
+#[derive(Debug, Clone)]
+pub struct Changes(Vec<Change>);
+
+impl Changes {
+    /// Each direction's detector.
+    pub fn each(&self) -> &[Change] {
+        &self.0
+    }
+}
+
+impl Detect for Changes {
+    type Spec = ChangeSpec;
+
+    fn validate(spec: &ChangeSpec) -> Result<(), String> {
+        spec.validate()
+    }
+
+    fn new(signal: &str, unit: Unit, spec: ChangeSpec, interval: f64) -> Changes {
+        let interval = spec.interval.max(interval);
+        Changes(
+            spec.direction
+                .each()
+                .iter()
+                .map(|direction| {
+                    let spec = ChangeSpec {
+                        interval,
+                        direction: *direction,
+                        ..spec.clone()
+                    };
+                    Change::new(signal, unit, spec)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Observe for Changes {
+    fn observe(&mut self, t: f64, v: f64, ctx: &Context, out: &mut Vec<Verdict>) {
+        if ctx.settling {
+            return;
+        }
+        let alarmed = self.0.iter().filter(|c| c.firing()).count();
+        for change in &mut self.0 {
+            change.hold_baseline(alarmed > usize::from(change.firing()));
+            // A rising trend already tells the story of a rise; a drop is news regardless.
+            let suppress = ctx.rising && change.direction() == Direction::Up;
+            out.extend(change.observe(t, v, suppress));
+        }
+    }
+
+    fn reset(&mut self, t: f64, out: &mut Vec<Verdict>) {
+        out.extend(self.0.iter_mut().filter_map(|c| c.reset(t)));
+    }
+
+    fn export(&self, state: &mut DetectorState) {
+        state
+            .firing
+            .push((CHANGE.label, self.0.iter().any(Change::firing)));
+    }
+}
+
+/// The change detector of one signal, looking one way.
 #[derive(Debug, Clone)]
 pub struct Change {
     signal: String,
@@ -528,9 +607,9 @@ impl Change {
     ) -> Verdict {
         Verdict {
             detector: if self.spec.direction == Direction::Down {
-                Detector::ChangeDown
+                Detector::CHANGE_DOWN
             } else {
-                Detector::Change
+                Detector::CHANGE
             },
             signal: self.signal.clone(),
             severity: Severity::Ticket,
@@ -645,7 +724,7 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         let out = run(&mut c, 1000, 1400, orders);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(out[0].detector, Detector::ChangeDown);
+        assert_eq!(out[0].detector, Detector::CHANGE_DOWN);
         assert_eq!(out[0].transition, Transition::Firing);
         assert_eq!(out[0].began_at, Some(15_000.0));
         assert!(

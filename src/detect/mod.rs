@@ -9,9 +9,13 @@
 //! - [`trend`]: Theil–Sen slope, Mann–Kendall gate, ETA to the limit, the `drift` page;
 //! - [`change`]: CUSUM against a learned baseline, the "shifted since 05:02" ticket;
 //! - [`burn`]: SLO burn rate with the workbook's multiwindow rules over minute counters;
-//! - [`verdict`]: the verdict value and the formatting of its message;
+//! - [`stats`]: the robust statistics they share (Theil–Sen, Mann–Kendall, the normal tail);
+//! - [`verdict`]: the verdict value, the [`Detector`] labels and the formatting of messages;
 //! - [`backtest`]: replay of a recorded series in virtual time;
 //! - [`csv`]: parsing of `unix_seconds,value` files with line-numbered problems.
+//!
+//! The [`detectors!`] table lists them; [`SignalDetectors`] runs the ones a spec asks for in
+//! table order, passing each a [`Context`] (settling after a re-baseline, a rise already told).
 //!
 //! Invariants: every detector is fed in time order and ignores NaN/inf values; the cost of
 //! one sample is bounded (re-fits happen at most once per bucket close and use at most
@@ -36,10 +40,115 @@ use std::fmt;
 
 pub use backtest::{backtest, replay};
 pub use burn::{Burn, BurnRule, SloSpec, WindowBurn};
-pub use change::{Change, ChangeSpec, Direction, Sensitivity};
+pub use change::{Change, ChangeSpec, Changes, Direction, Sensitivity};
 pub use series::{Bucket, Series};
 pub use trend::{DriftSpec, Fit, Trend};
-pub use verdict::{Detector, Severity, Transition, Unit, Verdict};
+pub use verdict::{Detector, DetectorInfo, Severity, Transition, Unit, Verdict};
+
+/// The table of detectors. Each row (`Variant(module::Type) [CONST = module::INFO, …]`)
+/// generates the detector's variant of [`DetectorConfig`] (its spec, as a [`DetectorSpec`]
+/// lists it), its arm in every dispatch of [`SignalDetectors`], and a [`Detector`] const for
+/// each label its verdicts carry, all of which are in [`DETECTORS`]. The detector's own file
+/// holds its spec, its state machine, its [`Detect`] impl and its [`DetectorInfo`]s. Adding a
+/// detector is one file plus one row (and its YAML in `config/drift.rs`).
+macro_rules! detectors {
+    ($($variant:ident($module:ident::$detector:ident) [$($label:ident = $info:path),*],)*) => {
+        /// One detector asked for on a signal, with its spec.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum DetectorConfig {
+            $($variant(<$module::$detector as Detect>::Spec),)*
+        }
+
+        /// One built detector (boxed: detectors differ in size by hundreds of bytes).
+        #[derive(Debug, Clone)]
+        enum Running {
+            $($variant(Box<$module::$detector>),)*
+        }
+
+        impl Detector {
+            $(
+                $(pub const $label: Detector = Detector::of(&$info);)*
+            )*
+        }
+
+        /// Every detector label, in table order.
+        pub const DETECTORS: &[Detector] = &[$($(Detector::$label,)*)*];
+
+        impl DetectorConfig {
+            fn validate(&self) -> Result<(), String> {
+                match self {
+                    $(DetectorConfig::$variant(s) => <$module::$detector as Detect>::validate(s),)*
+                }
+            }
+
+            fn build(&self, signal: &str, unit: Unit, interval: f64) -> Running {
+                match self {
+                    $(DetectorConfig::$variant(s) => Running::$variant(Box::new(
+                        <$module::$detector as Detect>::new(signal, unit, s.clone(), interval),
+                    )),)*
+                }
+            }
+        }
+
+        impl Running {
+            fn get(&self) -> &dyn Observe {
+                match self {
+                    $(Running::$variant(d) => d.as_ref(),)*
+                }
+            }
+
+            fn get_mut(&mut self) -> &mut dyn Observe {
+                match self {
+                    $(Running::$variant(d) => d.as_mut(),)*
+                }
+            }
+        }
+    };
+}
+
+detectors! {
+    Trend(trend::Trend) [TREND = trend::TREND],
+    Change(change::Changes) [CHANGE = change::CHANGE, CHANGE_DOWN = change::CHANGE_DOWN],
+    Burn(burn::Burn) [BURN = burn::BURN],
+}
+
+/// How a detector is made; [`detectors!`] dispatches to it.
+pub trait Detect: Observe + Sized {
+    /// Its spec, as a `drift:` or `slo:` entry gives it.
+    type Spec: fmt::Debug + Clone + PartialEq;
+    /// Checks a spec, naming the field at fault.
+    fn validate(spec: &Self::Spec) -> Result<(), String>;
+    /// The detector of one signal; `interval` is the probe's (seconds between samples, 0 when
+    /// unknown), which its time gates count in.
+    fn new(signal: &str, unit: Unit, spec: Self::Spec, interval: f64) -> Self;
+}
+
+/// What a built detector does with samples; every method but `observe` has a default.
+pub trait Observe: fmt::Debug {
+    /// Feeds one finite sample, later than the last, pushing any transitions to `out`.
+    fn observe(&mut self, t: f64, v: f64, ctx: &Context, out: &mut Vec<Verdict>);
+    /// Forgets what a restart or counter reset makes stale; a firing alert may resolve.
+    fn reset(&mut self, _t: f64, _out: &mut Vec<Verdict>) {}
+    /// Writes its flags and figures into the exported state.
+    fn export(&self, state: &mut DetectorState);
+    /// Moves a limit that follows another signal (e.g. a process's fd limit).
+    fn set_limit(&mut self, _limit: f64) {}
+    /// Whether a firing alert of this detector already tells the story of a rise, so a
+    /// rise detector after it in the table holds back its own ticket.
+    fn tells_a_rise(&self) -> bool {
+        false
+    }
+}
+
+/// What the detectors of one signal know of each other, for the sample being observed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context {
+    /// Inside the settle period after a re-baseline: a level refilling after a restart is
+    /// warming up, not drifting. Detectors of levels wait; counters of outcomes do not.
+    pub settling: bool,
+    /// A detector earlier in the table already fires for a rise (a trend page).
+    pub rising: bool,
+}
 
 /// Which detectors run for one (probe, signal), and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,13 +156,9 @@ pub struct DetectorSpec {
     /// The signal's name as it appears in messages: `rss`, `latency`, …
     pub signal: String,
     pub unit: Unit,
-    /// Trend/ETA toward a limit (`drift:` entry).
-    pub drift: Option<DriftSpec>,
-    /// Step detection against a learned baseline.
-    pub change: Option<ChangeSpec>,
-    /// Error-budget burn; the signal's values are then 1.0 (success) or 0.0 (failure).
-    pub slo: Option<SloSpec>,
-    /// Seconds after a re-baseline during which trend and change ignore samples: a process
+    /// The detectors asked for, in table order.
+    pub detectors: Vec<DetectorConfig>,
+    /// Seconds after a re-baseline during which level detectors ignore samples: a process
     /// refilling its caches after a restart is warming up, not leaking.
     pub settle: f64,
     /// Seconds between samples (the probe's interval); 0 when unknown. Trend and change
@@ -63,14 +168,13 @@ pub struct DetectorSpec {
 }
 
 impl DetectorSpec {
-    /// A spec with no detector enabled; add them with the `with_*` methods.
+    /// A spec with no detector enabled; add them with [`DetectorSpec::with`] or the `with_*`
+    /// methods.
     pub fn new(signal: &str, unit: Unit) -> DetectorSpec {
         DetectorSpec {
             signal: signal.to_string(),
             unit,
-            drift: None,
-            change: None,
-            slo: None,
+            detectors: Vec::new(),
             settle: 1800.0,
             interval: 0.0,
         }
@@ -82,19 +186,30 @@ impl DetectorSpec {
         self
     }
 
-    pub fn with_drift(mut self, drift: DriftSpec) -> DetectorSpec {
-        self.drift = Some(drift);
+    /// Adds a detector.
+    pub fn with(mut self, detector: DetectorConfig) -> DetectorSpec {
+        self.detectors.push(detector);
         self
     }
 
-    pub fn with_change(mut self, change: ChangeSpec) -> DetectorSpec {
-        self.change = Some(change);
-        self
+    pub fn with_drift(self, drift: DriftSpec) -> DetectorSpec {
+        self.with(DetectorConfig::Trend(drift))
     }
 
-    pub fn with_slo(mut self, slo: SloSpec) -> DetectorSpec {
-        self.slo = Some(slo);
-        self
+    pub fn with_change(self, change: ChangeSpec) -> DetectorSpec {
+        self.with(DetectorConfig::Change(change))
+    }
+
+    pub fn with_slo(self, slo: SloSpec) -> DetectorSpec {
+        self.with(DetectorConfig::Burn(slo))
+    }
+
+    /// The trend spec, when a trend is asked for (its limit, for charts).
+    pub fn drift(&self) -> Option<&DriftSpec> {
+        self.detectors.iter().find_map(|d| match d {
+            DetectorConfig::Trend(spec) => Some(spec),
+            _ => None,
+        })
     }
 }
 
@@ -114,7 +229,7 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// Everything a detector set exports for metrics (`probe_drift_slope`,
-/// `probe_drift_eta_seconds`, …), as of the last sample.
+/// `probe_drift_firing`, …), as of the last sample. Each detector writes its own part.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DetectorState {
     /// Fitted slope, units per second.
@@ -123,24 +238,35 @@ pub struct DetectorState {
     pub eta_seconds: Option<f64>,
     /// Fitted level at the last evaluation.
     pub level: Option<f64>,
-    pub trend_firing: bool,
-    pub change_firing: bool,
-    pub burn_page_firing: bool,
-    pub burn_ticket_firing: bool,
+    /// Whether each alert a detector can raise is firing, by its `probe_drift_firing`
+    /// label (`trend`, `change`, `burn_page`, `burn_ticket`, …), in table order.
+    pub firing: Vec<(&'static str, bool)>,
     /// Plain burn rate per window, shortest first (empty without an SLO).
     pub burn: Vec<WindowBurn>,
+    /// What a detector has to say beyond its flags, for people (`seasonal: learning, 2d of
+    /// 1w stored`).
+    pub notes: Vec<(&'static str, String)>,
     /// Time of the last sample accepted.
     pub last_t: Option<f64>,
+}
+
+impl DetectorState {
+    /// Whether the alert with this `probe_drift_firing` label is firing.
+    pub fn is_firing(&self, label: &str) -> bool {
+        self.firing.iter().any(|(l, f)| *l == label && *f)
+    }
+
+    /// Whether any of its alerts is firing.
+    pub fn any_firing(&self) -> bool {
+        self.firing.iter().any(|(_, f)| *f)
+    }
 }
 
 /// The detectors of one (probe, signal), fed one sample at a time.
 #[derive(Debug, Clone)]
 pub struct SignalDetectors {
     spec: DetectorSpec,
-    trend: Option<Trend>,
-    /// One change detector per direction asked for (none, up, down, or both).
-    changes: Vec<Change>,
-    burn: Option<Burn>,
+    running: Vec<Running>,
     last_t: Option<f64>,
     settled_at: Option<f64>,
 }
@@ -152,14 +278,8 @@ impl SignalDetectors {
             signal: spec.signal.clone(),
             message,
         };
-        if let Some(d) = &spec.drift {
-            d.validate().map_err(error)?;
-        }
-        if let Some(c) = &spec.change {
-            c.validate().map_err(error)?;
-        }
-        if let Some(s) = &spec.slo {
-            s.validate().map_err(error)?;
+        for detector in &spec.detectors {
+            detector.validate().map_err(error)?;
         }
         if !(spec.interval.is_finite() && spec.interval >= 0.0) {
             return Err(error(format!(
@@ -173,56 +293,44 @@ impl SignalDetectors {
                 spec.settle
             )));
         }
-        // Both detectors judge time in the probe's interval; the spec's is the one source.
-        let interval = spec.interval;
         Ok(SignalDetectors {
-            trend: spec.drift.clone().map(|d| {
-                let interval = d.interval.max(interval);
-                Trend::new(&spec.signal, spec.unit, DriftSpec { interval, ..d })
-            }),
-            changes: spec
-                .change
+            running: spec
+                .detectors
                 .iter()
-                .flat_map(|c| {
-                    c.direction.each().iter().map(move |direction| ChangeSpec {
-                        interval: c.interval.max(interval),
-                        direction: *direction,
-                        ..c.clone()
-                    })
-                })
-                .map(|c| Change::new(&spec.signal, spec.unit, c))
+                .map(|d| d.build(&spec.signal, spec.unit, spec.interval))
                 .collect(),
-            burn: spec.slo.clone().map(|s| Burn::new(&spec.signal, s)),
             last_t: None,
             settled_at: None,
             spec,
         })
     }
 
-    /// The spec these detectors were built from.
     /// Moves the drift limit, for limits that name another signal.
     pub fn set_limit(&mut self, limit: f64) {
         if !limit.is_finite() {
             return;
         }
-        if let Some(trend) = &mut self.trend {
-            trend.set_limit(limit);
+        for detector in &mut self.running {
+            detector.get_mut().set_limit(limit);
         }
-        if let Some(drift) = &mut self.spec.drift {
-            drift.limit = limit;
+        for detector in &mut self.spec.detectors {
+            if let DetectorConfig::Trend(drift) = detector {
+                drift.limit = limit;
+            }
         }
     }
 
+    /// The spec these detectors were built from.
     pub fn spec(&self) -> &DetectorSpec {
         &self.spec
     }
 
     /// Feeds one sample and returns the transitions it caused. `rebaseline` marks the first
-    /// sample after a process restart or a counter reset: history and baselines are dropped
-    /// (firing trend/change alerts resolve), and trend and change ignore the next `settle`
-    /// seconds; burn counters are kept, since a restart does not refund the error budget.
-    /// Samples not later than the previous one are ignored; a NaN/inf value is ignored but
-    /// its `rebaseline` still counts.
+    /// sample after a process restart or a counter reset: each detector forgets what that
+    /// makes stale (trend and change drop history and baselines, and their firing alerts
+    /// resolve; burn counters are kept, since a restart does not refund the error budget),
+    /// and level detectors ignore the next `settle` seconds. Samples not later than the
+    /// previous one are ignored; a NaN/inf value is ignored but its `rebaseline` still counts.
     pub fn observe(&mut self, t: f64, v: f64, rebaseline: bool) -> Vec<Verdict> {
         let mut out = Vec::new();
         if !t.is_finite() || self.last_t.is_some_and(|last| t <= last) {
@@ -230,50 +338,36 @@ impl SignalDetectors {
         }
         self.last_t = Some(t);
         if rebaseline {
-            out.extend(self.trend.as_mut().and_then(|d| d.reset(t)));
-            out.extend(self.changes.iter_mut().filter_map(|c| c.reset(t)));
+            for detector in &mut self.running {
+                detector.get_mut().reset(t, &mut out);
+            }
             self.settled_at = Some(t + self.spec.settle);
         }
         if !v.is_finite() {
             return out;
         }
-        if let Some(burn) = &mut self.burn {
-            out.extend(burn.observe(t, v >= 0.5));
-        }
-        if self.settled_at.is_some_and(|s| t < s) {
-            return out;
-        }
-        if let Some(trend) = &mut self.trend {
-            out.extend(trend.observe(t, v));
-        }
-        let trend_firing = self.trend.as_ref().is_some_and(Trend::firing);
-        let alarmed = self.changes.iter().filter(|c| c.firing()).count();
-        for change in &mut self.changes {
-            change.hold_baseline(alarmed > usize::from(change.firing()));
-            // A rising trend already tells the story of a rise; a drop is news regardless.
-            let suppress = trend_firing && change.direction() == Direction::Up;
-            out.extend(change.observe(t, v, suppress));
+        let mut ctx = Context {
+            settling: self.settled_at.is_some_and(|s| t < s),
+            rising: false,
+        };
+        for detector in &mut self.running {
+            let detector = detector.get_mut();
+            detector.observe(t, v, &ctx, &mut out);
+            ctx.rising |= detector.tells_a_rise();
         }
         out
     }
 
     /// The exported state as of the last sample.
     pub fn state(&self) -> DetectorState {
-        let trend = self.trend.as_ref();
-        DetectorState {
-            slope: trend.and_then(Trend::slope),
-            eta_seconds: trend.and_then(Trend::eta),
-            level: trend.and_then(Trend::level),
-            trend_firing: trend.is_some_and(Trend::firing),
-            change_firing: self.changes.iter().any(Change::firing),
-            burn_page_firing: self.burn.as_ref().is_some_and(|b| b.firing(Severity::Page)),
-            burn_ticket_firing: self
-                .burn
-                .as_ref()
-                .is_some_and(|b| b.firing(Severity::Ticket)),
-            burn: self.burn.as_ref().map(Burn::rates).unwrap_or_default(),
+        let mut state = DetectorState {
             last_t: self.last_t,
+            ..DetectorState::default()
+        };
+        for detector in &self.running {
+            detector.get().export(&mut state);
         }
+        state
     }
 }
 
@@ -307,7 +401,7 @@ mod tests {
         assert!(d.observe(0.0, 1.0, false).is_empty());
         let s = d.state();
         assert_eq!(
-            (s.slope, s.eta_seconds, s.trend_firing),
+            (s.slope, s.eta_seconds, s.is_firing("trend")),
             (None, None, false)
         );
         assert_eq!(s.last_t, Some(0.0));
@@ -367,7 +461,7 @@ mod tests {
             assert!(d.observe(t - 1.0, 1e12, false).is_empty());
         }
         let s = d.state();
-        assert!(!s.trend_firing && !s.change_firing && !s.burn_page_firing);
+        assert!(!s.any_firing(), "{s:?}");
         assert_eq!(s.level, Some(1.0));
     }
 }

@@ -30,8 +30,9 @@
 use super::series::{Series, median_in_place};
 use super::stats::{mann_kendall, sen_lower_bound, theil_sen};
 use super::verdict::{
-    Detector, Severity, Transition, Unit, Verdict, format_duration, format_since,
+    Detector, DetectorInfo, Severity, Transition, Unit, Verdict, format_duration, format_since,
 };
+use super::{Context, Detect, DetectorState, Observe};
 
 /// The most points one fit uses; longer windows merge adjacent buckets (median of medians,
 /// or minimum of minima in floor mode). Bounds a fit at `MAX_POINTS²/2` pairs. A window
@@ -227,6 +228,13 @@ pub struct Fit {
     pub passes: bool,
 }
 
+/// The trend page: `drift:rss` alerts, `probe_drift_firing{detector="trend"}`.
+pub const TREND: DetectorInfo = DetectorInfo {
+    label: "trend",
+    reason: "drift",
+    per_severity: false,
+};
+
 /// The trend detector of one signal.
 #[derive(Debug, Clone)]
 pub struct Trend {
@@ -245,6 +253,46 @@ pub struct Trend {
     began_at: Option<f64>,
     cache: Vec<Option<Cached>>,
     scratch: Scratch,
+}
+
+impl Detect for Trend {
+    type Spec = DriftSpec;
+
+    fn validate(spec: &DriftSpec) -> Result<(), String> {
+        spec.validate()
+    }
+
+    fn new(signal: &str, unit: Unit, spec: DriftSpec, interval: f64) -> Trend {
+        let interval = spec.interval.max(interval);
+        Trend::new(signal, unit, DriftSpec { interval, ..spec })
+    }
+}
+
+impl Observe for Trend {
+    fn observe(&mut self, t: f64, v: f64, ctx: &Context, out: &mut Vec<Verdict>) {
+        if !ctx.settling {
+            out.extend(Trend::observe(self, t, v));
+        }
+    }
+
+    fn reset(&mut self, t: f64, out: &mut Vec<Verdict>) {
+        out.extend(Trend::reset(self, t));
+    }
+
+    fn export(&self, state: &mut DetectorState) {
+        state.slope = self.slope();
+        state.eta_seconds = self.eta();
+        state.level = self.level();
+        state.firing.push((TREND.label, self.firing()));
+    }
+
+    fn set_limit(&mut self, limit: f64) {
+        Trend::set_limit(self, limit);
+    }
+
+    fn tells_a_rise(&self) -> bool {
+        self.firing()
+    }
 }
 
 /// A window's last fit, reused until its merged points would change.
@@ -585,7 +633,7 @@ impl Trend {
         message: String,
     ) -> Verdict {
         Verdict {
-            detector: Detector::Trend,
+            detector: Detector::TREND,
             signal: self.signal.clone(),
             severity: Severity::Page,
             transition,

@@ -5,29 +5,76 @@
 
 use std::fmt;
 
-/// Which detector produced a verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Detector {
-    /// Trend and ETA: the signal is growing toward its limit.
-    Trend,
-    /// A step up in the level against a learned baseline.
-    Change,
-    /// A step down in the level against a learned baseline.
-    ChangeDown,
-    /// Error-budget burn rate against an SLO.
-    Burn,
+/// What the rest of the house knows of one detector: its label and how its alerts' reasons
+/// read. Each detector's file declares its own (`trend::TREND`, `change::CHANGE`, …); the
+/// [`detectors!`](super) table makes them [`Detector`] values.
+#[derive(Debug)]
+pub struct DetectorInfo {
+    /// The stable label in alerts, metrics and backtests: `trend`, `change`, `burn`, …
+    pub label: &'static str,
+    /// The prefix of its alerts' reasons: `drift` gives `drift:rss`.
+    pub reason: &'static str,
+    /// Whether its alerts are told apart by severity (`burn:page`, `burn:ticket`) rather than
+    /// by signal (`drift:rss`).
+    pub per_severity: bool,
 }
 
+/// Which detector produced a verdict: a row of the detector table, compared by its label.
+#[derive(Clone, Copy)]
+pub struct Detector(&'static DetectorInfo);
+
 impl Detector {
-    /// The stable label used in alerts and metrics: `trend`, `change`, `change_down` or
-    /// `burn`.
+    /// The detector an info describes (used by the table).
+    pub const fn of(info: &'static DetectorInfo) -> Detector {
+        Detector(info)
+    }
+
+    /// The stable label used in alerts and metrics: `trend`, `change`, `change_down`, …
     pub fn as_str(self) -> &'static str {
-        match self {
-            Detector::Trend => "trend",
-            Detector::Change => "change",
-            Detector::ChangeDown => "change_down",
-            Detector::Burn => "burn",
+        self.0.label
+    }
+
+    /// What the rest of the house knows of it.
+    pub fn info(self) -> &'static DetectorInfo {
+        self.0
+    }
+
+    /// The detector with this label, if the table has one.
+    pub fn from_label(label: &str) -> Option<Detector> {
+        super::DETECTORS
+            .iter()
+            .copied()
+            .find(|d| d.as_str() == label)
+    }
+
+    /// What tells this detector's alerts of one probe apart: the signal, or for a detector
+    /// keyed by severity, the severity.
+    pub fn key(self, signal: &str, severity: Severity) -> String {
+        if self.0.per_severity {
+            severity.as_str().to_string()
+        } else {
+            signal.to_string()
         }
+    }
+}
+
+impl PartialEq for Detector {
+    fn eq(&self, other: &Detector) -> bool {
+        self.0.label == other.0.label
+    }
+}
+
+impl Eq for Detector {}
+
+impl std::hash::Hash for Detector {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.label.hash(state);
+    }
+}
+
+impl fmt::Debug for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

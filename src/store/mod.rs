@@ -662,19 +662,14 @@ mod tests {
             .map(|o| serde_json::from_value(o.clone()).unwrap())
             .collect();
         use crate::alert::Origin;
+        use crate::detect::Detector;
         assert_eq!(
             typed,
             [
                 Origin::Run,
-                Origin::Trend {
-                    signal: "rss".into()
-                },
-                Origin::Change {
-                    signal: "latency".into()
-                },
-                Origin::Burn {
-                    severity: crate::detect::Severity::Ticket
-                },
+                Origin::detected(Detector::TREND, "rss"),
+                Origin::detected(Detector::CHANGE, "latency"),
+                Origin::detected(Detector::BURN, "ticket"),
             ]
         );
     }

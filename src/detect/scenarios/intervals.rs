@@ -36,7 +36,7 @@ fn accepted_as_baseline(verdicts: &[Verdict]) -> Vec<&Verdict> {
     verdicts
         .iter()
         .filter(|v| {
-            v.detector == Detector::Change
+            v.detector == Detector::CHANGE
                 && v.transition == Transition::Resolved
                 && v.message.contains("accepted as the new baseline")
         })
@@ -55,7 +55,7 @@ fn a_slow_leak_pages_four_hours_ahead_at_every_probe_interval() {
             let leak = slow_leak(step, seed);
             let verdicts = run(interval_spec(step), &leak.points);
             let every = format!("every {}, seed {seed}", format_duration(step));
-            let trend = firing(&verdicts, Detector::Trend, Severity::Page);
+            let trend = firing(&verdicts, Detector::TREND, Severity::Page);
             let Some(page) = trend.first() else {
                 panic!("{every}: no page\n{}", show(&verdicts));
             };
@@ -93,7 +93,7 @@ fn a_slow_leak_pages_even_when_the_interval_is_not_known() {
     for step in INTERVALS {
         let leak = slow_leak(step, 7);
         let verdicts = run(interval_spec(0.0), &leak.points);
-        let trend = firing(&verdicts, Detector::Trend, Severity::Page);
+        let trend = firing(&verdicts, Detector::TREND, Severity::Page);
         let every = format!("every {}", format_duration(step));
         let Some(page) = trend.first() else {
             panic!("{every}: no page\n{}", show(&verdicts));
@@ -144,7 +144,7 @@ fn a_step_at_a_sparse_interval_is_still_accepted_as_the_baseline() {
         let verdicts = run(interval_spec(step), &points);
         let every = format!("every {}", format_duration(step));
         assert!(pages(&verdicts).is_empty(), "{every}\n{}", show(&verdicts));
-        let tickets = firing(&verdicts, Detector::Change, Severity::Ticket);
+        let tickets = firing(&verdicts, Detector::CHANGE, Severity::Ticket);
         assert_eq!(tickets.len(), 1, "{every}\n{}", show(&verdicts));
         assert_eq!(
             accepted_as_baseline(&verdicts).len(),

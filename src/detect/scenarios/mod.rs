@@ -148,7 +148,7 @@ fn scenario_1_linear_leak_pages_within_an_hour_of_onset() {
     for seed in [1, 2, 3] {
         let leak = leak(seed);
         let verdicts = run(leak_spec(false), &leak.points);
-        let trend = firing(&verdicts, Detector::Trend, Severity::Page);
+        let trend = firing(&verdicts, Detector::TREND, Severity::Page);
         let Some(page) = trend.first() else {
             panic!("seed {seed}: no page\n{}", show(&verdicts));
         };
@@ -183,7 +183,7 @@ fn scenario_1_linear_leak_in_floor_mode() {
     for seed in [1, 2, 3] {
         let leak = leak(seed);
         let verdicts = run(leak_spec(true), &leak.points);
-        let trend = firing(&verdicts, Detector::Trend, Severity::Page);
+        let trend = firing(&verdicts, Detector::TREND, Severity::Page);
         let Some(page) = trend.first() else {
             panic!("seed {seed}: no page\n{}", show(&verdicts));
         };
@@ -203,7 +203,7 @@ fn scenario_2_latency_creep_pages_90_minutes_before_the_breach() {
     for seed in [1, 2, 3] {
         let creep = creep(seed);
         let verdicts = run(latency_spec(), &creep.points);
-        let trend = firing(&verdicts, Detector::Trend, Severity::Page);
+        let trend = firing(&verdicts, Detector::TREND, Severity::Page);
         let Some(page) = trend.first() else {
             panic!("seed {seed}: no page\n{}", show(&verdicts));
         };
@@ -229,7 +229,7 @@ fn scenario_3_a_step_is_a_ticket_not_a_drift_page() {
         });
         let verdicts = run(latency_spec(), &points);
         assert!(pages(&verdicts).is_empty(), "{}", show(&verdicts));
-        let tickets = firing(&verdicts, Detector::Change, Severity::Ticket);
+        let tickets = firing(&verdicts, Detector::CHANGE, Severity::Ticket);
         assert_eq!(tickets.len(), 1, "{}", show(&verdicts));
         let began = tickets[0].began_at.unwrap_or(f64::NAN);
         assert!(
@@ -274,7 +274,7 @@ fn scenario_4_a_week_of_daily_cycles_never_pages() {
             "seed {seed}\n{}",
             show(&verdicts)
         );
-        let tickets = firing(&verdicts, Detector::Change, Severity::Ticket).len();
+        let tickets = firing(&verdicts, Detector::CHANGE, Severity::Ticket).len();
         println!("seed {seed}: 0 pages, {tickets} change tickets");
     }
 }
@@ -325,7 +325,7 @@ fn scenario_5_gc_sawtooth_with_a_rising_floor_pages() {
     let rate = (2.0 * GIB - 300.0 * MIB) / (8.0 * HOUR);
     let points = sawtooth(23, 9.0, |t| 300.0 * MIB + rate * t);
     let verdicts = run(sawtooth_spec(), &points);
-    let trend = firing(&verdicts, Detector::Trend, Severity::Page);
+    let trend = firing(&verdicts, Detector::TREND, Severity::Page);
     let Some(page) = trend.first() else {
         panic!("no page\n{}", show(&verdicts));
     };
@@ -378,7 +378,7 @@ fn scenario_6_slow_burn_is_a_ticket_not_a_page() {
             "seed {seed}\n{}",
             show(&verdicts)
         );
-        let tickets = firing(&verdicts, Detector::Burn, Severity::Ticket);
+        let tickets = firing(&verdicts, Detector::BURN, Severity::Ticket);
         assert!(!tickets.is_empty(), "seed {seed}\n{}", show(&verdicts));
         assert!(
             tickets[0].t - T0 <= 12.0 * HOUR,
@@ -402,7 +402,7 @@ fn scenario_6_fast_burn_pages() {
     for seed in 41..=80 {
         let points = bad_hour(STEP, seed, start, 9.0);
         let verdicts = run(slo_spec(), &points);
-        let page = firing(&verdicts, Detector::Burn, Severity::Page);
+        let page = firing(&verdicts, Detector::BURN, Severity::Page);
         assert!(page.len() <= 1, "seed {seed}\n{}", show(&verdicts));
         if let Some(p) = page.first() {
             let delay = p.t - (T0 + start);
@@ -422,7 +422,7 @@ fn scenario_6_fast_burn_pages() {
             }
         });
         let verdicts = run(slo_spec(), &points);
-        let page = firing(&verdicts, Detector::Burn, Severity::Page);
+        let page = firing(&verdicts, Detector::BURN, Severity::Page);
         assert_eq!(page.len(), 1, "seed {seed}\n{}", show(&verdicts));
         assert!(page[0].t - (T0 + start) <= 5.0 * MIN, "{}", show(&verdicts));
     }
@@ -446,7 +446,7 @@ fn bad_hour_page_delays(step: f64, seeds: std::ops::RangeInclusive<u64>) -> Vec<
     for seed in seeds {
         let points = bad_hour(step, seed, start, 3.5);
         let verdicts = run(slo_spec(), &points);
-        let page = firing(&verdicts, Detector::Burn, Severity::Page);
+        let page = firing(&verdicts, Detector::BURN, Severity::Page);
         assert_eq!(page.len(), 1, "seed {seed}\n{}", show(&verdicts));
         let delay = page[0].t - (T0 + start);
         assert!(delay > 0.0, "seed {seed}\n{}", show(&verdicts));
@@ -466,7 +466,7 @@ fn steady_slow_burn_pages(step: f64, seeds: std::ops::RangeInclusive<u64>) -> Ve
         if !pages(&verdicts).is_empty() {
             paged.push(seed);
         }
-        let tickets = firing(&verdicts, Detector::Burn, Severity::Ticket);
+        let tickets = firing(&verdicts, Detector::BURN, Severity::Ticket);
         assert!(!tickets.is_empty(), "seed {seed}\n{}", show(&verdicts));
     }
     paged
@@ -550,7 +550,7 @@ fn gaps_of_hours_neither_panic_nor_page() {
         .filter(|(t, _)| !(T0 + 2.0 * HOUR..T0 + 5.0 * HOUR).contains(t))
         .collect();
     let verdicts = run(leak_spec(false), &gapped);
-    let page = firing(&verdicts, Detector::Trend, Severity::Page);
+    let page = firing(&verdicts, Detector::TREND, Severity::Page);
     assert_eq!(page.len(), 1, "{}", show(&verdicts));
     assert!(page[0].t > leak.onset && page[0].t - leak.onset <= HOUR);
 }
@@ -570,7 +570,7 @@ fn nan_and_inf_samples_are_ignored() {
     let clean = run(leak_spec(false), &leak.points);
     let dirty = run(leak_spec(false), &junk);
     let first = |v: &[Verdict]| {
-        firing(v, Detector::Trend, Severity::Page)
+        firing(v, Detector::TREND, Severity::Page)
             .first()
             .map(|v| v.t)
     };
@@ -615,17 +615,17 @@ fn a_firing_drift_resolves_on_rebaseline() {
             .filter(|p| p.0 < until)
             .collect::<Vec<_>>(),
     );
-    assert!(detectors.state().trend_firing);
+    assert!(detectors.state().is_firing("trend"));
     verdicts.extend(detectors.observe(until, 300.0 * MIB, true));
     assert!(
-        verdicts.iter().any(|v| v.detector == Detector::Trend
+        verdicts.iter().any(|v| v.detector == Detector::TREND
             && v.transition == Transition::Resolved
             && v.t == until
             && v.message.contains("re-baselined")),
         "{}",
         show(&verdicts)
     );
-    assert!(!detectors.state().trend_firing);
+    assert!(!detectors.state().is_firing("trend"));
     assert_eq!(detectors.state().slope, None);
 }
 
@@ -641,7 +641,7 @@ fn drift_resolves_when_growth_stops() {
     let verdicts = run(leak_spec(false), &points);
     let trend: Vec<&Verdict> = verdicts
         .iter()
-        .filter(|v| v.detector == Detector::Trend)
+        .filter(|v| v.detector == Detector::TREND)
         .collect();
     assert_eq!(trend.len(), 2, "{}", show(&verdicts));
     assert_eq!(trend[1].transition, Transition::Resolved);
@@ -675,7 +675,7 @@ fn state_exports_slope_and_eta() {
         "{}",
         format_duration(eta)
     );
-    assert!(s.trend_firing);
+    assert!(s.is_firing("trend"));
 }
 
 /// A static threshold `x > limit` with `for: 5m`, evaluated at every sample.
@@ -755,7 +755,7 @@ fn lead_times() {
     ];
     for (name, case, spec, limit, horizon) in cases {
         let verdicts = run(spec, &case.points);
-        let ours = firing(&verdicts, Detector::Trend, Severity::Page)
+        let ours = firing(&verdicts, Detector::TREND, Severity::Page)
             .first()
             .map(|v| v.t);
         let threshold = threshold_first_fire(&case.points, limit);

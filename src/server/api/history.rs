@@ -118,7 +118,7 @@ pub(super) async fn history(
     };
     let unit = signal_unit(&probe, &signal);
     let fit = watch.and_then(|w| {
-        let spec = w.spec.drift.as_ref()?;
+        let spec = w.spec.drift()?;
         let limit = match &w.limit_from {
             Some(from) => probe
                 .snapshot()
@@ -139,7 +139,7 @@ pub(super) async fn history(
             slope: state.and_then(|d| d.slope),
             at: state.and_then(|d| d.last_t),
             eta_seconds: eta,
-            firing: state.is_some_and(|d| d.trend_firing),
+            firing: state.is_some_and(|d| d.is_firing("trend")),
             summary: match eta {
                 Some(eta) => format!("reaches {} in ~{}", u.format(limit), format_duration(eta)),
                 None => format!("no trend toward {}", u.format(limit)),

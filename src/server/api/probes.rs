@@ -150,18 +150,25 @@ pub fn probe_json(probe: &ProbeState) -> Value {
         "runs": snap.runs,
         "skipped": snap.skipped,
         "failures": snap.failures,
-        "drift": probe.drift().iter().map(|(signal, d)| json!({
-            "signal": signal,
-            "slope": d.slope,
-            "eta_seconds": d.eta_seconds,
-            "level": d.level,
-            "trend_firing": d.trend_firing,
-            "change_firing": d.change_firing,
-            "burn_page_firing": d.burn_page_firing,
-            "burn_ticket_firing": d.burn_ticket_firing,
-            "burn": d.burn.iter().map(|w| json!({"window_seconds": w.window, "total": w.total, "bad": w.bad, "burn": w.burn})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "drift": probe.drift().iter().map(|(signal, d)| drift_body(signal, d)).collect::<Vec<_>>(),
     })
+}
+
+/// One watched signal's detector state: its figures, a `{label}_firing` flag for each alert
+/// its detectors can raise (`trend_firing`, `burn_page_firing`, …) and their notes.
+fn drift_body(signal: &str, d: &crate::detect::DetectorState) -> Value {
+    let mut body = json!({
+        "signal": signal,
+        "slope": d.slope,
+        "eta_seconds": d.eta_seconds,
+        "level": d.level,
+        "burn": d.burn.iter().map(|w| json!({"window_seconds": w.window, "total": w.total, "bad": w.bad, "burn": w.burn})).collect::<Vec<_>>(),
+        "notes": d.notes.iter().map(|(detector, note)| json!({"detector": detector, "note": note})).collect::<Vec<_>>(),
+    });
+    for (label, firing) in &d.firing {
+        body[format!("{label}_firing")] = Value::Bool(*firing);
+    }
+    body
 }
 
 fn overview_body(shared: &Shared, filter: &Filter) -> Overview {
