@@ -20,9 +20,11 @@ use crate::probe::Outcome;
 use crate::state::{ProbeState, Registry};
 use crate::store::{Sample, Store};
 
-/// History kept in the store: long enough for the 3-day burn-rate window.
-pub const HISTORY_AGE: f64 = 8.0 * 86_400.0;
-/// At most this many samples per series (a week of 15 s samples is 40,320).
+/// History kept in the store: four weeks and a day, so a weekly seasonal profile learns from
+/// four earlier weeks after a restart (and the 3-day burn-rate window is covered).
+pub const HISTORY_AGE: f64 = 29.0 * 86_400.0;
+/// At most this many samples per series: four weeks of 1-minute samples are 40,320; a probe
+/// run every 15 s keeps its last 8.7 days.
 pub const HISTORY_MAX: usize = 50_000;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);

@@ -25,6 +25,37 @@ type Expected = (usize, usize, &'static str);
 /// One row per fixture: the errors expected.
 const INVALID: &[(&str, &[Expected])] = &[
     (
+        "seasonal.yaml",
+        &[
+            (
+                6,
+                55,
+                "drift.value.seasonal.for: 2m cannot be filled by a probe run every 5m",
+            ),
+            (
+                11,
+                45,
+                "drift.value.seasonal.below must be between 0% and 100%, got 130%",
+            ),
+            (
+                16,
+                55,
+                "drift.value.seasonal.for: 2d is too long for a period of 1d",
+            ),
+            (
+                21,
+                34,
+                "drift.value.seasonal.period must be 1d or 1w, got 2h",
+            ),
+            (
+                21,
+                60,
+                "drift.value.seasonal.severity: \"loud\" is not one of page, ticket",
+            ),
+            (22, 7, "drift: prometheus probes have no signal `other`"),
+        ],
+    ),
+    (
         "change-form.yaml",
         &[
             (

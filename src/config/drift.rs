@@ -11,20 +11,132 @@ use serde::Deserialize;
 
 use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, Spanned};
-use crate::detect::{ChangeSpec, DetectorSpec, Direction, DriftSpec, Sensitivity, SloSpec, Unit};
+use crate::detect::{
+    ChangeSpec, DetectorSpec, Direction, DriftSpec, SeasonalSpec, Sensitivity, Severity, SloSpec,
+    Unit,
+};
 
 /// One `drift:` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriftEntrySpec {
-    pub limit: Spanned<String>,
-    pub horizon: Spanned<String>,
+    /// With `horizon`, watches the trend toward this limit; both may be left out when
+    /// `seasonal` is given.
+    pub limit: Option<Spanned<String>>,
+    pub horizon: Option<Spanned<String>>,
     /// Fit the floor (bucket minima) for memory-like signals with a GC sawtooth.
     pub floor: Option<bool>,
     pub window: Option<Spanned<String>>,
     /// Also watch for a step change (a ticket): `true`/`false`, or the detector's form. On
-    /// by default.
+    /// by default beside a trend, off beside `seasonal` alone (a daily cycle is not news).
     pub change: Option<ChangeEntry>,
+    /// Compare with what this time of the day or week usually brings.
+    pub seasonal: Option<SeasonalEntry>,
+}
+
+/// `seasonal: {period, below, above, for, severity}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonalEntry {
+    /// `1d` or `1w`.
+    pub period: Spanned<String>,
+    /// `30%`: fire when this share below the usual.
+    pub below: Option<Spanned<String>>,
+    /// `50%`: fire when this share above the usual.
+    pub above: Option<Spanned<String>>,
+    /// The window a shortfall is judged over; 10 minutes by default.
+    #[serde(rename = "for")]
+    pub window: Option<Spanned<String>>,
+    /// `page` (default) or `ticket`.
+    pub severity: Option<Spanned<String>>,
+}
+
+/// The seasonal spec an entry asks for, or every problem with it.
+fn seasonal_spec(
+    entry: &SeasonalEntry,
+    name: &Spanned<String>,
+    interval: f64,
+    problems: &mut Vec<(Pos, String)>,
+) -> Option<SeasonalSpec> {
+    let before = problems.len();
+    let field = format!("drift.{}.seasonal", name.value);
+    let duration = |text: &Spanned<String>, key: &str, problems: &mut Vec<(Pos, String)>| {
+        match parse_duration(text) {
+            Ok(d) => Some(d.as_secs_f64()),
+            Err(m) => {
+                problems.push((text.pos, format!("{field}.{key}: {m}")));
+                None
+            }
+        }
+    };
+    let share = |text: &Option<Spanned<String>>, key: &str, problems: &mut Vec<(Pos, String)>| {
+        let text = text.as_ref()?;
+        match parse_share(text) {
+            Ok(v) => Some(v),
+            Err(m) => {
+                problems.push((text.pos, format!("{field}.{key}: {m}")));
+                None
+            }
+        }
+    };
+    let period = duration(&entry.period, "period", problems);
+    let window = match &entry.window {
+        Some(w) => duration(w, "for", problems),
+        None => Some(600.0),
+    };
+    let below = share(&entry.below, "below", problems);
+    let above = share(&entry.above, "above", problems);
+    let severity = match entry.severity.as_ref().map(|s| (s, s.value.as_str())) {
+        None | Some((_, "page")) => Severity::Page,
+        Some((_, "ticket")) => Severity::Ticket,
+        Some((s, other)) => {
+            problems.push((
+                s.pos,
+                format!("{field}.severity: {other:?} is not one of page, ticket"),
+            ));
+            Severity::Page
+        }
+    };
+    let spec = SeasonalSpec {
+        below,
+        above,
+        severity,
+        interval,
+        ..SeasonalSpec::new(period?, window?)
+    };
+    // A share that did not parse is reported already; the rest is still checked.
+    let unparsed_share =
+        (entry.below.is_some() && below.is_none()) || (entry.above.is_some() && above.is_none());
+    if let Err(m) = spec.validate()
+        && !(unparsed_share && m.starts_with("seasonal needs"))
+    {
+        // Point at the key the message is about.
+        let at = if m.starts_with("seasonal.period") {
+            entry.period.pos
+        } else if m.starts_with("seasonal.for") {
+            entry.window.as_ref().map_or(entry.period.pos, |w| w.pos)
+        } else if m.starts_with("seasonal.below") {
+            entry.below.as_ref().map_or(name.pos, |b| b.pos)
+        } else if m.starts_with("seasonal.above") {
+            entry.above.as_ref().map_or(name.pos, |a| a.pos)
+        } else {
+            entry.period.pos
+        };
+        problems.push((at, format!("drift.{}.{m}", name.value)));
+    }
+    (problems.len() == before).then_some(spec)
+}
+
+/// `30%` or `0.3`, as a share.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let value = match text.trim().strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(percent),
+        None => text.trim().parse::<f64>(),
+    };
+    value
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("{text:?} is not a share such as 30%"))
 }
 
 /// `change:` of a `drift:` entry: on or off, or how to watch.
@@ -132,7 +244,7 @@ pub fn watches(
     let mut out = Vec::new();
     for (name, entry) in drift {
         let mut signal = name.value.as_str();
-        let mut limit_text = entry.limit.value.as_str();
+        let mut limit_text = entry.limit.as_ref().map_or("", |l| l.value.as_str());
         if let Some((_, _, ratio)) = NAMED_BOUNDS
             .iter()
             .find(|(s, b, _)| *s == signal && *b == limit_text)
@@ -152,56 +264,65 @@ pub fn watches(
             ));
             continue;
         };
-        let horizon = match parse_duration(&entry.horizon) {
-            Ok(h) if h.is_zero() => {
+        let mut spec = DetectorSpec::new(signal, *unit).with_interval(interval);
+        let mut limit_from = None;
+        let trend = match (&entry.limit, &entry.horizon) {
+            (Some(limit), Some(horizon)) => {
+                let Some((drift, from)) = trend_spec(
+                    &name.value,
+                    limit,
+                    limit_text,
+                    horizon,
+                    entry,
+                    *unit,
+                    &known,
+                    problems,
+                ) else {
+                    continue;
+                };
+                limit_from = from;
+                spec = spec.with_drift(drift);
+                true
+            }
+            (None, None) if entry.seasonal.is_some() => false,
+            (None, None) => {
                 problems.push((
-                    entry.horizon.pos,
-                    format!("drift.{}.horizon: must be more than zero", name.value),
+                    name.pos,
+                    format!("drift.{}: needs limit and horizon, or seasonal", name.value),
                 ));
                 continue;
             }
-            Ok(h) => h.as_secs_f64(),
-            Err(m) => {
+            (Some(limit), None) => {
                 problems.push((
-                    entry.horizon.pos,
-                    format!("drift.{}.horizon: {m}", name.value),
+                    limit.pos,
+                    format!("drift.{}: a limit needs a horizon", name.value),
+                ));
+                continue;
+            }
+            (None, Some(horizon)) => {
+                problems.push((
+                    horizon.pos,
+                    format!("drift.{}: a horizon needs a limit", name.value),
                 ));
                 continue;
             }
         };
-        let (limit, limit_from) = match parse_limit(limit_text, *unit) {
-            Ok(limit) => (limit, None),
-            Err(_) if known.iter().any(|(s, u)| *s == limit_text && u == unit) => {
-                (f64::MAX, Some(limit_text.to_string()))
-            }
-            Err(m) => {
-                problems.push((entry.limit.pos, format!("drift.{}.limit: {m}", name.value)));
-                continue;
-            }
+        let change = match (&entry.change, trend) {
+            (None, false) => Ok(None),
+            (change, _) => change_spec(change.as_ref(), *unit),
         };
-        let mut drift = DriftSpec::new(limit, horizon);
-        drift.floor = entry.floor.unwrap_or(false);
-        if let Some(window) = &entry.window {
-            match parse_duration(window) {
-                Ok(w) => drift.window = Some(w.as_secs_f64()),
-                Err(m) => problems.push((window.pos, format!("drift.{}.window: {m}", name.value))),
-            }
-        }
-        if limit_from.is_none()
-            && let Err(m) = drift.validate()
-        {
-            problems.push((entry.limit.pos, format!("drift.{}: {m}", name.value)));
-            continue;
-        }
-        let mut spec = DetectorSpec::new(signal, *unit)
-            .with_drift(drift)
-            .with_interval(interval);
-        match change_spec(entry.change.as_ref(), *unit) {
+        match change {
             Ok(Some(change)) => spec = spec.with_change(change),
             Ok(None) => {}
             Err(m) => {
                 problems.push((name.pos, format!("drift.{}.{m}", name.value)));
                 continue;
+            }
+        }
+        if let Some(seasonal) = &entry.seasonal {
+            match seasonal_spec(seasonal, name, interval, problems) {
+                Some(seasonal) => spec = spec.with_seasonal(seasonal),
+                None => continue,
             }
         }
         out.push(Watch {
@@ -223,6 +344,60 @@ pub fn watches(
         }
     }
     out
+}
+
+/// The trend spec of an entry with a limit and a horizon, and the signal its limit follows;
+/// `None` after pushing the problems found.
+#[allow(clippy::too_many_arguments)]
+fn trend_spec(
+    name: &str,
+    limit: &Spanned<String>,
+    limit_text: &str,
+    horizon: &Spanned<String>,
+    entry: &DriftEntrySpec,
+    unit: Unit,
+    known: &[(&'static str, Unit)],
+    problems: &mut Vec<(Pos, String)>,
+) -> Option<(DriftSpec, Option<String>)> {
+    let horizon = match parse_duration(horizon) {
+        Ok(h) if h.is_zero() => {
+            problems.push((
+                horizon.pos,
+                format!("drift.{name}.horizon: must be more than zero"),
+            ));
+            return None;
+        }
+        Ok(h) => h.as_secs_f64(),
+        Err(m) => {
+            problems.push((horizon.pos, format!("drift.{name}.horizon: {m}")));
+            return None;
+        }
+    };
+    let (value, limit_from) = match parse_limit(limit_text, unit) {
+        Ok(value) => (value, None),
+        Err(_) if known.iter().any(|(s, u)| *s == limit_text && *u == unit) => {
+            (f64::MAX, Some(limit_text.to_string()))
+        }
+        Err(m) => {
+            problems.push((limit.pos, format!("drift.{name}.limit: {m}")));
+            return None;
+        }
+    };
+    let mut drift = DriftSpec::new(value, horizon);
+    drift.floor = entry.floor.unwrap_or(false);
+    if let Some(window) = &entry.window {
+        match parse_duration(window) {
+            Ok(w) => drift.window = Some(w.as_secs_f64()),
+            Err(m) => problems.push((window.pos, format!("drift.{name}.window: {m}"))),
+        }
+    }
+    if limit_from.is_none()
+        && let Err(m) = drift.validate()
+    {
+        problems.push((limit.pos, format!("drift.{name}: {m}")));
+        return None;
+    }
+    Some((drift, limit_from))
 }
 
 /// A limit in the signal's unit: a size for bytes, a duration for seconds, a number otherwise.

@@ -28,6 +28,7 @@ pub mod backtest;
 pub mod burn;
 pub mod change;
 pub mod csv;
+pub mod seasonal;
 pub mod series;
 pub mod stats;
 pub mod trend;
@@ -41,6 +42,7 @@ use std::fmt;
 pub use backtest::{backtest, replay};
 pub use burn::{Burn, BurnRule, SloSpec, WindowBurn};
 pub use change::{Change, ChangeSpec, Changes, Direction, Sensitivity};
+pub use seasonal::{Seasonal, SeasonalSpec};
 pub use series::{Bucket, Series};
 pub use trend::{DriftSpec, Fit, Trend};
 pub use verdict::{Detector, DetectorInfo, Severity, Transition, Unit, Verdict};
@@ -110,6 +112,7 @@ detectors! {
     Trend(trend::Trend) [TREND = trend::TREND],
     Change(change::Changes) [CHANGE = change::CHANGE, CHANGE_DOWN = change::CHANGE_DOWN],
     Burn(burn::Burn) [BURN = burn::BURN],
+    Seasonal(seasonal::Seasonal) [SEASONAL = seasonal::SEASONAL],
 }
 
 /// How a detector is made; [`detectors!`] dispatches to it.
@@ -202,6 +205,10 @@ impl DetectorSpec {
 
     pub fn with_slo(self, slo: SloSpec) -> DetectorSpec {
         self.with(DetectorConfig::Burn(slo))
+    }
+
+    pub fn with_seasonal(self, seasonal: SeasonalSpec) -> DetectorSpec {
+        self.with(DetectorConfig::Seasonal(seasonal))
     }
 
     /// The trend spec, when a trend is asked for (its limit, for charts).
