@@ -31,12 +31,19 @@ pub const SEASONAL: DetectorInfo = DetectorInfo {
 };
 
 /// How many window deviations a shortfall must exceed.
-pub const Z: f64 = 4.0;
+pub const Z: f64 = 5.0;
 /// Weight of the newest period in a slot's mean and deviation.
 pub const LEARN_WEIGHT: f32 = 0.3;
 /// The smallest deviation a slot is credited with, as a share of its mean: periods differ by
 /// a few percent even where the counts are large.
 pub const MIN_RELATIVE_DEVIATION: f64 = 0.03;
+/// Weight of each closing slot in the pooled level variance (a few hundred slots a period).
+const LEVEL_WEIGHT: f64 = 0.01;
+/// The pooled level variance before any is learned: periods 10% apart.
+const INITIAL_LEVEL_VAR: f64 = 0.01;
+/// Slots compared with an earlier period before the pooled level variance replaces the
+/// initial one.
+const LEVEL_SLOTS: u32 = 100;
 /// The judging windows, in multiples of `for`.
 const WINDOWS: [f64; 3] = [1.0, 2.0, 3.0];
 /// At most this many recent samples are kept for the windows (older ones are thinned).
@@ -130,8 +137,8 @@ impl SeasonalSpec {
 struct Slot {
     /// Mean of the slot's samples, NaN until a period has filled it.
     mean: f32,
-    /// How much that mean varies from period to period (a standard deviation).
-    dev: f32,
+    /// The variance of one sample around the slot's mean (count noise, jitter).
+    var: f32,
 }
 
 /// The samples of the slot being filled.
@@ -150,7 +157,8 @@ struct Recent {
     t: f64,
     v: f32,
     expected: f32,
-    dev: f32,
+    /// The variance of one sample, as the profile has it.
+    var: f32,
 }
 
 /// Which way a firing alert points.
@@ -181,6 +189,10 @@ pub struct Seasonal {
     first_t: Option<f64>,
     last_t: Option<f64>,
     firing: Option<(Side, f64)>,
+    /// How much the level varies between periods beyond its samples' noise, pooled over
+    /// every slot: running means of that variance and of the level squared, and how many
+    /// slots went into them.
+    level: (f64, f64, u32),
     /// Samples up to here were judged by an alert that resolved: not judged again.
     judged_until: f64,
     last: Option<Judgement>,
@@ -225,7 +237,7 @@ impl Seasonal {
             slots: vec![
                 Slot {
                     mean: f32::NAN,
-                    dev: f32::NAN,
+                    var: f32::NAN,
                 };
                 slots
             ]
@@ -237,8 +249,28 @@ impl Seasonal {
             last_t: None,
             firing: None,
             judged_until: f64::NEG_INFINITY,
+            level: (0.0, 0.0, 0),
             last: None,
         }
+    }
+
+    /// How many periods the profile has in effect learned from: each full period seen, up to
+    /// what the weighting keeps (`(2 − w) / w` for weight `w`).
+    fn periods_seen(&self, now: f64) -> f64 {
+        let seen = self
+            .first_t
+            .map_or(0.0, |first| ((now - first) / self.spec.period).floor());
+        let w = f64::from(LEARN_WEIGHT);
+        seen.clamp(1.0, (2.0 - w) / w)
+    }
+
+    /// The share of the level (as a variance) by which periods differ beyond noise.
+    fn level_var(&self) -> f64 {
+        let (var, square, slots) = self.level;
+        if slots < LEVEL_SLOTS || square <= 0.0 {
+            return INITIAL_LEVEL_VAR;
+        }
+        (var / square).max(MIN_RELATIVE_DEVIATION * MIN_RELATIVE_DEVIATION)
     }
 
     /// Whether the alert fires.
@@ -268,13 +300,13 @@ impl Seasonal {
             (true, false) => f64::from(b.mean),
             (true, true) => return None,
         };
-        let dev = match (a.dev.is_nan(), b.dev.is_nan()) {
-            (false, false) => f64::from(a.dev) * (1.0 - frac) + f64::from(b.dev) * frac,
-            (false, true) => f64::from(a.dev),
-            (true, false) => f64::from(b.dev),
+        let var = match (a.var.is_nan(), b.var.is_nan()) {
+            (false, false) => f64::from(a.var) * (1.0 - frac) + f64::from(b.var) * frac,
+            (false, true) => f64::from(a.var),
+            (true, false) => f64::from(b.var),
             (true, true) => return None,
         };
-        Some((mean, dev))
+        Some((mean, var))
     }
 
     /// Feeds one finite sample, later than the last.
@@ -284,11 +316,11 @@ impl Seasonal {
         self.learn(t, v);
         let learning = self.learning(t);
         let expected = if learning { None } else { self.expected(t) };
-        let Some((expected, dev)) = expected else {
+        let Some((expected, var)) = expected else {
             self.recent.clear();
             return None;
         };
-        self.remember(t, v, expected, dev);
+        self.remember(t, v, expected, var);
         self.judge(t)
     }
 
@@ -323,27 +355,38 @@ impl Seasonal {
         }
         let count = f64::from(closed.count);
         let mean = closed.sum / count;
-        let within = (closed.sum_sq / count - mean * mean).max(0.0);
+        let within =
+            (closed.sum_sq / count - mean * mean).max(0.0) * count / (count - 1.0).max(1.0);
         let n = self.slots.len() as i64;
+        let level_var = self.level_var();
         let slot = &mut self.slots[closed.number.rem_euclid(n) as usize];
-        let floor = MIN_RELATIVE_DEVIATION * mean.abs();
         if slot.mean.is_nan() {
-            // The first period: the noise of the slot's own samples is all there is to go by.
             slot.mean = mean as f32;
-            slot.dev = (within / count).sqrt().max(floor) as f32;
+            slot.var = within as f32;
             return;
         }
         let old = f64::from(slot.mean);
-        let dev = f64::from(slot.dev).max(floor);
-        let step = (mean - old).clamp(-3.0 * dev, 3.0 * dev);
+        // How far this period's slot mean may be from the usual by chance alone.
+        let sigma = (f64::from(slot.var) / count + level_var * old * old)
+            .sqrt()
+            .max(MIN_RELATIVE_DEVIATION * old.abs())
+            .max(f64::MIN_POSITIVE);
+        let step = (mean - old).clamp(-3.0 * sigma, 3.0 * sigma);
         let w = f64::from(LEARN_WEIGHT);
         slot.mean = (old + w * step) as f32;
-        // A mean absolute deviation of normal noise is 0.8 σ.
-        let seen = step.abs() * 1.2533;
-        slot.dev = (dev + w * (seen - dev)).max(floor) as f32;
+        slot.var = (f64::from(slot.var) + w * (within - f64::from(slot.var))) as f32;
+        // What the slot mean varied beyond its samples' noise, as a share of the level,
+        // pooled over every slot of the period.
+        // (A ratio of averages, so the busy slots, whose shares are well measured, weigh
+        // most; chance makes single terms negative, which is kept, or the share would only
+        // ever grow.)
+        let beyond = step * step - f64::from(slot.var) / count;
+        self.level.0 += LEVEL_WEIGHT * (beyond - self.level.0);
+        self.level.1 += LEVEL_WEIGHT * (old * old - self.level.1);
+        self.level.2 = self.level.2.saturating_add(1);
     }
 
-    fn remember(&mut self, t: f64, v: f64, expected: f64, dev: f64) {
+    fn remember(&mut self, t: f64, v: f64, expected: f64, var: f64) {
         let keep = self.spec.window * WINDOWS[WINDOWS.len() - 1];
         while self.recent.front().is_some_and(|r| r.t <= t - keep) {
             self.recent.pop_front();
@@ -360,7 +403,7 @@ impl Seasonal {
             t,
             v: v as f32,
             expected: expected as f32,
-            dev: dev as f32,
+            var: var as f32,
         });
     }
 
@@ -369,25 +412,28 @@ impl Seasonal {
         let window = self.spec.window * multiple;
         let from = now - window;
         let after = from.max(self.judged_until);
-        let samples: Vec<&Recent> = self.recent.iter().filter(|r| r.t > after).collect();
-        let n = samples.len();
-        let first = samples.first()?.t;
+        let (mut n, mut first) = (0usize, f64::NAN);
+        let (mut observed, mut expected, mut var) = (0.0, 0.0, 0.0);
+        for r in self.recent.iter().rev().take_while(|r| r.t > after) {
+            n += 1;
+            first = r.t;
+            observed += f64::from(r.v);
+            expected += f64::from(r.expected);
+            var += f64::from(r.var);
+        }
         // The window must be filled: its samples span most of it.
-        let step = if self.spec.interval > 0.0 {
-            self.spec.interval
-        } else {
-            0.0
-        };
+        let step = self.spec.interval.max(0.0);
         if n < 2 || first - from > 0.25 * window + step {
             return None;
         }
         let count = n as f64;
-        let observed = samples.iter().map(|r| f64::from(r.v)).sum::<f64>() / count;
-        let expected = samples.iter().map(|r| f64::from(r.expected)).sum::<f64>() / count;
-        let dev = samples.iter().map(|r| f64::from(r.dev)).sum::<f64>() / count;
-        // A slot's deviation is that of a slot-long mean; a shorter window varies more.
-        let width = self.spec.slot_width();
-        let sigma = (dev * (width / window).max(1.0).sqrt())
+        let (observed, expected, var) = (observed / count, expected / count, var / count);
+        // The noise of a mean of n samples, the uncertainty of the expectation (learned from
+        // a slot's samples in each of the periods seen), and how much the level itself varies
+        // between periods.
+        let learned = (self.spec.slot_width() / step.max(1.0)).max(1.0) * self.periods_seen(now);
+        let sigma = (var / count + var / learned + self.level_var() * expected * expected)
+            .sqrt()
             .max(MIN_RELATIVE_DEVIATION * expected.abs())
             .max(f64::MIN_POSITIVE);
         Some((
