@@ -310,6 +310,7 @@ async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode 
         return ExitCode::FAILURE;
     };
     let outcome = probe::execute(&probe.probe, probe.timeout).await;
+    let detectors = detector_lines(&config, probe, &outcome);
     if as_json {
         out!(
             "{}",
@@ -325,16 +326,90 @@ async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode 
                 "signals": outcome.signals.iter().map(|(s, v)| (s.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
                 "checks": outcome.checks.iter().map(|c| json!({"name": c.name, "passed": c.passed, "detail": c.detail})).collect::<Vec<_>>(),
                 "notes": outcome.notes,
+                "detectors": detectors,
             })
         );
     } else {
         print_outcome(probe, &outcome);
+        if !detectors.is_empty() {
+            out!("  detectors:");
+            for line in &detectors {
+                out!("    {line}");
+            }
+        }
     }
     if outcome.success {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// What each watched signal's detectors make of this run, after the history the daemon
+/// stored (read only if the store exists): `value: seasonal quiet; learning: 2d of 7d
+/// stored`. Nothing is written.
+fn detector_lines(
+    config: &config::Config,
+    probe: &config::ProbeConfig,
+    outcome: &probe::Outcome,
+) -> Vec<String> {
+    use slowburn::detect::{SignalDetectors, replay};
+    if probe.watches.is_empty() {
+        return Vec::new();
+    }
+    let store = config
+        .storage
+        .path
+        .exists()
+        .then(|| slowburn::store::Store::open(&config.storage.path).ok())
+        .flatten();
+    let now = slowburn::metrics::unix_seconds(outcome.at + outcome.duration);
+    let mut lines = Vec::new();
+    for watch in &probe.watches {
+        let Ok(mut detectors) = SignalDetectors::new(watch.spec.clone()) else {
+            continue;
+        };
+        let history: Vec<(f64, f64)> = store
+            .as_ref()
+            .and_then(|s| {
+                s.samples(
+                    &probe.name,
+                    &watch.signal,
+                    now - slowburn::results::HISTORY_AGE,
+                )
+                .ok()
+            })
+            .unwrap_or_default()
+            .iter()
+            .map(|s| (s.t, s.v))
+            .collect();
+        replay(&mut detectors, &history);
+        let value = if watch.signal == "success" {
+            Some(f64::from(u8::from(outcome.success)))
+        } else {
+            outcome.signal(&watch.signal)
+        };
+        if let Some(v) = value {
+            detectors.observe(now, v, false);
+        }
+        let state = detectors.state();
+        let flags: Vec<String> = state
+            .firing
+            .iter()
+            .map(|(label, firing)| format!("{label} {}", if *firing { "FIRING" } else { "quiet" }))
+            .collect();
+        let mut line = format!(
+            "{}: {} ({} stored samples)",
+            watch.signal,
+            flags.join(", "),
+            history.len()
+        );
+        for (label, note) in &state.notes {
+            line.push_str(&format!("; {label}: {note}"));
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 fn print_outcome(probe: &config::ProbeConfig, outcome: &probe::Outcome) {

@@ -177,3 +177,107 @@ fn human_output_and_line_numbered_problems() {
         String::from_utf8_lossy(&out.stderr).contains("holds no usable unix_seconds,value line")
     );
 }
+
+#[test]
+fn seasonal_and_two_sided_decisions_are_replayed_like_the_others() {
+    let dir = dir();
+    std::fs::write(
+        dir.join("orders.yaml"),
+        "probes:\n  - name: orders\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:1\", query: \"sum(orders)\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n  - name: handoffs\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:1\", query: \"sum(handoffs)\"}\n    drift:\n      value: {limit: 100000, horizon: 6h, change: {direction: both, min_shift: 5}}\n",
+    )
+    .unwrap();
+    // Three days of a daily shape, then the evening of the fourth at 40% of usual for 2 h.
+    let start: u64 = 1_790_208_000; // a midnight UTC
+    let drop = start + 3 * 86_400 + 18 * 3600;
+    let mut csv = String::from("unix_seconds,value\n");
+    let mut k: u64 = 3;
+    for t in (start..start + 4 * 86_400).step_by(60) {
+        k = k
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let noise = 1.0 + ((k >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.1;
+        let hour = (t % 86_400) as f64 / 3600.0;
+        let usual = 10.0 + 90.0 * (-((hour - 19.0) / 2.0).powi(2)).exp();
+        let factor = if (drop..drop + 7200).contains(&t) {
+            0.4
+        } else {
+            1.0
+        };
+        csv.push_str(&format!("{t},{:.0}\n", usual * factor * noise));
+    }
+    std::fs::write(dir.join("orders.csv"), &csv).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "backtest",
+            "-c",
+            "orders.yaml",
+            "--probe",
+            "orders",
+            "--signal",
+            "value",
+            "--series",
+            "orders.csv",
+            "--json",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seasonal: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["detector"] == "seasonal" && v["state"] == "firing")
+        .collect();
+    assert_eq!(seasonal.len(), 1, "{lines:#?}");
+    let t = seasonal[0]["t"]
+        .as_u64()
+        .unwrap_or_else(|| seasonal[0]["t"].as_f64().unwrap() as u64);
+    assert!(
+        t >= drop && t <= drop + 20 * 60,
+        "paged at {t}, the drop began at {drop}"
+    );
+    assert_eq!(seasonal[0]["severity"], "page");
+    assert!(
+        seasonal[0]["message"].as_str().unwrap().contains("usually"),
+        "{}",
+        seasonal[0]["message"]
+    );
+    // A flat partner rate that halves is a step down for the two-sided change detector.
+    let mut csv = String::from("unix_seconds,value\n");
+    for (i, t) in (start..start + 12 * 3600).step_by(60).enumerate() {
+        let level = if t < start + 8 * 3600 { 100 } else { 50 };
+        csv.push_str(&format!("{t},{}\n", level + (i % 5) as i64 - 2));
+    }
+    std::fs::write(dir.join("handoffs.csv"), &csv).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "backtest",
+            "-c",
+            "orders.yaml",
+            "--probe",
+            "handoffs",
+            "--signal",
+            "value",
+            "--series",
+            "handoffs.csv",
+            "--json",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let down: Vec<&serde_json::Value> = lines.iter().filter(|v| v["state"] == "firing").collect();
+    assert_eq!(down.len(), 1, "{lines:#?}");
+    assert_eq!(down[0]["detector"], "change_down");
+    assert_eq!(down[0]["severity"], "ticket");
+}

@@ -135,3 +135,96 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
         "the restored alerts are reused, none is opened twice"
     );
 }
+
+/// Orders per minute with a daily shape: a dinner peak, quiet nights.
+fn usual_orders(t: f64) -> f64 {
+    let hour = t.rem_euclid(86_400.0) / 3600.0;
+    4.0 + 40.0 * (-((hour - 19.0) / 2.0).powi(2)).exp()
+        + 20.0 * (-((hour - 12.5) / 1.5).powi(2)).exp()
+}
+
+#[tokio::test]
+async fn a_seasonal_profile_learned_from_stored_days_pages_right_after_a_restart() {
+    let text = "probes:\n  - name: orders\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:9\", query: \"sum(orders)\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n  - name: fresh\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:9\", query: \"sum(orders)\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n";
+    let ctx = BuildContext {
+        net: Arc::new(NetContext::new()),
+    };
+    let config = config::load(
+        &Source::Text {
+            name: "s.yaml".into(),
+            text: text.into(),
+        },
+        &ctx,
+    )
+    .unwrap();
+    let dir =
+        std::env::temp_dir().join(format!("slowburn-seasonal-history-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+
+    // Five days of usual trade, then the last 20 minutes at a quarter of it: a shortfall
+    // that began while slowburn was down. `fresh` has only six hours stored.
+    let now = unix_now();
+    let mut rows = Vec::new();
+    let mut k: u64 = 11;
+    let mut t = now - 5.0 * 86_400.0;
+    while t <= now {
+        k = k.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let noise = 1.0 + ((k >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.1;
+        let factor = if t > now - 20.0 * 60.0 { 0.25 } else { 1.0 };
+        let v = (usual_orders(t) * factor * noise).round();
+        rows.push(("orders", "value", Sample { t, v }));
+        if t > now - 6.0 * 3600.0 {
+            rows.push(("fresh", "value", Sample { t, v }));
+        }
+        t += 60.0;
+    }
+    store.append_samples(&rows).unwrap();
+
+    let registry = Arc::new(Registry::new(config.probes, None));
+    let alerts = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
+    let info = || ProbeInfo {
+        rule: None,
+        labels: BTreeMap::new(),
+        target: String::new(),
+    };
+    let workers = alerts.configure(
+        HashMap::from([
+            ("orders".to_string(), info()),
+            ("fresh".to_string(), info()),
+        ]),
+        HashMap::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    assert!(workers.is_empty());
+    let mut results = Results::new(store.clone(), alerts.clone());
+    results.configure(&registry);
+
+    let drift = registry.get("orders").unwrap().drift();
+    let (signal, state) = &drift[0];
+    assert_eq!(signal, "value");
+    assert!(state.is_firing("seasonal"), "{state:?}");
+    let active: Vec<_> = alerts
+        .alerts()
+        .into_iter()
+        .filter(|a| a.state != State::Resolved)
+        .collect();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].dedup_key, "orders:seasonal:value");
+    assert_eq!(active[0].severity, slowburn::alert::Severity::Page);
+    assert!(
+        active[0].message.contains("usually") && active[0].message.contains('−'),
+        "{}",
+        active[0].message
+    );
+
+    let fresh = registry.get("fresh").unwrap().drift();
+    let (_, state) = &fresh[0];
+    assert!(!state.any_firing(), "{state:?}");
+    assert!(
+        state.notes[0].1 == "learning: 5h59m of 1d stored",
+        "{:?}",
+        state.notes
+    );
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::basics::units::{parse_duration, parse_size};
-use crate::basics::yaml::{Pos, Spanned};
+use crate::basics::yaml::{Pos, ScalarText, Spanned};
 use crate::detect::{
     ChangeSpec, DetectorSpec, Direction, DriftSpec, SeasonalSpec, Sensitivity, Severity, SloSpec,
     Unit,
@@ -155,7 +155,7 @@ pub struct ChangeEntrySpec {
     pub direction: Option<String>,
     /// The smallest shift that counts, in the signal's unit (`50ms`, `5`, `10MiB`), so a
     /// level near zero does not turn every blip into news.
-    pub min_shift: Option<String>,
+    pub min_shift: Option<ScalarText>,
     /// `low`, `normal` (default) or `high`.
     pub sensitivity: Option<String>,
 }
@@ -194,7 +194,7 @@ fn change_spec(entry: Option<&ChangeEntry>, unit: Unit) -> Result<Option<ChangeS
         };
         (out.threshold, out.slack_sigmas) = level.tuning();
     }
-    if let Some(text) = &spec.min_shift {
+    if let Some(ScalarText(text)) = &spec.min_shift {
         let shift = parse_limit(text, unit).map_err(|m| format!("change.min_shift: {m}"))?;
         if !(shift.is_finite() && shift >= 0.0) {
             return Err(format!(

@@ -169,3 +169,37 @@ pub fn duplicate_key(entries: &[(Node, Node)]) -> Option<&Node> {
         .map(|(k, _)| k)
         .find(|k| k.as_str().is_some_and(|name| !seen.insert(name)))
 }
+
+/// A scalar read as its text whatever it looks like (`5`, `50ms`, `true`): for keys whose
+/// values are numbers or strings, inside forms serde reads without their positions (an
+/// `untagged` enum hands numbers over as numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalarText(pub String);
+
+impl<'de> serde::Deserialize<'de> for ScalarText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ScalarText, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = ScalarText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
+}

@@ -456,9 +456,12 @@ async function renderProbe(name, params, seq) {
     const fit = hist.fit;
     const eta = fit ? h("div", { class: "eta" + (fit.eta_seconds === null ? " calm" : ""), "data-signal": hist.signal }, fit.summary,
       fit.slope !== null ? h("span", { class: "muted small" }, `  · trend ${fmtValue(hist.unit, fit.slope * 3600)}/h · level ${fmtValue(hist.unit, fit.level)} · horizon ${fmtDuration(fit.horizon_seconds)}${fit.firing ? " · firing" : ""}`) : null) : null;
+    const drift = probe.drift.find((d) => d.signal === hist.signal);
+    const detectorNotes = drift && drift.notes && drift.notes.length ? h("div", { class: "muted small detector-notes", "data-signal": hist.signal },
+      drift.notes.map((n) => `${n.detector}: ${n.note}`).join(" · ")) : null;
     const note = hist.source === "recent" ? h("div", { class: "muted small" }, `last ${hist.points.length} runs kept in memory (add a drift: entry to keep history in the store)`) : null;
     return h("div", { class: "card chart-card", "data-signal": hist.signal },
-      h("h2", {}, hist.signal, h("span", { class: "muted small" }, ` ${hist.unit}`)), eta,
+      h("h2", {}, hist.signal, h("span", { class: "muted small" }, ` ${hist.unit}`)), eta, detectorNotes,
       hist.points.length ? chart(hist, WINDOW_SECONDS[win]) : h("p", { class: "muted" }, "no samples in this window yet"), note);
   });
   const info = h("div", { class: "card" },
