@@ -298,7 +298,9 @@ fn http_outcome(i: usize) -> Outcome {
 /// One sample through the detectors of one watched signal (trend + change, and the SLO burn
 /// counters), with a day of history already behind it: the steady-state cost per sample.
 fn detector_update(c: &mut Criterion) {
-    use slowburn::detect::{ChangeSpec, DetectorSpec, DriftSpec, SignalDetectors, SloSpec, Unit};
+    use slowburn::detect::{
+        ChangeSpec, DetectorSpec, DriftSpec, Seasonal, SeasonalSpec, SignalDetectors, SloSpec, Unit,
+    };
     let mut group = c.benchmark_group("detector_update");
     let drift = DetectorSpec::new("rss", Unit::Bytes)
         .with_drift(DriftSpec::new(2.0 * 1024.0 * 1024.0 * 1024.0, 6.0 * 3600.0))
@@ -320,6 +322,32 @@ fn detector_update(c: &mut Criterion) {
             })
         });
     }
+    // The contract's weekly profile at a 1-minute interval, past its first week.
+    let mut seasonal = Seasonal::new(
+        "orders",
+        Unit::Count,
+        SeasonalSpec {
+            below: Some(0.3),
+            interval: 60.0,
+            ..SeasonalSpec::new(7.0 * 86_400.0, 600.0)
+        },
+    );
+    let mut t = 1_790_000_000.0;
+    let orders = |t: f64| 50.0 + 40.0 * (t / 86_400.0 * std::f64::consts::TAU).sin() + (t * 0.37).sin();
+    for _ in 0..(8 * 1440) {
+        seasonal.observe(t, orders(t));
+        t += 60.0;
+    }
+    eprintln!(
+        "seasonal: {} bytes per series (weekly profile, 1-minute samples)",
+        seasonal.memory_bytes()
+    );
+    group.bench_function("seasonal", |b| {
+        b.iter(|| {
+            t += 60.0;
+            black_box(seasonal.observe(t, orders(t)))
+        })
+    });
     group.finish();
 }
 

@@ -273,6 +273,14 @@ impl Seasonal {
         (var / square).max(MIN_RELATIVE_DEVIATION * MIN_RELATIVE_DEVIATION)
     }
 
+    /// Bytes this detector holds: itself, its profile and its recent samples.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Seasonal>()
+            + self.signal.capacity()
+            + std::mem::size_of_val(&*self.slots)
+            + self.recent.capacity() * std::mem::size_of::<Recent>()
+    }
+
     /// Whether the alert fires.
     pub fn firing(&self) -> bool {
         self.firing.is_some()
@@ -596,6 +604,19 @@ mod tests {
             interval: 60.0,
             ..SeasonalSpec::new(DAY, 600.0)
         }
+    }
+
+    #[test]
+    fn a_weekly_profile_fits_in_four_kibibytes() {
+        let weekly = SeasonalSpec {
+            period: 7.0 * DAY,
+            ..spec()
+        };
+        let mut d = Seasonal::new("orders", Unit::Count, weekly);
+        for i in 0..(8 * 1440) {
+            d.observe(f64::from(i) * 60.0, 10.0);
+        }
+        assert!(d.memory_bytes() <= 4096, "{}", d.memory_bytes());
     }
 
     #[test]
