@@ -497,3 +497,146 @@ fn run_store_overrides_the_storage_path_of_the_probe_files() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains(&store.display().to_string()), "{stderr}");
 }
+
+/// Every probe file shipped: the built-in defaults and each example.
+fn shipped_probe_files() -> Vec<PathBuf> {
+    let mut files = vec![root().join("probes/local.yaml")];
+    let examples = std::fs::read_dir(root().join("probes/examples")).unwrap();
+    files.extend(
+        examples
+            .map(|e| e.unwrap().path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))),
+    );
+    files.sort();
+    files
+}
+
+/// The committed schema, checked against the draft-07 meta-schema and compiled.
+fn schema_validator() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("schema/slowburn.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    if let Err(e) = jsonschema::draft7::meta::validate(&schema) {
+        panic!("the schema is not valid draft-07: {e}");
+    }
+    jsonschema::draft7::new(&schema).unwrap()
+}
+
+/// A probe file as JSON, its scalars read exactly as the loader reads them.
+fn yaml_as_json(text: &str) -> serde_json::Value {
+    use slowburn::basics::yaml;
+    let node = yaml::parse(text).unwrap();
+    let unknown = std::cell::RefCell::new(Vec::new());
+    yaml::from_node::<serde_json::Value>(&node, &unknown).unwrap()
+}
+
+fn schema_errors(validator: &jsonschema::Validator, text: &str) -> Vec<String> {
+    let instance = yaml_as_json(text);
+    validator
+        .iter_errors(&instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn the_committed_schema_is_what_slowburn_schema_prints() {
+    let out = slowburn(&["schema"], &root());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(root().join("schema/slowburn.schema.json")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "schema/slowburn.schema.json is stale: run `slowburn schema > schema/slowburn.schema.json`"
+    );
+    // Every probe kind and notifier kind of the code's tables is in it.
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let probe = &schema["properties"]["probes"]["items"];
+    for kind in slowburn::probe::KIND_KEYS {
+        assert!(probe["properties"][kind].is_object(), "probe kind {kind}");
+        assert!(
+            probe["oneOf"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({"required": [kind]}))
+        );
+    }
+    let notifier = &schema["properties"]["notifiers"]["items"];
+    for kind in slowburn::notify::KIND_KEYS {
+        assert!(
+            notifier["properties"][kind].is_object(),
+            "notifier kind {kind}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_probe_file_validates_against_the_schema_and_loads() {
+    let validator = schema_validator();
+    let files = shipped_probe_files();
+    assert!(files.len() >= 6, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let errors = schema_errors(&validator, &text);
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg("-c")
+            .arg(&file)
+            .envs(EXAMPLE_SECRETS)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_schema_rejects_what_the_loader_rejects_for_its_shape() {
+    let validator = schema_validator();
+    // (file, a word the first error names): the shapes an editor should flag as typed.
+    let cases = [
+        (
+            "probes: [{name: a, http: {url: 'http://x/'}, tcp: {address: 'x:1'}}]",
+            "oneOf",
+        ),
+        ("probes: [{name: a}]", "oneOf"),
+        (
+            "probes: [{name: a, http: {url: 'http://x/', colour: red}}]",
+            "colour",
+        ),
+        ("probes: [{http: {url: 'http://x/'}}]", "name"),
+        (
+            "probes: [{name: a, intervall: 5s, http: {url: 'http://x/'}}]",
+            "intervall",
+        ),
+        (
+            "probes: [{name: a, tcp: {address: 'x:1'}, alert: {after: three}}]",
+            "three",
+        ),
+        (
+            "notifiers: [{name: n, webhook: {url: 'http://x/'}, slack: {webhook_url: 'x'}}]",
+            "oneOf",
+        ),
+        ("sever: {listen: '127.0.0.1:1'}", "sever"),
+    ];
+    let dir = temp_dir("schema-rejects");
+    for (i, (text, word)) in cases.into_iter().enumerate() {
+        let errors = schema_errors(&validator, text);
+        assert!(
+            errors.iter().any(|e| e.contains(word)),
+            "{text}: expected an error naming {word}, got {errors:#?}"
+        );
+        // And the loader rejects it too, so the schema is never stricter than slowburn check.
+        let file = dir.join(format!("case-{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let out = slowburn(&["check", "-c", file.to_str().unwrap()], &dir);
+        assert!(!out.status.success(), "{text}: slowburn check accepted it");
+    }
+}

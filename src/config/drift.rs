@@ -14,7 +14,7 @@ use crate::basics::yaml::{Pos, Spanned};
 use crate::detect::{ChangeSpec, DetectorSpec, Direction, DriftSpec, Sensitivity, SloSpec, Unit};
 
 /// One `drift:` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftEntrySpec {
     pub limit: Spanned<String>,
@@ -28,7 +28,7 @@ pub struct DriftEntrySpec {
 }
 
 /// `change:` of a `drift:` entry: on or off, or how to watch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ChangeEntry {
     On(bool),
@@ -36,7 +36,7 @@ pub enum ChangeEntry {
 }
 
 /// `change: {direction, min_shift, sensitivity}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEntrySpec {
     /// `up` (default), `down` or `both`.
