@@ -826,3 +826,76 @@ async fn prometheus_query_probes_against_a_real_prometheus() {
         .await
         .expect("the test finished in time");
 }
+
+/// The metric names an expression or query uses: every `probe_…`/`slowburn_…` word.
+fn metric_names(promql: &str) -> BTreeSet<String> {
+    let words = regex::Regex::new(r"\b(?:probe|slowburn)_[a-z_]+\b").unwrap();
+    words
+        .find_iter(promql)
+        .map(|m| m.as_str().to_string())
+        .collect()
+}
+
+/// Whether `name` is a series slowburn exports: a family, or a histogram's part of one.
+fn exported(name: &str) -> bool {
+    all().into_iter().any(|f| {
+        f.name == name
+            || (f.kind == "histogram"
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(f.name)))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rule_pack_passes_promtool_and_its_unit_tests() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let rules = std::fs::read_to_string(dir.join("slowburn-rules.yml")).unwrap();
+    // Every metric a rule reads is one slowburn exports, so no rule watches a name that
+    // never has a sample.
+    let exprs: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: "))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(exported(&name), "{expr}: {name} is not a slowburn metric");
+        }
+    }
+    for args in [
+        ["check", "rules", "slowburn-rules.yml"],
+        ["test", "rules", "slowburn-rules.test.yml"],
+    ] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            Command::new(&promtool)
+                .args(args)
+                .current_dir(&dir)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("promtool finished within 30 s")
+        .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {}:\n{text}", args.join(" "));
+        assert!(
+            text.contains("SUCCESS"),
+            "promtool {}:\n{text}",
+            args.join(" ")
+        );
+        eprintln!(
+            "promtool {}: {}",
+            args.join(" "),
+            text.trim().replace('\n', " | ")
+        );
+    }
+}
