@@ -640,3 +640,100 @@ fn the_schema_rejects_what_the_loader_rejects_for_its_shape() {
         assert!(!out.status.success(), "{text}: slowburn check accepted it");
     }
 }
+
+/// `kubernetes-validate` (PyPI; it bundles the API schemas and needs no network) over `files`:
+/// whether it passed, and what it printed.
+fn kubernetes_validate(tool: &Path, files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new(tool)
+        .arg("--strict")
+        .args(files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_and_their_probes_load() {
+    let dir = root().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+
+    // The ConfigMap's probe file is a probe file like any other: it fits the schema and loads.
+    let configmap = std::fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+    let configmap = yaml_as_json(&configmap);
+    let probes = configmap["data"]["probes.yaml"].as_str().unwrap();
+    let errors = schema_errors(&schema_validator(), probes);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let scratch = temp_dir("k8s-probes");
+    std::fs::write(scratch.join("probes.yaml"), probes).unwrap();
+    let out = slowburn(&["check", "-c", "probes.yaml"], &scratch);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The StatefulSet runs the daemon on that mount and keeps its store on the claimed volume.
+    let statefulset = yaml_as_json(&std::fs::read_to_string(dir.join("statefulset.yaml")).unwrap());
+    let pod = &statefulset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let mount = |name: &str| {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no mount {name}"))
+            .clone()
+    };
+    assert_eq!(mount("probes")["readOnly"], true);
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["-c", mount("probes")["mountPath"].as_str().unwrap()])
+    );
+    let store = args[args.iter().position(|a| *a == "--store").unwrap() + 1];
+    assert!(
+        store.starts_with(mount("data")["mountPath"].as_str().unwrap()),
+        "{store}"
+    );
+    assert_eq!(
+        statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "data"
+    );
+
+    let Some(tool) = support::required_tool(
+        "kubernetes-validate",
+        "SLOWBURN_REQUIRE_KUBERNETES_VALIDATE",
+        "pip install kubernetes-validate",
+    ) else {
+        return;
+    };
+    let (passed, text) = kubernetes_validate(&tool, &files);
+    assert!(passed, "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 3, "{text}");
+    // And it does reject a manifest with a mistake, so the pass above means something.
+    let broken = std::fs::read_to_string(dir.join("statefulset.yaml"))
+        .unwrap()
+        .replace("serviceName:", "servicName:");
+    let broken_file = scratch.join("statefulset.yaml");
+    std::fs::write(&broken_file, broken).unwrap();
+    let (passed, text) = kubernetes_validate(&tool, &[broken_file]);
+    assert!(!passed && text.contains("servicName"), "{text}");
+}
