@@ -22,7 +22,7 @@ pub const UPTIME_WINDOWS: [(&str, i64); 4] = [
     ("90d", RETENTION_MINUTES),
 ];
 
-/// Version 3: uptime buckets. Probe names are numbered once in `uptime_probes`, so a bucket
+/// The migration that adds uptime buckets (after version 2, typed origins). Probe names are numbered once in `uptime_probes`, so a bucket
 /// repeats a small integer rather than the name.
 pub(super) const MIGRATION: &str = "
 CREATE TABLE uptime_probes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
