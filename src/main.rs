@@ -139,6 +139,8 @@ enum Command {
         #[arg(long, env = "USER")]
         by: Option<String>,
     },
+    /// Print the JSON Schema (draft-07) of a probe file, for editors and validators.
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -175,6 +177,10 @@ fn main() -> ExitCode {
             } => backtest(config, &probe, &signal, &series, json),
             Command::Alerts { url, all, json } => alerts(&url, all, json).await,
             Command::Ack { id, url, token, by } => ack(id, &url, token, by).await,
+            Command::Schema => {
+                out!("{:#}", config::schema());
+                ExitCode::SUCCESS
+            }
         }
     })
 }

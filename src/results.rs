@@ -1,10 +1,12 @@
-//! What happens to each outcome after a run: watched signals go to the store's history and to
-//! their detectors, and the result and any verdicts go to the alert engine.
+//! What happens to each outcome after a run: every run is counted in its probe's uptime bucket,
+//! watched signals go to the store's history and to their detectors, and the result and any
+//! verdicts go to the alert engine.
 //!
 //! One task owns the detectors (they are not shared), so a sample is processed in order and no
 //! lock is held across probes. On start and on every reload, detectors are rebuilt and fed the
-//! stored history, so a restart or a deploy loses none of the evidence. Samples are written to
-//! the store in batches.
+//! stored history, so a restart or a deploy loses none of the evidence. Samples and uptime
+//! buckets are written to the store in batches, one transaction a second, however many probes
+//! ran in it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::config::drift::Watch;
 use crate::detect::{self, SignalDetectors, Transition, Verdict};
 use crate::probe::Outcome;
 use crate::state::{ProbeState, Registry};
-use crate::store::{Sample, Store};
+use crate::store::{Bucket, RETENTION_MINUTES, Sample, Store};
 
 /// History kept in the store: four weeks and a day, so a weekly seasonal profile learns from
 /// four earlier weeks after a restart (and the 3-day burn-rate window is covered).
@@ -42,6 +44,8 @@ pub struct Results {
     watched: HashMap<String, Vec<Watched>>,
     restarts: HashMap<String, f64>,
     batch: Vec<(String, String, Sample)>,
+    /// Runs since the last flush, by probe and unix minute.
+    uptime: HashMap<(String, i64), Bucket>,
 }
 
 impl Results {
@@ -52,6 +56,7 @@ impl Results {
             watched: HashMap::new(),
             restarts: HashMap::new(),
             batch: Vec::new(),
+            uptime: HashMap::new(),
         }
     }
 
@@ -105,6 +110,11 @@ impl Results {
     /// Handles one outcome.
     pub fn handle(&mut self, state: &ProbeState, outcome: &Outcome) {
         let now = crate::metrics::unix_seconds(outcome.at + outcome.duration);
+        let minute = (crate::metrics::unix_seconds(outcome.at) / 60.0).floor() as i64;
+        self.uptime
+            .entry((state.name().to_string(), minute))
+            .or_default()
+            .add(outcome.success, outcome.duration);
         let failure = outcome
             .failure
             .as_ref()
@@ -175,8 +185,19 @@ impl Results {
         );
     }
 
-    /// Writes the pending samples.
+    /// Writes the pending samples and uptime buckets.
     pub fn flush(&mut self) {
+        if !self.uptime.is_empty() {
+            let mut buckets: Vec<((String, i64), Bucket)> = self.uptime.drain().collect();
+            buckets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let rows: Vec<(&str, i64, Bucket)> = buckets
+                .iter()
+                .map(|((probe, minute), b)| (probe.as_str(), *minute, *b))
+                .collect();
+            if let Err(e) = self.store.add_uptime(&rows) {
+                tracing::error!(error = %e, "cannot write uptime history");
+            }
+        }
         if self.batch.is_empty() {
             return;
         }
@@ -199,6 +220,12 @@ impl Results {
             Ok(removed) if removed > 0 => tracing::debug!(removed, "old samples pruned"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot prune signal history"),
+        }
+        let now_minute = (unix_now() / 60.0).floor() as i64;
+        match self.store.prune_uptime(now_minute - RETENTION_MINUTES) {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "old uptime buckets pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot prune uptime history"),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The write API and its refusals against the real daemon: silences created, listed and
-//! deleted through the API, manual resolve, and 4xx answers with a message for bad requests.
+//! The API against the real daemon: silences created, listed and deleted through the API,
+//! manual resolve, 4xx answers with a message for bad requests, and uptime kept across a
+//! restart.
 
 mod support;
 
@@ -165,5 +166,90 @@ fn without_a_token_configured_writes_are_refused() {
     assert_eq!(
         request_json(listen, "GET", &format!("/api/v1/alerts/{id}"), None, "").1["state"],
         "firing"
+    );
+}
+
+/// `GET /api/v1/probes/{name}/uptime` once the 24 h window has counted at least `runs` runs.
+fn wait_uptime(listen: SocketAddr, probe: &str, runs: u64) -> serde_json::Value {
+    let path = format!("/api/v1/probes/{probe}/uptime");
+    let mut last = serde_json::Value::Null;
+    // Polled: runs every 200 ms are flushed to the store once a second.
+    for _ in 0..100 {
+        let (status, body) = request_json(listen, "GET", &path, None, "");
+        assert_eq!(status, 200, "{body}");
+        if body["windows"][0]["runs"].as_u64() >= Some(runs) {
+            return body;
+        }
+        last = body;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{probe} never counted {runs} runs: {last}");
+}
+
+#[test]
+fn uptime_counts_every_run_and_survives_a_restart() {
+    let dir = temp_dir("api-uptime");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let closed = free_port();
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: \"{listen}\"}}\nstorage: {{path: uptime.db}}\nprobes:\n  \
+             - {{name: up, interval: 200ms, timeout: 100ms, tcp: {{address: \"{listen}\"}}}}\n  \
+             - {{name: down, interval: 200ms, timeout: 100ms, tcp: {{address: \"127.0.0.1:{closed}\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+
+    let up = wait_uptime(listen, "up", 3);
+    assert_eq!(up["bucket_seconds"], 60);
+    assert_eq!(up["retention_days"], 90);
+    let names: Vec<&str> = up["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["window"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["24h", "7d", "30d", "90d"]);
+    let window = &up["windows"][0];
+    assert_eq!(window["seconds"], 86_400);
+    assert_eq!(window["ok"], window["runs"], "{up}");
+    assert_eq!(window["uptime_percent"], 100.0, "{up}");
+    assert!(
+        window["mean_duration_seconds"].as_f64().unwrap() < 0.1,
+        "{up}"
+    );
+    // The days hold every run of the 90-day window (read just after it, so maybe a few more;
+    // a run near midnight UTC makes two days).
+    let days = up["days"].as_array().unwrap();
+    assert!(!days.is_empty() && days.len() <= 2, "{up}");
+    let day_runs: u64 = days.iter().map(|d| d["runs"].as_u64().unwrap()).sum();
+    assert!(
+        day_runs >= up["windows"][3]["runs"].as_u64().unwrap(),
+        "{up}"
+    );
+
+    let down = wait_uptime(listen, "down", 3);
+    assert_eq!(down["windows"][0]["ok"], 0, "{down}");
+    assert_eq!(down["windows"][0]["uptime_percent"], 0.0, "{down}");
+    let before = down["windows"][3]["runs"].as_u64().unwrap();
+
+    let (status, body) = request_json(listen, "GET", "/api/v1/probes/nobody/uptime", None, "");
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("nobody"), "{body}");
+
+    // SIGTERM flushes what is pending; the next daemon on the same store counts on from there.
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{stderr}");
+    let _daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+    let (_, after) = request_json(listen, "GET", "/api/v1/probes/down/uptime", None, "");
+    let after = after["windows"][3]["runs"].as_u64().unwrap();
+    assert!(
+        after >= before,
+        "{after} runs after the restart, {before} before"
     );
 }

@@ -217,6 +217,15 @@ fn probe_page_draws_the_projection(browser: &Browser, daemon: &Daemon) {
     assert!(phases.contains("connect"), "{phases}");
     let checks = browser.text(&browser.wait_for("#checks", WAIT));
     assert!(checks.contains("pass"), "{checks}");
+    // Its uptime: every window at 100%, and a bar for each of 90 days, today's green.
+    let uptime = browser.text(&browser.wait_for("#uptime [data-window='24h'] b", WAIT));
+    assert_eq!(uptime, "100%");
+    let bars = browser.script(
+        "const bars = [...document.querySelectorAll('#uptime .uptime-bars i')];
+         return [bars.length, bars[bars.length - 1].className];",
+        vec![],
+    );
+    assert_eq!(bars, json!([90, "good"]));
     browser.screenshot("probe-http.png");
 }
 

@@ -497,3 +497,243 @@ fn run_store_overrides_the_storage_path_of_the_probe_files() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains(&store.display().to_string()), "{stderr}");
 }
+
+/// Every probe file shipped: the built-in defaults and each example.
+fn shipped_probe_files() -> Vec<PathBuf> {
+    let mut files = vec![root().join("probes/local.yaml")];
+    let examples = std::fs::read_dir(root().join("probes/examples")).unwrap();
+    files.extend(
+        examples
+            .map(|e| e.unwrap().path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))),
+    );
+    files.sort();
+    files
+}
+
+/// The committed schema, checked against the draft-07 meta-schema and compiled.
+fn schema_validator() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("schema/slowburn.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    if let Err(e) = jsonschema::draft7::meta::validate(&schema) {
+        panic!("the schema is not valid draft-07: {e}");
+    }
+    jsonschema::draft7::new(&schema).unwrap()
+}
+
+/// A probe file as JSON, its scalars read exactly as the loader reads them.
+fn yaml_as_json(text: &str) -> serde_json::Value {
+    use slowburn::basics::yaml;
+    let node = yaml::parse(text).unwrap();
+    let unknown = std::cell::RefCell::new(Vec::new());
+    yaml::from_node::<serde_json::Value>(&node, &unknown).unwrap()
+}
+
+fn schema_errors(validator: &jsonschema::Validator, text: &str) -> Vec<String> {
+    let instance = yaml_as_json(text);
+    validator
+        .iter_errors(&instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn the_committed_schema_is_what_slowburn_schema_prints() {
+    let out = slowburn(&["schema"], &root());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(root().join("schema/slowburn.schema.json")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "schema/slowburn.schema.json is stale: run `slowburn schema > schema/slowburn.schema.json`"
+    );
+    // Every probe kind and notifier kind of the code's tables is in it.
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let probe = &schema["properties"]["probes"]["items"];
+    for kind in slowburn::probe::KIND_KEYS {
+        assert!(probe["properties"][kind].is_object(), "probe kind {kind}");
+        assert!(
+            probe["oneOf"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({"required": [kind]}))
+        );
+    }
+    let notifier = &schema["properties"]["notifiers"]["items"];
+    for kind in slowburn::notify::KIND_KEYS {
+        assert!(
+            notifier["properties"][kind].is_object(),
+            "notifier kind {kind}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_probe_file_validates_against_the_schema_and_loads() {
+    let validator = schema_validator();
+    let files = shipped_probe_files();
+    assert!(files.len() >= 6, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let errors = schema_errors(&validator, &text);
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg("-c")
+            .arg(&file)
+            .envs(EXAMPLE_SECRETS)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_schema_rejects_what_the_loader_rejects_for_its_shape() {
+    let validator = schema_validator();
+    // (file, a word the first error names): the shapes an editor should flag as typed.
+    let cases = [
+        (
+            "probes: [{name: a, http: {url: 'http://x/'}, tcp: {address: 'x:1'}}]",
+            "oneOf",
+        ),
+        ("probes: [{name: a}]", "oneOf"),
+        (
+            "probes: [{name: a, http: {url: 'http://x/', colour: red}}]",
+            "colour",
+        ),
+        ("probes: [{http: {url: 'http://x/'}}]", "name"),
+        (
+            "probes: [{name: a, intervall: 5s, http: {url: 'http://x/'}}]",
+            "intervall",
+        ),
+        (
+            "probes: [{name: a, tcp: {address: 'x:1'}, alert: {after: three}}]",
+            "three",
+        ),
+        (
+            "notifiers: [{name: n, webhook: {url: 'http://x/'}, slack: {webhook_url: 'x'}}]",
+            "oneOf",
+        ),
+        ("sever: {listen: '127.0.0.1:1'}", "sever"),
+    ];
+    let dir = temp_dir("schema-rejects");
+    for (i, (text, word)) in cases.into_iter().enumerate() {
+        let errors = schema_errors(&validator, text);
+        assert!(
+            errors.iter().any(|e| e.contains(word)),
+            "{text}: expected an error naming {word}, got {errors:#?}"
+        );
+        // And the loader rejects it too, so the schema is never stricter than slowburn check.
+        let file = dir.join(format!("case-{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let out = slowburn(&["check", "-c", file.to_str().unwrap()], &dir);
+        assert!(!out.status.success(), "{text}: slowburn check accepted it");
+    }
+}
+
+/// `kubernetes-validate` (PyPI; it bundles the API schemas and needs no network) over `files`:
+/// whether it passed, and what it printed.
+fn kubernetes_validate(tool: &Path, files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new(tool)
+        .arg("--strict")
+        .args(files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_and_their_probes_load() {
+    let dir = root().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+
+    // The ConfigMap's probe file is a probe file like any other: it fits the schema and loads.
+    let configmap = std::fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+    let configmap = yaml_as_json(&configmap);
+    let probes = configmap["data"]["probes.yaml"].as_str().unwrap();
+    let errors = schema_errors(&schema_validator(), probes);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let scratch = temp_dir("k8s-probes");
+    std::fs::write(scratch.join("probes.yaml"), probes).unwrap();
+    let out = slowburn(&["check", "-c", "probes.yaml"], &scratch);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The StatefulSet runs the daemon on that mount and keeps its store on the claimed volume.
+    let statefulset = yaml_as_json(&std::fs::read_to_string(dir.join("statefulset.yaml")).unwrap());
+    let pod = &statefulset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let mount = |name: &str| {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no mount {name}"))
+            .clone()
+    };
+    assert_eq!(mount("probes")["readOnly"], true);
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["-c", mount("probes")["mountPath"].as_str().unwrap()])
+    );
+    let store = args[args.iter().position(|a| *a == "--store").unwrap() + 1];
+    assert!(
+        store.starts_with(mount("data")["mountPath"].as_str().unwrap()),
+        "{store}"
+    );
+    assert_eq!(
+        statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "data"
+    );
+
+    let Some(tool) = support::required_tool(
+        "kubernetes-validate",
+        "SLOWBURN_REQUIRE_KUBERNETES_VALIDATE",
+        "pip install kubernetes-validate",
+    ) else {
+        return;
+    };
+    let (passed, text) = kubernetes_validate(&tool, &files);
+    assert!(passed, "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 3, "{text}");
+    // And it does reject a manifest with a mistake, so the pass above means something.
+    let broken = std::fs::read_to_string(dir.join("statefulset.yaml"))
+        .unwrap()
+        .replace("serviceName:", "servicName:");
+    let broken_file = scratch.join("statefulset.yaml");
+    std::fs::write(&broken_file, broken).unwrap();
+    let (passed, text) = kubernetes_validate(&tool, &[broken_file]);
+    assert!(!passed && text.contains("servicName"), "{text}");
+}

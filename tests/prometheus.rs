@@ -1,5 +1,6 @@
 //! The `/metrics` exposition as a real Prometheus sees it: `promtool check metrics` lints what
-//! the running daemon serves, and a real Prometheus scrapes it and answers PromQL over it.
+//! the running daemon serves, and a real Prometheus scrapes it and answers PromQL over it, the
+//! Grafana dashboard's queries among it; the rule pack passes `promtool test rules`.
 //!
 //! Both need Debian's `prometheus` package (`/usr/bin/prometheus`, `/usr/bin/promtool`).
 //! Without it the tests print a loud SKIPPED and pass, unless `SLOWBURN_REQUIRE_PROMETHEUS=1`
@@ -825,4 +826,219 @@ async fn prometheus_query_probes_against_a_real_prometheus() {
     tokio::time::timeout(TEST_LIMIT, run)
         .await
         .expect("the test finished in time");
+}
+
+/// The metric names an expression or query uses: every `probe_…`/`slowburn_…` word.
+fn metric_names(promql: &str) -> BTreeSet<String> {
+    let words = regex::Regex::new(r"\b(?:probe|slowburn)_[a-z_]+\b").unwrap();
+    words
+        .find_iter(promql)
+        .map(|m| m.as_str().to_string())
+        .collect()
+}
+
+/// Whether `name` is a series slowburn exports: a family, or a histogram's part of one.
+fn exported(name: &str) -> bool {
+    all().into_iter().any(|f| {
+        f.name == name
+            || (f.kind == "histogram"
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(f.name)))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rule_pack_passes_promtool_and_its_unit_tests() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let rules = std::fs::read_to_string(dir.join("slowburn-rules.yml")).unwrap();
+    // Every metric a rule reads is one slowburn exports, so no rule watches a name that
+    // never has a sample.
+    let exprs: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: "))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(exported(&name), "{expr}: {name} is not a slowburn metric");
+        }
+    }
+    for args in [
+        ["check", "rules", "slowburn-rules.yml"],
+        ["test", "rules", "slowburn-rules.test.yml"],
+    ] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            Command::new(&promtool)
+                .args(args)
+                .current_dir(&dir)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("promtool finished within 30 s")
+        .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {}:\n{text}", args.join(" "));
+        assert!(
+            text.contains("SUCCESS"),
+            "promtool {}:\n{text}",
+            args.join(" ")
+        );
+        eprintln!(
+            "promtool {}: {}",
+            args.join(" "),
+            text.trim().replace('\n', " | ")
+        );
+    }
+}
+
+/// Dashboard queries allowed to return nothing against the test daemon, each with the reason.
+/// They must still parse and run, and read only metrics slowburn exports.
+const EMPTY_ON_LOOPBACK: &[(&str, &str)] = &[
+    (
+        "probe_ssl_cert_days_left",
+        "no probe of the test daemon speaks TLS",
+    ),
+    (
+        "probe_drift_level",
+        "a trend fit needs minutes of buckets; the test runs for seconds",
+    ),
+];
+
+/// Every query of a Grafana dashboard: each panel's targets (rows' panels too), by title.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &[Value], out: &mut Vec<(String, String)>) {
+        for panel in panels {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("every target has an expr");
+                out.push((
+                    panel["title"].as_str().unwrap().to_string(),
+                    expr.to_string(),
+                ));
+            }
+            walk(panel["panels"].as_array().map_or(&[], |p| p), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(dashboard["panels"].as_array().unwrap(), &mut out);
+    out
+}
+
+/// A dashboard query with Grafana's variables replaced as Grafana would for "All" over a
+/// short range: multi-value variables by their `allValue` regex, intervals by a minute (the
+/// test Prometheus scrapes every second, so a minute holds many samples).
+fn substitute(expr: &str) -> String {
+    let text = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__range", "1m")
+        .replace("$instance", ".*")
+        .replace("$probe", ".*");
+    assert!(!text.contains('$'), "an unknown variable is left in {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_runs_against_a_real_prometheus() {
+    let Some(binary) = tool("prometheus") else {
+        return;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/slowburn.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 20, "{queries:?}");
+    let panels = dashboard["panels"].as_array().unwrap();
+    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+    }
+    for (title, expr) in &queries {
+        for name in metric_names(expr) {
+            assert!(exported(&name), "{title}: {name} is not a slowburn metric");
+        }
+    }
+    // Longer than TEST_LIMIT: the rates need a minute-wide window with two scrapes in it
+    // after the daemon's probes have all run.
+    tokio::time::timeout(TEST_LIMIT + Duration::from_secs(20), async {
+        let client = client();
+        let mut daemon = Daemon::start("dashboard").await;
+        daemon
+            .wait_metrics(&client, Duration::from_secs(25), probes_ran)
+            .await;
+        let mut prom = Prometheus::start(&binary, daemon.addr);
+        let info = format!("{}/api/v1/status/buildinfo", prom.url);
+        let started = Instant::now();
+        while prom.api(&client, &info).await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "prometheus never answered:\n{}",
+                prom.guard.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // The variables: `label_values(selector, label)` is the selector's series' label.
+        let label_values = regex::Regex::new(r"^label_values\((.+), (\w+)\)$").unwrap();
+        for variable in dashboard["templating"]["list"].as_array().unwrap() {
+            let Some(query) = variable["query"]["query"].as_str() else {
+                continue;
+            };
+            let captures = label_values
+                .captures(query)
+                .unwrap_or_else(|| panic!("variable query {query:?} is not label_values"));
+            let result = prom
+                .query_until_some(&client, &substitute(&captures[1]), Duration::from_secs(20))
+                .await;
+            assert!(
+                result.iter().all(|s| s["metric"][&captures[2]].is_string()),
+                "{query}: {result:?}"
+            );
+        }
+
+        let mut ran = Vec::new();
+        for (title, expr) in &queries {
+            let promql = substitute(expr);
+            let empty = EMPTY_ON_LOOPBACK
+                .iter()
+                .find(|(metric, _)| metric_names(expr).contains(*metric));
+            match empty {
+                // `query` asserts the answer is a success: the query parses and runs.
+                Some((_, why)) => {
+                    let result = prom.query(&client, &promql).await;
+                    eprintln!("{title}: {promql} -> {} series ({why})", result.len());
+                }
+                None => {
+                    let result = prom
+                        .query_until_some(&client, &promql, Duration::from_secs(20))
+                        .await;
+                    ran.push(format!("{title}: {} series", result.len()));
+                }
+            }
+        }
+        eprintln!(
+            "dashboard queries with data: {} of {}",
+            ran.len(),
+            queries.len()
+        );
+        assert_eq!(
+            ran.len() + EMPTY_ON_LOOPBACK.len(),
+            queries.len(),
+            "{ran:#?}"
+        );
+    })
+    .await
+    .expect("the dashboard test took longer than its limit");
 }

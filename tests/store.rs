@@ -109,6 +109,46 @@ fn a_version_1_store_is_upgraded_without_loss() {
 }
 
 #[test]
+fn a_version_2_store_is_upgraded_without_loss_and_keeps_uptime() {
+    let path = copy_fixture("v2.db", "store-v2");
+    assert_eq!(user_version(&path), 2);
+    let store = Store::open(&path).unwrap();
+    assert!(store.replaced().is_none());
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+
+    let alerts: Vec<Alert> = store
+        .alerts(100)
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 3);
+    let web = alerts.iter().find(|a| a.probe == "web").unwrap();
+    assert_eq!(web.state, State::Acknowledged);
+    assert_eq!(web.acked_by.as_deref(), Some("alice"));
+    assert_eq!(store.records(web.id).unwrap().len(), 2);
+    assert_eq!(store.silences().unwrap().len(), 1);
+    assert_eq!(store.samples("web", "rss", 0.0).unwrap().len(), 20);
+
+    // The upgrade added uptime buckets, empty, and they work.
+    assert!(
+        store
+            .uptime("web", 30_000_000)
+            .unwrap()
+            .iter()
+            .all(|w| w.runs == 0)
+    );
+    let bucket = slowburn::store::Bucket {
+        runs: 2,
+        ok: 1,
+        duration_us: 5_000,
+    };
+    store.add_uptime(&[("web", 30_000_000, bucket)]).unwrap();
+    let day = store.uptime("web", 30_000_000).unwrap()[0];
+    assert_eq!((day.runs, day.ok), (2, 1));
+}
+
+#[test]
 fn a_store_from_a_newer_slowburn_is_refused_and_left_untouched() {
     let path = copy_fixture("v1.db", "store-too-new");
     let newer = SCHEMA_VERSION + 1;

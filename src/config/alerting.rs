@@ -12,7 +12,7 @@ use crate::basics::units::parse_duration;
 use crate::basics::yaml::{Pos, Spanned};
 
 /// `alert:` of a probe.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSpec {
     pub after: Option<Spanned<u32>>,
@@ -24,7 +24,7 @@ pub struct AlertSpec {
 }
 
 /// One entry of `policies:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     pub name: Spanned<String>,
@@ -35,7 +35,7 @@ pub struct PolicySpec {
     pub ack_timeout: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     pub after: Option<Spanned<String>>,
@@ -43,7 +43,7 @@ pub struct StepSpec {
 }
 
 /// One entry of `silences:` (also the body of `POST /api/v1/silences`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceSpec {
     pub id: Option<String>,
@@ -58,7 +58,7 @@ pub struct SilenceSpec {
     pub created_by: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeeklySpec {
     pub days: Vec<Spanned<String>>,

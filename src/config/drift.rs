@@ -17,7 +17,7 @@ use crate::detect::{
 };
 
 /// One `drift:` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftEntrySpec {
     /// With `horizon`, watches the trend toward this limit; both may be left out when
@@ -140,7 +140,7 @@ fn parse_share(text: &str) -> Result<f64, String> {
 }
 
 /// `change:` of a `drift:` entry: on or off, or how to watch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ChangeEntry {
     On(bool),
@@ -148,7 +148,7 @@ pub enum ChangeEntry {
 }
 
 /// `change: {direction, min_shift, sensitivity}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEntrySpec {
     /// `up` (default), `down` or `both`.

@@ -509,7 +509,7 @@ impl<'c> Loader<'c> {
     }
 }
 
-const SECTIONS: &[&str] = &[
+pub(super) const SECTIONS: &[&str] = &[
     "server",
     "storage",
     "defaults",
@@ -519,23 +519,28 @@ const SECTIONS: &[&str] = &[
     "silences",
 ];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ServerSpec {
+pub(super) struct ServerSpec {
+    /// `host:port` for /metrics, the API and the status page (default 127.0.0.1:9464).
     listen: Option<Spanned<String>>,
+    /// The token that write calls of the API need: `env:NAME` or `file:PATH`.
     api_token: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct StorageSpec {
+pub(super) struct StorageSpec {
+    /// The SQLite store; a relative path is beside this file (default slowburn.db).
     path: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct DefaultsSpec {
+pub(super) struct DefaultsSpec {
+    /// The interval of probes that give none (`30s`, `5m`).
     interval: Option<Spanned<String>>,
+    /// The timeout of probes that give none; shorter than their interval.
     timeout: Option<Spanned<String>>,
 }
 

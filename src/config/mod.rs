@@ -10,12 +10,14 @@
 //! validated types it returns. Beside it: `loader.rs` reads the files section by section and
 //! builds the server, storage, defaults and alerting sections; `probe_entry.rs` builds one probe
 //! entry (name, labels, interval and timeout, kind, alert rule, watches); `alerting.rs` and
-//! `drift.rs` validate what their sections and an entry's `alert:`, `drift:` and `slo:` say.
+//! `drift.rs` validate what their sections and an entry's `alert:`, `drift:` and `slo:` say;
+//! `schema.rs` describes a probe file as a JSON Schema, from the same types.
 
 pub mod alerting;
 pub mod drift;
 mod loader;
 mod probe_entry;
+mod schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -31,6 +33,8 @@ use crate::basics::yaml::Pos;
 use crate::notify::Notifier;
 use crate::probe::{BuildContext, Probe};
 use drift::Watch;
+
+pub use self::schema::schema;
 
 /// Where `slowburn run` looks when no `-c` is given.
 pub const DEFAULT_PATH: &str = "probes";

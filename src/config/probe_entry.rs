@@ -21,17 +21,24 @@ use crate::basics::yaml::{Pos, Spanned};
 use crate::probe::{KindSpecs, Probe};
 
 /// A probe entry's own keys as written (its kind sections are read apart, as `KindSpecs`).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProbeEntry {
+    /// Unique across every file: letters, digits and `_ . : - /`.
     pub(super) name: Spanned<String>,
+    /// Extra labels on every series and alert of the probe.
     #[serde(default)]
     pub(super) labels: BTreeMap<Spanned<String>, String>,
+    /// How often it runs (`30s`, `5m`); default `defaults.interval`.
     pub(super) interval: Option<Spanned<String>>,
+    /// The hard deadline of one run; shorter than the interval.
     pub(super) timeout: Option<Spanned<String>>,
+    /// When failed runs open an alert and whom it pages.
     pub(super) alert: Option<AlertSpec>,
+    /// The signals watched for slow drift, each with its detectors.
     #[serde(default)]
     pub(super) drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
+    /// The success objective whose burn rate pages (`99.9%`).
     pub(super) slo: Option<Spanned<String>>,
 }
 

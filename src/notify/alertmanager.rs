@@ -30,7 +30,7 @@ pub const ALERTNAME: &str = "SlowburnProbe";
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 
 /// `alertmanager:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerSpec {
     /// Alertmanager's base URL, e.g. `http://127.0.0.1:9093` (a path prefix is kept).
@@ -228,6 +228,10 @@ fn explain(body: &str) -> String {
 
 impl super::NotifierKind for Alertmanager {
     type Spec = AlertmanagerSpec;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(
         spec: Spanned<AlertmanagerSpec>,

@@ -28,7 +28,7 @@ use crate::basics::units::Secret;
 use crate::basics::yaml::Spanned;
 
 /// `email:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailSpec {
     /// `smtp://host[:port]` (default port 587 with STARTTLS, 25 without) or
@@ -320,6 +320,10 @@ fn is_loopback(host: &str) -> bool {
 
 impl super::NotifierKind for Email {
     type Spec = EmailSpec;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<EmailSpec>, _ctx: &super::NotifyContext) -> Result<Self, Vec<SpecError>> {
         Email::new(spec)

@@ -160,6 +160,13 @@ macro_rules! notifier_kinds {
         /// The kind keys of [`NotifierEntry`].
         pub const KIND_KEYS: &[&str] = &[$(stringify!($key)),*];
 
+        /// Every notifier kind's key and the JSON Schema of its section, in table order.
+        pub fn kind_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$((stringify!($key), <$module::$kind as NotifierKind>::schema(generator)),)*]
+        }
+
         #[derive(Debug)]
         enum Kind {
             $($variant(Box<$module::$kind>),)*
@@ -236,6 +243,13 @@ pub trait NotifierKind: Sized {
     /// are not refreshed (Alertmanager's `resolve_timeout`).
     fn wants_refresh(&self) -> Option<Duration> {
         None
+    }
+    /// The JSON Schema of the kind's section, for `slowburn schema`. The default takes any
+    /// mapping; a kind whose spec derives `schemars::JsonSchema` answers
+    /// `generator.subschema_for::<Self::Spec>()`, so editors can check its keys.
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let _ = generator;
+        schemars::json_schema!({"type": "object"})
     }
 }
 

@@ -27,7 +27,7 @@ use crate::basics::yaml::Spanned;
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// `pagerduty:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutySpec {
     /// The integration's routing key, `env:NAME` or `file:/path`.
@@ -199,6 +199,10 @@ fn explain(body: &str) -> String {
 
 impl super::NotifierKind for PagerDuty {
     type Spec = PagerDutySpec;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(
         spec: Spanned<PagerDutySpec>,

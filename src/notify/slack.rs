@@ -21,7 +21,7 @@ use crate::basics::units::Secret;
 use crate::basics::yaml::Spanned;
 
 /// `slack:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackSpec {
     /// The incoming-webhook URL, `env:NAME` or `file:/path` (it is a credential).
@@ -167,6 +167,10 @@ fn is_link(url: &str) -> bool {
 
 impl super::NotifierKind for Slack {
     type Spec = SlackSpec;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<SlackSpec>, ctx: &super::NotifyContext) -> Result<Self, Vec<SpecError>> {
         Slack::new(spec, ctx)

@@ -28,7 +28,7 @@ pub const TIMESTAMP_HEADER: &str = "x-slowburn-timestamp";
 pub const EVENT_HEADER: &str = "x-slowburn-event";
 
 /// `webhook:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
     /// Where to POST; may itself be `env:`/`file:` when the URL carries a token.
@@ -271,6 +271,10 @@ fn hex(bytes: &[u8]) -> String {
 
 impl super::NotifierKind for Webhook {
     type Spec = WebhookSpec;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<WebhookSpec>, ctx: &super::NotifyContext) -> Result<Self, Vec<SpecError>> {
         Webhook::new(spec, ctx)

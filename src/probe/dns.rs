@@ -18,7 +18,7 @@ use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
 use crate::basics::yaml::Spanned;
 
 /// `dns:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSpec {
     pub name: Spanned<String>,
@@ -31,7 +31,7 @@ pub struct DnsSpec {
     pub expect: Option<DnsExpectSpec>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsExpectSpec {
     pub rcode: Option<Vec<Spanned<String>>>,
@@ -347,6 +347,10 @@ fn rcode_name(code: u16) -> String {
 impl super::Kind for DnsProbe {
     type Spec = DnsSpec;
     const INFO: KindInfo = KIND;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<DnsSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
         DnsProbe::new(spec, ctx)

@@ -45,6 +45,13 @@ macro_rules! kinds {
         /// The keys of [`KindSpecs`], which a probe entry carries beside its own keys.
         pub const KIND_KEYS: &[&str] = &[$(stringify!($key)),*];
 
+        /// Every kind's key and the JSON Schema of its section, in table order.
+        pub fn kind_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$((stringify!($key), <$module::$probe as Kind>::schema(generator)),)*]
+        }
+
         /// Every kind's signals and headline, in table order.
         pub const KINDS: &[&KindInfo] = &[$(&<$module::$probe as Kind>::INFO),*];
 
@@ -120,6 +127,13 @@ pub trait Kind: Sized {
     fn target(&self) -> String;
     /// One run, filling `trace`.
     fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// The JSON Schema of the kind's section, for `slowburn schema`. The default takes any
+    /// mapping; a kind whose spec derives `schemars::JsonSchema` answers
+    /// `generator.subschema_for::<Self::Spec>()`, so editors can check its keys.
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let _ = generator;
+        schemars::json_schema!({"type": "object"})
+    }
 }
 
 /// What the rest of the house knows of the kind named `name`.

@@ -28,7 +28,7 @@ use super::{Failure, SpecError, Trace};
 use crate::basics::yaml::Spanned;
 
 /// TLS options of a probe (`tls_config:`), as in blackbox_exporter.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// Accept any certificate. Expiry is still read and reported.

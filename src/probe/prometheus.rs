@@ -24,7 +24,7 @@ const DEFAULT_MAX_SERIES: usize = 50;
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
 /// `prometheus:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusSpec {
     /// The server's base URL, e.g. `http://127.0.0.1:9090`.
@@ -43,7 +43,7 @@ pub struct PrometheusSpec {
 }
 
 /// `prometheus.expect:`: bounds every series must keep.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusExpectSpec {
     pub min: Option<f64>,
@@ -375,6 +375,10 @@ fn connect_failure(e: &reqwest::Error) -> Failure {
 impl super::Kind for PrometheusProbe {
     type Spec = PrometheusSpec;
     const INFO: KindInfo = KIND;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<PrometheusSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
         PrometheusProbe::new(spec, ctx)

@@ -17,7 +17,7 @@ use crate::basics::yaml::Spanned;
 const MAX_REPLY: usize = 64 * 1024;
 
 /// `tcp:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSpec {
     /// `host:port`.
@@ -163,6 +163,10 @@ fn split_host_port(address: &str) -> Result<(String, u16), String> {
 impl super::Kind for TcpProbe {
     type Spec = TcpSpec;
     const INFO: KindInfo = KIND;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<TcpSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
         TcpProbe::new(spec, ctx)

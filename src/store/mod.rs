@@ -1,8 +1,9 @@
 //! The embedded store: what must survive a restart, a deploy or a `kill -9`.
 //!
-//! It keeps signal history for drift detection (bounded by age and count), alerts with their
-//! escalation state, a record of every notification (written *before* it is sent), and
-//! silences created through the API. SQLite in WAL mode: a write that returned is on disk
+//! It keeps signal history for drift detection (bounded by age and count), every probe's
+//! uptime in one-minute buckets for 90 days (`uptime.rs`), alerts with their escalation state,
+//! a record of every notification (written *before* it is sent), and silences created through
+//! the API. SQLite in WAL mode: a write that returned is on disk
 //! even if the process dies the next instant. The store knows nothing of probes or
 //! notifiers beyond the plain rows it is given.
 
@@ -12,6 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+
+mod uptime;
+pub use self::uptime::{Bucket, RETENTION_MINUTES, UPTIME_WINDOWS, Uptime};
 
 /// One row of signal history.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +120,7 @@ CREATE INDEX IF NOT EXISTS notifications_by_alert ON notifications (alert_id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ",
     MIGRATION_2_ORIGINS,
+    uptime::MIGRATION,
 ];
 
 /// Version 2: every alert carries its typed origin. Alerts written before had only a reason

@@ -20,6 +20,28 @@ use slowburn::probe::{self, BuildContext, Outcome, net::NetContext};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
+/// Where the external tool `name` is on `PATH`, or `None` after a loud SKIPPED line on stderr
+/// (past the harness's capture). When the environment variable `require` is `1` (as CI sets
+/// it), a missing tool panics with `install` as the fix instead.
+pub fn required_tool(name: &str, require: &str, install: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var(require).as_deref() == Ok("1") {
+            panic!("{name} is missing and {require}=1: {install}");
+        }
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: {name} is not on PATH ({install}); the test that needs it did not run ***\n"
+        );
+    }
+    found
+}
+
 /// What the scripted HTTP server sends for a request path.
 pub enum Reply {
     /// A complete response: status, extra headers, body.

@@ -161,6 +161,26 @@ impl<T> std::ops::Deref for Spanned<T> {
     }
 }
 
+/// A spanned value is described, in the JSON Schema for probe files, exactly as its value: the
+/// position is the reader's, never written.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
 /// The second occurrence of the first scalar key a mapping holds twice.
 pub fn duplicate_key(entries: &[(Node, Node)]) -> Option<&Node> {
     let mut seen = std::collections::HashSet::new();

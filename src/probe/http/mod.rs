@@ -37,7 +37,7 @@ const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
 /// `http:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     pub url: Spanned<String>,
@@ -84,6 +84,19 @@ impl<'de> Deserialize<'de> for FollowSpec {
     }
 }
 
+impl schemars::JsonSchema for FollowSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FollowSpec".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Which redirects to follow: true, false or same_host.",
+            "enum": [true, false, "same_host"]
+        })
+    }
+}
+
 /// Which redirects a probe follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Follow {
@@ -94,7 +107,7 @@ pub enum Follow {
     SameHost,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthSpec {
     pub username: String,
@@ -102,7 +115,7 @@ pub struct BasicAuthSpec {
 }
 
 /// `http.expect:` as written in a probe file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpExpectSpec {
     pub status: Option<Vec<Spanned<String>>>,
@@ -352,6 +365,10 @@ impl HttpProbe {
 impl super::Kind for HttpProbe {
     type Spec = HttpSpec;
     const INFO: KindInfo = KIND;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<HttpSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
         HttpProbe::new(spec, ctx)

@@ -50,7 +50,7 @@ const MAX_SESSION_NOTES: usize = 10;
 const TAG: &str = "/* slowburn */";
 
 /// `postgres:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSpec {
     /// `env:NAME` or `file:/path` holding a libpq DSN (`postgres://…` or `host=… dbname=…`);
@@ -71,7 +71,7 @@ pub struct PostgresSpec {
 }
 
 /// `postgres.expect:` as written in a probe file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresExpectSpec {
     pub max_slow_queries: Option<Spanned<u64>>,
@@ -364,6 +364,10 @@ impl PostgresProbe {
 impl super::Kind for PostgresProbe {
     type Spec = PostgresSpec;
     const INFO: KindInfo = KIND;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<PostgresSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
         PostgresProbe::new(spec, ctx)

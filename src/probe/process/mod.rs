@@ -41,7 +41,7 @@ const PRIME_GAP: Duration = Duration::from_millis(250);
 const MAX_NOTES: usize = 20;
 
 /// `process:` as written in a probe file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessSpec {
     #[serde(rename = "match")]
@@ -50,7 +50,7 @@ pub struct ProcessSpec {
 }
 
 /// `process.match:`; every criterion given must hold.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// The process name (`comm`, as `ps -o comm` prints it).
@@ -67,7 +67,7 @@ pub struct MatchSpec {
 }
 
 /// `process.expect:` as written in a probe file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessExpectSpec {
     pub min_count: Option<Spanned<u64>>,
@@ -536,6 +536,10 @@ fn one_line(text: &str) -> String {
 impl super::Kind for ProcessProbe {
     type Spec = ProcessSpec;
     const INFO: KindInfo = KIND;
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self::Spec>()
+    }
 
     fn new(spec: Spanned<ProcessSpec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>> {
         ProcessProbe::new(spec, ctx)

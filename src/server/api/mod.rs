@@ -4,14 +4,15 @@
 //! This file assembles the router and holds what every part shares: the bearer-token check for
 //! writes and how a signal's unit is named. The routes live beside it, each reading only what it
 //! answers: `probes.rs` (the probe list, one probe, the overview), `history.rs` (a signal's
-//! history and drift fit) and `alerts.rs` (alerts, ack, resolve, silences); `errors.rs` is the
-//! one error type they all answer with. Nothing here spawns a task or keeps state between
-//! requests.
+//! history and drift fit), `uptime.rs` (a probe's uptime windows and days) and `alerts.rs`
+//! (alerts, ack, resolve, silences); `errors.rs` is the one error type they all answer with.
+//! Nothing here spawns a task or keeps state between requests.
 
 mod alerts;
 mod errors;
 mod history;
 mod probes;
+mod uptime;
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<Shared> {
         .route("/probes", get(probes::list_probes))
         .route("/probes/{name}", get(probes::one_probe))
         .route("/probes/{name}/history", get(history::history))
+        .route("/probes/{name}/uptime", get(uptime::uptime))
         .route("/overview", get(probes::overview))
         .merge(alert_routes())
 }

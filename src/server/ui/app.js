@@ -446,6 +446,7 @@ async function renderProbe(name, params, seq) {
   const histories = await Promise.all(signals.map((sig) =>
     get(`/probes/${encodeURIComponent(name)}/history?signal=${encodeURIComponent(sig)}&since=${win}`).catch((e) => ({ signal: sig, error: e }))));
   const alerts = (await get("/alerts")).filter((a) => a.probe === name).slice(-10).reverse();
+  const uptime = await get(`/probes/${encodeURIComponent(name)}/uptime`).catch((e) => ({ error: e }));
   if (seq !== renderSeq) return;
   const last = probe.last;
   const status = probe.status || (!last ? "pending" : last.success ? "up" : "down");
@@ -475,7 +476,7 @@ async function renderProbe(name, params, seq) {
       h("div", {}, "Runs", h("b", {}, probe.runs)),
       h("div", {}, "Failures", h("b", {}, Object.values(probe.failures || {}).reduce((a, b) => a + b, 0)))),
     last && last.error ? h("p", { class: "error", id: "probe-error" }, last.error) : null);
-  const sections = [info, h("div", { class: "row" }, h("b", {}, "Window"), windowButtons), ...charts];
+  const sections = [info, uptimeCard(uptime), h("div", { class: "row" }, h("b", {}, "Window"), windowButtons), ...charts];
   if (last && Object.keys(last.phases).length) {
     const total = Object.values(last.phases).reduce((a, b) => a + b, 0) || 1;
     const entries = Object.entries(last.phases);
@@ -512,6 +513,28 @@ async function renderProbe(name, params, seq) {
   }
   setView(h("p", {}, h("a", { href: "#/" }, "‹ all probes")), ...sections);
   window.slowburnProbeRendered = true;
+}
+
+// Uptime over 24h/7d/30d/90d, and one bar per UTC day of the last 90 (grey: no runs).
+function uptimeCard(uptime) {
+  if (uptime.error) return h("div", { class: "card", id: "uptime" }, h("h2", {}, "Uptime"), errorBox(uptime.error));
+  // Truncated, not rounded: 99.999% is not shown as 100%.
+  const pct = (v) => v === null ? "—" : v === 100 || v === 0 ? `${v}%` : `${(Math.floor(v * 100) / 100).toFixed(2)}%`;
+  const stats = h("div", { class: "stats" }, uptime.windows.map((w) =>
+    h("div", { "data-window": w.window, title: `${w.ok} of ${w.runs} runs succeeded` }, w.window,
+      h("b", {}, pct(w.uptime_percent)),
+      h("span", { class: "muted small" }, w.mean_duration_seconds === null ? "no runs" : `mean ${fmtDuration(w.mean_duration_seconds)}`))));
+  const byDay = new Map(uptime.days.map((d) => [d.start, d]));
+  const today = Math.floor(uptime.now / 86400) * 86400;
+  const bars = h("div", { class: "uptime-bars" });
+  for (let k = uptime.retention_days - 1; k >= 0; k--) {
+    const start = today - k * 86400;
+    const d = byDay.get(start);
+    const bar = h("i", { title: d ? `${fmtIso(start).slice(0, 10)}: ${pct(d.uptime_percent)} of ${d.runs} runs` : `${fmtIso(start).slice(0, 10)}: no runs` });
+    bar.className = !d ? "none" : d.uptime_percent >= 99.9 ? "good" : d.uptime_percent >= 99 ? "fair" : "bad";
+    bars.appendChild(bar);
+  }
+  return h("div", { class: "card", id: "uptime" }, h("h2", {}, "Uptime", h("span", { class: "muted small" }, ` · ${uptime.retention_days} days in 1-minute buckets`)), stats, bars);
 }
 
 // ---- alerts ----------------------------------------------------------------------------------
