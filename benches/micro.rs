@@ -333,7 +333,8 @@ fn detector_update(c: &mut Criterion) {
         },
     );
     let mut t = 1_790_000_000.0;
-    let orders = |t: f64| 50.0 + 40.0 * (t / 86_400.0 * std::f64::consts::TAU).sin() + (t * 0.37).sin();
+    let orders =
+        |t: f64| 50.0 + 40.0 * (t / 86_400.0 * std::f64::consts::TAU).sin() + (t * 0.37).sin();
     for _ in 0..(8 * 1440) {
         seasonal.observe(t, orders(t));
         t += 60.0;

@@ -35,7 +35,7 @@ pub struct DriftEntrySpec {
 }
 
 /// `seasonal: {period, below, above, for, severity}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeasonalEntry {
     /// `1d` or `1w`.

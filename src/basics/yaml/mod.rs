@@ -223,3 +223,13 @@ impl<'de> serde::Deserialize<'de> for ScalarText {
         deserializer.deserialize_any(Text)
     }
 }
+
+impl schemars::JsonSchema for ScalarText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScalarText".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "number", "boolean"]})
+    }
+}
