@@ -66,6 +66,10 @@ policies:
     // kill -9 between step 1 and step 2.
     drop(daemon);
     assert!(receiver.events("/second").is_empty());
+    // Real time on purpose: the daemon is a real process, dead, and step 2's due time is a
+    // wall-clock instant in its store; it must pass while nothing runs (paused tokio time
+    // cannot stop a clock in another process). The engine's own timing is tested on virtual
+    // time in tests/alert_engine.rs and tests/alert_service.rs.
     std::thread::sleep(Duration::from_secs(7));
     let daemon = Daemon::start(
         &["run", "-c", "probes.yaml"],
@@ -80,6 +84,7 @@ policies:
         Duration::from_secs(5),
         |e| !e.is_empty(),
     );
+    // Long enough for a duplicate to show if step 2 or step 1 were sent again.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(receiver.events("/second"), [("trigger".to_string(), 1)]);
     assert_eq!(receiver.events("/first"), [("trigger".to_string(), 0)]);
