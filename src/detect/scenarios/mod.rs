@@ -12,6 +12,7 @@ use crate::detect::{
 };
 
 mod intervals;
+mod recurrence;
 mod seasonal;
 
 const T0: f64 = 1_700_006_400.0; // 2023-11-15 00:00 UTC

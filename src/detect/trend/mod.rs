@@ -34,7 +34,10 @@ use super::verdict::{
 };
 use super::{Context, Detect, DetectorState, Observe};
 
+mod recurrence;
 mod spec;
+use recurrence::Episodes;
+pub use recurrence::Recurrence;
 pub use spec::DriftSpec;
 
 /// The most points one fit uses; longer windows merge adjacent buckets (median of medians,
@@ -94,6 +97,10 @@ pub struct Trend {
     began_at: Option<f64>,
     cache: Vec<Option<Cached>>,
     scratch: Scratch,
+    /// Alarming stretches seen before, for recurrence.
+    episodes: Episodes,
+    /// The recurring rise under way that is not paged.
+    held_back: Option<Recurrence>,
 }
 
 impl Detect for Trend {
@@ -125,6 +132,16 @@ impl Observe for Trend {
         state.eta_seconds = self.eta();
         state.level = self.level();
         state.firing.push((TREND.label, self.firing()));
+        if let Some(r) = &self.held_back {
+            state.notes.push((
+                TREND.label,
+                format!(
+                    "a recurring rise ({}, peaking near {}): not paged",
+                    r.pattern,
+                    self.unit.format(r.peak)
+                ),
+            ));
+        }
     }
 
     fn set_limit(&mut self, limit: f64) {
@@ -172,11 +189,14 @@ impl Trend {
             current: None,
             began_at: None,
             scratch: Scratch::default(),
+            episodes: Episodes::default(),
+            held_back: None,
         }
     }
 
     /// Feeds one finite sample; re-fits when it closes a bucket. Returns a transition if any.
     pub fn observe(&mut self, t: f64, v: f64) -> Option<Verdict> {
+        self.episodes.observe(v);
         if self.series.push(t, v) {
             self.evaluate(t)
         } else {
@@ -187,6 +207,8 @@ impl Trend {
     /// Forgets history (a restart or counter reset). A firing page resolves.
     pub fn reset(&mut self, t: f64) -> Option<Verdict> {
         self.series.reset();
+        self.episodes.interrupt();
+        self.held_back = None;
         self.pending_since = None;
         self.clearing_since = None;
         self.last_eval = None;
@@ -288,13 +310,25 @@ impl Trend {
         if !self.firing {
             if !alarming {
                 self.pending_since = None;
+                self.episodes.end(now, self.spec.limit);
+                self.held_back = None;
                 return None;
             }
             let since = *self.pending_since.get_or_insert(now);
+            self.episodes
+                .begin(since, best.map_or(f64::NAN, |f| f.level));
             if now - since < sustain {
                 return None;
             }
             let fit = best?;
+            self.episodes.qualify();
+            // A rise seen come and go before, at this phase, is not paged while it stays
+            // like those before it (see `recurrence`); one already past the limit is.
+            if let Some(recurrence) = self.episodes.recurs(self.spec.limit) {
+                self.held_back = Some(recurrence);
+                return None;
+            }
+            self.held_back = None;
             self.firing = true;
             self.pending_since = None;
             self.began_at = Some(self.onset(now, &fit));
@@ -311,6 +345,7 @@ impl Trend {
         }
         self.firing = false;
         self.clearing_since = None;
+        self.episodes.end(now, self.spec.limit);
         let fit = self.current;
         let message = self.resolved_message(fit.as_ref());
         let verdict = self.verdict(now, Transition::Resolved, fit.as_ref(), message);
