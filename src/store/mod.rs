@@ -13,6 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
+pub use self::pings::PingRow;
+
+mod pings;
+
 /// One row of signal history.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -116,6 +120,7 @@ CREATE INDEX IF NOT EXISTS notifications_by_alert ON notifications (alert_id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ",
     MIGRATION_2_ORIGINS,
+    pings::MIGRATION,
 ];
 
 /// Version 2: every alert carries its typed origin. Alerts written before had only a reason

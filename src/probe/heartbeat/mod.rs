@@ -91,6 +91,14 @@ impl Ledger {
         self.lock().record(ping);
     }
 
+    /// Records a ping read back from the store: its signals were reported before the restart
+    /// or reload, so no run reports them again.
+    pub fn restore(&self, ping: Ping) {
+        let id = ping.id;
+        self.record(ping);
+        self.reported.fetch_max(id, Ordering::AcqRel);
+    }
+
     /// The store id of the newest ping recorded; 0 when none.
     pub fn newest_id(&self) -> i64 {
         self.lock().newest.map_or(0, |(id, _)| id)
