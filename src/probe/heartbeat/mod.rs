@@ -248,9 +248,14 @@ impl HeartbeatProbe {
     }
 
     /// How often the deadline is judged when the probe entry sets no `interval`: about once
-    /// per grace, so a missed ping fails within two graces of its due time.
+    /// per grace (or per `max_duration`, when shorter), so a missed ping or a hung run fails
+    /// within about twice that of its deadline.
     pub fn check_every(&self) -> Duration {
-        self.rules.grace.clamp(MIN_CHECK_EVERY, MAX_CHECK_EVERY)
+        let bound = match self.rules.max_duration {
+            Some(max) => max.min(self.rules.grace),
+            None => self.rules.grace,
+        };
+        bound.clamp(MIN_CHECK_EVERY, MAX_CHECK_EVERY)
     }
 
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
