@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::basics::units::{format_duration, parse_duration};
+use crate::basics::units::{Secret, format_duration, parse_duration};
 use crate::basics::yaml::{Pos, Spanned};
 use crate::server::Shared;
 
@@ -31,6 +31,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WatchdogSpec {
     pub url: Spanned<String>,
     pub interval: Option<Spanned<String>>,
+    /// Sent as `Authorization: Bearer …`: what another slowburn's `/ping/…` asks for.
+    pub token: Option<Spanned<String>>,
 }
 
 /// A validated watchdog.
@@ -38,6 +40,7 @@ pub struct WatchdogSpec {
 pub struct WatchdogConfig {
     pub url: reqwest::Url,
     pub interval: Duration,
+    pub token: Option<Secret>,
 }
 
 impl WatchdogConfig {
@@ -77,10 +80,19 @@ impl WatchdogConfig {
                 }
             },
         };
-        match (url, interval) {
-            (Some(url), Some(interval)) if errors.is_empty() => {
-                Ok(WatchdogConfig { url, interval })
+        let token = spec.token.as_ref().and_then(|t| match Secret::resolve(t) {
+            Ok(token) => Some(token),
+            Err(m) => {
+                errors.push((t.pos, format!("watchdog: token: {m}")));
+                None
             }
+        });
+        match (url, interval) {
+            (Some(url), Some(interval)) if errors.is_empty() => Ok(WatchdogConfig {
+                url,
+                interval,
+                token,
+            }),
             _ => Err(errors),
         }
     }
@@ -163,11 +175,11 @@ pub async fn run(config: WatchdogConfig, shared: Shared, mut stop: watch::Receiv
                     tracing::info!("watchdog: healthy again; pinging resumes");
                     healthy = true;
                 }
-                let sent = client
-                    .post(config.url.clone())
-                    .body("slowburn healthy\n")
-                    .send()
-                    .await;
+                let mut request = client.post(config.url.clone()).body("slowburn healthy\n");
+                if let Some(token) = &config.token {
+                    request = request.bearer_auth(token.expose());
+                }
+                let sent = request.send().await;
                 match sent {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => tracing::warn!(
@@ -326,6 +338,7 @@ mod tests {
                 pos: Pos { line: 1, col: 9 },
                 value: i.to_string(),
             }),
+            token: None,
         };
         let ok = WatchdogConfig::new(&spec("http://127.0.0.1:9/ping/x", Some("1m"))).unwrap();
         assert_eq!(ok.interval, Duration::from_secs(60));
