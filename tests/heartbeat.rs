@@ -24,9 +24,11 @@ const TOKENS: &[(&str, &str)] = &[
     ("BATCH_TOKEN", "batch-s3cret"),
     ("PARTNER_TOKEN", "partner-s3cret"),
     ("FLOOD_TOKEN", "flood-s3cret"),
+    ("SLOWBURN_A_TOKEN", "a-s3cret"),
 ];
 
 fn start(dir: &Path, yaml: &str) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("probes.yaml"), yaml).unwrap();
     Daemon::start(&["run", "-c", "probes.yaml"], dir, TOKENS)
 }
@@ -454,4 +456,60 @@ probes:
     drop(lock);
     let before = count();
     wait_pings(before + 2, Duration::from_secs(15));
+}
+
+#[test]
+fn two_instances_watch_each_other() {
+    // As in the README: a's watchdog pings b's heartbeat probe for a, with its token.
+    let dir = temp_dir("heartbeat-pair");
+    let (a_listen, b_listen) = (
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+    );
+    let closed = free_port();
+    let _b = start(
+        &dir.join("b"),
+        &format!(
+            r#"server: {{listen: "{b_listen}"}}
+probes:
+  - name: slowburn-a
+    heartbeat: {{period: 1s, grace: 1s, token: env:SLOWBURN_A_TOKEN}}
+    alert: {{after: 1, recover_after: 1}}
+"#
+        ),
+    );
+    let a = start(
+        &dir.join("a"),
+        &format!(
+            r#"server: {{listen: "{a_listen}"}}
+watchdog: {{url: "http://{b_listen}/ping/slowburn-a", interval: 1s, token: env:SLOWBURN_A_TOKEN}}
+probes:
+  - {{name: local, interval: 1s, timeout: 200ms, tcp: {{address: "127.0.0.1:{closed}"}}}}
+"#
+        ),
+    );
+    wait_http(b_listen);
+    wait_http(a_listen);
+    // b sees a's pings: its probe for a succeeds and stays quiet.
+    let started = Instant::now();
+    loop {
+        let (_, probe) = request_json(b_listen, "GET", "/api/v1/probes/slowburn-a", None, "");
+        if probe["last"]["signals"]["age"]
+            .as_f64()
+            .is_some_and(|age| age < 1.5)
+            && probe["last"]["success"] == true
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "b never heard from a: {probe}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    resolved(b_listen, "slowburn-a", Duration::from_secs(5));
+    // a dies: b pages.
+    drop(a);
+    let late = firing(b_listen, "slowburn-a", Duration::from_secs(10));
+    assert_eq!(late["reason"], "late", "{late}");
 }
