@@ -24,6 +24,7 @@ use crate::scheduler::{self, Runner};
 use crate::server::{self, Shared};
 use crate::state::Registry;
 use crate::store::{Store, StoreError};
+use crate::watchdog;
 
 /// Options of `slowburn run` beyond the probe files.
 #[derive(Debug, Clone)]
@@ -86,6 +87,14 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
             source,
         })?;
     let listen = listener.local_addr().unwrap_or(listen);
+    let ping_listener = match config.server.ping_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
@@ -102,19 +111,23 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         &mut workers,
         configure_alerts(&alerts, &registry, config.alerting),
     );
-    let shared = Shared::new(
-        registry.clone(),
-        metrics.clone(),
-        alerts.clone(),
-        config.server.api_token.clone(),
-        store.clone(),
-    );
     let (outcome_tx, outcome_rx) = tokio::sync::mpsc::channel(16_384);
     let runner = Runner {
         limit: Arc::new(Semaphore::new(options.max_in_flight as usize)),
         metrics: metrics.clone(),
         outcomes: Some(outcome_tx),
     };
+    // Heartbeat probes judge stored pings: a deadline missed while slowburn was down fails
+    // at the first run.
+    server::ping::restore(&registry, &store);
+    let shared = Shared::new(
+        registry.clone(),
+        metrics.clone(),
+        alerts.clone(),
+        config.server.api_token.clone(),
+        store.clone(),
+        runner.clone(),
+    );
     let (registry_tx, registry_rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = registry_tx.send(registry.clone());
     let (results_stop, results_stopped) = watch::channel(false);
@@ -131,6 +144,18 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         options.server,
         metrics.clone(),
     ));
+    let ping_server = ping_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving heartbeat pings");
+        }
+        tokio::spawn(server::listen::serve(
+            listener,
+            server::ping_router(shared.clone()),
+            options.server,
+            metrics.clone(),
+        ))
+    });
+    let mut watchdog = Watchdog::start(config.watchdog.take(), &shared);
     tracing::info!(%listen, max_connections = options.server.max_connections, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
     let mut schedule = Schedule::start(registry, runner.clone());
     let mut watched = Watched::new(&source);
@@ -151,12 +176,12 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading probe files");
-                daemon.reload(&mut schedule).await;
+                daemon.reload(&mut schedule, &mut watchdog).await;
             }
             _ = tick.tick() => {
                 if watched.changed(&daemon.source) {
                     tracing::info!("probe files changed: reloading");
-                    daemon.reload(&mut schedule).await;
+                    daemon.reload(&mut schedule, &mut watchdog).await;
                 }
             }
             _ = terminate.recv() => break,
@@ -164,6 +189,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         }
     }
     tracing::info!("stopping: no new runs; waiting for in-flight runs");
+    watchdog.stop().await;
     schedule.stop().await;
     if !scheduler::drain(&daemon.runner.limit, options.max_in_flight, options.grace).await {
         tracing::warn!(grace = ?options.grace, "in-flight runs did not finish in time; exiting anyway");
@@ -185,6 +211,9 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         workers.abort_all();
     }
     server.abort();
+    if let Some(ping_server) = ping_server {
+        ping_server.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -205,12 +234,12 @@ struct Daemon {
 
 impl Daemon {
     /// Loads the probe files again; on success swaps the schedule, on failure keeps it.
-    async fn reload(&mut self, schedule: &mut Schedule) {
+    async fn reload(&mut self, schedule: &mut Schedule, watchdog: &mut Watchdog) {
         let ctx = self.ctx.clone();
         let source = self.source.clone();
         // Building probes reads files and CA stores: keep it off the async workers.
         let loaded = tokio::task::spawn_blocking(move || config::load(&source, &ctx)).await;
-        let config: Config = match loaded {
+        let mut config: Config = match loaded {
             Ok(Ok(config)) => config,
             Ok(Err(errors)) => {
                 for e in &errors {
@@ -245,8 +274,15 @@ impl Daemon {
         // Reap the workers of notifiers a reload removed before adding new ones.
         while self.workers.try_join_next().is_some() {}
         spawn_workers(&mut self.workers, added);
+        server::ping::restore(&registry, &self.shared.store);
         let _ = self.registries.send(registry.clone());
         self.shared.set_registry(registry.clone());
+        // Pings that reached the old registry while this one was built.
+        server::ping::restore(&registry, &self.shared.store);
+        if watchdog.config != config.watchdog {
+            watchdog.stop().await;
+            *watchdog = Watchdog::start(config.watchdog.take(), &self.shared);
+        }
         *schedule = Schedule::start(registry, self.runner.clone());
         self.runner.metrics.reloaded(true);
         tracing::info!(probes = schedule.registry.probes.len(), "reloaded");
@@ -296,6 +332,31 @@ fn configure_alerts(
         alerting.silences,
         alerting.notifiers,
     )
+}
+
+/// The running watchdog task (`watchdog:`), if the config has one, and how to stop it.
+struct Watchdog {
+    config: Option<watchdog::WatchdogConfig>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(config: Option<watchdog::WatchdogConfig>, shared: &Shared) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = config.clone().map(|c| {
+            tracing::info!(url = %c.url.origin().ascii_serialization(), interval = ?c.interval, "watchdog pings while healthy");
+            tokio::spawn(watchdog::run(c, shared.clone(), stopped))
+        });
+        Watchdog { config, stop, task }
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 /// A running scheduler task and how to stop it.

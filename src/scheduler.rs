@@ -134,6 +134,12 @@ pub async fn run(registry: Arc<Registry>, runner: Runner, mut stop: watch::Recei
     }
 }
 
+/// Runs `state` now, outside its schedule (a heartbeat's ping is judged when it arrives),
+/// unless a run of it is already going.
+pub fn run_now(state: &Arc<ProbeState>, runner: &Runner) {
+    dispatch(state, Instant::now(), runner);
+}
+
 /// Starts one run of `state` due at `due`, unless its previous run is still going.
 fn dispatch(state: &Arc<ProbeState>, due: Instant, runner: &Runner) {
     if state.running.swap(true, Ordering::AcqRel) {

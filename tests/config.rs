@@ -203,6 +203,32 @@ const INVALID: &[(&str, &[Expected])] = &[
         &[(5, 47, "secrets must be written as env:NAME or file:/path")],
     ),
     (
+        "heartbeat.yaml",
+        &[
+            (
+                3,
+                39,
+                "probe \"both\": heartbeat.schedule: give period or schedule, not both",
+            ),
+            (
+                5,
+                27,
+                "heartbeat.schedule: invalid cron pattern \"0 25 * * *\"",
+            ),
+            (
+                7,
+                47,
+                "heartbeat.token: secrets must be written as env:NAME or file:/path",
+            ),
+            (
+                8,
+                17,
+                "watchdog: url: an absolute http or https URL is needed",
+            ),
+            (8, 53, "watchdog: interval: must be at least 1s"),
+        ],
+    ),
+    (
         "kinds.yaml",
         &[
             (

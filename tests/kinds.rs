@@ -69,6 +69,13 @@ fn rows() -> Vec<Row> {
             hung_phase: "",
             refused_reason: "",
         },
+        // Heartbeats are passive: they judge pings sent to slowburn and contact no one.
+        Row {
+            kind: "heartbeat",
+            section: None,
+            hung_phase: "",
+            refused_reason: "",
+        },
     ]
 }
 

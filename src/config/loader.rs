@@ -25,6 +25,7 @@ use crate::basics::units::{Secret, parse_duration};
 use crate::basics::yaml::{self, Node, Pos, Spanned, Value};
 use crate::notify::{Notifier, NotifierEntry, NotifyContext};
 use crate::probe::{self, BuildContext, KindSpecs};
+use crate::watchdog::{WatchdogConfig, WatchdogSpec};
 
 /// Everything read so far from the probe files, section by section, with every error.
 pub(super) struct Loader<'c> {
@@ -33,6 +34,7 @@ pub(super) struct Loader<'c> {
     server: Option<(PathBuf, Pos, ServerSpec)>,
     storage: Option<(PathBuf, Pos, StorageSpec)>,
     defaults: Option<(PathBuf, Pos, DefaultsSpec)>,
+    watchdog: Option<(PathBuf, Pos, WatchdogSpec)>,
     pending: Vec<Pending>,
     /// The path of the file being read, shared by its probes.
     pending_file: Option<Arc<Path>>,
@@ -52,6 +54,7 @@ impl<'c> Loader<'c> {
             server: None,
             storage: None,
             defaults: None,
+            watchdog: None,
             pending: Vec::new(),
             pending_file: None,
             interned: Default::default(),
@@ -125,6 +128,9 @@ impl<'c> Loader<'c> {
                 }),
                 "defaults" => self.section(file, value, |l, f, p, s| {
                     set_once(&mut l.defaults, &mut l.errors, "defaults", f, p, s)
+                }),
+                "watchdog" => self.section(file, value, |l, f, p, s| {
+                    set_once(&mut l.watchdog, &mut l.errors, "watchdog", f, p, s)
                 }),
                 "probes" => self.probes(file, value),
                 "notifiers" => {
@@ -266,6 +272,7 @@ impl<'c> Loader<'c> {
     pub(super) fn finish(mut self) -> Result<Config, Vec<ConfigError>> {
         let (default_interval, default_timeout) = self.defaults();
         let server = self.server_config();
+        let watchdog = self.watchdog_config();
         let storage = StorageConfig {
             path: match &self.storage {
                 Some((file, pos, spec)) => {
@@ -338,6 +345,7 @@ impl<'c> Loader<'c> {
                 probes,
                 alerting,
                 files: summaries,
+                watchdog,
             });
         }
         // Report in reading order: file by file, top to bottom.
@@ -406,6 +414,7 @@ impl<'c> Loader<'c> {
                 .parse()
                 .expect("default listen address is valid"),
             api_token: None,
+            ping_listen: None,
         };
         let Some((file, _, spec)) = self.server.take() else {
             return config;
@@ -429,7 +438,33 @@ impl<'c> Loader<'c> {
                 Err(m) => self.error(&file, Some(token.pos), format!("server: api_token: {m}")),
             }
         }
+        if let Some(listen) = &spec.ping_listen {
+            match listen.parse::<SocketAddr>() {
+                Ok(addr) => config.ping_listen = Some(addr),
+                Err(_) => self.error(
+                    &file,
+                    Some(listen.pos),
+                    format!(
+                        "server: ping_listen: invalid address {:?}: expected IP:port",
+                        listen.value
+                    ),
+                ),
+            }
+        }
         config
+    }
+
+    fn watchdog_config(&mut self) -> Option<WatchdogConfig> {
+        let (file, _, spec) = self.watchdog.take()?;
+        match WatchdogConfig::new(&spec) {
+            Ok(config) => Some(config),
+            Err(errors) => {
+                for (pos, message) in errors {
+                    self.error(&file, Some(pos), message);
+                }
+                None
+            }
+        }
     }
 
     /// Builds notifiers, then policies (which name notifiers), then silences.
@@ -517,6 +552,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "notifiers",
     "policies",
     "silences",
+    "watchdog",
 ];
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -526,6 +562,7 @@ pub(super) struct ServerSpec {
     listen: Option<Spanned<String>>,
     /// The token that write calls of the API need: `env:NAME` or `file:PATH`.
     api_token: Option<Spanned<String>>,
+    ping_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

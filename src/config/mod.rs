@@ -55,6 +55,8 @@ pub struct Config {
     pub probes: Vec<ProbeConfig>,
     pub alerting: Alerting,
     pub files: Vec<FileSummary>,
+    /// `watchdog:`: the dead-man's switch this daemon pings while healthy.
+    pub watchdog: Option<crate::watchdog::WatchdogConfig>,
 }
 
 /// Notifiers, escalation policies and silences from the probe files.
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Bearer token for write endpoints; none means writes are refused.
     pub api_token: Option<Secret>,
+    /// `ping_listen`: a second address serving only the heartbeat ping routes.
+    pub ping_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -120,6 +120,21 @@ impl Loader<'_> {
                 labels.push((self.intern(&key.value), self.intern(value)));
             }
         }
+        let kind = kinds.given().first().copied().unwrap_or("");
+        let probe = match Probe::build(kinds, pos, self.ctx) {
+            Ok(probe) => Some(probe),
+            Err(errors) => {
+                for e in errors {
+                    let field = if e.field.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{kind}.{}: ", e.field)
+                    };
+                    self.error(&file, Some(e.pos), format!("{ctx}{field}{}", e.message));
+                }
+                None
+            }
+        };
         let interval =
             match self.duration(&file, &format!("{ctx}interval"), entry.interval.as_ref()) {
                 Some(d) if d < MIN_INTERVAL => {
@@ -136,7 +151,10 @@ impl Loader<'_> {
                     ok = false;
                     default_interval
                 }
-                None => default_interval,
+                None => probe
+                    .as_ref()
+                    .and_then(Probe::check_every)
+                    .unwrap_or(default_interval),
             };
         let timeout = match &entry.timeout {
             Some(text) => match self.duration(&file, &format!("{ctx}timeout"), Some(text)) {
@@ -169,21 +187,6 @@ impl Loader<'_> {
             None => default_timeout
                 .unwrap_or(DEFAULT_TIMEOUT)
                 .min(interval.mul_f64(0.8)),
-        };
-        let kind = kinds.given().first().copied().unwrap_or("");
-        let probe = match Probe::build(kinds, pos, self.ctx) {
-            Ok(probe) => Some(probe),
-            Err(errors) => {
-                for e in errors {
-                    let field = if e.field.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{kind}.{}: ", e.field)
-                    };
-                    self.error(&file, Some(e.pos), format!("{ctx}{field}{}", e.message));
-                }
-                None
-            }
         };
         let mut problems = Vec::new();
         let alert = entry

@@ -28,6 +28,9 @@ pub fn schema() -> Value {
             "notifiers" => list(notifier_item(&mut generator)),
             "policies" => list(generator.subschema_for::<PolicySpec>().to_value()),
             "silences" => list(generator.subschema_for::<SilenceSpec>().to_value()),
+            "watchdog" => generator
+                .subschema_for::<crate::watchdog::WatchdogSpec>()
+                .to_value(),
             other => unreachable!("section `{other}` has no schema: add its arm here"),
         };
         sections.insert(section.to_string(), schema);

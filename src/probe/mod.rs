@@ -10,6 +10,7 @@
 //! its signal table) plus one row of the [`kinds!`] table below.
 
 pub mod dns;
+pub mod heartbeat;
 pub mod http;
 pub mod net;
 pub mod postgres;
@@ -97,6 +98,13 @@ macro_rules! kinds {
                 }
             }
 
+            /// How often the probe wants to run when its entry sets no `interval`.
+            pub fn check_every(&self) -> Option<Duration> {
+                match self {
+                    $(Probe::$variant(p) => <$module::$probe as Kind>::check_every(p),)*
+                }
+            }
+
             async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
                 match self {
                     $(Probe::$variant(p) => p.run(trace).await,)*
@@ -113,6 +121,7 @@ kinds! {
     process => Process(process::ProcessProbe),
     postgres => Postgres(postgres::PostgresProbe),
     prometheus => Prometheus(prometheus::PrometheusProbe),
+    heartbeat => Heartbeat(heartbeat::HeartbeatProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -125,6 +134,11 @@ pub trait Kind: Sized {
     fn new(spec: Spanned<Self::Spec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>>;
     /// What the probe is pointed at, for people.
     fn target(&self) -> String;
+    /// How often the kind wants to run when the entry sets no `interval` (a heartbeat judges
+    /// its deadline about once per grace); `None` takes `defaults.interval`.
+    fn check_every(&self) -> Option<Duration> {
+        None
+    }
     /// One run, filling `trace`.
     fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send;
     /// The JSON Schema of the kind's section, for `slowburn schema`. The default takes any
@@ -297,6 +311,12 @@ pub enum Failure {
     Cardinality(String),
     #[error("prometheus: {0}")]
     Prometheus(String),
+    /// A heartbeat's ping did not arrive by its due time plus grace.
+    #[error("late: {0}")]
+    Late(String),
+    /// A heartbeat's job reported failure (`/fail`, a non-zero exit code).
+    #[error("job: {0}")]
+    Job(String),
 }
 
 impl Failure {
@@ -327,6 +347,8 @@ impl Failure {
             Failure::NoData(_) => "no_data",
             Failure::Cardinality(_) => "cardinality",
             Failure::Prometheus(_) => "prometheus",
+            Failure::Late(_) => "late",
+            Failure::Job(_) => "job",
         }
     }
 }

@@ -1,11 +1,14 @@
 //! The daemon's HTTP server: `/metrics`, `/healthz`, the JSON API under `/api/v1` and the
 //! status page at `/` (a plain client of that API).
 //!
-//! It only reads state ([`Shared`]); the single writer of that state is the daemon loop in
-//! `app.rs`. It binds to loopback unless the config says otherwise.
+//! It reads state ([`Shared`]); the single writer of that state is the daemon loop in
+//! `app.rs`. Its only writes are acks, resolves and silences (`api/`, with the API token) and
+//! heartbeat pings (`ping.rs`, with each probe's own token), which it stores before
+//! answering. It binds to loopback unless the config says otherwise.
 
 pub mod api;
 pub mod listen;
+pub mod ping;
 pub mod status_page;
 
 use std::convert::Infallible;
@@ -35,8 +38,11 @@ pub struct Shared {
     /// The bearer token write endpoints require; `None` refuses every write. Swapped on
     /// reload, so a rotated `file:` token takes effect with SIGHUP.
     api_token: Arc<RwLock<Option<Secret>>>,
-    /// Signal history, read by `/api/v1/probes/{name}/history`.
+    /// Signal history, read by `/api/v1/probes/{name}/history`; heartbeat pings, written by
+    /// `/ping/…`.
     pub store: Arc<Store>,
+    /// The ping routes' rate limiter and the runner that judges a pinged probe at once.
+    pings: Arc<ping::Desk>,
 }
 
 impl Shared {
@@ -46,6 +52,7 @@ impl Shared {
         alerts: Arc<AlertService>,
         api_token: Option<Secret>,
         store: Arc<Store>,
+        runner: crate::scheduler::Runner,
     ) -> Self {
         Shared {
             registry: Arc::new(RwLock::new(registry)),
@@ -53,6 +60,7 @@ impl Shared {
             alerts,
             api_token: Arc::new(RwLock::new(api_token)),
             store,
+            pings: Arc::new(ping::Desk::new(runner)),
         }
     }
 
@@ -89,8 +97,14 @@ pub fn router(shared: Shared) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .nest("/api/v1", api::routes())
+        .merge(ping::routes())
         .merge(status_page::routes())
         .with_state(shared)
+}
+
+/// The router of `server.ping_listen`: the ping routes only.
+pub fn ping_router(shared: Shared) -> Router {
+    ping::routes().with_state(shared)
 }
 
 /// `ok`, or `degraded: …` with what is wrong with the store.

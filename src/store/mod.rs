@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
+mod pings;
 mod uptime;
+pub use self::pings::PingRow;
 pub use self::uptime::{Bucket, RETENTION_MINUTES, UPTIME_WINDOWS, Uptime};
 
 /// One row of signal history.
@@ -121,6 +123,7 @@ CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ",
     MIGRATION_2_ORIGINS,
     uptime::MIGRATION,
+    pings::MIGRATION,
 ];
 
 /// Version 2: every alert carries its typed origin. Alerts written before had only a reason
