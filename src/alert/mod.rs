@@ -62,6 +62,8 @@ pub enum Origin {
     ChangeDown { signal: String },
     /// Error-budget burn rate against the probe's SLO.
     Burn { severity: Severity },
+    /// A log probe met an error signature it had never seen (`new_signature:`).
+    Signature { id: String },
 }
 
 impl Origin {
@@ -94,6 +96,7 @@ impl Origin {
             Origin::Change { signal } => Some(format!("change:{signal}")),
             Origin::ChangeDown { signal } => Some(format!("change_down:{signal}")),
             Origin::Burn { severity } => Some(format!("burn:{}", severity.as_str())),
+            Origin::Signature { id } => Some(format!("signature:{id}")),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod log;
 pub mod net;
 pub mod postgres;
 pub mod process;
@@ -95,6 +96,29 @@ macro_rules! kinds {
                     $(Probe::$variant(p) => p.run(trace).await,)*
                 }
             }
+
+            /// The signals this probe's spec names (a log probe's patterns), beside its
+            /// kind's table.
+            pub fn spec_signals(&self) -> Vec<(&'static str, crate::basics::signal::Unit)> {
+                match self {
+                    $(Probe::$variant(p) => p.spec_signals(),)*
+                }
+            }
+
+            /// Where a probe that reads a stream stands, for whoever keeps it across
+            /// restarts and reloads.
+            pub fn checkpoint(&self) -> Option<String> {
+                match self {
+                    $(Probe::$variant(p) => p.checkpoint(),)*
+                }
+            }
+
+            /// Continues from a checkpoint; `false` when it was not this probe's to read.
+            pub fn restore(&self, checkpoint: &str) -> bool {
+                match self {
+                    $(Probe::$variant(p) => p.restore(checkpoint),)*
+                }
+            }
         }
     };
 }
@@ -106,6 +130,7 @@ kinds! {
     process => Process(process::ProcessProbe),
     postgres => Postgres(postgres::PostgresProbe),
     prometheus => Prometheus(prometheus::PrometheusProbe),
+    log => Log(log::LogProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -120,6 +145,18 @@ pub trait Kind: Sized {
     fn target(&self) -> String;
     /// One run, filling `trace`.
     fn run(&self, trace: &mut Trace) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// Signals named in the spec rather than the kind's table (a log probe's patterns).
+    fn spec_signals(&self) -> Vec<(&'static str, crate::basics::signal::Unit)> {
+        Vec::new()
+    }
+    /// Where a probe that reads a stream stands (none for probes that keep nothing).
+    fn checkpoint(&self) -> Option<String> {
+        None
+    }
+    /// Continues from a checkpoint this kind wrote.
+    fn restore(&self, _checkpoint: &str) -> bool {
+        false
+    }
 }
 
 /// What the rest of the house knows of the kind named `name`.
@@ -180,6 +217,7 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         failure: result.err(),
         checks: trace.checks.into(),
         notes: trace.notes.into(),
+        log: trace.log,
     }
 }
 
@@ -203,6 +241,8 @@ pub struct Outcome {
     pub checks: Box<[Check]>,
     /// Evidence for people: offending sessions, matched processes, redirect hops.
     pub notes: Box<[String]>,
+    /// A log probe's checkpoint, new signatures and counters.
+    pub log: Option<Box<log::Report>>,
 }
 
 impl Outcome {
@@ -283,6 +323,12 @@ pub enum Failure {
     Cardinality(String),
     #[error("prometheus: {0}")]
     Prometheus(String),
+    #[error("missing: {0}")]
+    Missing(String),
+    #[error("unreadable: {0}")]
+    Unreadable(String),
+    #[error("journal: {0}")]
+    Journal(String),
 }
 
 impl Failure {
@@ -313,6 +359,9 @@ impl Failure {
             Failure::NoData(_) => "no_data",
             Failure::Cardinality(_) => "cardinality",
             Failure::Prometheus(_) => "prometheus",
+            Failure::Missing(_) => "missing",
+            Failure::Unreadable(_) => "unreadable",
+            Failure::Journal(_) => "journal",
         }
     }
 }
@@ -328,6 +377,7 @@ pub struct Trace {
     pub signals: Vec<(&'static str, f64)>,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
+    pub log: Option<Box<log::Report>>,
 }
 
 impl Default for Trace {
@@ -347,6 +397,7 @@ impl Trace {
             signals: Vec::with_capacity(6),
             checks: Vec::new(),
             notes: Vec::new(),
+            log: None,
         }
     }
 
