@@ -630,3 +630,44 @@ fn drift_may_watch_a_pattern() {
     .unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(config.probes[0].watches[0].signal, "error");
 }
+
+#[test]
+fn the_daemon_stopped_and_restarted_counts_what_came_between_exactly_once() {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use support::daemon::{Daemon, free_port, metric_value, wait_http, wait_metrics};
+
+    let dir = temp_dir("log-daemon");
+    let path = dir.join("app.log");
+    append(&path, b"INFO up\nERROR one\n");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: \"{listen}\"}}\nstorage: {{path: slowburn.db}}\nprobes:\n  - name: app\n    interval: 300ms\n    log: {{file: '{}', patterns: {{error: ERROR}}, start_at: beginning}}\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let matches = "probe_log_matches_total{probe=\"app\",kind=\"log\",pattern=\"error\"}";
+    let lines = "probe_log_lines_total{probe=\"app\",kind=\"log\"}";
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+    // A probe that never ran runs within its first 10 s; the rest is room for busy cores.
+    wait_metrics(listen, Duration::from_secs(20), |body| {
+        metric_value(body, matches) == Some(1.0)
+    });
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    append(&path, b"ERROR while stopped\nERROR while stopped too\n");
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    wait_http(listen);
+    let body = wait_metrics(listen, Duration::from_secs(20), |body| {
+        metric_value(body, matches).is_some_and(|m| m >= 3.0)
+    });
+    assert_eq!(metric_value(&body, matches), Some(3.0), "{body}");
+    assert_eq!(metric_value(&body, lines), Some(4.0), "{body}");
+    drop(daemon);
+}
