@@ -109,6 +109,26 @@ fn a_version_1_store_is_upgraded_without_loss() {
 }
 
 #[test]
+fn a_version_2_store_is_upgraded_without_loss_and_keeps_checkpoints() {
+    let path = copy_fixture("v2.db", "store-v2");
+    assert_eq!(user_version(&path), 2);
+    let store = Store::open(&path).unwrap();
+    assert!(store.replaced().is_none());
+    assert_eq!(store.alerts(100).unwrap().len(), 3);
+    assert_eq!(store.silences().unwrap().len(), 1);
+    assert_eq!(store.samples("web", "rss", 0.0).unwrap().len(), 20);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    // Version 3 keeps one checkpoint per log probe, the latest replacing the one before.
+    assert_eq!(store.checkpoint("app").unwrap(), None);
+    store.save_checkpoints(&[("app", "{\"a\":1}")]).unwrap();
+    store.save_checkpoints(&[("app", "{\"a\":2}")]).unwrap();
+    assert_eq!(
+        store.checkpoint("app").unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+}
+
+#[test]
 fn a_store_from_a_newer_slowburn_is_refused_and_left_untouched() {
     let path = copy_fixture("v1.db", "store-too-new");
     let newer = SCHEMA_VERSION + 1;
