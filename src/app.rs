@@ -373,6 +373,21 @@ impl Watched {
     }
 }
 
+/// Log probes continue where they stopped before the restart, from their stored checkpoints.
+fn restore_checkpoints(store: &Store, probes: &[config::ProbeConfig]) {
+    for probe in probes {
+        match store.checkpoint(&probe.name) {
+            Ok(Some(checkpoint)) => {
+                if !probe.probe.restore(&checkpoint) {
+                    tracing::warn!(probe = %probe.name, "stored checkpoint not usable, starting afresh");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(probe = %probe.name, error = %e, "cannot read checkpoint"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,20 +415,5 @@ mod tests {
         assert!(watched.changed(&source));
         assert!(!watched.changed(&source));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-/// Log probes continue where they stopped before the restart, from their stored checkpoints.
-fn restore_checkpoints(store: &Store, probes: &[config::ProbeConfig]) {
-    for probe in probes {
-        match store.checkpoint(&probe.name) {
-            Ok(Some(checkpoint)) => {
-                if !probe.probe.restore(&checkpoint) {
-                    tracing::warn!(probe = %probe.name, "stored checkpoint not usable, starting afresh");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(probe = %probe.name, error = %e, "cannot read checkpoint"),
-        }
     }
 }
