@@ -99,6 +99,13 @@ async fn a_rename_rotation_finishes_the_old_file_then_reads_the_new_one() {
     assert_eq!(signal(&outcome, "error"), 2.0, "{outcome:#?}");
     assert_eq!(signal(&outcome, "rotations"), 1.0);
     assert_eq!(signal(&run(&probe).await, "error"), 0.0);
+
+    // A run between the rename and the new file's creation keeps the old file open.
+    std::fs::rename(&path, dir.join("app.log.2")).unwrap();
+    assert_eq!(run(&probe).await.failure.unwrap().reason(), "missing");
+    append(&dir.join("app.log.2"), b"ERROR written after the run\n");
+    append(&path, b"INFO new file\n");
+    assert_eq!(signal(&run(&probe).await, "error"), 1.0);
 }
 
 #[tokio::test]

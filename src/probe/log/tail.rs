@@ -233,6 +233,13 @@ impl Tails {
                 continue;
             }
             match tail.read(&mut buf, &mut budget, self.max_line, &mut stats, counter) {
+                // Renamed away and nothing in its place yet: the writer may still be writing
+                // to it, so it is kept open until its successor appears.
+                Ok(true)
+                    if found.is_empty() && tail.file.metadata().is_ok_and(|m| m.nlink() > 0) =>
+                {
+                    kept.push(tail);
+                }
                 Ok(true) => {
                     tail.finish(counter);
                     if found.iter().any(|(p, _)| *p == tail.last_path) {
