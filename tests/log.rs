@@ -678,3 +678,52 @@ fn the_daemon_stopped_and_restarted_counts_what_came_between_exactly_once() {
     assert_eq!(metric_value(&body, lines), Some(4.0), "{body}");
     drop(daemon);
 }
+
+#[tokio::test]
+async fn a_wildcard_follows_each_file_once_whatever_its_name() {
+    let dir = temp_dir("log-glob");
+    let path = dir.join("app.log");
+    append(&path, b"ERROR one\n");
+    append(&dir.join("other.txt"), b"ERROR not matched\n");
+    let probe = file_probe(&dir.join("app.log*"), ", start_at: beginning");
+    assert_eq!(signal(&run(&probe).await, "error"), 1.0);
+    // Rotated to a name the wildcard still matches: the same file, not a new one.
+    std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+    append(&dir.join("app.log.1"), b"ERROR late\n");
+    append(&path, b"ERROR new\n");
+    let outcome = run(&probe).await;
+    assert_eq!(signal(&outcome, "error"), 2.0, "{outcome:#?}");
+    assert_eq!(signal(&run(&probe).await, "error"), 0.0);
+    append(&dir.join("app.log.1"), b"ERROR later still\n");
+    assert_eq!(signal(&run(&probe).await, "error"), 1.0);
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_a_file_is_unreadable() {
+    let dir = temp_dir("log-unreadable");
+    let probe = file_probe(&dir, "");
+    let failure = run(&probe).await.failure.expect("a failure");
+    assert_eq!(failure.reason(), "unreadable");
+    assert!(
+        failure.to_string().contains("not a regular file"),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_carries_the_position_over() {
+    let dir = temp_dir("log-reload");
+    let path = dir.join("app.log");
+    append(&path, b"ERROR before\n");
+    let section = format!(
+        "{{file: '{}', patterns: {{error: ERROR}}, start_at: beginning}}",
+        path.display()
+    );
+    let old = Registry::new(load(&[("app", section.clone())]), None);
+    let outcome = run(&old.get("app").unwrap().config).await;
+    assert_eq!(signal(&outcome, "error"), 1.0);
+    append(&path, b"ERROR during the reload\n");
+    let new = Registry::new(load(&[("app", section)]), Some(&old));
+    let outcome = run(&new.get("app").unwrap().config).await;
+    assert_eq!(signal(&outcome, "error"), 1.0, "{outcome:#?}");
+}
