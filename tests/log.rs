@@ -727,3 +727,27 @@ async fn a_reload_carries_the_position_over() {
     let outcome = run(&new.get("app").unwrap().config).await;
     assert_eq!(signal(&outcome, "error"), 1.0, "{outcome:#?}");
 }
+
+#[tokio::test]
+async fn a_run_cut_off_by_its_deadline_loses_nothing() {
+    let dir = temp_dir("log-deadline");
+    let path = dir.join("app.log");
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!("ERROR {i}\n"));
+    }
+    append(&path, text.as_bytes());
+    let probe = file_probe(&path, ", start_at: beginning");
+    let cut = probe::execute(&probe.probe, std::time::Duration::from_nanos(1)).await;
+    assert_eq!(cut.failure.unwrap().reason(), "timeout");
+    // The cut-off read finishes on its own thread; later runs report what it read. Polled
+    // (each run is real file I/O), bounded in time for two busy cores.
+    let mut total = 0.0;
+    let started = std::time::Instant::now();
+    while total < 5000.0 && started.elapsed() < std::time::Duration::from_secs(10) {
+        total += signal(&run(&probe).await, "error");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(total, 5000.0);
+    assert_eq!(signal(&run(&probe).await, "error"), 0.0);
+}

@@ -146,6 +146,8 @@ struct State {
     /// Whether a checkpoint was restored or a run happened: the first run's signatures are
     /// the baseline.
     started: bool,
+    /// What the file reader read and no run has reported yet.
+    unreported: Option<Poll>,
 }
 
 /// What is kept between runs and across restarts.
@@ -423,6 +425,7 @@ impl LogProbe {
                     signatures: signatures.unwrap_or_default(),
                     totals,
                     started: false,
+                    unreported: None,
                 }),
             }),
             journal,
@@ -489,7 +492,9 @@ impl LogProbe {
                 let shared = self.shared.clone();
                 tokio::task::spawn_blocking(move || shared.poll_files(now))
                     .await
-                    .map_err(|e| Failure::Unreadable(format!("the reader stopped: {e}")))?
+                    .map_err(|e| Failure::Unreadable(format!("the reader stopped: {e}")))?;
+                let poll = self.shared.lock().unreported.take();
+                poll.ok_or_else(|| Failure::Unreadable("the reader reported nothing".into()))?
             }
             Some(journal) => self.shared.poll_journal(journal, now).await,
         };
@@ -545,6 +550,7 @@ impl LogProbe {
 }
 
 /// What one run read.
+#[derive(Debug)]
 struct Poll {
     counts: Vec<u64>,
     lines: u64,
@@ -561,7 +567,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn poll_files(&self, now: f64) -> Poll {
+    /// Reads the files and leaves what was read in `unreported`, where the run picks it up.
+    /// A run cut off by its deadline leaves it there, and the next run reports both.
+    fn poll_files(&self, now: f64) {
         let mut state = self.lock();
         let mut counter = Counter::new(&self.matcher);
         let (stats, problem) = match &mut state.tails {
@@ -572,7 +580,11 @@ impl Shared {
             Problem::Missing(m) => Failure::Missing(m),
             Problem::Unreadable(m) => Failure::Unreadable(m),
         });
-        self.finish(&mut state, counter, stats, 0, failure, now)
+        let mut poll = self.finish(&mut state, counter, stats, 0, failure, now);
+        if let Some(earlier) = state.unreported.take() {
+            poll.absorb(earlier);
+        }
+        state.unreported = Some(poll);
     }
 
     async fn poll_journal(&self, journal: &Journal, now: f64) -> Poll {
@@ -645,6 +657,27 @@ impl Shared {
             excerpts: counter.excerpts.into(),
             failure,
         }
+    }
+}
+
+impl Poll {
+    /// Adds what an earlier run read but could not report (it was cut off by its deadline).
+    fn absorb(&mut self, earlier: Poll) {
+        for (count, more) in self.counts.iter_mut().zip(earlier.counts) {
+            *count += more;
+        }
+        self.lines += earlier.lines;
+        self.long_lines += earlier.long_lines;
+        self.stats.rotations += earlier.stats.rotations;
+        self.stats.truncations += earlier.stats.truncations;
+        self.resets += earlier.resets;
+        let mut excerpts = earlier.excerpts;
+        excerpts.append(&mut self.excerpts);
+        let skip = excerpts.len().saturating_sub(records::EXCERPT_LINES);
+        self.excerpts = excerpts.split_off(skip);
+        let mut signatures = earlier.report.new_signatures;
+        signatures.append(&mut self.report.new_signatures);
+        self.report.new_signatures = signatures;
     }
 }
 
