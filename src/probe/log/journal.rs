@@ -184,7 +184,10 @@ impl Journal {
         }
         let said = String::from_utf8_lossy(&err).trim().to_string();
         let said = if said.is_empty() {
-            format!("journalctl exited with {status}")
+            match status.code() {
+                Some(code) => format!("journalctl exited with status {code} and said nothing"),
+                None => "journalctl was killed by a signal".into(),
+            }
         } else {
             format!("journalctl: {said}")
         };
