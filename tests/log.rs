@@ -352,7 +352,7 @@ async fn a_limit_names_the_count_and_shows_the_last_line_unless_excerpts_are_off
     assert_eq!(failure.reason(), "error");
     assert_eq!(
         failure.to_string(),
-        "error: 3 in the last run, above max 2; last: ERROR 3 customer alice@example.com"
+        "error: 3 in the last run, above max 2; last: ERROR 1 | ERROR 2 | ERROR 3 customer alice@example.com"
     );
     let quiet = file_probe(
         &path,

@@ -41,6 +41,8 @@ const DEFAULT_MAX_LINE: u64 = 64 * 1024;
 /// Default for `max_read`: enough for a file growing by 100,000 lines a second at a 30 s
 /// interval, small enough that one flooded file costs a bounded share of a core per run.
 const DEFAULT_MAX_READ: u64 = 512 * 1024 * 1024;
+/// How many of the latest matching lines a failure's message shows.
+const ALERT_LINES: usize = 3;
 /// Patterns are tracked as bits of a `u64` per record.
 const MAX_PATTERNS: usize = 64;
 
@@ -531,8 +533,11 @@ impl LogProbe {
             let name = names[*i];
             let result = if count > *limit {
                 let mut message = format!("{count} in the last run, above max {limit}");
-                if let Some(last) = poll.excerpts.last() {
-                    message.push_str(&format!("; last: {last}"));
+                // The latest matching lines (of any pattern), bounded: an alert shows what
+                // the log said, unless `excerpt: false`.
+                let shown = poll.excerpts.len().saturating_sub(ALERT_LINES);
+                if shown < poll.excerpts.len() {
+                    message.push_str(&format!("; last: {}", poll.excerpts[shown..].join(" | ")));
                 }
                 Err(Failure::Limit {
                     signal: name,
