@@ -676,6 +676,11 @@ fn the_daemon_stopped_and_restarted_counts_what_came_between_exactly_once() {
     });
     assert_eq!(metric_value(&body, matches), Some(3.0), "{body}");
     assert_eq!(metric_value(&body, lines), Some(4.0), "{body}");
+    assert_eq!(
+        metric_value(&body, "probe_log_lag_bytes{probe=\"app\",kind=\"log\"}"),
+        Some(0.0),
+        "{body}"
+    );
     drop(daemon);
 }
 
@@ -750,4 +755,54 @@ async fn a_run_cut_off_by_its_deadline_loses_nothing() {
     }
     assert_eq!(total, 5000.0);
     assert_eq!(signal(&run(&probe).await, "error"), 0.0);
+}
+
+#[test]
+fn the_daemon_reads_the_journal_through_journalctl_on_path_and_resumes_after_a_restart() {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use support::daemon::{Daemon, free_port, metric_value, wait_http, wait_metrics};
+
+    let dir = temp_dir("log-daemon-journal");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    stand_in_journalctl(&bin);
+    let entries = bin.join("entries");
+    append(&entries, b"s=1\tERROR one\ns=2\tERROR two\n");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: \"{listen}\"}}\nstorage: {{path: slowburn.db}}\nprobes:\n  - name: unit\n    interval: 300ms\n    log: {{journal: {{unit: shop.service}}, patterns: {{error: ERROR}}, start_at: beginning}}\n"
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let matches = "probe_log_matches_total{probe=\"unit\",kind=\"log\",pattern=\"error\"}";
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[("PATH", &path)]);
+    wait_http(listen);
+    let body = wait_metrics(listen, Duration::from_secs(20), |body| {
+        metric_value(body, matches) == Some(2.0)
+    });
+    assert_eq!(
+        metric_value(&body, "probe_success{probe=\"unit\",kind=\"log\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    daemon.signal("TERM");
+    let (code, stderr) = daemon.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    append(&entries, b"s=3\tERROR while stopped\n");
+    let daemon = Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[("PATH", &path)]);
+    wait_http(listen);
+    let body = wait_metrics(listen, Duration::from_secs(20), |body| {
+        metric_value(body, matches).is_some_and(|m| m >= 3.0)
+    });
+    assert_eq!(metric_value(&body, matches), Some(3.0), "{body}");
+    drop(daemon);
 }
