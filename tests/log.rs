@@ -806,3 +806,31 @@ fn the_daemon_reads_the_journal_through_journalctl_on_path_and_resumes_after_a_r
     assert_eq!(metric_value(&body, matches), Some(3.0), "{body}");
     drop(daemon);
 }
+
+#[tokio::test]
+async fn start_at_end_learns_the_signatures_already_there_without_counting_them() {
+    let dir = temp_dir("log-backlog");
+    let path = dir.join("app.log");
+    append(
+        &path,
+        b"ERROR db timeout id=1\nERROR db timeout id=2\nERROR db timeout id=3\n",
+    );
+    let probe = file_probe(
+        &path,
+        ", start_at: end, new_signature: {min_count: 1, within: 10m}",
+    );
+    let outcome = run(&probe).await;
+    assert_eq!(signal(&outcome, "error"), 0.0);
+    assert_eq!(signal(&outcome, "lines"), 0.0);
+    append(&path, b"ERROR db timeout id=4\n");
+    let outcome = run(&probe).await;
+    assert_eq!(signal(&outcome, "error"), 1.0);
+    assert_eq!(
+        signal(&outcome, "new_signatures"),
+        0.0,
+        "known from the backlog"
+    );
+    append(&path, b"ERROR disk full on /var/lib/db\n");
+    let outcome = run(&probe).await;
+    assert_eq!(signal(&outcome, "new_signatures"), 1.0, "{outcome:#?}");
+}

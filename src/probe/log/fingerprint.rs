@@ -6,7 +6,8 @@
 //! `user 4411 timed out after 30s on /srv/a.db` and `user 17 timed out after 5s on /tmp/b.db`
 //! are one signature. A signature never seen before that occurs `min_count` times within
 //! `within` is reported once and remembered; it is never reported again. What was read on the
-//! probe's very first run is its baseline, learned without a report. Time is passed in.
+//! probe's very first run is its baseline, learned without a report, and so is the backlog a
+//! first run with `start_at: end` reads only to learn from (`tail.rs`). Time is passed in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

@@ -637,6 +637,7 @@ impl Shared {
     ) -> Poll {
         let learn = !state.started;
         state.started = true;
+        state.signatures.observe(&counter.baseline, now, true);
         let new_signatures = state.signatures.observe(&counter.signatures, now, learn);
         let totals = &mut state.totals;
         for ((_, total), count) in totals.matches.iter_mut().zip(&counter.counts) {

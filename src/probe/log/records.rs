@@ -101,6 +101,11 @@ pub struct Counter<'m> {
     pub excerpts: VecDeque<String>,
     /// Matching records by signature.
     pub signatures: HashMap<u64, Met>,
+    /// While set, lines are read only to learn the signatures already in a file (see
+    /// [`Counter::learning`]); nothing is counted.
+    learning: bool,
+    /// Signatures of what was there before the probe first ran: its baseline.
+    pub baseline: HashMap<u64, Met>,
     /// The first matching line of the open record.
     example: Vec<u8>,
 }
@@ -114,15 +119,30 @@ impl<'m> Counter<'m> {
             long_lines: 0,
             excerpts: VecDeque::new(),
             signatures: HashMap::new(),
+            learning: false,
+            baseline: HashMap::new(),
             example: Vec::new(),
         }
+    }
+
+    /// Whether the coming lines are the backlog a first run with `start_at: end` skips:
+    /// read only so that the signatures already there are the baseline, not news.
+    pub fn learning(&mut self, on: bool) {
+        self.learning = on;
+    }
+
+    /// Whether this counter needs the skipped backlog at all (signatures are tracked).
+    pub fn wants_backlog(&self) -> bool {
+        self.matcher.normalizer.is_some()
     }
 
     /// One complete line (its first `max_line_bytes` when `long`).
     pub fn line(&mut self, record: &mut Record, line: &[u8], long: bool) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.lines += 1;
-        self.long_lines += u64::from(long);
+        if !self.learning {
+            self.lines += 1;
+            self.long_lines += u64::from(long);
+        }
         let m = self.matcher;
         let Some(start) = &m.start else {
             let bits = m.bits(line);
@@ -182,6 +202,19 @@ impl<'m> Counter<'m> {
     }
 
     fn count(&mut self, bits: u64, example: &[u8]) {
+        if self.learning {
+            if let Some(normalizer) = &self.matcher.normalizer
+                && self.baseline.len() < MAX_SIGNATURES_PER_POLL * 10
+            {
+                let (hash, text) = normalizer.fingerprint(example);
+                self.baseline.entry(hash).or_insert(Met {
+                    text,
+                    example: String::new(),
+                    count: 0,
+                });
+            }
+            return;
+        }
         for (i, count) in self.counts.iter_mut().enumerate() {
             if bits & (1 << i) != 0 {
                 *count += 1;

@@ -24,6 +24,9 @@ use super::records::{Counter, Record};
 pub const FINGERPRINT_LEN: usize = 128;
 /// How much is read from a file at a time.
 const CHUNK: usize = 64 * 1024;
+/// How much of a file's end a first run with `start_at: end` reads to learn the signatures
+/// already there (only when signatures are tracked).
+const BACKLOG: u64 = 8 * 1024 * 1024;
 
 /// What a source names: one path, or the files of one directory matching a wildcard.
 #[derive(Debug, Clone)]
@@ -122,6 +125,9 @@ pub struct Saved {
     pub offset: u64,
     #[serde(default)]
     pub record: Record,
+    /// Where the backlog a first run only learns from ends (0: none).
+    #[serde(default)]
+    pub learn_until: u64,
 }
 
 /// What one poll did, beside the lines it handed on.
@@ -164,6 +170,8 @@ struct Tail {
     /// The partial line is longer than `max_line` (only its first bytes are held).
     long: bool,
     record: Record,
+    /// Bytes before this are a backlog read only to learn its signatures.
+    backlog_until: u64,
 }
 
 impl Tails {
@@ -200,6 +208,11 @@ impl Tails {
                 fingerprint: hex(&t.fingerprint),
                 offset: t.committed,
                 record: t.record,
+                learn_until: if t.backlog_until > t.committed {
+                    t.backlog_until
+                } else {
+                    0
+                },
             })
             .collect()
     }
@@ -259,7 +272,7 @@ impl Tails {
             if known {
                 continue;
             }
-            match self.open(path, meta, &mut stats) {
+            match self.open(path, meta, counter.wants_backlog(), &mut stats) {
                 Ok(tail) => self.files.push(tail),
                 Err(e) => problem = Some(Problem::of(path, &e)),
             }
@@ -285,36 +298,51 @@ impl Tails {
     /// Starts following a file seen for the first time: from its checkpoint when it is the
     /// file the checkpoint names, from its end on the very first poll with `start_at: end`,
     /// else from its start.
-    fn open(&mut self, path: &Path, meta: &Metadata, stats: &mut Stats) -> io::Result<Tail> {
+    fn open(
+        &mut self,
+        path: &Path,
+        meta: &Metadata,
+        backlog: bool,
+        stats: &mut Stats,
+    ) -> io::Result<Tail> {
         let file = File::open(path)?;
         let fingerprint = head(&file, FINGERPRINT_LEN)?;
         let saved = self
             .restored
             .iter()
             .find(|s| s.dev == meta.dev() && s.ino == meta.ino());
-        let (offset, record) = match saved {
+        let (offset, record, learn_until) = match saved {
             Some(s) if fingerprint.starts_with(&unhex(&s.fingerprint)) => {
                 if s.offset > meta.len() {
                     stats.truncations += 1;
-                    (0, Record::default())
+                    (0, Record::default(), 0)
                 } else {
-                    (s.offset, s.record)
+                    (s.offset, s.record, s.learn_until)
                 }
             }
             // The same inode with other first bytes is another file: read it all.
-            Some(_) => (0, Record::default()),
-            None if !self.started && self.start_at_end => (meta.len(), Record::default()),
-            None => (0, Record::default()),
+            Some(_) => (0, Record::default(), 0),
+            None if !self.started && self.start_at_end => {
+                let end = meta.len();
+                (end, Record::default(), if backlog { end } else { 0 })
+            }
+            None => (0, Record::default(), 0),
+        };
+        let from = if saved.is_none() && learn_until > 0 {
+            offset.saturating_sub(BACKLOG)
+        } else {
+            offset
         };
         Ok(Tail {
+            backlog_until: learn_until,
             path: Some(path.to_path_buf()),
             last_path: path.to_path_buf(),
             file,
             dev: meta.dev(),
             ino: meta.ino(),
             fingerprint,
-            committed: offset,
-            read_pos: offset,
+            committed: from,
+            read_pos: from,
             partial: Vec::new(),
             long: false,
             record,
@@ -348,7 +376,14 @@ impl Tail {
             self.fingerprint = now_head;
         }
         while self.read_pos < size && *budget > 0 {
-            let want = (CHUNK as u64).min(*budget).min(size - self.read_pos) as usize;
+            let mut want = (CHUNK as u64).min(*budget).min(size - self.read_pos);
+            // A chunk is all backlog or none of it.
+            let learning = self.read_pos < self.backlog_until;
+            if learning {
+                want = want.min(self.backlog_until - self.read_pos);
+            }
+            counter.learning(learning);
+            let want = want as usize;
             let n = self.file.read_at(&mut buf[..want], self.read_pos)?;
             if n == 0 {
                 break;
@@ -360,6 +395,7 @@ impl Tail {
             self.read_pos += n as u64;
             *budget -= n as u64;
         }
+        counter.learning(false);
         counter.end(&mut self.record);
         Ok(self.read_pos >= size)
     }
@@ -371,6 +407,7 @@ impl Tail {
         self.partial.clear();
         self.long = false;
         self.record = Record::default();
+        self.backlog_until = 0;
     }
 
     /// Hands every complete line of `chunk` on; returns where, in `chunk`, the last complete
