@@ -834,3 +834,29 @@ async fn start_at_end_learns_the_signatures_already_there_without_counting_them(
     let outcome = run(&probe).await;
     assert_eq!(signal(&outcome, "new_signatures"), 1.0, "{outcome:#?}");
 }
+
+#[tokio::test]
+async fn the_journal_at_its_end_learns_the_signatures_of_its_last_entries() {
+    let dir = temp_dir("log-journal-backlog");
+    let script = stand_in_journalctl(&dir);
+    let entries = dir.join("entries");
+    append(&entries, b"s=1\tERROR db timeout id=1\ns=2\tINFO fine\n");
+    let section = format!(
+        "{{journal: {{journalctl: '{}'}}, patterns: {{error: ERROR}}, new_signature: {{min_count: 1}}}}",
+        script.display()
+    );
+    let probe = load(&[("j", section)]).remove(0);
+    let outcome = run(&probe).await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(signal(&outcome, "error"), 0.0);
+    append(&entries, b"s=3\tERROR db timeout id=7\n");
+    let outcome = run(&probe).await;
+    assert_eq!(signal(&outcome, "error"), 1.0);
+    assert_eq!(
+        signal(&outcome, "new_signatures"),
+        0.0,
+        "known from the backlog"
+    );
+    append(&entries, b"s=4\tERROR certificate expired\n");
+    assert_eq!(signal(&run(&probe).await, "new_signatures"), 1.0);
+}

@@ -4,7 +4,8 @@
 //! Each run asks for the entries after the cursor (`-o json --after-cursor C --show-cursor`)
 //! and reads them until the child exits or the run's byte budget is spent (then the child is
 //! killed and the cursor is the last entry handed on). With no cursor yet, `start_at: end`
-//! asks for the last entry only to learn where the end is (`-n 1`), and counts nothing. A
+//! asks for the last entries only to learn where the end is and which error signatures are
+//! already there (`-n 1000`, or `-n 1` without `new_signature:`), and counts nothing. A
 //! cursor journalctl refuses (the journal was vacuumed, or the cursor was damaged) falls back
 //! to the end, and the fall-back is counted. The binary is `journalctl` on `PATH` unless the
 //! spec names another one.
@@ -19,6 +20,8 @@ use tokio::process::Command;
 use super::records::{Counter, Record};
 use crate::probe::Failure;
 
+/// How many of the last entries a first run with `start_at: end` learns signatures from.
+const BACKLOG_ENTRIES: u32 = 1000;
 /// The longest stderr kept for a failure message.
 const MAX_STDERR: usize = 1024;
 
@@ -110,7 +113,14 @@ impl Journal {
                 command.arg(format!("--after-cursor={c}"));
             }
             (None, true) => {
-                command.args(["-n", "1"]);
+                // The last entries tell where the end is; when signatures are tracked they
+                // are read to learn the ones already there, and counted in no case.
+                let n = if counter.wants_backlog() {
+                    BACKLOG_ENTRIES
+                } else {
+                    1
+                };
+                command.args(["-n", &n.to_string()]);
             }
             (None, false) => {}
         }
@@ -157,12 +167,12 @@ impl Journal {
             if let Some(c) = entry["__CURSOR"].as_str() {
                 *cursor = Some(c.to_string());
             }
-            if !at_end {
-                for text in message(&entry["MESSAGE"]).split(|b| *b == b'\n') {
-                    let long = text.len() > max_line;
-                    counter.line(record, &text[..text.len().min(max_line)], long);
-                }
+            counter.learning(at_end);
+            for text in message(&entry["MESSAGE"]).split(|b| *b == b'\n') {
+                let long = text.len() > max_line;
+                counter.line(record, &text[..text.len().min(max_line)], long);
             }
+            counter.learning(false);
             if spent >= budget {
                 stopped_early = true;
                 break;
