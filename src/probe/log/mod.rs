@@ -456,8 +456,8 @@ impl LogProbe {
         Some(self.shared.lock().checkpoint())
     }
 
-    /// Continues from a checkpoint; one that cannot be read is ignored (and logged by the
-    /// caller's choice of words: the probe then starts as on its first run).
+    /// Continues from a checkpoint; `false` (and nothing changed) for one that cannot be
+    /// read, so the probe starts as on its first run.
     pub fn restore(&self, checkpoint: &str) -> bool {
         let Ok(saved) = serde_json::from_str::<Checkpoint>(checkpoint) else {
             return false;
