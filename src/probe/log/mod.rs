@@ -331,15 +331,20 @@ impl LogProbe {
         for (name, limit) in spec.expect.iter().flat_map(|e| &e.max) {
             match names.iter().position(|n| *n == name.as_str()) {
                 Some(i) => max.push((i, *limit)),
-                None => fail(
-                    name.pos,
-                    "expect.max",
-                    format!(
-                        "{:?} is not one of the patterns: {}",
-                        name.value,
-                        names.join(", ")
-                    ),
-                ),
+                // A pattern with a mistake of its own was reported above.
+                None if spec.patterns.keys().any(|k| k.value == name.value) => {}
+                None => {
+                    let known: Vec<&str> = spec.patterns.keys().map(|k| k.as_str()).collect();
+                    fail(
+                        name.pos,
+                        "expect.max",
+                        format!(
+                            "{:?} is not one of the patterns: {}",
+                            name.value,
+                            known.join(", ")
+                        ),
+                    );
+                }
             }
         }
         let signatures = spec.new_signature.as_ref().map(|s| {
