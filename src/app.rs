@@ -103,6 +103,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         config.storage.path = path.clone();
     }
     let store = Arc::new(Store::open(&config.storage.path)?);
+    restore_checkpoints(&store, &config.probes);
     let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());
     let registry = Arc::new(Registry::new(config.probes, None));
@@ -430,6 +431,21 @@ impl Watched {
             return false;
         }
         std::mem::take(&mut self.settling)
+    }
+}
+
+/// Log probes continue where they stopped before the restart, from their stored checkpoints.
+fn restore_checkpoints(store: &Store, probes: &[config::ProbeConfig]) {
+    for probe in probes {
+        match store.checkpoint(&probe.name) {
+            Ok(Some(checkpoint)) => {
+                if !probe.probe.restore(&checkpoint) {
+                    tracing::warn!(probe = %probe.name, "stored checkpoint not usable, starting afresh");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(probe = %probe.name, error = %e, "cannot read checkpoint"),
+        }
     }
 }
 

@@ -86,6 +86,13 @@ families! {
     ALERTS = "slowburn_alerts", "gauge", "Alerts by state (firing, acknowledged, silenced, flapping).";
     NOTIFICATIONS = "slowburn_notifications_total", "counter", "Notification delivery attempts, by notifier and result (sent, retried, failed).";
     OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
+    LOG_MATCHES = "probe_log_matches_total", "counter", "Records each pattern of a log probe matched, by pattern.";
+    LOG_LINES = "probe_log_lines_total", "counter", "Lines a log probe read.";
+    LOG_LONG_LINES = "probe_log_long_lines_total", "counter", "Lines longer than the log probe's max_line_bytes (matched on their first bytes).";
+    LOG_ROTATIONS = "probe_log_rotations_total", "counter", "Followed files a log probe finished after they were renamed away or replaced.";
+    LOG_TRUNCATIONS = "probe_log_truncations_total", "counter", "Followed files found shorter than where reading stood (truncated in place).";
+    LOG_NEW_SIGNATURES = "probe_log_new_signatures_total", "counter", "Error signatures a log probe met for the first time and reported.";
+    LOG_CURSOR_RESETS = "probe_log_cursor_resets_total", "counter", "Journal cursors journalctl refused, each followed by reading on from the end.";
     STORE_ERRORS = "slowburn_store_errors_total", "counter", "Store problems by kind: corrupt (the file was unreadable at start, kept aside, and a fresh store began without the alerts, silences and history of before) and failed (reads and writes that failed).";
 }
 
@@ -112,7 +119,7 @@ pub fn all() -> Vec<&'static Family> {
 /// probe's samples with it. `Out::line` checks in debug builds that nothing else is written.
 pub const LABEL_NAMES: &[&str] = &[
     "probe", "kind", "phase", "reason", "signal", "detector", "window", "state", "notifier",
-    "result", "le", "version",
+    "result", "le", "version", "pattern",
 ];
 
 /// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the
@@ -405,6 +412,7 @@ fn render_into(
             out.line(family.name, pairs[*i].0, &[], *value);
         }
     }
+    log_counters(out, &pairs);
     out.header(&PROBE_LAST_SUCCESS);
     for (labels, snap) in &pairs {
         if let Some(at) = snap.last_success {
@@ -587,6 +595,40 @@ fn gauge_per_probe(
     for (labels, snap) in pairs {
         if let Some(v) = snap.last.as_deref().and_then(&value) {
             out.line(family.name, labels, &[], v);
+        }
+    }
+}
+
+/// The counters of log probes, from the totals each run reports.
+fn log_counters(out: &mut Out<'_>, pairs: &[(&str, &Snapshot)]) {
+    let logs: Vec<(&str, &crate::probe::log::Totals)> = pairs
+        .iter()
+        .filter_map(|(labels, snap)| Some((*labels, &snap.last.as_deref()?.log.as_deref()?.totals)))
+        .collect();
+    out.header(&LOG_MATCHES);
+    for (labels, totals) in &logs {
+        for (pattern, count) in &totals.matches {
+            out.line(
+                LOG_MATCHES.name,
+                labels,
+                &[("pattern", pattern)],
+                *count as f64,
+            );
+        }
+    }
+    type Field = fn(&crate::probe::log::Totals) -> u64;
+    let fields: [(&Family, Field); 6] = [
+        (&LOG_LINES, |t| t.lines),
+        (&LOG_LONG_LINES, |t| t.long_lines),
+        (&LOG_ROTATIONS, |t| t.rotations),
+        (&LOG_TRUNCATIONS, |t| t.truncations),
+        (&LOG_NEW_SIGNATURES, |t| t.new_signatures),
+        (&LOG_CURSOR_RESETS, |t| t.cursor_resets),
+    ];
+    for (family, field) in fields {
+        out.header(family);
+        for (labels, totals) in &logs {
+            out.line(family.name, labels, &[], field(totals) as f64);
         }
     }
 }

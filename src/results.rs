@@ -5,8 +5,9 @@
 //! One task owns the detectors (they are not shared), so a sample is processed in order and no
 //! lock is held across probes. On start and on every reload, detectors are rebuilt and fed the
 //! stored history, so a restart or a deploy loses none of the evidence. Samples and uptime
-//! buckets are written to the store in batches, one transaction a second, however many probes
-//! ran in it.
+//! buckets, and the checkpoints of log probes, are written to the store in batches, one
+//! transaction a second, however many probes ran in it; a log probe's new error signatures
+//! become tickets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,10 @@ use tokio::sync::{mpsc, watch};
 use crate::alert::Origin;
 use crate::alert::service::{AlertService, unix_now};
 use crate::config::drift::Watch;
+use crate::detect::Severity;
 use crate::detect::{self, SignalDetectors, Transition, Verdict};
 use crate::probe::Outcome;
+use crate::probe::log::NewSignature;
 use crate::state::{ProbeState, Registry};
 use crate::store::{Bucket, RETENTION_MINUTES, Sample, Store};
 
@@ -46,6 +49,8 @@ pub struct Results {
     batch: Vec<(String, String, Sample)>,
     /// Runs since the last flush, by probe and unix minute.
     uptime: HashMap<(String, i64), Bucket>,
+    /// The latest checkpoint of each stream-reading probe, written with the samples.
+    checkpoints: HashMap<String, String>,
 }
 
 impl Results {
@@ -57,6 +62,7 @@ impl Results {
             restarts: HashMap::new(),
             batch: Vec::new(),
             uptime: HashMap::new(),
+            checkpoints: HashMap::new(),
         }
     }
 
@@ -124,6 +130,13 @@ impl Results {
             failure.as_ref().map(|(r, m)| (*r, m.as_str())),
             now,
         );
+        if let Some(report) = &outcome.log {
+            self.checkpoints
+                .insert(state.name().to_string(), report.checkpoint.clone());
+            for signature in &report.new_signatures {
+                self.new_signature(state.name(), signature, now);
+            }
+        }
         let rebaseline = self.restarted(state, outcome);
         let Some(watched) = self.watched.get_mut(state.name()) else {
             return;
@@ -185,7 +198,32 @@ impl Results {
         );
     }
 
-    /// Writes the pending samples and uptime buckets.
+    /// A log probe met an error signature it had never seen: a ticket naming it, with an
+    /// example line unless the probe shows none.
+    fn new_signature(&self, probe: &str, signature: &NewSignature, now: f64) {
+        let mut message = format!(
+            "new error signature {} ({} times): {}",
+            signature.id, signature.count, signature.text
+        );
+        if !signature.example.is_empty() {
+            message.push_str(&format!("; e.g. {}", signature.example));
+        }
+        tracing::info!(probe, signature = %signature.id, "{message}");
+        self.alerts.verdict(
+            probe,
+            Origin::Signature {
+                id: signature.id.clone(),
+            },
+            Severity::Ticket,
+            true,
+            &message,
+            Some(now),
+            None,
+            now,
+        );
+    }
+
+    /// Writes the pending samples, uptime buckets and checkpoints.
     pub fn flush(&mut self) {
         if !self.uptime.is_empty() {
             let mut buckets: Vec<((String, i64), Bucket)> = self.uptime.drain().collect();
@@ -197,6 +235,17 @@ impl Results {
             if let Err(e) = self.store.add_uptime(&rows) {
                 tracing::error!(error = %e, "cannot write uptime history");
             }
+        }
+        if !self.checkpoints.is_empty() {
+            let rows: Vec<(&str, &str)> = self
+                .checkpoints
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_str()))
+                .collect();
+            if let Err(e) = self.store.save_checkpoints(&rows) {
+                tracing::error!(error = %e, "cannot write log checkpoints");
+            }
+            self.checkpoints.clear();
         }
         if self.batch.is_empty() {
             return;

@@ -281,6 +281,10 @@ impl ProbeState {
     fn inherit(&mut self, old: &ProbeState) {
         if old.kind == self.kind {
             self.carried = old.carried.clone();
+            // A log probe rebuilt by a reload reads on from where the old one stood.
+            if let Some(checkpoint) = old.config.probe.checkpoint() {
+                self.config.probe.restore(&checkpoint);
+            }
         }
         self.running = old.running.clone();
     }

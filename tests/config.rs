@@ -286,6 +286,36 @@ const INVALID: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "log.yaml",
+        &[
+            (
+                4,
+                13,
+                "log.file: \"var/log/app.log\" is not an absolute path",
+            ),
+            (5, 25, "log.patterns.error: invalid regex: unclosed group"),
+            (
+                5,
+                35,
+                "log.patterns: \"lines\" is one of the probe's own signals",
+            ),
+            (5, 45, "log.patterns: \"Bad\" is not a signal name"),
+            (
+                6,
+                17,
+                "log.start_at: \"middle\" is not one of end, beginning",
+            ),
+            (7, 23, "log.max_line_bytes: must be more than zero"),
+            (
+                8,
+                22,
+                "log.expect.max: \"fatal\" is not one of the patterns: Bad, error, lines",
+            ),
+            (11, 47, "log.journal.priority: \"loud\" is not a priority"),
+            (13, 31, "log.new_signature.within: invalid duration \"5x\""),
+        ],
+    ),
+    (
         "alerting.yaml",
         &[
             (4, 20, "alert.after: must be at least 1"),

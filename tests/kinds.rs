@@ -62,6 +62,13 @@ fn rows() -> Vec<Row> {
             hung_phase: "query",
             refused_reason: "connect",
         },
+        // Log probes read files and the journal on this machine: no peer either.
+        Row {
+            kind: "log",
+            section: None,
+            hung_phase: "",
+            refused_reason: "",
+        },
         // Process probes read /proc on this machine: there is no peer to hang or refuse.
         Row {
             kind: "process",

@@ -53,6 +53,14 @@ const EXERCISED: &[&str] = &[
     "probe_process_restarts_total",
     "probe_process_zombies",
     "probe_process_uptime_seconds",
+    "probe_log_matches_total",
+    "probe_log_lines_total",
+    "probe_log_long_lines_total",
+    "probe_log_rotations_total",
+    "probe_log_truncations_total",
+    "probe_log_new_signatures_total",
+    "probe_log_cursor_resets_total",
+    "probe_log_lag_bytes",
     "probe_phase_duration_seconds",
     "slowburn_probe_last_success_timestamp_seconds",
     "slowburn_probe_runs_total",
@@ -163,7 +171,7 @@ impl Drop for Guard {
 /// The daemon on a free loopback port with probes that exercise as many families as loopback
 /// allows: HTTP against its own `/healthz` (with labels that need escaping), TCP to its own
 /// port and to a closed one (failures, an alert whose webhook is refused), DNS against a local
-/// server, its own process, and `drift:`/`slo:` watches.
+/// server, its own process, a log file, and `drift:`/`slo:` watches.
 struct Daemon {
     guard: Guard,
     addr: SocketAddr,
@@ -211,6 +219,9 @@ probes:
     drift:
       rss: {limit: 1GiB, horizon: 1h}
 
+  - name: own-log
+    log: {file: 'LOGFILE', patterns: {error: ERROR, timeout: 'timed out'}, start_at: beginning}
+
 notifiers:
   - {name: refused-hook, webhook: {url: "http://CLOSED/hook"}}
 
@@ -222,7 +233,9 @@ policies:
         .replace("ADDR", &addr.to_string())
         .replace("CLOSED", &closed)
         .replace("DNS", &dns.to_string())
-        .replace("PORT", &port.to_string());
+        .replace("PORT", &port.to_string())
+        .replace("LOGFILE", &dir.join("app.log").display().to_string());
+        std::fs::write(dir.join("app.log"), "INFO up\nERROR down\n").unwrap();
         std::fs::write(dir.join("probes.yaml"), probes).unwrap();
         let guard = Guard::spawn(
             Command::new(BIN).args(["run", "-c", "probes.yaml", "--listen", &addr.to_string()]),
@@ -274,6 +287,7 @@ fn probes_ran(body: &str) -> bool {
         "slowburn_probe_failures_total{probe=\"closed-port\",kind=\"tcp\",team=\"slowburn\",reason=",
         "probe_dns_answer_rrs{probe=\"own-dns\",kind=\"dns\"} 1",
         "probe_process_count{probe=\"own-process\",kind=\"process\"} 1",
+        "probe_log_matches_total{probe=\"own-log\",kind=\"log\",pattern=\"error\"} 1",
         "slowburn_alerts{state=\"firing\"} 1",
         "slowburn_notifications_total{notifier=\"refused-hook\",",
     ]
@@ -574,6 +588,7 @@ async fn prometheus_scrapes_and_queries_the_exposition() {
             BTreeSet::from([
                 "own-health",
                 "own-port",
+                "own-log",
                 "closed-port",
                 "own-dns",
                 "own-process"

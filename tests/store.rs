@@ -109,7 +109,7 @@ fn a_version_1_store_is_upgraded_without_loss() {
 }
 
 #[test]
-fn a_version_2_store_is_upgraded_without_loss_and_keeps_uptime() {
+fn a_version_2_store_is_upgraded_without_loss_and_keeps_uptime_pings_and_checkpoints() {
     let path = copy_fixture("v2.db", "store-v2");
     assert_eq!(user_version(&path), 2);
     let store = Store::open(&path).unwrap();
@@ -146,6 +146,16 @@ fn a_version_2_store_is_upgraded_without_loss_and_keeps_uptime() {
     store.add_uptime(&[("web", 30_000_000, bucket)]).unwrap();
     let day = store.uptime("web", 30_000_000).unwrap()[0];
     assert_eq!((day.runs, day.ok), (2, 1));
+    // Version 5 keeps one checkpoint per log probe, the latest replacing the one before.
+    assert_eq!(store.checkpoint("app").unwrap(), None);
+    store.save_checkpoints(&[("app", "{\"a\":1}")]).unwrap();
+    store.save_checkpoints(&[("app", "{\"a\":2}")]).unwrap();
+    assert_eq!(
+        store.checkpoint("app").unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+    // Version 4 keeps heartbeat pings.
+    assert!(store.pings("nightly", 0, 10).unwrap().is_empty());
 }
 
 #[test]

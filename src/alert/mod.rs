@@ -50,8 +50,9 @@ impl State {
 /// Where an alert came from. The alert's `reason` label and its dedup key are derived from
 /// this, never the other way round: nothing reads a reason string to learn an alert's origin.
 ///
-/// Stored and served as `{"type": "run"}`, or as the detector's label with what tells its
-/// alerts apart: `{"type": "trend", "signal": "rss"}`, `{"type": "burn", "severity": "page"}`.
+/// Stored and served as `{"type": "run"}`, `{"type": "signature", "id": …}`, or as the
+/// detector's label with what tells its alerts apart: `{"type": "trend", "signal": "rss"}`,
+/// `{"type": "burn", "severity": "page"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// The probe's own runs failed `after` times in a row (`alert:`). A probe has at most one
@@ -60,6 +61,8 @@ pub enum Origin {
     /// A detector's verdict on a signal: `key` is the signal, or the severity for a detector
     /// whose alerts are told apart by severity (burn rate).
     Detected { detector: Detector, key: String },
+    /// A log probe met an error signature it had never seen (`new_signature:`).
+    Signature { id: String },
 }
 
 impl Origin {
@@ -86,6 +89,7 @@ impl Origin {
         match self {
             Origin::Run => None,
             Origin::Detected { detector, key } => Some(format!("{}:{key}", detector.info().reason)),
+            Origin::Signature { id } => Some(format!("signature:{id}")),
         }
     }
 }
@@ -96,6 +100,10 @@ impl Serialize for Origin {
         let mut map = serializer.serialize_map(None)?;
         match self {
             Origin::Run => map.serialize_entry("type", "run")?,
+            Origin::Signature { id } => {
+                map.serialize_entry("type", "signature")?;
+                map.serialize_entry("id", id)?;
+            }
             Origin::Detected { detector, key } => {
                 map.serialize_entry("type", detector.as_str())?;
                 let field = if detector.info().per_severity {
@@ -119,10 +127,16 @@ impl<'de> Deserialize<'de> for Origin {
             kind: String,
             signal: Option<String>,
             severity: Option<String>,
+            id: Option<String>,
         }
         let stored = Stored::deserialize(deserializer)?;
-        if stored.kind == "run" {
-            return Ok(Origin::Run);
+        match stored.kind.as_str() {
+            "run" => return Ok(Origin::Run),
+            "signature" => {
+                let id = stored.id.ok_or_else(|| D::Error::missing_field("id"))?;
+                return Ok(Origin::Signature { id });
+            }
+            _ => {}
         }
         let detector = Detector::from_label(&stored.kind)
             .ok_or_else(|| D::Error::custom(format!("unknown origin {:?}", stored.kind)))?;

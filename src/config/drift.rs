@@ -230,17 +230,20 @@ const NAMED_BOUNDS: &[(&str, &str, &str)] = &[
     ("connections", "max_connections", "connections_ratio"),
 ];
 
-/// Validates a probe's `drift:` and `slo:` into watches. `interval` is the probe's, in
+/// Validates a probe's `drift:` and `slo:` into watches, of the kind's signals and those its
+/// spec names (`spec_signals`, a log probe's patterns). `interval` is the probe's, in
 /// seconds: the detectors count their sustain, gaps and sample gates in it, and since the
 /// daemon and `slowburn backtest` both build detectors from these specs, both judge alike.
 pub fn watches(
     kind: &str,
+    spec_signals: &[(&'static str, Unit)],
     interval: f64,
     drift: &BTreeMap<Spanned<String>, DriftEntrySpec>,
     slo: Option<&Spanned<String>>,
     problems: &mut Vec<(Pos, String)>,
 ) -> Vec<Watch> {
-    let known = signals(kind);
+    let mut known = signals(kind);
+    known.extend_from_slice(spec_signals);
     let mut out = Vec::new();
     for (name, entry) in drift {
         let mut signal = name.value.as_str();

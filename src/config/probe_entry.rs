@@ -193,8 +193,10 @@ impl Loader<'_> {
             .alert
             .as_ref()
             .map(|spec| Box::new(alerting::rule(spec, policies, &mut problems)));
+        let spec_signals = probe.as_ref().map(Probe::spec_signals).unwrap_or_default();
         let watches = drift::watches(
             kind,
+            &spec_signals,
             interval.as_secs_f64(),
             &entry.drift,
             entry.slo.as_ref(),

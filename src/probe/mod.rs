@@ -12,6 +12,7 @@
 pub mod dns;
 pub mod heartbeat;
 pub mod http;
+pub mod log;
 pub mod net;
 pub mod postgres;
 pub mod process;
@@ -110,6 +111,29 @@ macro_rules! kinds {
                     $(Probe::$variant(p) => p.run(trace).await,)*
                 }
             }
+
+            /// The signals this probe's spec names (a log probe's patterns), beside its
+            /// kind's table.
+            pub fn spec_signals(&self) -> Vec<(&'static str, crate::basics::signal::Unit)> {
+                match self {
+                    $(Probe::$variant(p) => p.spec_signals(),)*
+                }
+            }
+
+            /// Where a probe that reads a stream stands, for whoever keeps it across
+            /// restarts and reloads.
+            pub fn checkpoint(&self) -> Option<String> {
+                match self {
+                    $(Probe::$variant(p) => p.checkpoint(),)*
+                }
+            }
+
+            /// Continues from a checkpoint; `false` when it was not this probe's to read.
+            pub fn restore(&self, checkpoint: &str) -> bool {
+                match self {
+                    $(Probe::$variant(p) => p.restore(checkpoint),)*
+                }
+            }
         }
     };
 }
@@ -122,6 +146,7 @@ kinds! {
     postgres => Postgres(postgres::PostgresProbe),
     prometheus => Prometheus(prometheus::PrometheusProbe),
     heartbeat => Heartbeat(heartbeat::HeartbeatProbe),
+    log => Log(log::LogProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -147,6 +172,18 @@ pub trait Kind: Sized {
     fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let _ = generator;
         schemars::json_schema!({"type": "object"})
+    }
+    /// Signals named in the spec rather than the kind's table (a log probe's patterns).
+    fn spec_signals(&self) -> Vec<(&'static str, crate::basics::signal::Unit)> {
+        Vec::new()
+    }
+    /// Where a probe that reads a stream stands (none for probes that keep nothing).
+    fn checkpoint(&self) -> Option<String> {
+        None
+    }
+    /// Continues from a checkpoint this kind wrote.
+    fn restore(&self, _checkpoint: &str) -> bool {
+        false
     }
 }
 
@@ -208,6 +245,7 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         failure: result.err(),
         checks: trace.checks.into(),
         notes: trace.notes.into(),
+        log: trace.log,
     }
 }
 
@@ -231,6 +269,8 @@ pub struct Outcome {
     pub checks: Box<[Check]>,
     /// Evidence for people: offending sessions, matched processes, redirect hops.
     pub notes: Box<[String]>,
+    /// A log probe's checkpoint, new signatures and counters.
+    pub log: Option<Box<log::Report>>,
 }
 
 impl Outcome {
@@ -317,6 +357,12 @@ pub enum Failure {
     /// A heartbeat's job reported failure (`/fail`, a non-zero exit code).
     #[error("job: {0}")]
     Job(String),
+    #[error("missing: {0}")]
+    Missing(String),
+    #[error("unreadable: {0}")]
+    Unreadable(String),
+    #[error("journal: {0}")]
+    Journal(String),
 }
 
 impl Failure {
@@ -349,6 +395,9 @@ impl Failure {
             Failure::Prometheus(_) => "prometheus",
             Failure::Late(_) => "late",
             Failure::Job(_) => "job",
+            Failure::Missing(_) => "missing",
+            Failure::Unreadable(_) => "unreadable",
+            Failure::Journal(_) => "journal",
         }
     }
 }
@@ -364,6 +413,7 @@ pub struct Trace {
     pub signals: Vec<(&'static str, f64)>,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
+    pub log: Option<Box<log::Report>>,
 }
 
 impl Default for Trace {
@@ -383,6 +433,7 @@ impl Trace {
             signals: Vec::with_capacity(6),
             checks: Vec::new(),
             notes: Vec::new(),
+            log: None,
         }
     }
 

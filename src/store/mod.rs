@@ -124,7 +124,13 @@ CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
     MIGRATION_2_ORIGINS,
     uptime::MIGRATION,
     pings::MIGRATION,
+    MIGRATION_5_CHECKPOINTS,
 ];
+
+/// Version 5: where each stream-reading probe (`log:`) stands, one opaque row per probe.
+const MIGRATION_5_CHECKPOINTS: &str = "
+CREATE TABLE checkpoints (probe TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at REAL NOT NULL);
+";
 
 /// Version 2: every alert carries its typed origin. Alerts written before had only a reason
 /// label; this is the one place that reads a reason to learn an origin, once, for those rows.
@@ -454,6 +460,34 @@ impl Store {
 
     pub fn delete_silence(&self, id: &str) -> Result<bool, StoreError> {
         self.with(|db| Ok(db.execute("DELETE FROM silences WHERE id = ?1", params![id])? > 0))
+    }
+
+    /// Keeps probes' checkpoints, each replacing the one before, in one transaction.
+    pub fn save_checkpoints(&self, rows: &[(&str, &str)]) -> Result<(), StoreError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.with(|db| {
+            let tx = db.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO checkpoints (probe, body, updated_at) VALUES (?1, ?2, ?3)",
+                )?;
+                for (probe, body) in rows {
+                    put.execute(params![probe, body, now])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// The checkpoint last kept for a probe.
+    pub fn checkpoint(&self, probe: &str) -> Result<Option<String>, StoreError> {
+        self.with(|db| {
+            let mut query = db.prepare_cached("SELECT body FROM checkpoints WHERE probe = ?1")?;
+            let mut rows = query.query_map(params![probe], |row| row.get(0))?;
+            rows.next().transpose()
+        })
     }
 
     pub fn silences(&self) -> Result<Vec<String>, StoreError> {
