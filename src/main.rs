@@ -315,6 +315,19 @@ async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode 
         );
         return ExitCode::FAILURE;
     };
+    if probe.probe.kind() == "heartbeat" {
+        // A heartbeat is judged from the pings the daemon stored.
+        if config.storage.path.exists()
+            && let Ok(store) = slowburn::store::Store::open(&config.storage.path)
+        {
+            slowburn::server::ping::restore_probe(&probe.name, &probe.probe, &store);
+        } else {
+            eprintln!(
+                "slowburn: no store at {}: {name:?} is judged as if it had never been pinged",
+                config.storage.path.display()
+            );
+        }
+    }
     let outcome = probe::execute(&probe.probe, probe.timeout).await;
     let detectors = detector_lines(&config, probe, &outcome);
     if as_json {

@@ -513,3 +513,50 @@ probes:
     let late = firing(b_listen, "slowburn-a", Duration::from_secs(10));
     assert_eq!(late["reason"], "late", "{late}");
 }
+
+#[test]
+fn slowburn_probe_judges_a_heartbeat_from_the_stored_pings() {
+    let dir = temp_dir("heartbeat-cli");
+    std::fs::write(
+        dir.join("probes.yaml"),
+        "storage: {path: state/s.db}\nprobes:\n  - name: nightly\n    heartbeat: {period: 1h, grace: 5m, token: env:NIGHTLY_TOKEN}\n",
+    )
+    .unwrap();
+    let cli = |dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_slowburn"))
+            .args(["probe", "nightly", "-c", "probes.yaml"])
+            .env("NIGHTLY_TOKEN", "nightly-s3cret")
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    // No store yet: said so, and judged as never pinged (not late yet).
+    let out = cli(&dir);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no store at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The daemon stored a success two hours ago: one period and the grace have passed.
+    let store = slowburn::store::Store::open(&dir.join("state/s.db")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    store
+        .append_ping(&slowburn::store::PingRow {
+            id: 0,
+            probe: "nightly".into(),
+            t: now - 7200.0,
+            event: "success".into(),
+            exit_code: None,
+            value: None,
+            log: None,
+        })
+        .unwrap();
+    drop(store);
+    let out = cli(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("late"), "{stdout}");
+}

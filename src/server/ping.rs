@@ -73,18 +73,24 @@ impl Desk {
 /// pings that arrived in between).
 pub fn restore(registry: &Registry, store: &Store) {
     for state in &registry.probes {
-        let Probe::Heartbeat(probe) = &*state.config.probe else {
-            continue;
-        };
-        let ledger = probe.ledger();
-        match store.pings(state.name(), ledger.newest_id(), RESTORE_PINGS) {
-            Ok(rows) => rows
-                .iter()
-                .filter_map(ping_of_row)
-                .for_each(|p| ledger.restore(p)),
-            Err(e) => {
-                tracing::error!(probe = state.name(), error = %e, "cannot read stored pings");
-            }
+        restore_probe(state.name(), &state.config.probe, store);
+    }
+}
+
+/// Rebuilds one probe's ledger from the store, if it is a heartbeat (`slowburn probe` judges
+/// a heartbeat this way, from what the daemon stored).
+pub fn restore_probe(name: &str, probe: &Probe, store: &Store) {
+    let Probe::Heartbeat(probe) = probe else {
+        return;
+    };
+    let ledger = probe.ledger();
+    match store.pings(name, ledger.newest_id(), RESTORE_PINGS) {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(ping_of_row)
+            .for_each(|p| ledger.restore(p)),
+        Err(e) => {
+            tracing::error!(probe = name, error = %e, "cannot read stored pings");
         }
     }
 }
