@@ -1,10 +1,37 @@
 //! `slowburn backtest` on CSV files as users write them: transitions with timestamps, `--json`
 //! fields, and clear line-numbered complaints about unusable lines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_slowburn");
+
+/// `slowburn backtest --json` of one series, which must succeed: one object per transition.
+fn backtest_json(
+    dir: &Path,
+    config: &str,
+    probe: &str,
+    signal: &str,
+    series: &str,
+) -> Vec<serde_json::Value> {
+    let out = Command::new(BIN)
+        .args([
+            "backtest", "-c", config, "--probe", probe, "--signal", signal, "--series", series,
+            "--json",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
 
 fn dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("slowburn-backtest-{}", std::process::id()));
@@ -46,31 +73,7 @@ fn a_creeping_latency_pages_long_before_the_breach() {
     let start = 1_790_000_000;
     let (csv, breach) = creeping_latency(start);
     std::fs::write(dir.join("latency.csv"), &csv).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "backtest",
-            "-c",
-            "probes.yaml",
-            "--probe",
-            "api",
-            "--signal",
-            "latency",
-            "--series",
-            "latency.csv",
-            "--json",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = backtest_json(&dir, "probes.yaml", "api", "latency", "latency.csv");
     let page = lines
         .iter()
         .find(|v| v["detector"] == "trend" && v["state"] == "firing")
@@ -206,31 +209,7 @@ fn seasonal_and_two_sided_decisions_are_replayed_like_the_others() {
         csv.push_str(&format!("{t},{:.0}\n", usual * factor * noise));
     }
     std::fs::write(dir.join("orders.csv"), &csv).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "backtest",
-            "-c",
-            "orders.yaml",
-            "--probe",
-            "orders",
-            "--signal",
-            "value",
-            "--series",
-            "orders.csv",
-            "--json",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = backtest_json(&dir, "orders.yaml", "orders", "value", "orders.csv");
     let seasonal: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|v| v["detector"] == "seasonal" && v["state"] == "firing")
@@ -256,26 +235,7 @@ fn seasonal_and_two_sided_decisions_are_replayed_like_the_others() {
         csv.push_str(&format!("{t},{}\n", level + (i % 5) as i64 - 2));
     }
     std::fs::write(dir.join("handoffs.csv"), &csv).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "backtest",
-            "-c",
-            "orders.yaml",
-            "--probe",
-            "handoffs",
-            "--signal",
-            "value",
-            "--series",
-            "handoffs.csv",
-            "--json",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = backtest_json(&dir, "orders.yaml", "handoffs", "value", "handoffs.csv");
     let down: Vec<&serde_json::Value> = lines.iter().filter(|v| v["state"] == "firing").collect();
     assert_eq!(down.len(), 1, "{lines:#?}");
     assert_eq!(down[0]["detector"], "change_down");

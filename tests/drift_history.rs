@@ -15,20 +15,21 @@ use slowburn::store::{Sample, Store};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-#[tokio::test]
-async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
-    let text = "probes:\n  - name: worker\n    process: {match: {name: no-such-process-here}}\n    drift:\n      rss: {limit: 2GiB, horizon: 6h}\n";
+fn load(text: &str) -> config::Config {
     let ctx = BuildContext {
         net: Arc::new(NetContext::new()),
     };
-    let config = config::load(
-        &Source::Text {
-            name: "d.yaml".into(),
-            text: text.into(),
-        },
-        &ctx,
-    )
-    .unwrap();
+    let source = Source::Text {
+        name: "probes.yaml".into(),
+        text: text.into(),
+    };
+    config::load(&source, &ctx).unwrap()
+}
+
+#[tokio::test]
+async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
+    let text = "probes:\n  - name: worker\n    process: {match: {name: no-such-process-here}}\n    drift:\n      rss: {limit: 2GiB, horizon: 6h}\n";
+    let config = load(text);
     let dir = std::env::temp_dir().join(format!("slowburn-drift-history-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
@@ -146,17 +147,7 @@ fn usual_orders(t: f64) -> f64 {
 #[tokio::test]
 async fn a_seasonal_profile_learned_from_stored_days_pages_right_after_a_restart() {
     let text = "probes:\n  - name: orders\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:9\", query: \"sum(orders)\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n  - name: fresh\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:9\", query: \"sum(orders)\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n";
-    let ctx = BuildContext {
-        net: Arc::new(NetContext::new()),
-    };
-    let config = config::load(
-        &Source::Text {
-            name: "s.yaml".into(),
-            text: text.into(),
-        },
-        &ctx,
-    )
-    .unwrap();
+    let config = load(text);
     let dir =
         std::env::temp_dir().join(format!("slowburn-seasonal-history-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

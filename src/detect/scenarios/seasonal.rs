@@ -160,14 +160,15 @@ fn test_week_pages(verdicts: &[Verdict]) -> Vec<&Verdict> {
         .collect()
 }
 
+/// The per-minute rate at `i` smoothed over 5 minutes, as both rules read it (`rate(x[5m])`).
+fn smoothed(points: &[(f64, f64)], i: usize) -> f64 {
+    let from = i.saturating_sub(4);
+    points[from..=i].iter().map(|p| p.1).sum::<f64>() / (i - from + 1) as f64
+}
+
 /// Minutes of a rule `x < 0.7 × reference` held for 10 minutes, first firing at or after
 /// `TEST_WEEK`: every firing time.
 fn rule_fires(points: &[(f64, f64)], reference: impl Fn(usize) -> Option<f64>) -> Vec<f64> {
-    // Both rules read the per-minute rate smoothed over 5 minutes, as `rate(x[5m])` would.
-    let smooth = |i: usize| {
-        let from = i.saturating_sub(4);
-        points[from..=i].iter().map(|p| p.1).sum::<f64>() / (i - from + 1) as f64
-    };
     let mut fires = Vec::new();
     let mut below_since: Option<f64> = None;
     let mut firing = false;
@@ -175,7 +176,7 @@ fn rule_fires(points: &[(f64, f64)], reference: impl Fn(usize) -> Option<f64>) -
         if *t < TEST_WEEK {
             continue;
         }
-        let holds = reference(i).is_some_and(|r| smooth(i) < 0.7 * r);
+        let holds = reference(i).is_some_and(|r| smoothed(points, i) < 0.7 * r);
         if !holds {
             below_since = None;
             firing = false;
@@ -193,23 +194,15 @@ fn rule_fires(points: &[(f64, f64)], reference: impl Fn(usize) -> Option<f64>) -
 /// `x < 0.7 * x offset 1w`, held 10m.
 fn offset_rule(points: &[(f64, f64)]) -> Vec<f64> {
     let week = (WEEK / MIN) as usize;
-    let smooth = |i: usize| {
-        let from = i.saturating_sub(4);
-        points[from..=i].iter().map(|p| p.1).sum::<f64>() / (i - from + 1) as f64
-    };
-    rule_fires(points, |i| i.checked_sub(week).map(smooth))
+    rule_fires(points, |i| i.checked_sub(week).map(|j| smoothed(points, j)))
 }
 
 /// `x < 0.7 * avg(x offset 1w, 2w, 3w)`, held 10m.
 fn average_rule(points: &[(f64, f64)]) -> Vec<f64> {
     let week = (WEEK / MIN) as usize;
-    let smooth = |i: usize| {
-        let from = i.saturating_sub(4);
-        points[from..=i].iter().map(|p| p.1).sum::<f64>() / (i - from + 1) as f64
-    };
     rule_fires(points, |i| {
         let back: Option<Vec<f64>> = (1..=3)
-            .map(|k| i.checked_sub(k * week).map(smooth))
+            .map(|k| i.checked_sub(k * week).map(|j| smoothed(points, j)))
             .collect();
         back.map(|b| b.iter().sum::<f64>() / 3.0)
     })
