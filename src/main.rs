@@ -315,21 +315,25 @@ async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode 
         );
         return ExitCode::FAILURE;
     };
+    // The daemon's store, read only if it exists: heartbeats are judged from its pings, and
+    // watched signals shown after its history.
+    let store = config
+        .storage
+        .path
+        .exists()
+        .then(|| slowburn::store::Store::open(&config.storage.path).ok())
+        .flatten();
     if probe.probe.kind() == "heartbeat" {
-        // A heartbeat is judged from the pings the daemon stored.
-        if config.storage.path.exists()
-            && let Ok(store) = slowburn::store::Store::open(&config.storage.path)
-        {
-            slowburn::server::ping::restore_probe(&probe.name, &probe.probe, &store);
-        } else {
-            eprintln!(
+        match &store {
+            Some(store) => slowburn::server::ping::restore_probe(&probe.name, &probe.probe, store),
+            None => eprintln!(
                 "slowburn: no store at {}: {name:?} is judged as if it had never been pinged",
                 config.storage.path.display()
-            );
+            ),
         }
     }
     let outcome = probe::execute(&probe.probe, probe.timeout).await;
-    let detectors = detector_lines(&config, probe, &outcome);
+    let detectors = detector_lines(store.as_ref(), probe, &outcome);
     if as_json {
         out!(
             "{}",
@@ -365,10 +369,10 @@ async fn probe_once(name: &str, paths: Vec<PathBuf>, as_json: bool) -> ExitCode 
 }
 
 /// What each watched signal's detectors make of this run, after the history the daemon
-/// stored (read only if the store exists): `value: seasonal quiet; learning: 2d of 7d
+/// stored: `value: seasonal quiet; learning: 2d of 7d
 /// stored`. Nothing is written.
 fn detector_lines(
-    config: &config::Config,
+    store: Option<&slowburn::store::Store>,
     probe: &config::ProbeConfig,
     outcome: &probe::Outcome,
 ) -> Vec<String> {
@@ -376,12 +380,6 @@ fn detector_lines(
     if probe.watches.is_empty() {
         return Vec::new();
     }
-    let store = config
-        .storage
-        .path
-        .exists()
-        .then(|| slowburn::store::Store::open(&config.storage.path).ok())
-        .flatten();
     let now = slowburn::metrics::unix_seconds(outcome.at + outcome.duration);
     let mut lines = Vec::new();
     for watch in &probe.watches {
@@ -389,7 +387,6 @@ fn detector_lines(
             continue;
         };
         let history: Vec<(f64, f64)> = store
-            .as_ref()
             .and_then(|s| {
                 s.samples(
                     &probe.name,
@@ -403,12 +400,7 @@ fn detector_lines(
             .map(|s| (s.t, s.v))
             .collect();
         replay(&mut detectors, &history);
-        let value = if watch.signal == "success" {
-            Some(f64::from(u8::from(outcome.success)))
-        } else {
-            outcome.signal(&watch.signal)
-        };
-        if let Some(v) = value {
+        if let Some(v) = watch.value(outcome) {
             detectors.observe(now, v, false);
         }
         let state = detectors.state();

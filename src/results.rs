@@ -143,12 +143,7 @@ impl Results {
         };
         let mut verdicts = Vec::new();
         for w in watched.iter_mut() {
-            let value = if w.watch.signal == "success" {
-                Some(f64::from(u8::from(outcome.success)))
-            } else {
-                outcome.signal(&w.watch.signal)
-            };
-            let Some(value) = value.filter(|v| v.is_finite()) else {
+            let Some(value) = w.watch.value(outcome).filter(|v| v.is_finite()) else {
                 continue;
             };
             if let Some(limit) = w

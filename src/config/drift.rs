@@ -216,6 +216,18 @@ pub struct Watch {
     pub limit_from: Option<String>,
 }
 
+impl Watch {
+    /// The watched value of one run: its signal, or for `success` (the `slo:` burn rate) 1.0
+    /// or 0.0.
+    pub fn value(&self, outcome: &crate::probe::Outcome) -> Option<f64> {
+        if self.signal == "success" {
+            Some(f64::from(u8::from(outcome.success)))
+        } else {
+            outcome.signal(&self.signal)
+        }
+    }
+}
+
 /// The signals `drift:` may watch on a probe of `kind`, with their units, as the kind's
 /// signal table declares them.
 pub fn signals(kind: &str) -> Vec<(&'static str, Unit)> {

@@ -302,19 +302,14 @@ impl Seasonal {
         let frac = position - below;
         let at = |k: i64| self.slots[(k.rem_euclid(n)) as usize];
         let (a, b) = (at(below as i64), at(below as i64 + 1));
-        let mean = match (a.mean.is_nan(), b.mean.is_nan()) {
-            (false, false) => f64::from(a.mean) * (1.0 - frac) + f64::from(b.mean) * frac,
-            (false, true) => f64::from(a.mean),
-            (true, false) => f64::from(b.mean),
-            (true, true) => return None,
+        // Either neighbour alone when the other has not been learned yet.
+        let blend = |x: f32, y: f32| match (x.is_nan(), y.is_nan()) {
+            (false, false) => Some(f64::from(x) * (1.0 - frac) + f64::from(y) * frac),
+            (false, true) => Some(f64::from(x)),
+            (true, false) => Some(f64::from(y)),
+            (true, true) => None,
         };
-        let var = match (a.var.is_nan(), b.var.is_nan()) {
-            (false, false) => f64::from(a.var) * (1.0 - frac) + f64::from(b.var) * frac,
-            (false, true) => f64::from(a.var),
-            (true, false) => f64::from(b.var),
-            (true, true) => return None,
-        };
-        Some((mean, var))
+        Some((blend(a.mean, b.mean)?, blend(a.var, b.var)?))
     }
 
     /// Feeds one finite sample, later than the last.
@@ -456,17 +451,14 @@ impl Seasonal {
     }
 
     fn judge(&mut self, now: f64) -> Option<Verdict> {
-        let windows: Vec<(Judgement, f64)> = WINDOWS
-            .iter()
-            .filter_map(|m| self.window(now, *m))
-            .collect();
-        let shortest = windows.first().map(|(j, _)| *j);
+        let windows = WINDOWS.map(|m| self.window(now, m));
+        let shortest = windows.iter().flatten().next().map(|(j, _)| *j);
         if shortest.is_some() {
             self.last = shortest;
         }
         match self.firing {
             None => {
-                let (side, j) = windows.iter().find_map(|(j, sigma)| {
+                let (side, j) = windows.iter().flatten().find_map(|(j, sigma)| {
                     let gap = j.observed - j.expected;
                     let significant = gap.abs() > Z * sigma;
                     if let Some(below) = self.spec.below
