@@ -786,6 +786,17 @@ async fn prometheus_query_probes_against_a_real_prometheus() {
             None,
             "several series have no single value"
         );
+        // …and each is a sub-signal of `value` that drift watches on its own.
+        let keys: Vec<&str> = each
+            .series
+            .iter()
+            .map(|(s, k, _)| {
+                assert_eq!(*s, "value");
+                &**k
+            })
+            .collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(keys.iter().any(|k| k.contains("partner=\"a\"")), "{keys:?}");
 
         let bounded = query_probe(
             &format!("{{url: '{url}', query: 'orders_created_total', max_series: 1}}"),

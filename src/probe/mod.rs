@@ -245,6 +245,7 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         failure: result.err(),
         checks: trace.checks.into(),
         notes: trace.notes.into(),
+        series: trace.series.into(),
         log: trace.log,
     }
 }
@@ -269,6 +270,10 @@ pub struct Outcome {
     pub checks: Box<[Check]>,
     /// Evidence for people: offending sessions, matched processes, redirect hops.
     pub notes: Box<[String]>,
+    /// Sub-signals of a signal that came as several series (a `prometheus:` query answering
+    /// a vector): the signal's name, the series' labels written PromQL-style, its value.
+    /// Each is watched as `signal{labels}`, with detectors of its own.
+    pub series: Box<[(&'static str, Box<str>, f64)]>,
     /// A log probe's checkpoint, new signatures and counters.
     pub log: Option<Box<log::Report>>,
 }
@@ -413,6 +418,7 @@ pub struct Trace {
     pub signals: Vec<(&'static str, f64)>,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
+    pub series: Vec<(&'static str, Box<str>, f64)>,
     pub log: Option<Box<log::Report>>,
 }
 
@@ -433,6 +439,7 @@ impl Trace {
             signals: Vec::with_capacity(6),
             checks: Vec::new(),
             notes: Vec::new(),
+            series: Vec::new(),
             log: None,
         }
     }
@@ -461,6 +468,11 @@ impl Trace {
             Some(slot) => slot.1 = value,
             None => self.signals.push((name, value)),
         }
+    }
+
+    /// Records the value of one series of `signal` (keyed by its labels, e.g. `{job="api"}`).
+    pub fn series(&mut self, signal: &'static str, labels: &str, value: f64) {
+        self.series.push((signal, labels.into(), value));
     }
 
     /// Records an assertion. Returns the failure so the caller can keep the first one.
