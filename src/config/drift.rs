@@ -34,7 +34,7 @@ pub struct DriftEntrySpec {
     pub seasonal: Option<SeasonalEntry>,
 }
 
-/// `seasonal: {period, below, above, for, severity}`.
+/// `seasonal: {period, below, above, for, severity, timezone}`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeasonalEntry {
@@ -49,6 +49,9 @@ pub struct SeasonalEntry {
     pub window: Option<Spanned<String>>,
     /// `page` (default) or `ticket`.
     pub severity: Option<Spanned<String>>,
+    /// IANA time zone whose days and weeks the profile follows (`Europe/Berlin`); UTC when
+    /// absent.
+    pub timezone: Option<Spanned<String>>,
 }
 
 /// The seasonal spec an entry asks for, or every problem with it.
@@ -97,11 +100,25 @@ fn seasonal_spec(
             Severity::Page
         }
     };
+    let timezone = match &entry.timezone {
+        None => None,
+        Some(zone) => match jiff::tz::TimeZone::get(&zone.value) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                problems.push((
+                    zone.pos,
+                    format!("{field}.timezone: unknown time zone {:?}", zone.value),
+                ));
+                None
+            }
+        },
+    };
     let spec = SeasonalSpec {
         below,
         above,
         severity,
         interval,
+        timezone,
         ..SeasonalSpec::new(period?, window?)
     };
     // A share that did not parse is reported already; the rest is still checked.
