@@ -234,6 +234,12 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Whether `name` is this watch's signal or one of its series (`value{partner="b"}`).
+    pub fn covers(&self, name: &str) -> bool {
+        name.strip_prefix(self.signal.as_str())
+            .is_some_and(|rest| rest.is_empty() || (rest.starts_with('{') && rest.ends_with('}')))
+    }
+
     /// The watched value of one run: its signal, or for `success` (the `slo:` burn rate) 1.0
     /// or 0.0.
     pub fn value(&self, outcome: &crate::probe::Outcome) -> Option<f64> {
