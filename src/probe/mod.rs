@@ -12,6 +12,7 @@
 pub mod dns;
 pub mod heartbeat;
 pub mod http;
+pub mod icmp;
 pub mod log;
 pub mod net;
 pub mod postgres;
@@ -147,6 +148,7 @@ kinds! {
     prometheus => Prometheus(prometheus::PrometheusProbe),
     heartbeat => Heartbeat(heartbeat::HeartbeatProbe),
     log => Log(log::LogProbe),
+    icmp => Icmp(icmp::IcmpProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -368,6 +370,14 @@ pub enum Failure {
     Unreadable(String),
     #[error("journal: {0}")]
     Journal(String),
+    /// No ICMP socket may be opened (neither a ping socket nor a raw one).
+    #[error("permission: {0}")]
+    Permission(String),
+    #[error("icmp: {0}")]
+    Icmp(String),
+    /// An unreachable or time-exceeded answer, or no route at all.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl Failure {
@@ -403,6 +413,9 @@ impl Failure {
             Failure::Missing(_) => "missing",
             Failure::Unreadable(_) => "unreadable",
             Failure::Journal(_) => "journal",
+            Failure::Permission(_) => "permission",
+            Failure::Icmp(_) => "icmp",
+            Failure::Unreachable(_) => "unreachable",
         }
     }
 }

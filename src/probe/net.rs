@@ -547,3 +547,88 @@ mod tests {
         assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
     }
 }
+
+/// Which address family a probe tries first, and whether it may use the other
+/// (`preferred_ip_protocol`, `ip_protocol_fallback`, as blackbox_exporter names them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Family {
+    pub prefer_v6: bool,
+    pub fallback: bool,
+}
+
+impl Default for Family {
+    /// IPv4 first, IPv6 when a name has no IPv4 address: what `resolve` does.
+    fn default() -> Self {
+        Family {
+            prefer_v6: false,
+            fallback: true,
+        }
+    }
+}
+
+impl Family {
+    /// Reads `preferred_ip_protocol: ip4 | ip6` and `ip_protocol_fallback`.
+    pub fn from_spec(
+        preferred: Option<&Spanned<String>>,
+        fallback: Option<bool>,
+    ) -> Result<Family, SpecError> {
+        let prefer_v6 = match preferred.map(|p| (p, p.value.as_str())) {
+            None | Some((_, "ip4")) => false,
+            Some((_, "ip6")) => true,
+            Some((p, other)) => {
+                return Err(SpecError::new(
+                    p.pos,
+                    "preferred_ip_protocol",
+                    format!("{other:?} is not one of ip4, ip6"),
+                ));
+            }
+        };
+        Ok(Family {
+            prefer_v6,
+            fallback: fallback.unwrap_or(true),
+        })
+    }
+}
+
+/// Resolves `host` to one address of the preferred family (or the other, if allowed),
+/// timing the `resolve` phase. An address literal is used as written.
+pub async fn resolve_family(
+    host: &str,
+    resolver: &Resolver,
+    family: Family,
+    trace: &mut Trace,
+) -> Result<IpAddr, Failure> {
+    if family == Family::default() {
+        return resolve(host, resolver, trace).await;
+    }
+    trace.enter("resolve");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let resolver = match resolver {
+        Resolver::System(Ok(r)) | Resolver::Custom(r) => r,
+        Resolver::System(Err(e)) => return Err(Failure::Dns(e.clone())),
+    };
+    let wanted = if family.prefer_v6 { "AAAA" } else { "A" };
+    match resolver.lookup_ip(host).await {
+        Ok(lookup) => {
+            let (preferred, other): (Vec<IpAddr>, Vec<IpAddr>) = lookup
+                .iter()
+                .partition(|ip| ip.is_ipv6() == family.prefer_v6);
+            match (preferred.first(), other.first()) {
+                (Some(ip), _) => Ok(*ip),
+                (None, Some(ip)) if family.fallback => Ok(*ip),
+                (None, Some(_)) => Err(Failure::Dns(format!(
+                    "no {wanted} record for {host} and ip_protocol_fallback is off"
+                ))),
+                (None, None) => Err(Failure::Dns(format!("no A/AAAA records for {host}"))),
+            }
+        }
+        Err(e) if e.is_nx_domain() => Err(Failure::Dns(format!("NXDOMAIN for {host}"))),
+        Err(e) if e.is_no_records_found() => {
+            Err(Failure::Dns(format!("no A/AAAA records for {host}")))
+        }
+        Err(e) => Err(Failure::Dns(format!("{host}: {e}"))),
+    }
+}
