@@ -76,6 +76,12 @@ fn rows() -> Vec<Row> {
             hung_phase: "",
             refused_reason: "",
         },
+        Row {
+            kind: "grpc",
+            section: Some(|a| format!("grpc: {{address: '{a}'}}")),
+            hung_phase: "check",
+            refused_reason: "connect",
+        },
         // ICMP has no port to hang on or be refused at; tests/icmp.rs has its no-reply
         // (timeout in phase rtt), no-route and no-permission cases.
         Row {

@@ -10,6 +10,7 @@
 //! its signal table) plus one row of the [`kinds!`] table below.
 
 pub mod dns;
+pub mod grpc;
 pub mod heartbeat;
 pub mod http;
 pub mod icmp;
@@ -149,6 +150,7 @@ kinds! {
     heartbeat => Heartbeat(heartbeat::HeartbeatProbe),
     log => Log(log::LogProbe),
     icmp => Icmp(icmp::IcmpProbe),
+    grpc => Grpc(grpc::GrpcProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -378,6 +380,12 @@ pub enum Failure {
     /// An unreachable or time-exceeded answer, or no route at all.
     #[error("unreachable: {0}")]
     Unreachable(String),
+    /// A gRPC error status, or an answer that is not gRPC.
+    #[error("grpc: {0}")]
+    Grpc(String),
+    /// A health check answered, but not `SERVING`.
+    #[error("not serving: {0}")]
+    NotServing(String),
 }
 
 impl Failure {
@@ -416,6 +424,8 @@ impl Failure {
             Failure::Permission(_) => "permission",
             Failure::Icmp(_) => "icmp",
             Failure::Unreachable(_) => "unreachable",
+            Failure::Grpc(_) => "grpc",
+            Failure::NotServing(_) => "not_serving",
         }
     }
 }
