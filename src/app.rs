@@ -110,7 +110,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let mut workers = JoinSet::new();
     spawn_workers(
         &mut workers,
-        configure_alerts(&alerts, &registry, config.alerting),
+        configure_alerts(&alerts, &registry, config.alerting, &config.server.canary),
     );
     let (outcome_tx, outcome_rx) = tokio::sync::mpsc::channel(16_384);
     let runner = Runner {
@@ -271,7 +271,12 @@ impl Daemon {
         }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;
-        let added = configure_alerts(&self.alerts, &registry, config.alerting);
+        let added = configure_alerts(
+            &self.alerts,
+            &registry,
+            config.alerting,
+            &config.server.canary,
+        );
         // Reap the workers of notifiers a reload removed before adding new ones.
         while self.workers.try_join_next().is_some() {}
         spawn_workers(&mut self.workers, added);
@@ -303,7 +308,9 @@ fn configure_alerts(
     alerts: &Arc<AlertService>,
     registry: &Registry,
     alerting: config::Alerting,
+    canary: &[String],
 ) -> Vec<Worker> {
+    alerts.set_oncall(alerting.directory, alerting.routes);
     // Only probes that can raise an alert (a rule, or watched signals) are told to the engine:
     // at 100,000 probes a copy of every probe's labels would cost tens of megabytes.
     let probes = registry
@@ -323,6 +330,7 @@ fn configure_alerts(
                 rule: p.config.alert.as_deref().cloned(),
                 labels,
                 target: p.target(),
+                parents: parents(&p.config, canary),
             };
             (p.name().to_string(), info)
         })
@@ -333,6 +341,22 @@ fn configure_alerts(
         alerting.silences,
         alerting.notifiers,
     )
+}
+
+/// A probe's parents: its `depends_on:`, and the canaries for a network probe that is not
+/// one of them.
+fn parents(probe: &config::ProbeConfig, canary: &[String]) -> Vec<String> {
+    let mut parents = probe.depends_on.clone();
+    if probe.probe.info().network && !canary.contains(&probe.name) {
+        parents.extend(
+            canary
+                .iter()
+                .filter(|c| !parents.contains(c))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    parents
 }
 
 /// The running watchdog task (`watchdog:`), if the config has one, and how to stop it.

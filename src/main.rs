@@ -284,6 +284,23 @@ fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
                     );
                 }
             }
+            for w in &config.warnings {
+                let pos = w.pos.unwrap_or_default();
+                if as_json {
+                    out!(
+                        "{}",
+                        json!({"file": w.file, "line": pos.line, "col": pos.col, "warning": w.message})
+                    );
+                } else {
+                    eprintln!(
+                        "{}:{}:{}: warning: {}",
+                        w.file.display(),
+                        pos.line,
+                        pos.col,
+                        w.message
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

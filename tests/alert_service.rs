@@ -67,6 +67,7 @@ policies:
         rule: config.probes[0].alert.as_deref().cloned(),
         labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
         target: "127.0.0.1:1".into(),
+        parents: Vec::new(),
     };
     let alerting = config.alerting;
     // The service spawns nothing; as the daemon does, the caller runs its workers.
@@ -226,6 +227,7 @@ policies:
                 rule: config.probes[0].alert.as_deref().cloned(),
                 labels: BTreeMap::from([("probe".to_string(), name.to_string())]),
                 target: "127.0.0.1:1".into(),
+                parents: Vec::new(),
             };
             (name.to_string(), info)
         })
@@ -316,6 +318,7 @@ policies:
         rule: config.probes[0].alert.as_deref().cloned(),
         labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
         target: "127.0.0.1:1".into(),
+        parents: Vec::new(),
     };
     let alerting = config.alerting;
     let workers = service.configure(

@@ -7,6 +7,7 @@
 //! microseconds. Persisting alerts before sending and the retries of sends live in the service
 //! that drives it (`service.rs`).
 
+pub mod dependencies;
 pub mod escalation;
 pub mod lifecycle;
 pub mod service;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::Detector;
 pub use crate::detect::Severity;
 pub use crate::notify::Event;
+use crate::oncall::{Directory, Recipient, Route};
 pub use escalation::{Next, Policy, Step};
 use lifecycle::{Flap, Tracker};
 pub use silence::Silence;
@@ -168,6 +170,8 @@ pub struct ProbeInfo {
     /// The probe's labels plus `probe` and `kind`.
     pub labels: BTreeMap<String, String>,
     pub target: String,
+    /// Probes whose failure holds this probe's new alerts (`depends_on:` and the canaries).
+    pub parents: Vec<String>,
 }
 
 /// One alert: an incident for one (probe, reason).
@@ -204,6 +208,13 @@ pub struct Alert {
     pub next: Option<Next>,
     /// Notifiers that have been told of this alert.
     pub paged: BTreeSet<String>,
+    /// People that have been paged, each through one contact (resolved when the step fired).
+    #[serde(default)]
+    pub recipients: BTreeSet<Recipient>,
+    /// Parents that were failing when this alert opened: it is shown but pages nobody until
+    /// they all recover (and then only if it still fires).
+    #[serde(default)]
+    pub held_by: Vec<String>,
     pub silenced: bool,
     pub flapping: bool,
     pub eta_seconds: Option<f64>,
@@ -222,6 +233,8 @@ pub struct Entry {
 pub struct Send {
     pub alert_id: u64,
     pub notifier: String,
+    /// The person paged through `notifier`, when the step named a person or a schedule.
+    pub recipient: Option<Recipient>,
     pub event: Event,
     pub epoch: u32,
     pub round: u32,
@@ -230,10 +243,14 @@ pub struct Send {
 
 impl Send {
     pub fn key(&self) -> String {
+        let to = match &self.recipient {
+            Some(r) => format!("{}>{}", self.notifier, r.person),
+            None => self.notifier.clone(),
+        };
         format!(
             "{}/{}/{}/{}/{}/{}",
             self.alert_id,
-            self.notifier,
+            to,
             self.event.as_str(),
             self.epoch,
             self.round,
@@ -264,6 +281,13 @@ pub struct Engine {
     silences: Vec<Silence>,
     next_id: u64,
     changed: BTreeSet<u64>,
+    /// People and schedules that `person:`/`schedule:` steps resolve against.
+    directory: Directory,
+    routes: Vec<Route>,
+    /// Steps that met a schedule with nobody on call, by schedule.
+    gaps: BTreeMap<String, u64>,
+    /// Probes whose latest run failed.
+    down: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -297,6 +321,23 @@ impl Engine {
         self.probes = probes;
         self.policies = policies;
         self.silences = silences;
+    }
+
+    /// Sets the people, schedules and routes (on start and reload). Alerts in flight keep
+    /// their policy; its `person:`/`schedule:` steps resolve against the new ones when due.
+    pub fn set_oncall(&mut self, directory: Directory, routes: Vec<Route>) {
+        self.directory = directory;
+        self.routes = routes;
+    }
+
+    /// The people and schedules steps resolve against.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Steps that met a gap in a schedule, by schedule, since the daemon started.
+    pub fn gaps(&self) -> &BTreeMap<String, u64> {
+        &self.gaps
     }
 
     pub fn silences(&self) -> &[Silence] {
@@ -346,6 +387,17 @@ impl Engine {
 
     /// One probe result: `failure` is `(reason, message)` when the run failed.
     pub fn observe(&mut self, probe: &str, failure: Option<(&str, &str)>, now: f64) -> Vec<Send> {
+        let recovered = self.track(probe, failure.is_some());
+        let mut released = if recovered {
+            self.release_held(now)
+        } else {
+            Vec::new()
+        };
+        released.extend(self.observe_rule(probe, failure, now));
+        released
+    }
+
+    fn observe_rule(&mut self, probe: &str, failure: Option<(&str, &str)>, now: f64) -> Vec<Send> {
         let Some(rule) = self.probes.get(probe).and_then(|p| p.rule.clone()) else {
             return Vec::new();
         };
@@ -390,15 +442,13 @@ impl Engine {
                         now,
                         "flapping: results keep changing; pages paused until stable".into(),
                     );
-                    let audience: Vec<String> = if alert.paged.is_empty() {
-                        first_step(alert)
-                    } else {
-                        alert.paged.iter().cloned().collect()
-                    };
-                    for notifier in audience {
-                        alert.paged.insert(notifier.clone());
-                        sends.push(send(alert, notifier, Event::Flapping));
+                    if alert.paged.is_empty() && alert.recipients.is_empty() {
+                        let first = first_step(alert);
+                        let resolved = self.directory.resolve(&first, now);
+                        alert.paged.extend(resolved.notifiers);
+                        alert.recipients.extend(resolved.recipients);
                     }
+                    sends.extend(audience(alert, Event::Flapping));
                 }
                 self.changed.insert(id);
             }
@@ -512,7 +562,7 @@ impl Engine {
     /// ended.
     pub fn tick(&mut self, now: f64) -> Vec<Send> {
         let ids: Vec<u64> = self.active.values().copied().collect();
-        let mut sends = Vec::new();
+        let mut sends = self.release_held(now);
         for id in ids {
             let silenced = self
                 .alerts
@@ -600,11 +650,7 @@ impl Engine {
         alert.acked_by = Some(by.to_string());
         alert.next = None;
         note(alert, now, format!("acknowledged by {by}"));
-        let sends = alert
-            .paged
-            .iter()
-            .map(|n| send(alert, n.clone(), Event::Acknowledge))
-            .collect();
+        let sends = audience(alert, Event::Acknowledge);
         self.changed.insert(id);
         Ok(sends)
     }
@@ -647,10 +693,16 @@ impl Engine {
         labels.insert("probe".into(), probe.to_string());
         labels.insert("reason".into(), reason.to_string());
         labels.insert("severity".into(), severity.as_str().to_string());
-        let mut policy = rule
-            .and_then(|r| r.policy.as_ref())
-            .and_then(|p| self.policies.get(p))
-            .cloned();
+        // A probe's own policy wins; else the routes decide.
+        let mut policy = match rule.and_then(|r| r.policy.as_ref()) {
+            Some(name) => self.policies.get(name).cloned(),
+            None => Policy::merge(
+                crate::oncall::routes::policies(&self.routes, &labels)
+                    .into_iter()
+                    .filter_map(|name| self.policies.get(name))
+                    .collect(),
+            ),
+        };
         if severity == Severity::Ticket
             && let Some(policy) = &mut policy
         {
@@ -688,6 +740,8 @@ impl Engine {
             policy,
             epoch: 0,
             paged: BTreeSet::new(),
+            recipients: BTreeSet::new(),
+            held_by: self.failing_parents(probe),
             flapping: false,
             eta_seconds,
             timeline: Vec::new(),
@@ -701,6 +755,14 @@ impl Engine {
                 &mut alert,
                 now,
                 "silenced: not paging while the silence lasts".into(),
+            );
+        }
+        if !alert.held_by.is_empty() {
+            let parents = alert.held_by.join(", ");
+            note(
+                &mut alert,
+                now,
+                format!("held: {parents} failing; not paging until it recovers"),
             );
         }
         self.active.insert(alert.dedup_key.clone(), id);
@@ -720,11 +782,7 @@ impl Engine {
         note(alert, now, why.to_string());
         self.active.remove(&alert.dedup_key);
         self.changed.insert(id);
-        alert
-            .paged
-            .iter()
-            .map(|n| send(alert, n.clone(), Event::Resolve))
-            .collect()
+        audience(alert, Event::Resolve)
     }
 
     fn restart_escalation(&mut self, id: u64, now: f64, why: &str) {
@@ -743,40 +801,60 @@ impl Engine {
             return Vec::new();
         };
         let mut sends = Vec::new();
-        if alert.state != State::Firing || alert.flapping || alert.silenced {
+        if alert.state != State::Firing
+            || alert.flapping
+            || alert.silenced
+            || !alert.held_by.is_empty()
+        {
             return sends;
         }
         let (Some(policy), Some(start)) = (alert.policy.clone(), alert.escalation_start) else {
             return sends;
         };
         while let Some(next) = alert.next.filter(|n| n.due <= now) {
-            let notifiers = &policy.steps[next.step].notify;
+            // Targets resolve now, when the step fires: who is on call at open is irrelevant.
+            let resolved = self.directory.resolve(&policy.steps[next.step].notify, now);
             let round = if next.round > 0 {
                 format!(" (repeat {})", next.round)
             } else {
                 String::new()
             };
+            let who = resolved.describe();
             note(
                 alert,
                 now,
-                format!(
-                    "step {}{round}: paged {}",
-                    next.step + 1,
-                    notifiers.join(", ")
-                ),
+                format!("step {}{round}: paged {who}", next.step + 1),
             );
-            for notifier in notifiers {
-                alert.paged.insert(notifier.clone());
-                sends.push(Send {
-                    alert_id: id,
-                    notifier: notifier.clone(),
-                    event: Event::Trigger,
-                    epoch: alert.epoch,
-                    round: next.round,
-                    step: next.step,
-                });
+            for gap in &resolved.gaps {
+                *self.gaps.entry(gap.clone()).or_default() += 1;
             }
+            let step = |notifier: String, recipient: Option<Recipient>| Send {
+                alert_id: id,
+                notifier,
+                recipient,
+                event: Event::Trigger,
+                epoch: alert.epoch,
+                round: next.round,
+                step: next.step,
+            };
+            let mut paged = Vec::new();
+            for notifier in &resolved.notifiers {
+                paged.push(step(notifier.clone(), None));
+            }
+            for r in &resolved.recipients {
+                paged.push(step(r.notifier.clone(), Some(r.clone())));
+            }
+            alert.paged.extend(resolved.notifiers.iter().cloned());
+            alert.recipients.extend(resolved.recipients.iter().cloned());
+            sends.extend(paged);
             alert.next = policy.after(next, start);
+            // A step that met only gaps pages nobody: the next step of the round comes now.
+            if resolved.is_empty()
+                && !resolved.gaps.is_empty()
+                && let Some(following) = alert.next.as_mut().filter(|n| n.round == next.round)
+            {
+                following.due = following.due.min(now);
+            }
             self.changed.insert(id);
         }
         sends
@@ -794,7 +872,7 @@ pub fn dedup_key(probe: &str, reason: &str) -> String {
     format!("{probe}:{reason}")
 }
 
-fn first_step(alert: &Alert) -> Vec<String> {
+fn first_step(alert: &Alert) -> Vec<crate::oncall::Target> {
     alert
         .policy
         .as_ref()
@@ -803,10 +881,27 @@ fn first_step(alert: &Alert) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn send(alert: &Alert, notifier: String, event: Event) -> Send {
+/// `event` for every notifier and person already told of `alert`.
+fn audience(alert: &Alert, event: Event) -> Vec<Send> {
+    let mut sends: Vec<Send> = alert
+        .paged
+        .iter()
+        .map(|n| send(alert, n.clone(), None, event))
+        .collect();
+    sends.extend(
+        alert
+            .recipients
+            .iter()
+            .map(|r| send(alert, r.notifier.clone(), Some(r.clone()), event)),
+    );
+    sends
+}
+
+fn send(alert: &Alert, notifier: String, recipient: Option<Recipient>, event: Event) -> Send {
     Send {
         alert_id: alert.id,
         notifier,
+        recipient,
         event,
         epoch: alert.epoch,
         round: 0,
@@ -814,7 +909,7 @@ fn send(alert: &Alert, notifier: String, event: Event) -> Send {
     }
 }
 
-fn note(alert: &mut Alert, t: f64, what: String) {
+pub(crate) fn note(alert: &mut Alert, t: f64, what: String) {
     if alert.timeline.len() >= TIMELINE_MAX {
         alert.timeline.remove(1);
     }

@@ -210,6 +210,15 @@ impl AlertService {
         workers
     }
 
+    /// Sets the people, schedules and routes that steps and new alerts resolve against.
+    pub fn set_oncall(
+        &self,
+        directory: crate::oncall::Directory,
+        routes: Vec<crate::oncall::Route>,
+    ) {
+        self.lock().engine.set_oncall(directory, routes);
+    }
+
     /// Closes every queue: each worker ends once it has delivered what it holds. Decisions
     /// after this are still recorded, and sent by the next start.
     pub fn close(&self) {
@@ -411,7 +420,8 @@ impl AlertService {
             });
             // The page says what the alert was when the engine decided, as before.
             if let Some(alert) = inner.engine.alert(send.alert_id) {
-                let notification = self.notification(alert, send.event, send.step);
+                let mut notification = self.notification(alert, send.event, send.step);
+                notification.with_recipient(send.recipient.clone());
                 deliveries.push((key, send.notifier.clone(), notification));
             }
         }
@@ -489,7 +499,8 @@ impl AlertService {
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let notification = self.notification(alert, event, step);
+            let mut notification = self.notification(alert, event, step);
+            notification.with_recipient(crate::oncall::resolve::recipient_of(alert, &record.key));
             queued.push((record.notifier, record.key, notification));
         }
         drop(inner);
@@ -575,6 +586,7 @@ impl AlertService {
             ack_hint,
             step,
             failures: alert.failures,
+            recipient: None,
         }
     }
 

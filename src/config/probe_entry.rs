@@ -40,6 +40,9 @@ pub(super) struct ProbeEntry {
     pub(super) drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
     /// The success objective whose burn rate pages (`99.9%`).
     pub(super) slo: Option<Spanned<String>>,
+    /// Probes this one needs: while one of them fails, this probe's new alerts are held.
+    #[serde(default)]
+    pub(super) depends_on: Vec<Spanned<String>>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -215,6 +218,7 @@ impl Loader<'_> {
             probe: Arc::new(probe),
             alert,
             watches,
+            depends_on: entry.depends_on.iter().map(|d| d.value.clone()).collect(),
             file,
             pos,
         })

@@ -103,6 +103,22 @@ pub struct Notification {
     pub step: usize,
     /// Failures counted while firing.
     pub failures: u64,
+    /// The person this notification pages and their address on this notifier, when the
+    /// step named a person or a schedule.
+    pub recipient: Option<crate::oncall::Recipient>,
+}
+
+impl Notification {
+    /// Addresses this notification to `recipient`, and says so in its details.
+    pub fn with_recipient(&mut self, recipient: Option<crate::oncall::Recipient>) {
+        if let Some(r) = &recipient {
+            self.details = format!(
+                "Paging {} ({}: {})\n{}",
+                r.person, r.notifier, r.to, self.details
+            );
+        }
+        self.recipient = recipient;
+    }
 }
 
 /// Why one attempt failed, and whether another attempt may succeed.
@@ -631,6 +647,7 @@ pub(crate) mod tests_support {
                 .into(),
             step: 0,
             failures: 3,
+            recipient: None,
         }
     }
 }
