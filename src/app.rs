@@ -14,7 +14,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::alert::ProbeInfo;
 use crate::alert::service::{AlertService, Worker};
 use crate::config::{self, Config, ConfigError, Source};
 use crate::metrics::DaemonMetrics;
@@ -317,23 +316,7 @@ fn configure_alerts(
         .probes
         .iter()
         .filter(|p| p.config.alert.is_some() || !p.config.watches.is_empty())
-        .map(|p| {
-            let mut labels: std::collections::BTreeMap<String, String> = p
-                .config
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            labels.insert("probe".into(), p.name().to_string());
-            labels.insert("kind".into(), p.kind.to_string());
-            let info = ProbeInfo {
-                rule: p.config.alert.as_deref().cloned(),
-                labels,
-                target: p.target(),
-                parents: parents(&p.config, canary),
-            };
-            (p.name().to_string(), info)
-        })
+        .map(|p| (p.name().to_string(), p.config.alert_info(canary)))
         .collect();
     alerts.configure(
         probes,
@@ -341,22 +324,6 @@ fn configure_alerts(
         alerting.silences,
         alerting.notifiers,
     )
-}
-
-/// A probe's parents: its `depends_on:`, and the canaries for a network probe that is not
-/// one of them.
-fn parents(probe: &config::ProbeConfig, canary: &[String]) -> Vec<String> {
-    let mut parents = probe.depends_on.clone();
-    if probe.probe.info().network && !canary.contains(&probe.name) {
-        parents.extend(
-            canary
-                .iter()
-                .filter(|c| !parents.contains(c))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-    }
-    parents
 }
 
 /// The running watchdog task (`watchdog:`), if the config has one, and how to stop it.

@@ -14,20 +14,7 @@ use slowburn::config::{self, Source};
 use slowburn::probe::{BuildContext, net::NetContext};
 use slowburn::store::Store;
 use support::receiver::Receiver;
-
-/// Waits until every recorded notification is sent or failed (each worker marks its record
-/// after the receiver has answered, so seeing the request is not yet seeing the record).
-async fn settled(store: &Store) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !store.unsent().unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "records not settled: {:?}",
-            store.unsent()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::settled;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_notifier_is_retried_then_failed_without_holding_up_the_others() {

@@ -388,13 +388,12 @@ impl Engine {
     /// One probe result: `failure` is `(reason, message)` when the run failed.
     pub fn observe(&mut self, probe: &str, failure: Option<(&str, &str)>, now: f64) -> Vec<Send> {
         let recovered = self.track(probe, failure.is_some());
-        let mut released = if recovered {
-            self.release_held(now)
-        } else {
-            Vec::new()
-        };
-        released.extend(self.observe_rule(probe, failure, now));
-        released
+        let mut sends = self.observe_rule(probe, failure, now);
+        // After the rule: a parent whose alert just resolved releases its children now.
+        if recovered {
+            sends.extend(self.release_held(now));
+        }
+        sends
     }
 
     fn observe_rule(&mut self, probe: &str, failure: Option<(&str, &str)>, now: f64) -> Vec<Send> {

@@ -74,6 +74,8 @@ pub struct AlertCounts {
     /// Active alerts (firing or acknowledged) that are silenced, and that are flapping.
     pub silenced: u64,
     pub flapping: u64,
+    /// Active alerts held while a parent probe fails.
+    pub held: u64,
     /// Age of the oldest firing, unsilenced, unacknowledged page; 0 when none.
     pub oldest_unacked_page: f64,
 }
@@ -219,6 +221,20 @@ impl AlertService {
         self.lock().engine.set_oncall(directory, routes);
     }
 
+    /// Steps that met nobody on call, by schedule: every configured schedule, 0 included.
+    pub fn oncall_gaps(&self) -> BTreeMap<String, u64> {
+        let inner = self.lock();
+        let mut gaps: BTreeMap<String, u64> = inner
+            .engine
+            .directory()
+            .schedules
+            .keys()
+            .map(|name| (name.clone(), 0))
+            .collect();
+        gaps.extend(inner.engine.gaps().iter().map(|(k, v)| (k.clone(), *v)));
+        gaps
+    }
+
     /// Closes every queue: each worker ends once it has delivered what it holds. Decisions
     /// after this are still recorded, and sent by the next start.
     pub fn close(&self) {
@@ -338,6 +354,7 @@ impl AlertService {
             }
             counts.silenced += u64::from(alert.silenced);
             counts.flapping += u64::from(alert.flapping);
+            counts.held += u64::from(!alert.held_by.is_empty());
             if alert.state == State::Firing
                 && alert.severity == super::Severity::Page
                 && !alert.silenced

@@ -64,7 +64,12 @@ mod tests {
             route(&[("service", "reviews")], "reviews", false),
             route(&[], "default", false),
         ];
-        let table: &[(&[(&str, &str)], &[&str])] = &[
+        // (an alert's labels, the policies that page it)
+        type Row = (
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+        );
+        let table: &[Row] = &[
             (
                 &[("team", "orders"), ("severity", "page"), ("kind", "http")],
                 &["orders", "default"],
