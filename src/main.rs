@@ -26,7 +26,7 @@ struct Cli {
 /// Rust ignores SIGPIPE, so `println!` would panic there and exit 101.
 macro_rules! out {
     ($($arg:tt)*) => {
-        emit(format_args!($($arg)*))
+        $crate::emit(format_args!($($arg)*))
     };
 }
 
@@ -46,6 +46,8 @@ fn emit(line: std::fmt::Arguments) {
         std::process::exit(1);
     }
 }
+
+mod cli;
 
 /// Where `alerts` and `ack` find the daemon unless `--url` says otherwise.
 const DEFAULT_URL: &str = "http://127.0.0.1:9464";
@@ -141,6 +143,48 @@ enum Command {
     },
     /// Print the JSON Schema (draft-07) of a probe file, for editors and validators.
     Schema,
+    /// Print who is on call in a schedule: its shifts for --days (default 7) from --at
+    /// (default now), or with --at alone just the name.
+    #[command(args_conflicts_with_subcommands = true)]
+    Oncall {
+        #[command(subcommand)]
+        action: Option<cli::oncall::OncallAction>,
+        /// The schedule, as its `schedules:` entry names it.
+        schedule: Option<String>,
+        /// A probe file or a directory of *.yaml/*.yml (repeatable).
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        /// RFC 3339: 2027-04-12T09:00:00+02:00.
+        #[arg(long)]
+        at: Option<String>,
+        /// How many days of shifts to print.
+        #[arg(long)]
+        days: Option<u32>,
+        /// One JSON object per shift.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open an incident by hand on a running daemon (a report from customer support), routed
+    /// by `routes:` like any other alert.
+    Page {
+        /// The service it concerns: the `service` label routes match.
+        #[arg(long)]
+        service: String,
+        /// What is wrong, as the page will say it.
+        message: String,
+        /// File it as a ticket instead of paging.
+        #[arg(long)]
+        ticket: bool,
+        /// The daemon's address (its server.listen).
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+        /// The daemon's server.api_token.
+        #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Who opens it. Default: $USER.
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -177,6 +221,32 @@ fn main() -> ExitCode {
             } => backtest(config, &probe, &signal, &series, json),
             Command::Alerts { url, all, json } => alerts(&url, all, json).await,
             Command::Ack { id, url, token, by } => ack(id, &url, token, by).await,
+            Command::Oncall {
+                action: Some(action),
+                ..
+            } => cli::oncall::action(action).await,
+            Command::Oncall {
+                action: None,
+                schedule,
+                config,
+                at,
+                days,
+                json,
+            } => match schedule {
+                Some(name) => cli::oncall::oncall(&name, config, at, days, json),
+                None => {
+                    eprintln!("slowburn: name a schedule: slowburn oncall SCHEDULE");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Page {
+                service,
+                message,
+                ticket,
+                url,
+                token,
+                by,
+            } => cli::oncall::page(&service, &message, ticket, &url, token, by).await,
             Command::Schema => {
                 out!("{:#}", config::schema());
                 ExitCode::SUCCESS
@@ -726,32 +796,8 @@ async fn ack(id: u64, url: &str, token: Option<String>, by: Option<String>) -> E
         );
         return ExitCode::FAILURE;
     };
-    let result = async {
-        let client = http_client()?;
-        let response = client
-            .post(format!(
-                "{}/api/v1/alerts/{id}/ack",
-                url.trim_end_matches('/')
-            ))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(json!({"by": by.unwrap_or_else(|| "cli".into())}).to_string())
-            .send()
-            .await
-            .map_err(|e| request_error(url, &e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!(
-                "{status}: {}",
-                body["error"].as_str().unwrap_or("refused")
-            ))
-        }
-    }
-    .await;
+    let body = json!({"by": by.unwrap_or_else(|| "cli".into())});
+    let result = cli::post_json(url, &format!("/api/v1/alerts/{id}/ack"), &token, body).await;
     match result {
         Ok(alert) => {
             out!(

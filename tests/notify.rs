@@ -186,6 +186,7 @@ fn notification(event: Event) -> Notification {
             notifier: "hook".into(),
             to: "U123".into(),
         }),
+        links: None,
     }
 }
 
@@ -272,7 +273,8 @@ async fn webhook_posts_the_documented_schema_signed_with_hmac_sha256() {
                 "failures",
                 "sent_at",
                 "person",
-                "to"
+                "to",
+                "links"
             ])
         );
         assert_eq!(body["person"], "alice");

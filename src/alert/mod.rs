@@ -10,6 +10,7 @@
 pub mod dependencies;
 pub mod escalation;
 pub mod lifecycle;
+pub mod manual;
 pub mod service;
 pub mod silence;
 
@@ -65,6 +66,9 @@ pub enum Origin {
     Detected { detector: Detector, key: String },
     /// A log probe met an error signature it had never seen (`new_signature:`).
     Signature { id: String },
+    /// Opened by hand (`slowburn page`, `POST /api/v1/incidents`) for a service; `id` tells
+    /// such incidents apart.
+    Manual { id: String },
 }
 
 impl Origin {
@@ -92,6 +96,7 @@ impl Origin {
             Origin::Run => None,
             Origin::Detected { detector, key } => Some(format!("{}:{key}", detector.info().reason)),
             Origin::Signature { id } => Some(format!("signature:{id}")),
+            Origin::Manual { id } => Some(format!("manual:{id}")),
         }
     }
 }
@@ -104,6 +109,10 @@ impl Serialize for Origin {
             Origin::Run => map.serialize_entry("type", "run")?,
             Origin::Signature { id } => {
                 map.serialize_entry("type", "signature")?;
+                map.serialize_entry("id", id)?;
+            }
+            Origin::Manual { id } => {
+                map.serialize_entry("type", "manual")?;
                 map.serialize_entry("id", id)?;
             }
             Origin::Detected { detector, key } => {
@@ -137,6 +146,10 @@ impl<'de> Deserialize<'de> for Origin {
             "signature" => {
                 let id = stored.id.ok_or_else(|| D::Error::missing_field("id"))?;
                 return Ok(Origin::Signature { id });
+            }
+            "manual" => {
+                let id = stored.id.ok_or_else(|| D::Error::missing_field("id"))?;
+                return Ok(Origin::Manual { id });
             }
             _ => {}
         }
@@ -335,6 +348,11 @@ impl Engine {
         &self.directory
     }
 
+    /// The same, to add overrides to.
+    pub fn directory_mut(&mut self) -> &mut Directory {
+        &mut self.directory
+    }
+
     /// Steps that met a gap in a schedule, by schedule, since the daemon started.
     pub fn gaps(&self) -> &BTreeMap<String, u64> {
         &self.gaps
@@ -420,6 +438,7 @@ impl Engine {
                     self.open(
                         probe,
                         Origin::Run,
+                        &BTreeMap::new(),
                         reason,
                         message,
                         rule.severity,
@@ -486,6 +505,7 @@ impl Engine {
                 let id = self.open(
                     probe,
                     Origin::Run,
+                    &BTreeMap::new(),
                     reason,
                     message,
                     rule.severity,
@@ -543,6 +563,7 @@ impl Engine {
                 let id = self.open(
                     probe,
                     origin,
+                    &BTreeMap::new(),
                     &reason,
                     message,
                     severity,
@@ -677,6 +698,7 @@ impl Engine {
         &mut self,
         probe: &str,
         origin: Origin,
+        extra: &BTreeMap<String, String>,
         reason: &str,
         message: &str,
         severity: Severity,
@@ -692,6 +714,7 @@ impl Engine {
         labels.insert("probe".into(), probe.to_string());
         labels.insert("reason".into(), reason.to_string());
         labels.insert("severity".into(), severity.as_str().to_string());
+        labels.extend(extra.clone());
         // A probe's own policy wins; else the routes decide.
         let mut policy = match rule.and_then(|r| r.policy.as_ref()) {
             Some(name) => self.policies.get(name).cloned(),

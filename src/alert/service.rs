@@ -127,6 +127,8 @@ struct Inner {
     configured: bool,
     /// Silences from probe files; API silences live in the store and are added to these.
     file_silences: Vec<Silence>,
+    /// Signs the one-click links of pages (with `server.external_url`).
+    links: Option<Arc<crate::oncall::links::Signer>>,
     refreshed: HashMap<(u64, String), f64>,
 }
 
@@ -157,6 +159,7 @@ impl AlertService {
                 notifiers: HashMap::new(),
                 configured: false,
                 file_silences: Vec::new(),
+                links: None,
                 refreshed: HashMap::new(),
             }),
             queues: Mutex::new(HashMap::new()),
@@ -212,13 +215,50 @@ impl AlertService {
         workers
     }
 
-    /// Sets the people, schedules and routes that steps and new alerts resolve against.
+    /// Sets the people, schedules and routes that steps and new alerts resolve against, with
+    /// the overrides kept in the store after those of the probe files.
     pub fn set_oncall(
         &self,
-        directory: crate::oncall::Directory,
+        mut directory: crate::oncall::Directory,
         routes: Vec<crate::oncall::Route>,
     ) {
+        for row in self.store.overrides().unwrap_or_default() {
+            if let Err(why) = directory.add_override(&row.schedule, crate::oncall::stored(&row)) {
+                tracing::warn!(id = row.id, schedule = %row.schedule, %why, "stored override ignored");
+            }
+        }
         self.lock().engine.set_oncall(directory, routes);
+    }
+
+    /// Adds an override (from the API or `slowburn oncall override`): checked against the
+    /// running schedules, kept in the store, then in effect.
+    pub fn add_override(
+        &self,
+        mut row: crate::store::oncall::OverrideRow,
+    ) -> Result<crate::store::oncall::OverrideRow, crate::oncall::OverrideError> {
+        let mut inner = self.lock();
+        let mut check = inner.engine.directory().clone();
+        check
+            .add_override(&row.schedule, crate::oncall::stored(&row))
+            .map_err(crate::oncall::OverrideError::Invalid)?;
+        row.id = self.store.add_override(&row)?;
+        *inner.engine.directory_mut() = check;
+        Ok(row)
+    }
+
+    /// Sets (or, with `None`, drops) the signer of one-click links.
+    pub fn set_links(&self, signer: Option<crate::oncall::links::Signer>) {
+        self.lock().links = signer.map(Arc::new);
+    }
+
+    /// The signer of one-click links, when `server.external_url` is set.
+    pub fn links(&self) -> Option<Arc<crate::oncall::links::Signer>> {
+        self.lock().links.clone()
+    }
+
+    /// The people and schedules in effect (with every override), for the API.
+    pub fn directory(&self) -> crate::oncall::Directory {
+        self.lock().engine.directory().clone()
     }
 
     /// Steps that met nobody on call, by schedule: every configured schedule, 0 included.
@@ -285,6 +325,22 @@ impl AlertService {
         for (notifier, notification) in refreshes {
             self.enqueue(&notifier, None, notification, now);
         }
+    }
+
+    /// Opens an incident by hand for `service`, routed like any other alert.
+    pub fn page(
+        &self,
+        service: &str,
+        message: &str,
+        severity: super::Severity,
+        by: &str,
+        now: f64,
+    ) -> Alert {
+        let mut inner = self.lock();
+        let (id, sends) = inner.engine.page(service, message, severity, by, now);
+        let alert = inner.engine.alert(id).cloned();
+        self.commit(inner, sends, now);
+        alert.expect("the engine keeps the alert it just opened")
     }
 
     pub fn ack(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {
@@ -439,6 +495,18 @@ impl AlertService {
             if let Some(alert) = inner.engine.alert(send.alert_id) {
                 let mut notification = self.notification(alert, send.event, send.step);
                 notification.with_recipient(send.recipient.clone());
+                if let Some(signer) = inner
+                    .links
+                    .as_ref()
+                    .filter(|_| send.event == Event::Trigger)
+                {
+                    let by = send
+                        .recipient
+                        .as_ref()
+                        .map_or(&send.notifier, |r| &r.person);
+                    let nonce = crate::oncall::links::nonce();
+                    notification.with_links(signer.links(alert.id, by, &nonce, now));
+                }
                 deliveries.push((key, send.notifier.clone(), notification));
             }
         }
@@ -604,6 +672,7 @@ impl AlertService {
             step,
             failures: alert.failures,
             recipient: None,
+            links: None,
         }
     }
 

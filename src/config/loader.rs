@@ -489,11 +489,34 @@ impl<'c> Loader<'c> {
             api_token: None,
             ping_listen: None,
             canary: Vec::new(),
+            external_url: None,
+            link_key: None,
         };
         let Some((file, _, spec)) = self.server.take() else {
             return config;
         };
         config.canary = spec.canary.iter().map(|c| c.value.clone()).collect();
+        if let Some(url) = &spec.external_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    config.external_url = Some(url.trim_end_matches('/').to_string());
+                }
+                _ => self.error(
+                    &file,
+                    Some(url.pos),
+                    format!(
+                        "server: external_url: {:?} is not an http(s) URL such as https://slowburn.example.com",
+                        url.value
+                    ),
+                ),
+            }
+        }
+        if let Some(key) = &spec.link_key {
+            match Secret::resolve(key) {
+                Ok(secret) => config.link_key = Some(secret),
+                Err(m) => self.error(&file, Some(key.pos), format!("server: link_key: {m}")),
+            }
+        }
         self.server_canary = Some((file.clone(), spec.canary.clone()));
         if let Some(listen) = &spec.listen {
             match listen.parse::<SocketAddr>() {
@@ -705,6 +728,12 @@ pub(super) struct ServerSpec {
     /// network pages once.
     #[serde(default)]
     canary: Vec<Spanned<String>>,
+    /// Where people reach this daemon (`https://slowburn.example.com`): every page then
+    /// carries signed one-click links to acknowledge and resolve.
+    external_url: Option<Spanned<String>>,
+    /// The HMAC key of those links: `env:NAME` or `file:PATH`; default a key generated once
+    /// and kept in the store.
+    link_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -84,6 +84,10 @@ pub struct ServerConfig {
     /// `canary:`: probes of this daemon's own connectivity, implicit parents of every network
     /// probe.
     pub canary: Vec<String>,
+    /// `external_url`: where people reach this daemon; pages then carry signed links.
+    pub external_url: Option<String>,
+    /// `link_key`: the HMAC key of those links; none means one generated and kept in the store.
+    pub link_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

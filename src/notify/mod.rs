@@ -106,6 +106,8 @@ pub struct Notification {
     /// The person this notification pages and their address on this notifier, when the
     /// step named a person or a schedule.
     pub recipient: Option<crate::oncall::Recipient>,
+    /// Signed one-click links to acknowledge and resolve (with `server.external_url`).
+    pub links: Option<crate::oncall::links::Links>,
 }
 
 impl Notification {
@@ -118,6 +120,15 @@ impl Notification {
             );
         }
         self.recipient = recipient;
+    }
+
+    /// Adds the signed links, and says them in the details for notifiers that send text.
+    pub fn with_links(&mut self, links: crate::oncall::links::Links) {
+        self.details.push_str(&format!(
+            "Acknowledge: {}\nResolve: {}\n",
+            links.ack, links.resolve
+        ));
+        self.links = Some(links);
     }
 }
 
@@ -648,6 +659,7 @@ pub(crate) mod tests_support {
             step: 0,
             failures: 3,
             recipient: None,
+            links: None,
         }
     }
 }

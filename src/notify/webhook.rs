@@ -90,6 +90,8 @@ pub struct Payload<'a> {
     pub person: Option<&'a str>,
     /// That person's address on this notifier, as their `people:` entry gives it.
     pub to: Option<&'a str>,
+    /// Signed one-click links `{ack, resolve}` (`null` without `server.external_url`).
+    pub links: Option<&'a crate::oncall::links::Links>,
 }
 
 impl<'a> Payload<'a> {
@@ -98,6 +100,7 @@ impl<'a> Payload<'a> {
             version: 1,
             person: n.recipient.as_ref().map(|r| r.person.as_str()),
             to: n.recipient.as_ref().map(|r| r.to.as_str()),
+            links: n.links.as_ref(),
             event: n.event.as_str(),
             dedup_key: &n.dedup_key,
             alert_id: n.alert_id,

@@ -7,6 +7,7 @@
 //! step fires. The alert engine calls them; this module knows nothing of alerts' lifecycle,
 //! the store or HTTP. Validation of the YAML lives in `config/oncall.rs`.
 
+pub mod links;
 pub mod resolve;
 pub mod routes;
 pub mod schedule;
@@ -92,6 +93,25 @@ pub struct Recipient {
     pub person: String,
     pub notifier: String,
     pub to: String,
+}
+
+/// Why an override was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The override a stored row describes.
+pub fn stored(row: &crate::store::oncall::OverrideRow) -> Override {
+    let at = |t: f64| jiff::Timestamp::from_millisecond((t * 1000.0) as i64).unwrap_or_default();
+    Override {
+        user: row.user.clone(),
+        start: at(row.start),
+        end: at(row.end),
+    }
 }
 
 /// People by name, for building a [`Directory`].

@@ -82,6 +82,22 @@ impl Directory {
         out
     }
 
+    /// Adds an override to its schedule, after those already there (so it wins where they
+    /// overlap); refused when the schedule or the person is unknown or the window is empty.
+    pub fn add_override(&mut self, schedule: &str, o: super::Override) -> Result<(), String> {
+        if !self.people.contains_key(&o.user) {
+            return Err(format!("no person named {:?}", o.user));
+        }
+        if o.end <= o.start {
+            return Err("an override's end must be after its start".into());
+        }
+        let Some(s) = self.schedules.get_mut(schedule) else {
+            return Err(format!("no schedule named {schedule:?}"));
+        };
+        s.overrides.push(o);
+        Ok(())
+    }
+
     /// Who is on call in every schedule at `at`, for the API.
     pub fn oncall_now(&self, at: jiff::Timestamp) -> BTreeMap<String, Option<String>> {
         self.schedules
