@@ -131,15 +131,8 @@ enum Command {
     Ack {
         /// The alert's number, as `slowburn alerts` and every notification show it.
         id: u64,
-        /// The daemon's address (its server.listen).
-        #[arg(long, default_value = DEFAULT_URL)]
-        url: String,
-        /// The daemon's server.api_token.
-        #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Who acknowledges (shown to everyone paged). Default: $USER.
-        #[arg(long, env = "USER")]
-        by: Option<String>,
+        #[command(flatten)]
+        remote: cli::Remote,
     },
     /// Print the JSON Schema (draft-07) of a probe file, for editors and validators.
     Schema,
@@ -175,15 +168,8 @@ enum Command {
         /// File it as a ticket instead of paging.
         #[arg(long)]
         ticket: bool,
-        /// The daemon's address (its server.listen).
-        #[arg(long, default_value = DEFAULT_URL)]
-        url: String,
-        /// The daemon's server.api_token.
-        #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Who opens it. Default: $USER.
-        #[arg(long, env = "USER")]
-        by: Option<String>,
+        #[command(flatten)]
+        remote: cli::Remote,
     },
 }
 
@@ -220,7 +206,7 @@ fn main() -> ExitCode {
                 json,
             } => backtest(config, &probe, &signal, &series, json),
             Command::Alerts { url, all, json } => alerts(&url, all, json).await,
-            Command::Ack { id, url, token, by } => ack(id, &url, token, by).await,
+            Command::Ack { id, remote } => ack(id, &remote.url, remote.token, remote.by).await,
             Command::Oncall {
                 action: Some(action),
                 ..
@@ -243,10 +229,8 @@ fn main() -> ExitCode {
                 service,
                 message,
                 ticket,
-                url,
-                token,
-                by,
-            } => cli::oncall::page(&service, &message, ticket, &url, token, by).await,
+                remote,
+            } => cli::oncall::page(&service, &message, ticket, remote).await,
             Command::Schema => {
                 out!("{:#}", config::schema());
                 ExitCode::SUCCESS

@@ -4,6 +4,20 @@
 
 pub mod oncall;
 
+/// How a command that writes reaches a running daemon.
+#[derive(clap::Args)]
+pub struct Remote {
+    /// The daemon's address (its server.listen).
+    #[arg(long, default_value = crate::DEFAULT_URL)]
+    pub url: String,
+    /// The daemon's server.api_token.
+    #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Who does it (shown to everyone paged and in the alert's timeline). Default: $USER.
+    #[arg(long, env = "USER")]
+    pub by: Option<String>,
+}
+
 /// POSTs `body` to the daemon at `url` + `path` with the bearer token; the answer's JSON, or
 /// why it was refused.
 pub async fn post_json(

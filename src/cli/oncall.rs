@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::post_json;
+use super::{Remote, post_json};
 
 #[derive(Subcommand)]
 pub enum OncallAction {
@@ -24,15 +24,8 @@ pub enum OncallAction {
         /// RFC 3339, exclusive.
         #[arg(long)]
         end: String,
-        /// The daemon's address (its server.listen).
-        #[arg(long, default_value = crate::DEFAULT_URL)]
-        url: String,
-        /// The daemon's server.api_token.
-        #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Who adds it. Default: $USER.
-        #[arg(long, env = "USER")]
-        by: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -124,9 +117,7 @@ pub async fn action(action: OncallAction) -> ExitCode {
         user,
         start,
         end,
-        url,
-        token,
-        by,
+        remote: Remote { url, token, by },
     } = action;
     let Some(token) = token else {
         eprintln!(
@@ -152,14 +143,8 @@ pub async fn action(action: OncallAction) -> ExitCode {
 }
 
 /// Opens an incident by hand on a running daemon.
-pub async fn page(
-    service: &str,
-    message: &str,
-    ticket: bool,
-    url: &str,
-    token: Option<String>,
-    by: Option<String>,
-) -> ExitCode {
+pub async fn page(service: &str, message: &str, ticket: bool, remote: Remote) -> ExitCode {
+    let Remote { url, token, by } = remote;
     let Some(token) = token else {
         eprintln!("slowburn: paging needs the daemon's api token: --token or SLOWBURN_TOKEN");
         return ExitCode::FAILURE;
@@ -167,7 +152,7 @@ pub async fn page(
     let body = json!({"service": service, "message": message,
                       "severity": if ticket { "ticket" } else { "page" },
                       "by": by.unwrap_or_else(|| "cli".into())});
-    match post_json(url, "/api/v1/incidents", &token, body).await {
+    match post_json(&url, "/api/v1/incidents", &token, body).await {
         Ok(alert) => {
             let policy = alert["policy"]
                 .as_str()
