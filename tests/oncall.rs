@@ -326,3 +326,64 @@ probes:
         "a local probe needs no network"
     );
 }
+
+#[tokio::test]
+async fn a_probes_own_policy_wins_over_routes_and_continue_merges_policies() {
+    let text = r#"
+notifiers:
+  - {name: hook, webhook: {url: "http://127.0.0.1:9/hook"}}
+  - {name: dba, webhook: {url: "http://127.0.0.1:9/dba"}}
+policies:
+  - {name: orders, steps: [{notify: [hook]}, {after: 30m, notify: [hook]}]}
+  - {name: dba, steps: [{notify: [dba]}, {after: 10m, notify: [dba]}], ack_timeout: 1h}
+  - {name: own, steps: [{notify: [hook]}]}
+routes:
+  - {match: {team: orders}, policy: orders, continue: true}
+  - {match: {kind: postgres}, policy: dba}
+probes:
+  - {name: api, labels: {team: orders}, tcp: {address: "127.0.0.1:1"}, alert: {after: 1}}
+  - {name: pinned, labels: {team: orders}, tcp: {address: "127.0.0.1:1"}, alert: {after: 1, policy: own}}
+  - {name: db, labels: {team: orders}, postgres: {dsn: "host=127.0.0.1 user=x"}, alert: {after: 1}}
+  - {name: stray, tcp: {address: "127.0.0.1:1"}, alert: {after: 1}}
+"#;
+    let dir = support::daemon::temp_dir("oncall-routes");
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+    let service = service(&store, load(text));
+    for probe in ["api", "pinned", "db", "stray"] {
+        service.observe(
+            probe,
+            Some(("connect", "connect: refused")),
+            1_800_000_000.0,
+        );
+    }
+    let policy = |probe: &str| {
+        service
+            .alerts()
+            .into_iter()
+            .find(|a| a.probe == probe)
+            .and_then(|a| a.policy)
+    };
+    assert_eq!(policy("api").unwrap().name, "orders");
+    assert_eq!(policy("pinned").unwrap().name, "own", "alert.policy wins");
+    assert!(
+        policy("stray").is_none(),
+        "no route matches and there is no default"
+    );
+    let merged = policy("db").unwrap();
+    assert_eq!(merged.name, "orders+dba");
+    let dues: Vec<(f64, Vec<String>)> = merged
+        .steps
+        .iter()
+        .map(|s| (s.after, s.notify.iter().map(|t| t.to_string()).collect()))
+        .collect();
+    assert_eq!(
+        dues,
+        [
+            (0.0, vec!["hook".to_string(), "dba".to_string()]),
+            (600.0, vec!["dba".to_string()]),
+            (1800.0, vec!["hook".to_string()]),
+        ]
+    );
+    assert_eq!(merged.ack_timeout, Some(3600.0));
+    service.close();
+}

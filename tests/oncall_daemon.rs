@@ -135,6 +135,15 @@ probes:
     daemon.wait(Duration::from_secs(15));
     let _daemon = start(&dir);
     wait_http(listen);
+    let (_, metrics) = support::daemon::get(listen, "/metrics").unwrap();
+    assert!(
+        metrics.contains("slowburn_oncall_gaps_total{schedule=\"primary\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("slowburn_alerts{state=\"held\"} 0\n"),
+        "{metrics}"
+    );
     let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
     assert_eq!(oncall["primary"], "dave");
     let (ok, name, err) = cli(
