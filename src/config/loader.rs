@@ -7,7 +7,7 @@
 //! files belongs to `mod.rs`, and what one probe entry means to `probe_entry.rs`.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -381,7 +381,7 @@ impl<'c> Loader<'c> {
                 }
             }
         }
-        let warnings = self.warnings(&probes);
+        let warnings = oncall::warnings(&self.routes, &probes, &self.policy_names);
         if probes.is_empty() && self.errors.is_empty() {
             let file = self.files.first().cloned().unwrap_or_default();
             self.error(&file, None, "no probes defined");
@@ -411,30 +411,6 @@ impl<'c> Loader<'c> {
             )
         });
         Err(self.errors)
-    }
-
-    /// Route matchers no alerting probe can satisfy, and policies nothing uses.
-    fn warnings(&self, probes: &[super::ProbeConfig]) -> Vec<ConfigError> {
-        let alerting: Vec<&super::ProbeConfig> =
-            probes.iter().filter(|p| p.alert.is_some()).collect();
-        let labels: Vec<BTreeMap<String, String>> = alerting
-            .iter()
-            .map(|p| {
-                let mut labels: BTreeMap<String, String> = p
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                labels.insert("probe".into(), p.name.clone());
-                labels.insert("kind".into(), p.probe.kind().to_string());
-                labels
-            })
-            .collect();
-        let used: BTreeSet<String> = alerting
-            .iter()
-            .filter_map(|p| p.alert.as_ref()?.policy.clone())
-            .collect();
-        oncall::warnings(&self.routes, &labels, &self.policy_names, &used)
     }
 
     fn defaults(&mut self) -> (Duration, Option<Duration>) {

@@ -10,8 +10,8 @@ use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
-use super::ConfigError;
 use super::alerting::Problem;
+use super::{ConfigError, ProbeConfig};
 use crate::alert::silence::parse_weekday;
 use crate::basics::yaml::{Pos, Spanned};
 use crate::oncall::schedule::{self, Layer, Restriction, local_time, parse_turn};
@@ -340,14 +340,20 @@ pub fn route(
 }
 
 /// What `slowburn check` warns about: a route matcher no probe's labels can satisfy, and a
-/// policy that neither a probe nor a route uses. `labels` are every alerting probe's labels
-/// (with `probe` and `kind`); `reason` is known only at run time and never warned about.
+/// policy that neither a probe nor a route uses. Only alerting probes' labels (with `probe`
+/// and `kind`) count; `reason` is known only at run time and never warned about.
 pub fn warnings(
     routes: &[(PathBuf, RouteSpec)],
-    labels: &[BTreeMap<String, String>],
+    probes: &[ProbeConfig],
     policies: &[(PathBuf, Pos, String)],
-    used_by_probes: &BTreeSet<String>,
 ) -> Vec<ConfigError> {
+    let alerting: Vec<&ProbeConfig> = probes.iter().filter(|p| p.alert.is_some()).collect();
+    let labels: Vec<BTreeMap<String, String>> =
+        alerting.iter().map(|p| p.alert_info(&[]).labels).collect();
+    let used_by_probes: BTreeSet<String> = alerting
+        .iter()
+        .filter_map(|p| p.alert.as_ref()?.policy.clone())
+        .collect();
     let warn = |file: &PathBuf, pos: Pos, message: String| ConfigError {
         file: file.clone(),
         pos: Some(pos),
