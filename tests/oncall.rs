@@ -174,7 +174,35 @@ probes:
         details.starts_with("Paging alice (hook: U-alice)"),
         "{details}"
     );
+    // A resolve decided while the queues are closed is sent by the next start, each record to
+    // the person and address it was made for.
     second.close();
+    second.resolve(alert.id, "carol", t0 + 2000.0).unwrap();
+    drop(second);
+    let third = service(&store, load(&text));
+    settled(&store).await;
+    let mut resolves: Vec<(String, String)> = receiver
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, j)| j["event"] == "resolve")
+        .map(|(_, j)| {
+            (
+                j["person"].as_str().unwrap().into(),
+                j["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    resolves.sort();
+    assert_eq!(
+        resolves,
+        [
+            ("alice".into(), "U-alice".into()),
+            ("carol".into(), "U-carol".into())
+        ]
+    );
+    third.close();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

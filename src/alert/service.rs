@@ -493,20 +493,8 @@ impl AlertService {
             });
             // The page says what the alert was when the engine decided, as before.
             if let Some(alert) = inner.engine.alert(send.alert_id) {
-                let mut notification = self.notification(alert, send.event, send.step);
-                notification.with_recipient(send.recipient.clone());
-                if let Some(signer) = inner
-                    .links
-                    .as_ref()
-                    .filter(|_| send.event == Event::Trigger)
-                {
-                    let by = send
-                        .recipient
-                        .as_ref()
-                        .map_or(&send.notifier, |r| &r.person);
-                    let nonce = crate::oncall::links::nonce();
-                    notification.with_links(signer.links(alert.id, by, &nonce, now));
-                }
+                let to = (send.notifier.as_str(), send.recipient.clone());
+                let notification = self.addressed(&inner, alert, send.event, send.step, to, now);
                 deliveries.push((key, send.notifier.clone(), notification));
             }
         }
@@ -584,8 +572,9 @@ impl AlertService {
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let mut notification = self.notification(alert, event, step);
-            notification.with_recipient(crate::oncall::resolve::recipient_of(alert, &record.key));
+            let recipient = crate::oncall::resolve::recipient_of(alert, &record.key);
+            let to = (record.notifier.as_str(), recipient);
+            let notification = self.addressed(&inner, alert, event, step, to, now);
             queued.push((record.notifier, record.key, notification));
         }
         drop(inner);
@@ -625,6 +614,27 @@ impl AlertService {
             }
         }
         refreshes
+    }
+
+    /// The notification for one send: addressed to its person (if any), and for a page,
+    /// with signed one-click links made out to them (or to the notifier).
+    fn addressed(
+        &self,
+        inner: &Inner,
+        alert: &Alert,
+        event: Event,
+        step: usize,
+        (notifier, recipient): (&str, Option<crate::oncall::Recipient>),
+        now: f64,
+    ) -> Notification {
+        let mut notification = self.notification(alert, event, step);
+        if let Some(signer) = inner.links.as_ref().filter(|_| event == Event::Trigger) {
+            let by = recipient.as_ref().map_or(notifier, |r| r.person.as_str());
+            let nonce = crate::oncall::links::nonce();
+            notification.with_links(signer.links(alert.id, by, &nonce, now));
+        }
+        notification.with_recipient(recipient);
+        notification
     }
 
     /// What a page says: what failed, where, since when, why, the ETA, the runbook, how to ack.
