@@ -748,6 +748,9 @@ async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
         if a["flapping"] == true {
             flags.push("flapping");
         }
+        if a["held_by"].as_array().is_some_and(|h| !h.is_empty()) {
+            flags.push("held");
+        }
         let since = a["since"]
             .as_f64()
             .map(slowburn::detect::verdict::format_timestamp)
