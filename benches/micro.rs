@@ -393,6 +393,7 @@ fn alert_transition(c: &mut Criterion) {
                     rule: Some(rule.clone()),
                     labels: BTreeMap::new(),
                     target: String::new(),
+                    parents: Vec::new(),
                 },
             )
         })

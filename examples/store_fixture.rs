@@ -75,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 rule: p.alert.as_deref().cloned(),
                 labels: BTreeMap::from([("probe".to_string(), p.name.to_string())]),
                 target: "127.0.0.1:1".into(),
+                parents: Vec::new(),
             };
             (p.name.to_string(), info)
         })

@@ -14,10 +14,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::alert::ProbeInfo;
 use crate::alert::service::{AlertService, Worker};
 use crate::config::{self, Config, ConfigError, Source};
 use crate::metrics::DaemonMetrics;
+use crate::oncall;
 use crate::probe::{BuildContext, net::NetContext};
 use crate::results::{self, Results};
 use crate::scheduler::{self, Runner};
@@ -110,7 +110,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let mut workers = JoinSet::new();
     spawn_workers(
         &mut workers,
-        configure_alerts(&alerts, &registry, config.alerting),
+        configure_alerts(&alerts, &registry, config.alerting, &config.server),
     );
     let (outcome_tx, outcome_rx) = tokio::sync::mpsc::channel(16_384);
     let runner = Runner {
@@ -271,7 +271,7 @@ impl Daemon {
         }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;
-        let added = configure_alerts(&self.alerts, &registry, config.alerting);
+        let added = configure_alerts(&self.alerts, &registry, config.alerting, &config.server);
         // Reap the workers of notifiers a reload removed before adding new ones.
         while self.workers.try_join_next().is_some() {}
         spawn_workers(&mut self.workers, added);
@@ -303,29 +303,18 @@ fn configure_alerts(
     alerts: &Arc<AlertService>,
     registry: &Registry,
     alerting: config::Alerting,
+    server: &config::ServerConfig,
 ) -> Vec<Worker> {
+    let canary = &server.canary;
+    alerts.set_oncall(alerting.directory, alerting.routes);
+    alerts.set_links(oncall::links::signer(server, alerts.store()));
     // Only probes that can raise an alert (a rule, or watched signals) are told to the engine:
     // at 100,000 probes a copy of every probe's labels would cost tens of megabytes.
     let probes = registry
         .probes
         .iter()
         .filter(|p| p.config.alert.is_some() || !p.config.watches.is_empty())
-        .map(|p| {
-            let mut labels: std::collections::BTreeMap<String, String> = p
-                .config
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            labels.insert("probe".into(), p.name().to_string());
-            labels.insert("kind".into(), p.kind.to_string());
-            let info = ProbeInfo {
-                rule: p.config.alert.as_deref().cloned(),
-                labels,
-                target: p.target(),
-            };
-            (p.name().to_string(), info)
-        })
+        .map(|p| (p.name().to_string(), p.config.alert_info(canary)))
         .collect();
     alerts.configure(
         probes,

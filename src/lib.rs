@@ -15,6 +15,8 @@
 //!   global in-flight limit.
 //! - [`state`] keeps each probe's latest outcome; [`metrics`] renders it for Prometheus with
 //!   blackbox_exporter's names; [`server`] serves `/metrics`, `/healthz` and `/api/v1`.
+//! - [`oncall`] says who is paged: people, schedules, routes and the resolution of a step's
+//!   targets, as pure functions of a time passed in.
 //! - [`app`] is the daemon: the only place that spawns long-lived tasks and owns reload and
 //!   shutdown.
 
@@ -27,6 +29,7 @@ pub mod config;
 pub mod detect;
 pub mod metrics;
 pub mod notify;
+pub mod oncall;
 pub mod probe;
 pub mod results;
 pub mod scheduler;

@@ -26,7 +26,7 @@ struct Cli {
 /// Rust ignores SIGPIPE, so `println!` would panic there and exit 101.
 macro_rules! out {
     ($($arg:tt)*) => {
-        emit(format_args!($($arg)*))
+        $crate::emit(format_args!($($arg)*))
     };
 }
 
@@ -46,6 +46,8 @@ fn emit(line: std::fmt::Arguments) {
         std::process::exit(1);
     }
 }
+
+mod cli;
 
 /// Where `alerts` and `ack` find the daemon unless `--url` says otherwise.
 const DEFAULT_URL: &str = "http://127.0.0.1:9464";
@@ -129,18 +131,46 @@ enum Command {
     Ack {
         /// The alert's number, as `slowburn alerts` and every notification show it.
         id: u64,
-        /// The daemon's address (its server.listen).
-        #[arg(long, default_value = DEFAULT_URL)]
-        url: String,
-        /// The daemon's server.api_token.
-        #[arg(long, env = "SLOWBURN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Who acknowledges (shown to everyone paged). Default: $USER.
-        #[arg(long, env = "USER")]
-        by: Option<String>,
+        #[command(flatten)]
+        remote: cli::Remote,
     },
     /// Print the JSON Schema (draft-07) of a probe file, for editors and validators.
     Schema,
+    /// Print who is on call in a schedule: its shifts for --days (default 7) from --at
+    /// (default now), or with --at alone just the name.
+    #[command(args_conflicts_with_subcommands = true)]
+    Oncall {
+        #[command(subcommand)]
+        action: Option<cli::oncall::OncallAction>,
+        /// The schedule, as its `schedules:` entry names it.
+        schedule: Option<String>,
+        /// A probe file or a directory of *.yaml/*.yml (repeatable).
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        /// RFC 3339: 2027-04-12T09:00:00+02:00.
+        #[arg(long)]
+        at: Option<String>,
+        /// How many days of shifts to print.
+        #[arg(long)]
+        days: Option<u32>,
+        /// One JSON object per shift.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open an incident by hand on a running daemon (a report from customer support), routed
+    /// by `routes:` like any other alert.
+    Page {
+        /// The service it concerns: the `service` label routes match.
+        #[arg(long)]
+        service: String,
+        /// What is wrong, as the page will say it.
+        message: String,
+        /// File it as a ticket instead of paging.
+        #[arg(long)]
+        ticket: bool,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
 }
 
 fn main() -> ExitCode {
@@ -176,7 +206,31 @@ fn main() -> ExitCode {
                 json,
             } => backtest(config, &probe, &signal, &series, json),
             Command::Alerts { url, all, json } => alerts(&url, all, json).await,
-            Command::Ack { id, url, token, by } => ack(id, &url, token, by).await,
+            Command::Ack { id, remote } => ack(id, &remote.url, remote.token, remote.by).await,
+            Command::Oncall {
+                action: Some(action),
+                ..
+            } => cli::oncall::action(action).await,
+            Command::Oncall {
+                action: None,
+                schedule,
+                config,
+                at,
+                days,
+                json,
+            } => match schedule {
+                Some(name) => cli::oncall::oncall(&name, config, at, days, json),
+                None => {
+                    eprintln!("slowburn: name a schedule: slowburn oncall SCHEDULE");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Page {
+                service,
+                message,
+                ticket,
+                remote,
+            } => cli::oncall::page(&service, &message, ticket, remote).await,
             Command::Schema => {
                 out!("{:#}", config::schema());
                 ExitCode::SUCCESS
@@ -281,6 +335,23 @@ fn check(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
                         file.path.display(),
                         file.probes(),
                         kinds.join(", ")
+                    );
+                }
+            }
+            for w in &config.warnings {
+                let pos = w.pos.unwrap_or_default();
+                if as_json {
+                    out!(
+                        "{}",
+                        json!({"file": w.file, "line": pos.line, "col": pos.col, "warning": w.message})
+                    );
+                } else {
+                    eprintln!(
+                        "{}:{}:{}: warning: {}",
+                        w.file.display(),
+                        pos.line,
+                        pos.col,
+                        w.message
                     );
                 }
             }
@@ -686,6 +757,9 @@ async fn alerts(url: &str, all: bool, as_json: bool) -> ExitCode {
         if a["flapping"] == true {
             flags.push("flapping");
         }
+        if a["held_by"].as_array().is_some_and(|h| !h.is_empty()) {
+            flags.push("held");
+        }
         let since = a["since"]
             .as_f64()
             .map(slowburn::detect::verdict::format_timestamp)
@@ -718,32 +792,8 @@ async fn ack(id: u64, url: &str, token: Option<String>, by: Option<String>) -> E
         );
         return ExitCode::FAILURE;
     };
-    let result = async {
-        let client = http_client()?;
-        let response = client
-            .post(format!(
-                "{}/api/v1/alerts/{id}/ack",
-                url.trim_end_matches('/')
-            ))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(json!({"by": by.unwrap_or_else(|| "cli".into())}).to_string())
-            .send()
-            .await
-            .map_err(|e| request_error(url, &e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!(
-                "{status}: {}",
-                body["error"].as_str().unwrap_or("refused")
-            ))
-        }
-    }
-    .await;
+    let body = json!({"by": by.unwrap_or_else(|| "cli".into())});
+    let result = cli::post_json(url, &format!("/api/v1/alerts/{id}/ack"), &token, body).await;
     match result {
         Ok(alert) => {
             out!(

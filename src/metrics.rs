@@ -24,6 +24,10 @@ pub struct AlertGauges {
     pub flapping: u64,
     pub deliveries: std::collections::BTreeMap<(String, &'static str), u64>,
     pub oldest_unacked_page: f64,
+    /// Active alerts held while a parent probe fails.
+    pub held: u64,
+    /// Steps that met nobody on call, by schedule (every configured schedule, 0 included).
+    pub oncall_gaps: std::collections::BTreeMap<String, u64>,
     /// 1 when the store file was unreadable at start and a fresh one replaced it.
     pub store_corrupt: u64,
     /// Store reads and writes that failed since start.
@@ -42,6 +46,8 @@ impl AlertGauges {
             flapping: counts.flapping,
             deliveries: service.deliveries.snapshot(),
             oldest_unacked_page: counts.oldest_unacked_page,
+            held: counts.held,
+            oncall_gaps: service.oncall_gaps(),
             store_corrupt: u64::from(store.replaced().is_some()),
             store_failed: store.failures(),
         }
@@ -83,7 +89,8 @@ families! {
     DRIFT_LEVEL = "probe_drift_level", "gauge", "Level of a watched signal estimated at now by the trend fit.";
     DRIFT_FIRING = "probe_drift_firing", "gauge", "Whether a detector (trend, change, burn_page, burn_ticket) of a watched signal is firing.";
     SLO_BURN = "probe_slo_burn_rate", "gauge", "Error-budget burn rate over each window (error ratio / (1 - objective)).";
-    ALERTS = "slowburn_alerts", "gauge", "Alerts by state (firing, acknowledged, silenced, flapping).";
+    ALERTS = "slowburn_alerts", "gauge", "Alerts by state (firing, acknowledged, silenced, flapping, held: waiting on a failing parent probe).";
+    ONCALL_GAPS = "slowburn_oncall_gaps_total", "counter", "Escalation steps that met a schedule with nobody on call (the next step was paged at once), by schedule.";
     NOTIFICATIONS = "slowburn_notifications_total", "counter", "Notification delivery attempts, by notifier and result (sent, retried, failed).";
     OLDEST_UNACKED = "slowburn_oldest_unacknowledged_page_age_seconds", "gauge", "Age of the oldest firing, unacknowledged page (0 when none).";
     LOG_MATCHES = "probe_log_matches_total", "counter", "Records each pattern of a log probe matched, by pattern.";
@@ -119,7 +126,7 @@ pub fn all() -> Vec<&'static Family> {
 /// probe's samples with it. `Out::line` checks in debug builds that nothing else is written.
 pub const LABEL_NAMES: &[&str] = &[
     "probe", "kind", "phase", "reason", "signal", "detector", "window", "state", "notifier",
-    "result", "le", "version", "pattern",
+    "result", "le", "version", "pattern", "schedule",
 ];
 
 /// Upper bounds of the schedule-lag histogram, in seconds: fine below 25 ms, where the
@@ -443,8 +450,18 @@ fn render_into(
         ("acknowledged", alerts.acknowledged),
         ("silenced", alerts.silenced),
         ("flapping", alerts.flapping),
+        ("held", alerts.held),
     ] {
         out.line(ALERTS.name, "", &[("state", state)], count as f64);
+    }
+    out.header(&ONCALL_GAPS);
+    for (schedule, count) in &alerts.oncall_gaps {
+        out.line(
+            ONCALL_GAPS.name,
+            "",
+            &[("schedule", schedule)],
+            *count as f64,
+        );
     }
     out.header(&NOTIFICATIONS);
     for ((notifier, result), count) in &alerts.deliveries {

@@ -15,7 +15,7 @@ fn policy(steps: &[(f64, &[&str])], repeat: u32, ack_timeout: Option<f64>) -> Po
         .iter()
         .map(|(after, notify)| Step {
             after: *after,
-            notify: notify.iter().map(|s| s.to_string()).collect(),
+            notify: notify.iter().map(|s| (*s).into()).collect(),
         })
         .collect();
     Policy {
@@ -45,6 +45,7 @@ fn engine(policy: Policy, labels: &[(&str, &str)]) -> Engine {
         }),
         labels: all,
         target: "http://shop/health".into(),
+        parents: Vec::new(),
     };
     engine.configure(
         HashMap::from([("shop".to_string(), info)]),
@@ -393,6 +394,7 @@ fn the_policy_is_copied_when_the_alert_fires() {
         rule: None,
         labels: BTreeMap::new(),
         target: String::new(),
+        parents: Vec::new(),
     };
     e.configure(
         HashMap::from([("shop".to_string(), info)]),

@@ -14,20 +14,7 @@ use slowburn::config::{self, Source};
 use slowburn::probe::{BuildContext, net::NetContext};
 use slowburn::store::Store;
 use support::receiver::Receiver;
-
-/// Waits until every recorded notification is sent or failed (each worker marks its record
-/// after the receiver has answered, so seeing the request is not yet seeing the record).
-async fn settled(store: &Store) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !store.unsent().unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "records not settled: {:?}",
-            store.unsent()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::settled;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_notifier_is_retried_then_failed_without_holding_up_the_others() {
@@ -67,6 +54,7 @@ policies:
         rule: config.probes[0].alert.as_deref().cloned(),
         labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
         target: "127.0.0.1:1".into(),
+        parents: Vec::new(),
     };
     let alerting = config.alerting;
     // The service spawns nothing; as the daemon does, the caller runs its workers.
@@ -226,6 +214,7 @@ policies:
                 rule: config.probes[0].alert.as_deref().cloned(),
                 labels: BTreeMap::from([("probe".to_string(), name.to_string())]),
                 target: "127.0.0.1:1".into(),
+                parents: Vec::new(),
             };
             (name.to_string(), info)
         })
@@ -316,6 +305,7 @@ policies:
         rule: config.probes[0].alert.as_deref().cloned(),
         labels: BTreeMap::from([("probe".to_string(), "svc".to_string())]),
         target: "127.0.0.1:1".into(),
+        parents: Vec::new(),
     };
     let alerting = config.alerting;
     let workers = service.configure(

@@ -70,6 +70,50 @@ fn check_rejects_every_invalid_fixture_with_positions() {
 }
 
 #[test]
+fn check_warns_of_a_route_that_cannot_match_and_a_policy_nothing_uses() {
+    let dir = temp_dir("check-warnings");
+    std::fs::write(
+        dir.join("p.yaml"),
+        r#"notifiers:
+  - {name: hook, webhook: {url: "http://127.0.0.1:9/page"}}
+policies:
+  - {name: orders, steps: [{notify: [hook]}]}
+  - {name: unused, steps: [{notify: [hook]}]}
+routes:
+  - {match: {team: ordres}, policy: orders}
+  - {match: {team: orders, severity: page, reason: status}, policy: orders}
+  - {match: {severity: loud}, policy: orders}
+probes:
+  - {name: api, labels: {team: orders}, tcp: {address: "127.0.0.1:1"}, alert: {}}
+"#,
+    )
+    .unwrap();
+    let out = slowburn(&["check", "-c", "p.yaml"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "warnings do not fail a check: {stderr}"
+    );
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        warnings,
+        [
+            "p.yaml:7:14: warning: routes[0].match: no alerting probe has the label team=\"ordres\", so this route never matches",
+            "p.yaml:9:14: warning: routes[2].match: no alerting probe has the label severity=\"loud\", so this route never matches",
+            "p.yaml:5:12: warning: policy \"unused\": no probe and no route uses it",
+        ]
+    );
+    let json = slowburn(&["check", "--json", "-c", "p.yaml"], &dir);
+    let lines = String::from_utf8_lossy(&json.stdout);
+    let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["line"].as_u64(), last["col"].as_u64()),
+        (Some(5), Some(12))
+    );
+    assert!(last["warning"].as_str().unwrap().contains("unused"));
+}
+
+#[test]
 fn check_json_lists_errors() {
     let out = slowburn(
         &[
@@ -318,7 +362,9 @@ fn output_into_a_closed_pipe_ends_quietly() {
 
 #[test]
 fn every_subcommand_option_has_help_text() {
-    for sub in ["run", "check", "probe", "backtest", "alerts", "ack"] {
+    for sub in [
+        "run", "check", "probe", "backtest", "alerts", "ack", "oncall", "page",
+    ] {
         let out = slowburn(&[sub, "--help"], &root());
         assert!(out.status.success());
         let help = String::from_utf8_lossy(&out.stdout);
@@ -422,7 +468,7 @@ fn the_examples_check_together() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches(": ok, ").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches(": ok, ").count(), 7, "{stdout}");
 }
 
 #[test]

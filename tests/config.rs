@@ -337,6 +337,52 @@ const INVALID: &[(&str, &[Expected])] = &[
             (16, 25, "starts: \"yesterday\" is not an RFC 3339 time"),
         ],
     ),
+    (
+        "oncall.yaml",
+        &[
+            (2, 39, "notify: no notifier named \"nohook\""),
+            (3, 12, "person \"alice\" is defined twice (first at line 2)"),
+            (3, 27, "notify: name at least one contact"),
+            (8, 25, "layers[0].users: no person named \"zed\""),
+            (
+                8,
+                38,
+                "layers[0].start: \"2027-03-28T02:30\" does not exist in Europe/Berlin",
+            ),
+            (
+                8,
+                64,
+                "layers[0].turn: \"1m\" is not a number of hours, days or weeks",
+            ),
+            (
+                9,
+                98,
+                "layers[1].restrictions.days: \"Funday\" is not a weekday",
+            ),
+            (9, 114, "layers[1].restrictions.start: \"9am\" is not HH:MM"),
+            (11, 55, "overrides[0].end: must be after start"),
+            (
+                12,
+                30,
+                "overrides[1].start: \"2027-03-28T02:15\" does not exist in Europe/Berlin",
+            ),
+            (13, 29, "timezone: unknown time zone \"Mars/Olympus\""),
+            (13, 51, "layers: a schedule needs at least one layer"),
+            (17, 33, "steps[0].notify: no schedule named \"nope\""),
+            (17, 50, "steps[0].notify: no person named \"bob\""),
+            (19, 37, "routes[0].policy: no policy named \"missing\""),
+            (20, 19, "server: canary: no probe named \"nosuch\""),
+            (
+                20,
+                42,
+                "server: external_url: \"ftp://x\" is not an http(s) URL",
+            ),
+            (22, 59, "probe \"a\": depends_on: a cycle: a → b → a"),
+            (23, 59, "probe \"b\": depends_on: a cycle: b → a → b"),
+            (23, 62, "probe \"b\": depends_on: no probe named \"ghost\""),
+            (24, 59, "probe \"c\": depends_on: a cycle: c → c"),
+        ],
+    ),
 ];
 
 #[test]

@@ -67,6 +67,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
         rule: None,
         labels: BTreeMap::new(),
         target: String::new(),
+        parents: Vec::new(),
     };
     // No notifiers, so no delivery workers to spawn.
     let workers = alerts.configure(
@@ -109,6 +110,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
         rule: None,
         labels: BTreeMap::new(),
         target: String::new(),
+        parents: Vec::new(),
     };
     let workers = again.configure(
         HashMap::from([("worker".to_string(), info)]),
@@ -178,6 +180,7 @@ async fn a_seasonal_profile_learned_from_stored_days_pages_right_after_a_restart
         rule: None,
         labels: BTreeMap::new(),
         target: String::new(),
+        parents: Vec::new(),
     };
     let workers = alerts.configure(
         HashMap::from([

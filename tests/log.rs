@@ -437,6 +437,7 @@ async fn a_new_signature_raises_one_ticket_and_its_tenth_occurrence_none() {
         rule: None,
         labels: BTreeMap::new(),
         target: String::new(),
+        parents: Vec::new(),
     };
     let workers = alerts.configure(
         HashMap::from([("app".to_string(), info)]),

@@ -181,6 +181,12 @@ fn notification(event: Event) -> Notification {
         ack_hint: "slowburn ack 42  or  POST http://127.0.0.1:9464/api/v1/alerts/42/ack".into(),
         step: 1,
         failures: 7,
+        recipient: Some(slowburn::oncall::Recipient {
+            person: "alice".into(),
+            notifier: "hook".into(),
+            to: "U123".into(),
+        }),
+        links: None,
     }
 }
 
@@ -265,9 +271,14 @@ async fn webhook_posts_the_documented_schema_signed_with_hmac_sha256() {
                 "ack_hint",
                 "step",
                 "failures",
-                "sent_at"
+                "sent_at",
+                "person",
+                "to",
+                "links"
             ])
         );
+        assert_eq!(body["person"], "alice");
+        assert_eq!(body["to"], "U123");
         assert_eq!(body["version"], 1);
         assert_eq!(body["event"], "trigger");
         assert_eq!(body["dedup_key"], "checkout-api:status");

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::oncall::Target;
+
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -24,7 +26,8 @@ pub struct Policy {
 pub struct Step {
     /// Seconds after firing (or after the round starts).
     pub after: f64,
-    pub notify: Vec<String>,
+    /// Notifiers, people and schedules, resolved when the step fires.
+    pub notify: Vec<Target>,
 }
 
 /// Where an alert stands in its policy: the next step due.
@@ -64,6 +67,37 @@ impl Policy {
             step,
             due: start + f64::from(round) * self.cycle() + self.steps[step].after,
         })
+    }
+
+    /// One policy from the policies of several routes (`continue: true`): their steps in
+    /// order of delay (steps with the same delay become one), the most repeats, the shortest
+    /// repeat interval and ack timeout. `None` when there is none; the policy itself when one.
+    pub fn merge(policies: Vec<&Policy>) -> Option<Policy> {
+        let (first, rest) = policies.split_first()?;
+        let mut merged = (*first).clone();
+        for p in rest {
+            merged.name = format!("{}+{}", merged.name, p.name);
+            for step in &p.steps {
+                match merged.steps.iter_mut().find(|s| s.after == step.after) {
+                    Some(same) => {
+                        for t in &step.notify {
+                            if !same.notify.contains(t) {
+                                same.notify.push(t.clone());
+                            }
+                        }
+                    }
+                    None => merged.steps.push(step.clone()),
+                }
+            }
+            merged.repeat = merged.repeat.max(p.repeat);
+            merged.repeat_interval = merged.repeat_interval.min(p.repeat_interval);
+            merged.ack_timeout = match (merged.ack_timeout, p.ack_timeout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        merged.steps.sort_by(|a, b| a.after.total_cmp(&b.after));
+        Some(merged)
     }
 
     /// The default gap between rounds: the smallest positive gap between steps, else 15m.

@@ -7,8 +7,11 @@
 //! microseconds. Persisting alerts before sending and the retries of sends live in the service
 //! that drives it (`service.rs`).
 
+pub mod dependencies;
 pub mod escalation;
 pub mod lifecycle;
+pub mod manual;
+mod origin;
 pub mod service;
 pub mod silence;
 
@@ -16,11 +19,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::Detector;
 pub use crate::detect::Severity;
 pub use crate::notify::Event;
+use crate::oncall::{Directory, Recipient, Route};
 pub use escalation::{Next, Policy, Step};
 use lifecycle::{Flap, Tracker};
+pub use origin::Origin;
 pub use silence::Silence;
 
 /// Flapping thresholds, in percent state change (Nagios defaults).
@@ -47,109 +51,6 @@ impl State {
     }
 }
 
-/// Where an alert came from. The alert's `reason` label and its dedup key are derived from
-/// this, never the other way round: nothing reads a reason string to learn an alert's origin.
-///
-/// Stored and served as `{"type": "run"}`, `{"type": "signature", "id": …}`, or as the
-/// detector's label with what tells its alerts apart: `{"type": "trend", "signal": "rss"}`,
-/// `{"type": "burn", "severity": "page"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Origin {
-    /// The probe's own runs failed `after` times in a row (`alert:`). A probe has at most one
-    /// such alert at a time, whatever its failure reason.
-    Run,
-    /// A detector's verdict on a signal: `key` is the signal, or the severity for a detector
-    /// whose alerts are told apart by severity (burn rate).
-    Detected { detector: Detector, key: String },
-    /// A log probe met an error signature it had never seen (`new_signature:`).
-    Signature { id: String },
-}
-
-impl Origin {
-    /// The origin of a detector's verdict.
-    pub fn of_verdict(verdict: &crate::detect::Verdict) -> Origin {
-        Origin::Detected {
-            detector: verdict.detector,
-            key: verdict.detector.key(&verdict.signal, verdict.severity),
-        }
-    }
-
-    /// The origin of `detector`'s alert on `signal` (or of that severity, for burn rate).
-    pub fn detected(detector: Detector, key: &str) -> Origin {
-        Origin::Detected {
-            detector,
-            key: key.to_string(),
-        }
-    }
-
-    /// The stable reason label of a detector's alert (`drift:rss`, `change:latency`,
-    /// `change_down:orders`, `burn:page`); a run alert's reason is its failure's (`status`,
-    /// `timeout`, …).
-    pub fn detector_reason(&self) -> Option<String> {
-        match self {
-            Origin::Run => None,
-            Origin::Detected { detector, key } => Some(format!("{}:{key}", detector.info().reason)),
-            Origin::Signature { id } => Some(format!("signature:{id}")),
-        }
-    }
-}
-
-impl Serialize for Origin {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(None)?;
-        match self {
-            Origin::Run => map.serialize_entry("type", "run")?,
-            Origin::Signature { id } => {
-                map.serialize_entry("type", "signature")?;
-                map.serialize_entry("id", id)?;
-            }
-            Origin::Detected { detector, key } => {
-                map.serialize_entry("type", detector.as_str())?;
-                let field = if detector.info().per_severity {
-                    "severity"
-                } else {
-                    "signal"
-                };
-                map.serialize_entry(field, key)?;
-            }
-        }
-        map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Origin {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Origin, D::Error> {
-        use serde::de::Error;
-        #[derive(Deserialize)]
-        struct Stored {
-            #[serde(rename = "type")]
-            kind: String,
-            signal: Option<String>,
-            severity: Option<String>,
-            id: Option<String>,
-        }
-        let stored = Stored::deserialize(deserializer)?;
-        match stored.kind.as_str() {
-            "run" => return Ok(Origin::Run),
-            "signature" => {
-                let id = stored.id.ok_or_else(|| D::Error::missing_field("id"))?;
-                return Ok(Origin::Signature { id });
-            }
-            _ => {}
-        }
-        let detector = Detector::from_label(&stored.kind)
-            .ok_or_else(|| D::Error::custom(format!("unknown origin {:?}", stored.kind)))?;
-        let (field, key) = if detector.info().per_severity {
-            ("severity", stored.severity)
-        } else {
-            ("signal", stored.signal)
-        };
-        let key = key.ok_or_else(|| D::Error::missing_field(field))?;
-        Ok(Origin::Detected { detector, key })
-    }
-}
-
 /// `alert:` of a probe, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -168,6 +69,8 @@ pub struct ProbeInfo {
     /// The probe's labels plus `probe` and `kind`.
     pub labels: BTreeMap<String, String>,
     pub target: String,
+    /// Probes whose failure holds this probe's new alerts (`depends_on:` and the canaries).
+    pub parents: Vec<String>,
 }
 
 /// One alert: an incident for one (probe, reason).
@@ -204,6 +107,13 @@ pub struct Alert {
     pub next: Option<Next>,
     /// Notifiers that have been told of this alert.
     pub paged: BTreeSet<String>,
+    /// People that have been paged, each through one contact (resolved when the step fired).
+    #[serde(default)]
+    pub recipients: BTreeSet<Recipient>,
+    /// Parents that were failing when this alert opened: it is shown but pages nobody until
+    /// they all recover (and then only if it still fires).
+    #[serde(default)]
+    pub held_by: Vec<String>,
     pub silenced: bool,
     pub flapping: bool,
     pub eta_seconds: Option<f64>,
@@ -222,6 +132,8 @@ pub struct Entry {
 pub struct Send {
     pub alert_id: u64,
     pub notifier: String,
+    /// The person paged through `notifier`, when the step named a person or a schedule.
+    pub recipient: Option<Recipient>,
     pub event: Event,
     pub epoch: u32,
     pub round: u32,
@@ -230,10 +142,14 @@ pub struct Send {
 
 impl Send {
     pub fn key(&self) -> String {
+        let to = match &self.recipient {
+            Some(r) => format!("{}>{}", self.notifier, r.person),
+            None => self.notifier.clone(),
+        };
         format!(
             "{}/{}/{}/{}/{}/{}",
             self.alert_id,
-            self.notifier,
+            to,
             self.event.as_str(),
             self.epoch,
             self.round,
@@ -264,6 +180,13 @@ pub struct Engine {
     silences: Vec<Silence>,
     next_id: u64,
     changed: BTreeSet<u64>,
+    /// People and schedules that `person:`/`schedule:` steps resolve against.
+    directory: Directory,
+    routes: Vec<Route>,
+    /// Steps that met a schedule with nobody on call, by schedule.
+    gaps: BTreeMap<String, u64>,
+    /// Probes whose latest run failed.
+    down: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -297,6 +220,28 @@ impl Engine {
         self.probes = probes;
         self.policies = policies;
         self.silences = silences;
+    }
+
+    /// Sets the people, schedules and routes (on start and reload). Alerts in flight keep
+    /// their policy; its `person:`/`schedule:` steps resolve against the new ones when due.
+    pub fn set_oncall(&mut self, directory: Directory, routes: Vec<Route>) {
+        self.directory = directory;
+        self.routes = routes;
+    }
+
+    /// The people and schedules steps resolve against.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The same, to add overrides to.
+    pub fn directory_mut(&mut self) -> &mut Directory {
+        &mut self.directory
+    }
+
+    /// Steps that met a gap in a schedule, by schedule, since the daemon started.
+    pub fn gaps(&self) -> &BTreeMap<String, u64> {
+        &self.gaps
     }
 
     pub fn silences(&self) -> &[Silence] {
@@ -346,6 +291,16 @@ impl Engine {
 
     /// One probe result: `failure` is `(reason, message)` when the run failed.
     pub fn observe(&mut self, probe: &str, failure: Option<(&str, &str)>, now: f64) -> Vec<Send> {
+        let recovered = self.track(probe, failure.is_some());
+        let mut sends = self.observe_rule(probe, failure, now);
+        // After the rule: a parent whose alert just resolved releases its children now.
+        if recovered {
+            sends.extend(self.release_held(now));
+        }
+        sends
+    }
+
+    fn observe_rule(&mut self, probe: &str, failure: Option<(&str, &str)>, now: f64) -> Vec<Send> {
         let Some(rule) = self.probes.get(probe).and_then(|p| p.rule.clone()) else {
             return Vec::new();
         };
@@ -369,6 +324,7 @@ impl Engine {
                     self.open(
                         probe,
                         Origin::Run,
+                        &BTreeMap::new(),
                         reason,
                         message,
                         rule.severity,
@@ -390,15 +346,13 @@ impl Engine {
                         now,
                         "flapping: results keep changing; pages paused until stable".into(),
                     );
-                    let audience: Vec<String> = if alert.paged.is_empty() {
-                        first_step(alert)
-                    } else {
-                        alert.paged.iter().cloned().collect()
-                    };
-                    for notifier in audience {
-                        alert.paged.insert(notifier.clone());
-                        sends.push(send(alert, notifier, Event::Flapping));
+                    if alert.paged.is_empty() && alert.recipients.is_empty() {
+                        let first = first_step(alert);
+                        let resolved = self.directory.resolve(&first, now);
+                        alert.paged.extend(resolved.notifiers);
+                        alert.recipients.extend(resolved.recipients);
                     }
+                    sends.extend(audience(alert, Event::Flapping));
                 }
                 self.changed.insert(id);
             }
@@ -437,6 +391,7 @@ impl Engine {
                 let id = self.open(
                     probe,
                     Origin::Run,
+                    &BTreeMap::new(),
                     reason,
                     message,
                     rule.severity,
@@ -494,6 +449,7 @@ impl Engine {
                 let id = self.open(
                     probe,
                     origin,
+                    &BTreeMap::new(),
                     &reason,
                     message,
                     severity,
@@ -512,7 +468,7 @@ impl Engine {
     /// ended.
     pub fn tick(&mut self, now: f64) -> Vec<Send> {
         let ids: Vec<u64> = self.active.values().copied().collect();
-        let mut sends = Vec::new();
+        let mut sends = self.release_held(now);
         for id in ids {
             let silenced = self
                 .alerts
@@ -600,11 +556,7 @@ impl Engine {
         alert.acked_by = Some(by.to_string());
         alert.next = None;
         note(alert, now, format!("acknowledged by {by}"));
-        let sends = alert
-            .paged
-            .iter()
-            .map(|n| send(alert, n.clone(), Event::Acknowledge))
-            .collect();
+        let sends = audience(alert, Event::Acknowledge);
         self.changed.insert(id);
         Ok(sends)
     }
@@ -632,6 +584,7 @@ impl Engine {
         &mut self,
         probe: &str,
         origin: Origin,
+        extra: &BTreeMap<String, String>,
         reason: &str,
         message: &str,
         severity: Severity,
@@ -647,10 +600,17 @@ impl Engine {
         labels.insert("probe".into(), probe.to_string());
         labels.insert("reason".into(), reason.to_string());
         labels.insert("severity".into(), severity.as_str().to_string());
-        let mut policy = rule
-            .and_then(|r| r.policy.as_ref())
-            .and_then(|p| self.policies.get(p))
-            .cloned();
+        labels.extend(extra.clone());
+        // A probe's own policy wins; else the routes decide.
+        let mut policy = match rule.and_then(|r| r.policy.as_ref()) {
+            Some(name) => self.policies.get(name).cloned(),
+            None => Policy::merge(
+                crate::oncall::routes::policies(&self.routes, &labels)
+                    .into_iter()
+                    .filter_map(|name| self.policies.get(name))
+                    .collect(),
+            ),
+        };
         if severity == Severity::Ticket
             && let Some(policy) = &mut policy
         {
@@ -688,6 +648,8 @@ impl Engine {
             policy,
             epoch: 0,
             paged: BTreeSet::new(),
+            recipients: BTreeSet::new(),
+            held_by: self.failing_parents(probe),
             flapping: false,
             eta_seconds,
             timeline: Vec::new(),
@@ -701,6 +663,14 @@ impl Engine {
                 &mut alert,
                 now,
                 "silenced: not paging while the silence lasts".into(),
+            );
+        }
+        if !alert.held_by.is_empty() {
+            let parents = alert.held_by.join(", ");
+            note(
+                &mut alert,
+                now,
+                format!("held: {parents} failing; not paging until it recovers"),
             );
         }
         self.active.insert(alert.dedup_key.clone(), id);
@@ -720,11 +690,7 @@ impl Engine {
         note(alert, now, why.to_string());
         self.active.remove(&alert.dedup_key);
         self.changed.insert(id);
-        alert
-            .paged
-            .iter()
-            .map(|n| send(alert, n.clone(), Event::Resolve))
-            .collect()
+        audience(alert, Event::Resolve)
     }
 
     fn restart_escalation(&mut self, id: u64, now: f64, why: &str) {
@@ -743,40 +709,60 @@ impl Engine {
             return Vec::new();
         };
         let mut sends = Vec::new();
-        if alert.state != State::Firing || alert.flapping || alert.silenced {
+        if alert.state != State::Firing
+            || alert.flapping
+            || alert.silenced
+            || !alert.held_by.is_empty()
+        {
             return sends;
         }
         let (Some(policy), Some(start)) = (alert.policy.clone(), alert.escalation_start) else {
             return sends;
         };
         while let Some(next) = alert.next.filter(|n| n.due <= now) {
-            let notifiers = &policy.steps[next.step].notify;
+            // Targets resolve now, when the step fires: who is on call at open is irrelevant.
+            let resolved = self.directory.resolve(&policy.steps[next.step].notify, now);
             let round = if next.round > 0 {
                 format!(" (repeat {})", next.round)
             } else {
                 String::new()
             };
+            let who = resolved.describe();
             note(
                 alert,
                 now,
-                format!(
-                    "step {}{round}: paged {}",
-                    next.step + 1,
-                    notifiers.join(", ")
-                ),
+                format!("step {}{round}: paged {who}", next.step + 1),
             );
-            for notifier in notifiers {
-                alert.paged.insert(notifier.clone());
-                sends.push(Send {
-                    alert_id: id,
-                    notifier: notifier.clone(),
-                    event: Event::Trigger,
-                    epoch: alert.epoch,
-                    round: next.round,
-                    step: next.step,
-                });
+            for gap in &resolved.gaps {
+                *self.gaps.entry(gap.clone()).or_default() += 1;
             }
+            let step = |notifier: String, recipient: Option<Recipient>| Send {
+                alert_id: id,
+                notifier,
+                recipient,
+                event: Event::Trigger,
+                epoch: alert.epoch,
+                round: next.round,
+                step: next.step,
+            };
+            let mut paged = Vec::new();
+            for notifier in &resolved.notifiers {
+                paged.push(step(notifier.clone(), None));
+            }
+            for r in &resolved.recipients {
+                paged.push(step(r.notifier.clone(), Some(r.clone())));
+            }
+            alert.paged.extend(resolved.notifiers.iter().cloned());
+            alert.recipients.extend(resolved.recipients.iter().cloned());
+            sends.extend(paged);
             alert.next = policy.after(next, start);
+            // A step that met only gaps pages nobody: the next step of the round comes now.
+            if resolved.is_empty()
+                && !resolved.gaps.is_empty()
+                && let Some(following) = alert.next.as_mut().filter(|n| n.round == next.round)
+            {
+                following.due = following.due.min(now);
+            }
             self.changed.insert(id);
         }
         sends
@@ -794,7 +780,7 @@ pub fn dedup_key(probe: &str, reason: &str) -> String {
     format!("{probe}:{reason}")
 }
 
-fn first_step(alert: &Alert) -> Vec<String> {
+fn first_step(alert: &Alert) -> Vec<crate::oncall::Target> {
     alert
         .policy
         .as_ref()
@@ -803,10 +789,27 @@ fn first_step(alert: &Alert) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn send(alert: &Alert, notifier: String, event: Event) -> Send {
+/// `event` for every notifier and person already told of `alert`.
+fn audience(alert: &Alert, event: Event) -> Vec<Send> {
+    let mut sends: Vec<Send> = alert
+        .paged
+        .iter()
+        .map(|n| send(alert, n.clone(), None, event))
+        .collect();
+    sends.extend(
+        alert
+            .recipients
+            .iter()
+            .map(|r| send(alert, r.notifier.clone(), Some(r.clone()), event)),
+    );
+    sends
+}
+
+fn send(alert: &Alert, notifier: String, recipient: Option<Recipient>, event: Event) -> Send {
     Send {
         alert_id: alert.id,
         notifier,
+        recipient,
         event,
         epoch: alert.epoch,
         round: 0,
@@ -814,7 +817,7 @@ fn send(alert: &Alert, notifier: String, event: Event) -> Send {
     }
 }
 
-fn note(alert: &mut Alert, t: f64, what: String) {
+pub(crate) fn note(alert: &mut Alert, t: f64, what: String) {
     if alert.timeline.len() >= TIMELINE_MAX {
         alert.timeline.remove(1);
     }

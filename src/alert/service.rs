@@ -74,6 +74,8 @@ pub struct AlertCounts {
     /// Active alerts (firing or acknowledged) that are silenced, and that are flapping.
     pub silenced: u64,
     pub flapping: u64,
+    /// Active alerts held while a parent probe fails.
+    pub held: u64,
     /// Age of the oldest firing, unsilenced, unacknowledged page; 0 when none.
     pub oldest_unacked_page: f64,
 }
@@ -125,6 +127,8 @@ struct Inner {
     configured: bool,
     /// Silences from probe files; API silences live in the store and are added to these.
     file_silences: Vec<Silence>,
+    /// Signs the one-click links of pages (with `server.external_url`).
+    links: Option<Arc<crate::oncall::links::Signer>>,
     refreshed: HashMap<(u64, String), f64>,
 }
 
@@ -155,6 +159,7 @@ impl AlertService {
                 notifiers: HashMap::new(),
                 configured: false,
                 file_silences: Vec::new(),
+                links: None,
                 refreshed: HashMap::new(),
             }),
             queues: Mutex::new(HashMap::new()),
@@ -210,6 +215,66 @@ impl AlertService {
         workers
     }
 
+    /// Sets the people, schedules and routes that steps and new alerts resolve against, with
+    /// the overrides kept in the store after those of the probe files.
+    pub fn set_oncall(
+        &self,
+        mut directory: crate::oncall::Directory,
+        routes: Vec<crate::oncall::Route>,
+    ) {
+        for row in self.store.overrides().unwrap_or_default() {
+            if let Err(why) = directory.add_override(&row.schedule, crate::oncall::stored(&row)) {
+                tracing::warn!(id = row.id, schedule = %row.schedule, %why, "stored override ignored");
+            }
+        }
+        self.lock().engine.set_oncall(directory, routes);
+    }
+
+    /// Adds an override (from the API or `slowburn oncall override`): checked against the
+    /// running schedules, kept in the store, then in effect.
+    pub fn add_override(
+        &self,
+        mut row: crate::store::oncall::OverrideRow,
+    ) -> Result<crate::store::oncall::OverrideRow, crate::oncall::OverrideError> {
+        let mut inner = self.lock();
+        let mut check = inner.engine.directory().clone();
+        check
+            .add_override(&row.schedule, crate::oncall::stored(&row))
+            .map_err(crate::oncall::OverrideError::Invalid)?;
+        row.id = self.store.add_override(&row)?;
+        *inner.engine.directory_mut() = check;
+        Ok(row)
+    }
+
+    /// Sets (or, with `None`, drops) the signer of one-click links.
+    pub fn set_links(&self, signer: Option<crate::oncall::links::Signer>) {
+        self.lock().links = signer.map(Arc::new);
+    }
+
+    /// The signer of one-click links, when `server.external_url` is set.
+    pub fn links(&self) -> Option<Arc<crate::oncall::links::Signer>> {
+        self.lock().links.clone()
+    }
+
+    /// The people and schedules in effect (with every override), for the API.
+    pub fn directory(&self) -> crate::oncall::Directory {
+        self.lock().engine.directory().clone()
+    }
+
+    /// Steps that met nobody on call, by schedule: every configured schedule, 0 included.
+    pub fn oncall_gaps(&self) -> BTreeMap<String, u64> {
+        let inner = self.lock();
+        let mut gaps: BTreeMap<String, u64> = inner
+            .engine
+            .directory()
+            .schedules
+            .keys()
+            .map(|name| (name.clone(), 0))
+            .collect();
+        gaps.extend(inner.engine.gaps().iter().map(|(k, v)| (k.clone(), *v)));
+        gaps
+    }
+
     /// Closes every queue: each worker ends once it has delivered what it holds. Decisions
     /// after this are still recorded, and sent by the next start.
     pub fn close(&self) {
@@ -260,6 +325,22 @@ impl AlertService {
         for (notifier, notification) in refreshes {
             self.enqueue(&notifier, None, notification, now);
         }
+    }
+
+    /// Opens an incident by hand for `service`, routed like any other alert.
+    pub fn page(
+        &self,
+        service: &str,
+        message: &str,
+        severity: super::Severity,
+        by: &str,
+        now: f64,
+    ) -> Alert {
+        let mut inner = self.lock();
+        let (id, sends) = inner.engine.page(service, message, severity, by, now);
+        let alert = inner.engine.alert(id).cloned();
+        self.commit(inner, sends, now);
+        alert.expect("the engine keeps the alert it just opened")
     }
 
     pub fn ack(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {
@@ -329,6 +410,7 @@ impl AlertService {
             }
             counts.silenced += u64::from(alert.silenced);
             counts.flapping += u64::from(alert.flapping);
+            counts.held += u64::from(!alert.held_by.is_empty());
             if alert.state == State::Firing
                 && alert.severity == super::Severity::Page
                 && !alert.silenced
@@ -411,7 +493,8 @@ impl AlertService {
             });
             // The page says what the alert was when the engine decided, as before.
             if let Some(alert) = inner.engine.alert(send.alert_id) {
-                let notification = self.notification(alert, send.event, send.step);
+                let to = (send.notifier.as_str(), send.recipient.clone());
+                let notification = self.addressed(&inner, alert, send.event, send.step, to, now);
                 deliveries.push((key, send.notifier.clone(), notification));
             }
         }
@@ -489,7 +572,9 @@ impl AlertService {
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let notification = self.notification(alert, event, step);
+            let recipient = crate::oncall::resolve::recipient_of(alert, &record.key);
+            let to = (record.notifier.as_str(), recipient);
+            let notification = self.addressed(&inner, alert, event, step, to, now);
             queued.push((record.notifier, record.key, notification));
         }
         drop(inner);
@@ -529,6 +614,27 @@ impl AlertService {
             }
         }
         refreshes
+    }
+
+    /// The notification for one send: addressed to its person (if any), and for a page,
+    /// with signed one-click links made out to them (or to the notifier).
+    fn addressed(
+        &self,
+        inner: &Inner,
+        alert: &Alert,
+        event: Event,
+        step: usize,
+        (notifier, recipient): (&str, Option<crate::oncall::Recipient>),
+        now: f64,
+    ) -> Notification {
+        let mut notification = self.notification(alert, event, step);
+        if let Some(signer) = inner.links.as_ref().filter(|_| event == Event::Trigger) {
+            let by = recipient.as_ref().map_or(notifier, |r| r.person.as_str());
+            let nonce = crate::oncall::links::nonce();
+            notification.with_links(signer.links(alert.id, by, &nonce, now));
+        }
+        notification.with_recipient(recipient);
+        notification
     }
 
     /// What a page says: what failed, where, since when, why, the ETA, the runbook, how to ack.
@@ -575,6 +681,8 @@ impl AlertService {
             ack_hint,
             step,
             failures: alert.failures,
+            recipient: None,
+            links: None,
         }
     }
 

@@ -78,6 +78,9 @@ pub struct KindInfo {
     pub signals: &'static [Signal],
     /// The signal that best says how such a probe is doing when nothing is watched.
     pub headline: &'static str,
+    /// Whether a run goes over the network, so that the daemon's own connectivity (its
+    /// canaries) is an implicit parent of the probe.
+    pub network: bool,
 }
 
 impl KindInfo {

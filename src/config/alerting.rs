@@ -10,6 +10,7 @@ use crate::alert::silence::{self, Window};
 use crate::alert::{Policy, Rule, Severity, Silence, Step};
 use crate::basics::units::parse_duration;
 use crate::basics::yaml::{Pos, Spanned};
+use crate::oncall::Target;
 
 /// `alert:` of a probe.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -122,10 +123,10 @@ fn severity(text: Option<&Spanned<String>>, problems: &mut Vec<Problem>) -> Seve
     }
 }
 
-/// Validates a policy against the known notifier names.
+/// Validates a policy; `unknown` says why a step's target names nothing known.
 pub fn policy(
     spec: &PolicySpec,
-    notifiers: &HashSet<String>,
+    unknown: &dyn Fn(&Target) -> Option<String>,
     problems: &mut Vec<Problem>,
 ) -> Policy {
     let mut steps = Vec::new();
@@ -146,12 +147,10 @@ pub fn policy(
                 format!("steps[{i}].notify: name at least one notifier"),
             ));
         }
-        for name in &step.notify.value {
-            if !notifiers.contains(&name.value) {
-                problems.push((
-                    name.pos,
-                    format!("steps[{i}].notify: no notifier named {:?}", name.value),
-                ));
+        let targets: Vec<Target> = step.notify.value.iter().map(|n| Target::parse(n)).collect();
+        for (name, target) in step.notify.value.iter().zip(&targets) {
+            if let Some(why) = unknown(target) {
+                problems.push((name.pos, format!("steps[{i}].notify: {why}")));
             }
         }
         if let Some(Step {
@@ -167,7 +166,7 @@ pub fn policy(
         }
         steps.push(Step {
             after,
-            notify: step.notify.value.iter().map(|n| n.value.clone()).collect(),
+            notify: targets,
         });
     }
     let repeat_interval = match &spec.repeat_interval {

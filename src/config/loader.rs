@@ -7,7 +7,7 @@
 //! files belongs to `mod.rs`, and what one probe entry means to `probe_entry.rs`.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::alerting::{self, PolicySpec, SilenceSpec};
+use super::oncall::{self, PersonSpec, RouteSpec, ScheduleSpec};
 use super::probe_entry::{Pending, ProbeEntry};
 use super::{
     Alerting, Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN, FileSummary, MIN_TIMEOUT,
@@ -43,6 +44,13 @@ pub(super) struct Loader<'c> {
     notifiers: Vec<(PathBuf, NotifierEntry)>,
     policies: Vec<(PathBuf, PolicySpec)>,
     silences: Vec<(PathBuf, SilenceSpec)>,
+    people: Vec<(PathBuf, PersonSpec)>,
+    schedules: Vec<(PathBuf, ScheduleSpec)>,
+    routes: Vec<(PathBuf, RouteSpec)>,
+    /// Every policy's file, position and name, for the unused-policy warning.
+    policy_names: Vec<(PathBuf, Pos, String)>,
+    /// `server.canary` as written, checked once every probe is known.
+    server_canary: Option<(PathBuf, Vec<Spanned<String>>)>,
     files: Vec<PathBuf>,
 }
 
@@ -61,6 +69,11 @@ impl<'c> Loader<'c> {
             notifiers: Vec::new(),
             policies: Vec::new(),
             silences: Vec::new(),
+            people: Vec::new(),
+            schedules: Vec::new(),
+            routes: Vec::new(),
+            policy_names: Vec::new(),
+            server_canary: None,
             files: Vec::new(),
         }
     }
@@ -146,6 +159,21 @@ impl<'c> Loader<'c> {
                 "silences" => {
                     for (_, spec) in self.list::<SilenceSpec>(file, value, "silences") {
                         self.silences.push((file.to_path_buf(), spec));
+                    }
+                }
+                "people" => {
+                    for (_, spec) in self.list::<PersonSpec>(file, value, "people") {
+                        self.people.push((file.to_path_buf(), spec));
+                    }
+                }
+                "schedules" => {
+                    for (_, spec) in self.list::<ScheduleSpec>(file, value, "schedules") {
+                        self.schedules.push((file.to_path_buf(), spec));
+                    }
+                }
+                "routes" => {
+                    for (_, spec) in self.list::<RouteSpec>(file, value, "routes") {
+                        self.routes.push((file.to_path_buf(), spec));
                     }
                 }
                 other => {
@@ -313,6 +341,7 @@ impl<'c> Loader<'c> {
                 kinds: BTreeMap::new(),
             })
             .collect();
+        let mut deps = Vec::new();
         for pending in std::mem::take(&mut self.pending) {
             let name = pending.entry.name.value.clone();
             if let Some((first_file, first_pos)) = seen.get(&name) {
@@ -326,6 +355,10 @@ impl<'c> Loader<'c> {
                 continue;
             }
             seen.insert(name.clone(), (pending.file.clone(), pending.entry.name.pos));
+            if !pending.entry.depends_on.is_empty() {
+                let parents = pending.entry.depends_on.clone();
+                deps.push((pending.file.to_path_buf(), name.clone(), parents));
+            }
             if let Some(probe) =
                 self.build(pending, default_interval, default_timeout, &policy_names)
                 && let Some(summary) = summaries.iter_mut().find(|s| *s.path == *probe.file)
@@ -334,6 +367,21 @@ impl<'c> Loader<'c> {
                 probes.push(probe);
             }
         }
+        let names: HashSet<String> = seen.into_keys().collect();
+        self.errors
+            .extend(oncall::check_dependencies(&deps, &names));
+        if let Some((file, spec)) = &self.server_canary {
+            for c in spec {
+                if !names.contains(&c.value) {
+                    self.errors.push(ConfigError {
+                        file: file.clone(),
+                        pos: Some(c.pos),
+                        message: format!("server: canary: no probe named {:?}", c.value),
+                    });
+                }
+            }
+        }
+        let warnings = oncall::warnings(&self.routes, &probes, &self.policy_names);
         if probes.is_empty() && self.errors.is_empty() {
             let file = self.files.first().cloned().unwrap_or_default();
             self.error(&file, None, "no probes defined");
@@ -346,6 +394,7 @@ impl<'c> Loader<'c> {
                 alerting,
                 files: summaries,
                 watchdog,
+                warnings,
             });
         }
         // Report in reading order: file by file, top to bottom.
@@ -415,10 +464,36 @@ impl<'c> Loader<'c> {
                 .expect("default listen address is valid"),
             api_token: None,
             ping_listen: None,
+            canary: Vec::new(),
+            external_url: None,
+            link_key: None,
         };
         let Some((file, _, spec)) = self.server.take() else {
             return config;
         };
+        config.canary = spec.canary.iter().map(|c| c.value.clone()).collect();
+        if let Some(url) = &spec.external_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    config.external_url = Some(url.trim_end_matches('/').to_string());
+                }
+                _ => self.error(
+                    &file,
+                    Some(url.pos),
+                    format!(
+                        "server: external_url: {:?} is not an http(s) URL such as https://slowburn.example.com",
+                        url.value
+                    ),
+                ),
+            }
+        }
+        if let Some(key) = &spec.link_key {
+            match Secret::resolve(key) {
+                Ok(secret) => config.link_key = Some(secret),
+                Err(m) => self.error(&file, Some(key.pos), format!("server: link_key: {m}")),
+            }
+        }
+        self.server_canary = Some((file.clone(), spec.canary.clone()));
         if let Some(listen) = &spec.listen {
             match listen.parse::<SocketAddr>() {
                 Ok(addr) => config.listen = addr,
@@ -508,23 +583,7 @@ impl<'c> Loader<'c> {
                 }
             }
         }
-        let policies = std::mem::take(&mut self.policies);
-        let mut problems = Vec::new();
-        alerting::unique_names(
-            policies.iter().map(|(_, p)| &p.name),
-            "policy",
-            &mut problems,
-        );
-        self.problems(policies.first().map(|(f, _)| f.clone()), problems);
-        for (file, spec) in policies {
-            let mut problems = Vec::new();
-            let policy = alerting::policy(&spec, &names, &mut problems);
-            let context = format!("policy {:?}: ", spec.name.value);
-            for (pos, message) in problems {
-                self.error(&file, Some(pos), format!("{context}{message}"));
-            }
-            alerting.policies.insert(policy.name.clone(), policy);
-        }
+        self.oncall(&mut alerting, &names);
         for (file, spec) in std::mem::take(&mut self.silences) {
             let mut problems = Vec::new();
             let silence = alerting::silence(&spec, &mut problems);
@@ -534,6 +593,80 @@ impl<'c> Loader<'c> {
             alerting.silences.push(silence);
         }
         alerting
+    }
+
+    /// Builds people and schedules, then the policies (whose steps name them and notifiers),
+    /// then routes (which name policies).
+    fn oncall(&mut self, alerting: &mut Alerting, notifiers: &HashSet<String>) {
+        let people = std::mem::take(&mut self.people);
+        let mut problems = Vec::new();
+        alerting::unique_names(people.iter().map(|(_, p)| &p.name), "person", &mut problems);
+        self.problems(people.first().map(|(f, _)| f.clone()), problems);
+        for (file, spec) in &people {
+            let mut problems = Vec::new();
+            let person = oncall::person(spec, notifiers, &mut problems);
+            self.problems(Some(file.clone()), problems);
+            alerting
+                .directory
+                .people
+                .insert(person.name.clone(), person);
+        }
+        let schedules = std::mem::take(&mut self.schedules);
+        let mut problems = Vec::new();
+        let names = schedules.iter().map(|(_, s)| &s.name);
+        alerting::unique_names(names, "schedule", &mut problems);
+        self.problems(schedules.first().map(|(f, _)| f.clone()), problems);
+        for (file, spec) in &schedules {
+            let mut problems = Vec::new();
+            let schedule = oncall::schedule(spec, &alerting.directory.people, &mut problems);
+            self.problems(Some(file.clone()), problems);
+            alerting
+                .directory
+                .schedules
+                .insert(schedule.name.clone(), schedule);
+        }
+        let policies = std::mem::take(&mut self.policies);
+        let mut problems = Vec::new();
+        alerting::unique_names(
+            policies.iter().map(|(_, p)| &p.name),
+            "policy",
+            &mut problems,
+        );
+        self.problems(policies.first().map(|(f, _)| f.clone()), problems);
+        let directory = &alerting.directory;
+        let unknown = |t: &crate::oncall::Target| {
+            oncall::unknown_target(t, notifiers, &directory.people, &directory.schedules)
+        };
+        let mut built = Vec::new();
+        for (file, spec) in policies {
+            let mut problems = Vec::new();
+            let policy = alerting::policy(&spec, &unknown, &mut problems);
+            let context = format!("policy {:?}: ", spec.name.value);
+            for (pos, message) in problems {
+                self.error(&file, Some(pos), format!("{context}{message}"));
+            }
+            self.policy_names
+                .push((file, spec.name.pos, policy.name.clone()));
+            built.push(policy);
+        }
+        for policy in built {
+            alerting.policies.insert(policy.name.clone(), policy);
+        }
+        let names: HashSet<String> = alerting.policies.keys().cloned().collect();
+        for (i, (file, spec)) in self.routes.iter().enumerate() {
+            let mut problems = Vec::new();
+            alerting
+                .routes
+                .push(oncall::route(i, spec, &names, &mut problems));
+            let file = file.clone();
+            for (pos, message) in problems {
+                self.errors.push(ConfigError {
+                    file: file.clone(),
+                    pos: Some(pos),
+                    message,
+                });
+            }
+        }
     }
 
     fn problems(&mut self, file: Option<PathBuf>, problems: Vec<(Pos, String)>) {
@@ -553,6 +686,9 @@ pub(super) const SECTIONS: &[&str] = &[
     "policies",
     "silences",
     "watchdog",
+    "people",
+    "schedules",
+    "routes",
 ];
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -563,6 +699,17 @@ pub(super) struct ServerSpec {
     /// The token that write calls of the API need: `env:NAME` or `file:PATH`.
     api_token: Option<Spanned<String>>,
     ping_listen: Option<Spanned<String>>,
+    /// Probes of this daemon's own connectivity (its resolver, a well-known address): while
+    /// one fails, the new alerts of every network probe are held, so a prober that lost its
+    /// network pages once.
+    #[serde(default)]
+    canary: Vec<Spanned<String>>,
+    /// Where people reach this daemon (`https://slowburn.example.com`): every page then
+    /// carries signed one-click links to acknowledge and resolve.
+    external_url: Option<Spanned<String>>,
+    /// The HMAC key of those links: `env:NAME` or `file:PATH`; default a key generated once
+    /// and kept in the store.
+    link_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -16,6 +16,7 @@
 pub mod alerting;
 pub mod drift;
 mod loader;
+pub mod oncall;
 mod probe_entry;
 mod schema;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub files: Vec<FileSummary>,
     /// `watchdog:`: the dead-man's switch this daemon pings while healthy.
     pub watchdog: Option<crate::watchdog::WatchdogConfig>,
+    /// What `slowburn check` warns about (a route that cannot match, an unused policy).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Notifiers, escalation policies and silences from the probe files.
@@ -65,6 +68,10 @@ pub struct Alerting {
     pub notifiers: Vec<Arc<Notifier>>,
     pub policies: HashMap<String, Policy>,
     pub silences: Vec<Silence>,
+    /// `people:` and `schedules:`.
+    pub directory: crate::oncall::Directory,
+    /// `routes:`, in order.
+    pub routes: Vec<crate::oncall::Route>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +81,13 @@ pub struct ServerConfig {
     pub api_token: Option<Secret>,
     /// `ping_listen`: a second address serving only the heartbeat ping routes.
     pub ping_listen: Option<SocketAddr>,
+    /// `canary:`: probes of this daemon's own connectivity, implicit parents of every network
+    /// probe.
+    pub canary: Vec<String>,
+    /// `external_url`: where people reach this daemon; pages then carry signed links.
+    pub external_url: Option<String>,
+    /// `link_key`: the HMAC key of those links; none means one generated and kept in the store.
+    pub link_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +110,8 @@ pub struct ProbeConfig {
     pub alert: Option<Box<Rule>>,
     /// Signals watched for slow accumulation (`drift:`, `slo:`).
     pub watches: Vec<Watch>,
+    /// `depends_on:`: probes whose failure holds this probe's new alerts.
+    pub depends_on: Vec<String>,
     /// The file it was defined in (shared by every probe of that file), and where.
     pub file: Arc<Path>,
     pub pos: Pos,

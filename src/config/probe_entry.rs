@@ -16,6 +16,7 @@ use super::alerting::{self, AlertSpec};
 use super::drift::{self, DriftEntrySpec};
 use super::loader::Loader;
 use super::{DEFAULT_TIMEOUT, MIN_INTERVAL, MIN_TIMEOUT, ProbeConfig};
+use crate::alert::ProbeInfo;
 use crate::basics::units;
 use crate::basics::yaml::{Pos, Spanned};
 use crate::probe::{KindSpecs, Probe};
@@ -40,6 +41,9 @@ pub(super) struct ProbeEntry {
     pub(super) drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
     /// The success objective whose burn rate pages (`99.9%`).
     pub(super) slo: Option<Spanned<String>>,
+    /// Probes this one needs: while one of them fails, this probe's new alerts are held.
+    #[serde(default)]
+    pub(super) depends_on: Vec<Spanned<String>>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -49,6 +53,36 @@ pub(super) struct Pending {
     pub(super) entry: ProbeEntry,
     /// The entry's kind sections (`http:`, `tcp:`, …), read apart from its own keys.
     pub(super) kinds: KindSpecs,
+}
+
+impl ProbeConfig {
+    /// What the alert engine knows of this probe: its rule, its labels with `probe` and
+    /// `kind`, its target, and its parents (`depends_on:`, and the daemon's `canary` probes
+    /// for a network probe that is not one of them).
+    pub fn alert_info(&self, canary: &[String]) -> ProbeInfo {
+        let mut labels: BTreeMap<String, String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.insert("probe".into(), self.name.clone());
+        labels.insert("kind".into(), self.probe.kind().to_string());
+        let mut parents = self.depends_on.clone();
+        if self.probe.info().network && !canary.contains(&self.name) {
+            parents.extend(
+                canary
+                    .iter()
+                    .filter(|c| !self.depends_on.contains(c))
+                    .cloned(),
+            );
+        }
+        ProbeInfo {
+            rule: self.alert.as_deref().cloned(),
+            labels,
+            target: self.probe.target(),
+            parents,
+        }
+    }
 }
 
 impl Loader<'_> {
@@ -215,6 +249,7 @@ impl Loader<'_> {
             probe: Arc::new(probe),
             alert,
             watches,
+            depends_on: entry.depends_on.iter().map(|d| d.value.clone()).collect(),
             file,
             pos,
         })

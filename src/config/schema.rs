@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::alerting::{PolicySpec, SilenceSpec};
 use super::loader::{DefaultsSpec, SECTIONS, ServerSpec, StorageSpec};
+use super::oncall::{PersonSpec, RouteSpec, ScheduleSpec};
 use super::probe_entry::ProbeEntry;
 use crate::{notify, probe};
 
@@ -31,6 +32,9 @@ pub fn schema() -> Value {
             "watchdog" => generator
                 .subschema_for::<crate::watchdog::WatchdogSpec>()
                 .to_value(),
+            "people" => list(generator.subschema_for::<PersonSpec>().to_value()),
+            "schedules" => list(generator.subschema_for::<ScheduleSpec>().to_value()),
+            "routes" => list(generator.subschema_for::<RouteSpec>().to_value()),
             other => unreachable!("section `{other}` has no schema: add its arm here"),
         };
         sections.insert(section.to_string(), schema);

@@ -216,8 +216,18 @@ impl Email {
             .from(self.from.clone())
             .subject(subject(n))
             .header(ContentType::TEXT_PLAIN);
-        for to in &self.to {
-            builder = builder.to(to.clone());
+        // A page to a person goes to their address (their `people:` contact) alone.
+        match n
+            .recipient
+            .as_ref()
+            .and_then(|r| r.to.parse::<Mailbox>().ok())
+        {
+            Some(person) => builder = builder.to(person),
+            None => {
+                for to in &self.to {
+                    builder = builder.to(to.clone());
+                }
+            }
         }
         let mut message = builder
             .body(n.details.clone())
@@ -456,5 +466,14 @@ mod tests {
         );
         assert!(text.contains("ack: slowburn ack 42"), "{text}");
         assert_eq!(notifier.target(), "127.0.0.1:2525");
+        // A page to a person goes to their address alone.
+        let mut n = notification(Event::Trigger);
+        n.recipient = Some(crate::oncall::Recipient {
+            person: "carol".into(),
+            notifier: "mail".into(),
+            to: "carol@example.com".into(),
+        });
+        let text = String::from_utf8(email.message(&n).unwrap().formatted()).unwrap();
+        assert!(text.contains("To: carol@example.com\r\n"), "{text}");
     }
 }

@@ -103,6 +103,33 @@ pub struct Notification {
     pub step: usize,
     /// Failures counted while firing.
     pub failures: u64,
+    /// The person this notification pages and their address on this notifier, when the
+    /// step named a person or a schedule.
+    pub recipient: Option<crate::oncall::Recipient>,
+    /// Signed one-click links to acknowledge and resolve (with `server.external_url`).
+    pub links: Option<crate::oncall::links::Links>,
+}
+
+impl Notification {
+    /// Addresses this notification to `recipient`, and says so in its details.
+    pub fn with_recipient(&mut self, recipient: Option<crate::oncall::Recipient>) {
+        if let Some(r) = &recipient {
+            self.details = format!(
+                "Paging {} ({}: {})\n{}",
+                r.person, r.notifier, r.to, self.details
+            );
+        }
+        self.recipient = recipient;
+    }
+
+    /// Adds the signed links, and says them in the details for notifiers that send text.
+    pub fn with_links(&mut self, links: crate::oncall::links::Links) {
+        self.details.push_str(&format!(
+            "Acknowledge: {}\nResolve: {}\n",
+            links.ack, links.resolve
+        ));
+        self.links = Some(links);
+    }
 }
 
 /// Why one attempt failed, and whether another attempt may succeed.
@@ -631,6 +658,8 @@ pub(crate) mod tests_support {
                 .into(),
             step: 0,
             failures: 3,
+            recipient: None,
+            links: None,
         }
     }
 }

@@ -94,6 +94,19 @@ pub fn payload(n: &Notification) -> Value {
         (Event::Acknowledge, Some(who)) => format!("ACKNOWLEDGED by {who}"),
         (event, _) => event.title().to_string(),
     };
+    // A page to a person mentions them: a Slack member id (`U…`, `W…`) as a mention, any other
+    // address (`@alice`, `#orders-oncall`) as written.
+    let mention = match n.recipient.as_ref().map(|r| r.to.as_str()) {
+        Some(id)
+            if id.len() > 1
+                && id.starts_with(['U', 'W'])
+                && id.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            format!("<@{id}> ")
+        }
+        Some(to) => format!("{to} "),
+        None => String::new(),
+    };
     let text = format!("{} {title}: {}", emoji(n.event), n.summary);
     let mut fields = vec![
         field("Probe", &n.probe),
@@ -141,7 +154,9 @@ pub fn payload(n: &Notification) -> Value {
             escape(&n.ack_hint)
         )));
     }
-    json!({"text": truncate(&text, 3000), "blocks": blocks})
+    // The mention goes in the message text, where Slack notifies the member (a header block
+    // is plain text and would show it as written).
+    json!({"text": truncate(&format!("{mention}{text}"), 3000), "blocks": blocks})
 }
 
 fn field(name: &str, value: &str) -> Value {
@@ -220,6 +235,32 @@ mod tests {
                 .unwrap()
                 .contains("slowburn ack 42")
         );
+    }
+
+    #[test]
+    fn a_page_to_a_person_mentions_them() {
+        let mut n = notification(Event::Trigger);
+        let person = |to: &str| crate::oncall::Recipient {
+            person: "alice".into(),
+            notifier: "slack".into(),
+            to: to.into(),
+        };
+        n.recipient = Some(person("U024BE7LH"));
+        assert!(
+            payload(&n)["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("<@U024BE7LH> 🔴 FIRING")
+        );
+        n.recipient = Some(person("#orders-oncall"));
+        assert!(
+            payload(&n)["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("#orders-oncall 🔴")
+        );
+        let header = &payload(&n)["blocks"][0]["text"]["text"];
+        assert!(header.as_str().unwrap().starts_with("🔴"), "{header}");
     }
 
     #[test]

@@ -86,12 +86,21 @@ pub struct Payload<'a> {
     pub failures: u64,
     /// RFC 3339, UTC: when this request was made (also `X-Slowburn-Timestamp`).
     pub sent_at: String,
+    /// The person paged (`null` when the step named this notifier itself).
+    pub person: Option<&'a str>,
+    /// That person's address on this notifier, as their `people:` entry gives it.
+    pub to: Option<&'a str>,
+    /// Signed one-click links `{ack, resolve}` (`null` without `server.external_url`).
+    pub links: Option<&'a crate::oncall::links::Links>,
 }
 
 impl<'a> Payload<'a> {
     pub fn new(n: &'a Notification, sent_at: SystemTime) -> Self {
         Payload {
             version: 1,
+            person: n.recipient.as_ref().map(|r| r.person.as_str()),
+            to: n.recipient.as_ref().map(|r| r.to.as_str()),
+            links: n.links.as_ref(),
             event: n.event.as_str(),
             dedup_key: &n.dedup_key,
             alert_id: n.alert_id,

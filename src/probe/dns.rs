@@ -369,6 +369,7 @@ impl super::Kind for DnsProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "dns",
     headline: "latency",
+    network: true,
     signals: &[
         Signal::new("latency", Unit::Seconds, None),
         Signal::new("answers", Unit::Count, Some(&ANSWERS)),

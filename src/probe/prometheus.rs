@@ -403,6 +403,7 @@ impl super::Kind for PrometheusProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "prometheus",
     headline: "value",
+    network: true,
     signals: &[
         Signal::new("value", Unit::Count, Some(&QUERY_VALUE)),
         Signal::new("series", Unit::Count, None).exported_only(),

@@ -185,6 +185,7 @@ impl super::Kind for TcpProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "tcp",
     headline: "latency",
+    network: true,
     signals: &[Signal::new("latency", Unit::Seconds, None)],
 };
 

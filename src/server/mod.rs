@@ -7,6 +7,7 @@
 //! answering. It binds to loopback unless the config says otherwise.
 
 pub mod api;
+pub mod links;
 pub mod listen;
 pub mod ping;
 pub mod status_page;
@@ -98,6 +99,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/healthz", get(healthz))
         .nest("/api/v1", api::routes())
         .merge(ping::routes())
+        .merge(links::routes())
         .merge(status_page::routes())
         .with_state(shared)
 }

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{pings, uptime};
+use super::{oncall, pings, uptime};
 
 /// The schema, one migration per version: `MIGRATIONS[i]` takes a store from version `i` to
 /// `i + 1`. A migration that has shipped is never edited, only followed by new ones; each
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
     uptime::MIGRATION,
     pings::MIGRATION,
     MIGRATION_5_CHECKPOINTS,
+    oncall::MIGRATION,
 ];
 
 /// Version 5: where each stream-reading probe (`log:`) stands, one opaque row per probe.

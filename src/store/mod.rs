@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 mod migrations;
+pub mod oncall;
 mod pings;
 mod uptime;
 pub use self::migrations::SCHEMA_VERSION;

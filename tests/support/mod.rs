@@ -43,6 +43,20 @@ pub fn required_tool(name: &str, require: &str, install: &str) -> Option<std::pa
     found
 }
 
+/// Waits until every recorded notification is sent or failed (each worker marks its record
+/// after the receiver has answered, so seeing the request is not yet seeing the record).
+pub async fn settled(store: &slowburn::store::Store) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.unsent().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "records not settled: {:?}",
+            store.unsent()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// What the scripted HTTP server sends for a request path.
 pub enum Reply {
     /// A complete response: status, extra headers, body.

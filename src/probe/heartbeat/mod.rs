@@ -348,6 +348,7 @@ pub const KIND: KindInfo = KindInfo {
         Signal::new("value", Unit::Count, Some(&VALUE)),
     ],
     headline: "age",
+    network: false,
 };
 
 #[cfg(test)]

@@ -387,6 +387,7 @@ impl super::Kind for HttpProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "http",
     headline: "latency",
+    network: true,
     signals: &[
         Signal::new("latency", Unit::Seconds, None),
         Signal::new("status", Unit::Count, Some(&STATUS)),

@@ -778,6 +778,7 @@ pub const LAG_BYTES: Family = gauge(
 pub const KIND: KindInfo = KindInfo {
     name: "log",
     headline: "lines",
+    network: false,
     signals: &[
         Signal::new("lines", Unit::Count, None),
         Signal::new("long_lines", Unit::Count, None),

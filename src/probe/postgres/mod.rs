@@ -387,6 +387,7 @@ impl super::Kind for PostgresProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "postgres",
     headline: "slow_queries",
+    network: true,
     signals: &[
         Signal::new("slow_queries", Unit::Count, Some(&SLOW_QUERIES)),
         Signal::new("longest_query", Unit::Seconds, Some(&LONGEST_QUERY)),

@@ -559,6 +559,7 @@ impl super::Kind for ProcessProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "process",
     headline: "rss",
+    network: false,
     signals: &[
         Signal::new("count", Unit::Count, Some(&COUNT)).per_process(),
         Signal::new("rss", Unit::Bytes, Some(&RSS)).per_process(),

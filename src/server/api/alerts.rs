@@ -65,6 +65,8 @@ pub fn alert_json(a: &Alert, records: Option<&[Record]>) -> Value {
         "escalation_step": a.next.map(|n| n.step),
         "next_escalation": a.next.map(|n| json!({"step": n.step + 1, "round": n.round, "due": n.due})),
         "paged": a.paged,
+        "people_paged": a.recipients,
+        "held_by": a.held_by,
         "timeline": a.timeline,
     });
     if let Some(records) = records {

@@ -11,6 +11,7 @@
 mod alerts;
 mod errors;
 mod history;
+mod oncall;
 mod probes;
 mod uptime;
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Shared> {
         .route("/probes/{name}/uptime", get(uptime::uptime))
         .route("/overview", get(probes::overview))
         .merge(alert_routes())
+        .merge(oncall::oncall_routes())
 }
 
 /// Write endpoints need `Authorization: Bearer <server.api_token>`, compared in constant time.

@@ -558,7 +558,8 @@ async function renderAlerts(seq) {
     const paged = sent.length
       ? sent.map((r) => h("div", { class: "small" }, `${r.notifier}: ${r.state}${r.state === "sent" ? " " + ago(r.at) : ""}`))
       : (a.paged || []).map((n) => h("div", { class: "small" }, n));
-    const flags = [a.silenced ? statusBadge("silenced") : null, a.flapping ? statusBadge("flapping") : null];
+    const flags = [a.silenced ? statusBadge("silenced") : null, a.flapping ? statusBadge("flapping") : null,
+    (a.held_by || []).length ? statusBadge("held") : null];
     return h("tr", { "data-alert": a.id, "data-state": a.state },
       h("td", {}, statusBadge(a.state), " ", flags),
       h("td", {}, h("a", { href: "#/alert/" + a.id }, `#${a.id}`), " ", h("a", { href: "#/probe/" + encodeURIComponent(a.probe) }, a.probe),
