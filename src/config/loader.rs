@@ -44,6 +44,13 @@ pub(super) struct Loader<'c> {
     policies: Vec<(PathBuf, PolicySpec)>,
     silences: Vec<(PathBuf, SilenceSpec)>,
     files: Vec<PathBuf>,
+    /// `modules:` as read, then as built (before the probes that name them).
+    pub(super) module_specs: Vec<super::blackbox::PendingModule>,
+    pub(super) modules: Arc<crate::blackbox::Modules>,
+    /// Modules that failed to build, so entries naming them add no second error.
+    pub(super) failed_modules: Vec<String>,
+    /// The `targets_file:`s read, watched for changes.
+    pub(super) targets_files: Vec<PathBuf>,
 }
 
 impl<'c> Loader<'c> {
@@ -62,6 +69,10 @@ impl<'c> Loader<'c> {
             policies: Vec::new(),
             silences: Vec::new(),
             files: Vec::new(),
+            module_specs: Vec::new(),
+            modules: Default::default(),
+            failed_modules: Vec::new(),
+            targets_files: Vec::new(),
         }
     }
 
@@ -133,6 +144,7 @@ impl<'c> Loader<'c> {
                     set_once(&mut l.watchdog, &mut l.errors, "watchdog", f, p, s)
                 }),
                 "probes" => self.probes(file, value),
+                "modules" => self.modules_section(file, value),
                 "notifiers" => {
                     for (_, entry) in self.list::<NotifierEntry>(file, value, "notifiers") {
                         self.notifiers.push((file.to_path_buf(), entry));
@@ -171,7 +183,7 @@ impl<'c> Loader<'c> {
     }
 
     /// Deserializes one node, recording every unknown key and the first structural error.
-    fn read<T: for<'a> Deserialize<'a>>(
+    pub(super) fn read<T: for<'a> Deserialize<'a>>(
         &mut self,
         file: &Path,
         node: &Node,
@@ -181,7 +193,7 @@ impl<'c> Loader<'c> {
     }
 
     /// As `read`, for a struct that shares its mapping with the keys `beside`.
-    fn read_beside<T: for<'a> Deserialize<'a>>(
+    pub(super) fn read_beside<T: for<'a> Deserialize<'a>>(
         &mut self,
         file: &Path,
         node: &Node,
@@ -254,19 +266,37 @@ impl<'c> Loader<'c> {
         // entry's own keys (serde cannot flatten into a struct that denies unknown keys).
         let (kinds, own) = split_keys(item, probe::KIND_KEYS);
         let entry = self.read_beside::<ProbeEntry>(file, &own, &context, probe::KIND_KEYS);
+        if let Some(entry) = &entry
+            && entry.lists_targets()
+        {
+            return self.expand_targets(file, pos, &own, &kinds, &context);
+        }
         let kinds = self.read::<KindSpecs>(file, &kinds, &context);
         if let (Some(entry), Some(kinds)) = (entry, kinds) {
-            let shared = match &self.pending_file {
-                Some(shared) if **shared == *file => shared.clone(),
-                _ => self.pending_file.insert(Arc::from(file)).clone(),
-            };
-            self.pending.push(Pending {
-                file: shared,
-                pos,
-                entry,
-                kinds,
-            });
+            self.pend(file, pos, entry, kinds, None);
         }
+    }
+
+    /// Keeps an entry read until every file is read.
+    pub(super) fn pend(
+        &mut self,
+        file: &Path,
+        pos: Pos,
+        entry: ProbeEntry,
+        kinds: KindSpecs,
+        module: Option<(Spanned<String>, String)>,
+    ) {
+        let shared = match &self.pending_file {
+            Some(shared) if **shared == *file => shared.clone(),
+            _ => self.pending_file.insert(Arc::from(file)).clone(),
+        };
+        self.pending.push(Pending {
+            file: shared,
+            pos,
+            entry,
+            kinds,
+            module,
+        });
     }
 
     pub(super) fn finish(mut self) -> Result<Config, Vec<ConfigError>> {
@@ -301,6 +331,7 @@ impl<'c> Loader<'c> {
             },
         };
         let alerting = self.alerting();
+        self.modules = self.build_modules();
         let policy_names: std::collections::HashSet<String> =
             alerting.policies.keys().cloned().collect();
         let mut seen: HashMap<String, (Arc<Path>, Pos)> = HashMap::new();
@@ -334,7 +365,8 @@ impl<'c> Loader<'c> {
                 probes.push(probe);
             }
         }
-        if probes.is_empty() && self.errors.is_empty() {
+        // A file of modules alone is a blackbox_exporter stand-in, served at `/probe`.
+        if probes.is_empty() && self.errors.is_empty() && self.modules.is_empty() {
             let file = self.files.first().cloned().unwrap_or_default();
             self.error(&file, None, "no probes defined");
         }
@@ -346,6 +378,8 @@ impl<'c> Loader<'c> {
                 alerting,
                 files: summaries,
                 watchdog,
+                modules: self.modules,
+                targets_files: self.targets_files,
             });
         }
         // Report in reading order: file by file, top to bottom.
@@ -553,6 +587,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "policies",
     "silences",
     "watchdog",
+    "modules",
 ];
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -14,6 +14,7 @@
 //! `schema.rs` describes a probe file as a JSON Schema, from the same types.
 
 pub mod alerting;
+mod blackbox;
 pub mod drift;
 mod loader;
 mod probe_entry;
@@ -57,6 +58,10 @@ pub struct Config {
     pub files: Vec<FileSummary>,
     /// `watchdog:`: the dead-man's switch this daemon pings while healthy.
     pub watchdog: Option<crate::watchdog::WatchdogConfig>,
+    /// `modules:` (blackbox syntax), served at `/probe`.
+    pub modules: Arc<crate::blackbox::Modules>,
+    /// The `targets_file:`s the probes were expanded from, watched like the probe files.
+    pub targets_files: Vec<PathBuf>,
 }
 
 /// Notifiers, escalation policies and silences from the probe files.

@@ -47,6 +47,11 @@ macro_rules! kinds {
         /// The keys of [`KindSpecs`], which a probe entry carries beside its own keys.
         pub const KIND_KEYS: &[&str] = &[$(stringify!($key)),*];
 
+        /// Every kind's key and the key of its section that a listed target fills
+        /// (`Kind::TARGET_KEY`), in table order.
+        pub const TARGET_KEYS: &[(&str, Option<&str>)] =
+            &[$((stringify!($key), <$module::$probe as Kind>::TARGET_KEY)),*];
+
         /// Every kind's key and the JSON Schema of its section, in table order.
         pub fn kind_schemas(
             generator: &mut schemars::SchemaGenerator,
@@ -155,6 +160,9 @@ pub trait Kind: Sized {
     type Spec: for<'de> Deserialize<'de>;
     /// Its name, signals and headline (the `KIND` const of its file).
     const INFO: KindInfo;
+    /// The key of its section that each of an entry's `targets:` fills (`url`, `address`);
+    /// `None`: the kind is not pointed at targets.
+    const TARGET_KEY: Option<&'static str> = None;
     /// Builds the probe, validating the spec; every error found.
     fn new(spec: Spanned<Self::Spec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>>;
     /// What the probe is pointed at, for people.

@@ -251,6 +251,7 @@ pub async fn resolve(
 /// Opens a TCP connection, timing the `connect` phase.
 pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, Failure> {
     trace.enter("connect");
+    address_signals(addr.ip(), trace);
     let stream = TcpStream::connect(addr).await.map_err(|e| {
         Failure::Connect(match e.kind() {
             io::ErrorKind::ConnectionRefused => "refused".to_string(),
@@ -285,6 +286,9 @@ pub async fn handshake(
         .await
         .map_err(|e| Failure::Tls(describe_tls_error(&e, server_name)))?;
     let (_, session) = tls.get_ref();
+    if let Some(version) = session.protocol_version() {
+        trace.signal("tls_version", tls_version_number(version));
+    }
     if let Some(expiry) = session
         .peer_certificates()
         .and_then(|chain| chain.iter().filter_map(|c| not_after(c)).min())
@@ -297,6 +301,49 @@ pub async fn handshake(
         trace.signal("cert_days_left", (expiry - now) as f64 / 86_400.0);
     }
     Ok(tls)
+}
+
+/// Which address a run reached for, as blackbox_exporter reports it (`probe_ip_protocol`,
+/// `probe_ip_addr_hash`), recorded before connecting so a refused connect reports it too.
+pub fn address_signals(ip: IpAddr, trace: &mut Trace) {
+    trace.signal("ip_protocol", if ip.is_ipv4() { 4.0 } else { 6.0 });
+    trace.signal("ip_addr_hash", f64::from(ip_hash(ip)));
+}
+
+/// blackbox_exporter's `probe_ip_addr_hash`: the 32-bit FNV-1a hash of the address's bytes
+/// (4 for IPv4, 16 for IPv6), so a change of address shows without a label per address.
+pub fn ip_hash(ip: IpAddr) -> u32 {
+    let bytes = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in bytes {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// A TLS version as a number (1.2, 1.3) for the `tls_version` signal; [`tls_version_name`]
+/// turns it back into blackbox_exporter's label value.
+fn tls_version_number(version: rustls::ProtocolVersion) -> f64 {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => 1.3,
+        rustls::ProtocolVersion::TLSv1_2 => 1.2,
+        rustls::ProtocolVersion::TLSv1_1 => 1.1,
+        _ => 1.0,
+    }
+}
+
+/// The `version` label of `probe_tls_version_info`, as Go names it (`TLS 1.3`).
+pub fn tls_version_name(number: f64) -> &'static str {
+    match (number * 10.0).round() as u32 {
+        13 => "TLS 1.3",
+        12 => "TLS 1.2",
+        11 => "TLS 1.1",
+        _ => "TLS 1.0",
+    }
 }
 
 fn describe_tls_error(e: &io::Error, server_name: &str) -> String {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod listen;
 pub mod ping;
+pub mod probe_endpoint;
 pub mod status_page;
 
 use std::convert::Infallible;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The ping routes' rate limiter and the runner that judges a pinged probe at once.
     pings: Arc<ping::Desk>,
+    /// The in-flight bound of blackbox's `/probe`.
+    probe_slots: Arc<probe_endpoint::Slots>,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             api_token: Arc::new(RwLock::new(api_token)),
             store,
             pings: Arc::new(ping::Desk::new(runner)),
+            probe_slots: Default::default(),
         }
     }
 
@@ -98,6 +102,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/healthz", get(healthz))
         .nest("/api/v1", api::routes())
         .merge(ping::routes())
+        .merge(probe_endpoint::routes())
         .merge(status_page::routes())
         .with_state(shared)
 }

@@ -125,6 +125,10 @@ pub struct HttpExpectSpec {
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub latency_below: Option<Spanned<String>>,
     pub cert_days_left: Option<Spanned<f64>>,
+    /// The HTTP versions the final answer may come in (`HTTP/1.1`, `HTTP/2.0`).
+    pub http_versions: Option<Vec<Spanned<String>>>,
+    /// `true`: the final answer must come over TLS; `false`: it must not.
+    pub ssl: Option<bool>,
 }
 
 /// A built http probe.
@@ -365,6 +369,7 @@ impl HttpProbe {
 impl super::Kind for HttpProbe {
     type Spec = HttpSpec;
     const INFO: KindInfo = KIND;
+    const TARGET_KEY: Option<&'static str> = Some("url");
 
     fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<Self::Spec>()
