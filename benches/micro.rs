@@ -293,6 +293,7 @@ fn http_outcome(i: usize) -> Outcome {
         .into(),
         notes: Box::default(),
         log: None,
+        certificate: None,
     }
 }
 

@@ -216,6 +216,20 @@ fn tls(f: &mut Families, outcome: &Outcome) {
         format!("version=\"{}\"", tls_version_name(version)),
         1.0,
     );
+    if let Some(cert) = &outcome.certificate {
+        f.labelled(
+            "probe_ssl_last_chain_info",
+            "Contains SSL leaf certificate information",
+            format!(
+                "fingerprint_sha256=\"{}\",issuer=\"{}\",subject=\"{}\",subjectalternative=\"{}\"",
+                cert.fingerprint_sha256,
+                label_value(&cert.issuer),
+                label_value(&cert.subject),
+                label_value(&cert.subject_alternative)
+            ),
+            1.0,
+        );
+    }
     if let Some(expiry) = outcome.signal("cert_expiry") {
         f.gauge(
             "probe_ssl_earliest_cert_expiry",
@@ -228,6 +242,13 @@ fn tls(f: &mut Families, outcome: &Outcome) {
             expiry,
         );
     }
+}
+
+/// A label value escaped for the text format (backslash, quote, newline).
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A sample value as Go's Prometheus client writes it (`strconv.FormatFloat(v, 'g', -1)`):

@@ -9,6 +9,7 @@
 //! [`Outcome`] to whoever called it. Adding a kind is one file (its spec, its [`Kind`] impl and
 //! its signal table) plus one row of the [`kinds!`] table below.
 
+pub mod cert;
 pub mod dns;
 pub mod heartbeat;
 pub mod http;
@@ -254,6 +255,7 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         checks: trace.checks.into(),
         notes: trace.notes.into(),
         log: trace.log,
+        certificate: trace.certificate,
     }
 }
 
@@ -279,6 +281,8 @@ pub struct Outcome {
     pub notes: Box<[String]>,
     /// A log probe's checkpoint, new signatures and counters.
     pub log: Option<Box<log::Report>>,
+    /// The leaf certificate a TLS peer presented (http and tcp over TLS).
+    pub certificate: Option<Box<cert::Certificate>>,
 }
 
 impl Outcome {
@@ -422,6 +426,7 @@ pub struct Trace {
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
     pub log: Option<Box<log::Report>>,
+    pub certificate: Option<Box<cert::Certificate>>,
 }
 
 impl Default for Trace {
@@ -442,6 +447,7 @@ impl Trace {
             checks: Vec::new(),
             notes: Vec::new(),
             log: None,
+            certificate: None,
         }
     }
 

@@ -289,6 +289,9 @@ pub async fn handshake(
     if let Some(version) = session.protocol_version() {
         trace.signal("tls_version", tls_version_number(version));
     }
+    if let Some(leaf) = session.peer_certificates().and_then(|chain| chain.first()) {
+        trace.certificate = super::cert::Certificate::from_der(leaf).map(Box::new);
+    }
     if let Some(expiry) = session
         .peer_certificates()
         .and_then(|chain| chain.iter().filter_map(|c| not_after(c)).min())
@@ -512,7 +515,7 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
 }
 
 /// Splits one DER element: (tag, contents, rest).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(super) fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {

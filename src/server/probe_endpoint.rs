@@ -142,6 +142,7 @@ fn unusable(message: String) -> Outcome {
         checks: Box::new([]),
         notes: Box::new([]),
         log: None,
+        certificate: None,
     }
 }
 

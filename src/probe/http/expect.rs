@@ -119,7 +119,9 @@ impl Expect {
             ));
         }
         // blackbox_exporter's `probe_failed_due_to_regex`: whether a body regex failed the run.
-        let regex_failed = failures[body_checks..].iter().any(Option::is_some);
+        // As blackbox, only when the status was right: a wrong status fails the run first.
+        let regex_failed =
+            failures[0].is_none() && failures[body_checks..].iter().any(Option::is_some);
         trace.signal("failed_due_to_regex", f64::from(u8::from(regex_failed)));
         if !expect.json.is_empty() {
             let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&response.body);

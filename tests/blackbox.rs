@@ -1,0 +1,334 @@
+//! slowburn as a blackbox_exporter drop-in, measured against the real blackbox_exporter: the
+//! same `modules:` text is given to both, both `/probe` the same local http, https, tcp and
+//! dns targets (passing and failing), and every blackbox series must be in slowburn's answer
+//! with a value that means the same. promtool lints each of slowburn's answers.
+//!
+//! blackbox_exporter and promtool are real binaries: missing, the test says so loudly and
+//! skips, or fails with `SLOWBURN_REQUIRE_BLACKBOX=1` (as CI sets it).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::daemon::{free_port, temp_dir};
+use support::{dns_server, http_server, ok, refused_addr, required_tool, test_cert};
+
+/// blackbox.yml's `modules:`, given as is to both exporters.
+const MODULES: &str = r#"modules:
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+  http_tls:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_not_ssl: true
+      tls_config:
+        ca_file: CA_FILE
+  http_body:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      valid_status_codes: [200]
+      valid_http_versions: ["HTTP/1.1"]
+      fail_if_body_matches_regexp: ["maintenance"]
+  tcp_connect:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+  tcp_banner:
+    prober: tcp
+    timeout: 1s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-"
+        - send: "SSH-2.0-probe\r\n"
+  dns_a:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
+"#;
+
+/// A child process killed on drop, with its log for messages.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(command: &mut Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start");
+        Process { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` until it answers (the exporter is starting); its status and body.
+async fn get(client: &reqwest::Client, url: &str, process: &mut Process) -> (u16, String) {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            let status = response.status().as_u16();
+            return (status, response.text().await.unwrap_or_default());
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("exited with {status}:\n{}", process.log());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url} did not answer:\n{}",
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Samples of an exposition: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn family(key: &str) -> &str {
+    key.split('{').next().unwrap_or(key)
+}
+
+/// Whether slowburn's `ours` means what blackbox's `theirs` does for the series `key`.
+fn same_meaning(key: &str, theirs: f64, ours: f64) -> bool {
+    let name = family(key);
+    if name.ends_with("_seconds") && !name.contains("timestamp") && !name.contains("expiry") {
+        // A duration in seconds: a phase blackbox never entered is 0 in both; one it timed
+        // is a few milliseconds on loopback in both (not milliseconds written as seconds).
+        // A timed-out run lasts its timeout in both.
+        return if theirs == 0.0 {
+            ours < 0.005
+        } else {
+            ours >= 0.0 && (ours - theirs).abs() < 0.25
+        };
+    }
+    theirs == ours
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_answers_as_blackbox_exporter_does() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let promtool = required_tool(
+        "promtool",
+        "SLOWBURN_REQUIRE_PROMETHEUS",
+        "apt-get install prometheus",
+    );
+    let dir = temp_dir("blackbox-parity");
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
+
+    let plain = http_server(None, |path, _| match path {
+        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+        _ => ok("all good"),
+    })
+    .await;
+    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+    let dns = dns_server().await;
+    let refused = refused_addr();
+
+    let bb_port = free_port();
+    std::fs::write(dir.join("blackbox.yml"), &modules).unwrap();
+    let mut bb = Process::spawn(
+        Command::new(&blackbox).args([
+            format!("--config.file={}", dir.join("blackbox.yml").display()),
+            format!("--web.listen-address=127.0.0.1:{bb_port}"),
+        ]),
+        dir.join("blackbox.log"),
+    );
+    let sb_port = free_port();
+    std::fs::write(
+        dir.join("slowburn.yaml"),
+        format!(
+            "server: {{listen: 127.0.0.1:{sb_port}}}\nstorage: {{path: {}}}\n{modules}",
+            dir.join("slowburn.db").display()
+        ),
+    )
+    .unwrap();
+    let mut sb = Process::spawn(
+        Command::new(support::daemon::BIN)
+            .args(["run", "-c"])
+            .arg(dir.join("slowburn.yaml")),
+        dir.join("slowburn.log"),
+    );
+
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("http_2xx", format!("http://{plain}/"), true),
+        ("http_2xx", format!("{plain}/health"), true),
+        ("http_2xx", format!("http://{plain}/down"), false),
+        ("http_2xx", format!("http://{refused}/"), false),
+        ("http_body", format!("http://{plain}/down"), false),
+        ("http_body", format!("http://{plain}/"), true),
+        (
+            "http_tls",
+            format!("https://localhost:{}/", tls.port()),
+            true,
+        ),
+        ("http_tls", format!("http://{plain}/"), false),
+        (
+            "http_2xx",
+            format!("https://localhost:{}/", tls.port()),
+            false,
+        ),
+        ("tcp_connect", plain.to_string(), true),
+        ("tcp_connect", refused.to_string(), false),
+        ("tcp_banner", banner.to_string(), true),
+        ("tcp_banner", plain.to_string(), false),
+        ("dns_a", dns.to_string(), true),
+        ("dns_a", refused.to_string(), false),
+    ];
+    let client = client();
+    let mut problems = Vec::new();
+    for (module, target, success) in &cases {
+        let query = format!("/probe?module={module}&target={}", urlencode(target));
+        let (bb_status, theirs) = get(
+            &client,
+            &format!("http://127.0.0.1:{bb_port}{query}"),
+            &mut bb,
+        )
+        .await;
+        let (sb_status, ours) = get(
+            &client,
+            &format!("http://127.0.0.1:{sb_port}{query}"),
+            &mut sb,
+        )
+        .await;
+        assert_eq!((bb_status, sb_status), (200, 200), "{module} {target}");
+        let (theirs, ours_text) = (samples(&theirs), ours.clone());
+        let ours = samples(&ours);
+        let want = if *success { 1.0 } else { 0.0 };
+        assert_eq!(
+            theirs.get("probe_success"),
+            Some(&want),
+            "blackbox disagrees with the case {module} {target}"
+        );
+        for (key, value) in &theirs {
+            match ours.get(key) {
+                None => problems.push(format!("{module} {target}: {key} missing")),
+                Some(got) if !same_meaning(key, *value, *got) => problems.push(format!(
+                    "{module} {target}: {key} is {got}, blackbox says {value}"
+                )),
+                Some(_) => {}
+            }
+        }
+        for key in ours.keys().filter(|k| !theirs.contains_key(*k)) {
+            problems.push(format!("{module} {target}: {key} is not blackbox's"));
+        }
+        if let Some(promtool) = &promtool {
+            let (code, output) = promtool_check(promtool, &ours_text);
+            if code != Some(0) {
+                problems.push(format!("{module} {target}: promtool: {output}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// A server that speaks first, as SSH does: the banner, then it reads what comes.
+async fn banner_tcp(banner: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(banner).await;
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn promtool_check(promtool: &Path, body: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
