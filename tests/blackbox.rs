@@ -92,6 +92,35 @@ impl Drop for Process {
     }
 }
 
+/// blackbox_exporter and slowburn, both given `modules`, each on a free port.
+fn exporters(blackbox: &Path, dir: &Path, modules: &str) -> (Process, u16, Process, u16) {
+    let bb_port = free_port();
+    std::fs::write(dir.join("blackbox.yml"), modules).unwrap();
+    let bb = Process::spawn(
+        Command::new(blackbox).args([
+            format!("--config.file={}", dir.join("blackbox.yml").display()),
+            format!("--web.listen-address=127.0.0.1:{bb_port}"),
+        ]),
+        dir.join("blackbox.log"),
+    );
+    let sb_port = free_port();
+    std::fs::write(
+        dir.join("slowburn.yaml"),
+        format!(
+            "server: {{listen: 127.0.0.1:{sb_port}}}\nstorage: {{path: {}}}\n{modules}",
+            dir.join("slowburn.db").display()
+        ),
+    )
+    .unwrap();
+    let sb = Process::spawn(
+        Command::new(support::daemon::BIN)
+            .args(["run", "-c"])
+            .arg(dir.join("slowburn.yaml")),
+        dir.join("slowburn.log"),
+    );
+    (bb, bb_port, sb, sb_port)
+}
+
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -182,31 +211,7 @@ async fn probe_answers_as_blackbox_exporter_does() {
     let dns = dns_server().await;
     let refused = refused_addr();
 
-    let bb_port = free_port();
-    std::fs::write(dir.join("blackbox.yml"), &modules).unwrap();
-    let mut bb = Process::spawn(
-        Command::new(&blackbox).args([
-            format!("--config.file={}", dir.join("blackbox.yml").display()),
-            format!("--web.listen-address=127.0.0.1:{bb_port}"),
-        ]),
-        dir.join("blackbox.log"),
-    );
-    let sb_port = free_port();
-    std::fs::write(
-        dir.join("slowburn.yaml"),
-        format!(
-            "server: {{listen: 127.0.0.1:{sb_port}}}\nstorage: {{path: {}}}\n{modules}",
-            dir.join("slowburn.db").display()
-        ),
-    )
-    .unwrap();
-    let mut sb = Process::spawn(
-        Command::new(support::daemon::BIN)
-            .args(["run", "-c"])
-            .arg(dir.join("slowburn.yaml")),
-        dir.join("slowburn.log"),
-    );
-
+    let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let cases: Vec<(&str, String, bool)> = vec![
         ("http_2xx", format!("http://{plain}/"), true),
         ("http_2xx", format!("{plain}/health"), true),
@@ -331,4 +336,172 @@ fn promtool_check(promtool: &Path, body: &str) -> (Option<i32>, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.code(), text)
+}
+
+/// The scrape job every blackbox_exporter guide gives, pointed at `exporter`.
+fn blackbox_job(job: &str, exporter: u16, module: &str, targets: &[String]) -> String {
+    let targets = targets
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "  - job_name: {job}\n    metrics_path: /probe\n    params:\n      module: [{module}]\n\
+         \x20   static_configs:\n      - targets: [{targets}]\n    relabel_configs:\n\
+         \x20     - source_labels: [__address__]\n        target_label: __param_target\n\
+         \x20     - source_labels: [__param_target]\n        target_label: instance\n\
+         \x20     - target_label: __address__\n        replacement: 127.0.0.1:{exporter}\n"
+    )
+}
+
+/// `promql`'s answer as (labels without `job`, value) pairs, sorted.
+async fn answer(
+    client: &reqwest::Client,
+    prometheus: &str,
+    promql: &str,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{prometheus}/api/v1/query"),
+        &[("query", promql)],
+    )
+    .unwrap();
+    let Ok(response) = client.get(url).send().await else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut out: Vec<(BTreeMap<String, String>, f64)> = body["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|series| {
+            let labels = series["metric"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "job")
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect();
+            let value = series["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let Some(prometheus) = required_tool(
+        "prometheus",
+        "SLOWBURN_REQUIRE_PROMETHEUS",
+        "apt-get install prometheus",
+    ) else {
+        return;
+    };
+    let dir = temp_dir("blackbox-scrape");
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
+    let plain = http_server(None, |path, _| match path {
+        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+        _ => ok("all good"),
+    })
+    .await;
+    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
+    let client = client();
+    // Both answer before Prometheus starts scraping them.
+    get(&client, &format!("http://127.0.0.1:{bb_port}/probe?target={plain}"), &mut bb).await;
+    get(&client, &format!("http://127.0.0.1:{sb_port}/probe?target={plain}"), &mut sb).await;
+
+    let http_targets = vec![
+        format!("http://{plain}/"),
+        format!("http://{plain}/down"),
+        format!("http://{}/", refused_addr()),
+        format!("https://localhost:{}/", tls.port()),
+    ];
+    let tls_targets = vec![format!("https://localhost:{}/", tls.port())];
+    let mut config = String::from(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    for (job, port) in [("blackbox", bb_port), ("slowburn", sb_port)] {
+        config.push_str(&blackbox_job(&format!("{job}_http"), port, "http_2xx", &http_targets));
+        config.push_str(&blackbox_job(&format!("{job}_tls"), port, "http_tls", &tls_targets));
+    }
+    std::fs::write(dir.join("prometheus.yml"), &config).unwrap();
+    let port = free_port();
+    let mut server = Process::spawn(
+        Command::new(&prometheus).args([
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ]),
+        dir.join("prometheus.log"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    // Every job scraped at least once: each target's `up` is 1.
+    let started = Instant::now();
+    loop {
+        let up = answer(&client, &url, "up == 1").await;
+        if up.len() == 2 * (http_targets.len() + tls_targets.len()) {
+            break;
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("prometheus exited with {status}:\n{}", server.log());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not every target is up: {up:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The queries of the usual blackbox dashboards and alert rules, per exporter.
+    let queries = [
+        "probe_success{job=\"JOB_http\"}",
+        "probe_success{job=\"JOB_http\"} == 0",
+        "probe_http_status_code{job=\"JOB_http\"} >= 400",
+        "probe_http_status_code{job=\"JOB_http\"} == 0",
+        "probe_http_ssl{job=\"JOB_http\"}",
+        "probe_http_version{job=\"JOB_http\"}",
+        "count by (instance) (probe_http_duration_seconds{job=\"JOB_http\"})",
+        "probe_ssl_earliest_cert_expiry{job=\"JOB_tls\"} > time()",
+        "floor((probe_ssl_last_chain_expiry_timestamp_seconds{job=\"JOB_tls\"} - time()) / 86400 / 365)",
+        "probe_tls_version_info{job=\"JOB_tls\"}",
+        "probe_ssl_last_chain_info{job=\"JOB_tls\"}",
+        "probe_ip_protocol{job=\"JOB_http\"}",
+        "probe_http_duration_seconds{job=\"JOB_http\",phase=\"connect\"} < 1",
+    ];
+    let mut problems = Vec::new();
+    for query in queries {
+        let theirs = answer(&client, &url, &query.replace("JOB", "blackbox")).await;
+        let ours = answer(&client, &url, &query.replace("JOB", "slowburn")).await;
+        if theirs.is_empty() {
+            problems.push(format!("{query}: blackbox answers nothing"));
+        }
+        let labels = |a: &[(BTreeMap<String, String>, f64)]| {
+            a.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>()
+        };
+        if labels(&theirs) != labels(&ours) {
+            problems.push(format!("{query}: blackbox {theirs:?}, slowburn {ours:?}"));
+            continue;
+        }
+        for ((series, a), (_, b)) in theirs.iter().zip(&ours) {
+            // Durations differ run to run; everything else is the same number.
+            let timed = series.get("__name__").is_some_and(|n| n.ends_with("duration_seconds"));
+            if !timed && a != b {
+                problems.push(format!("{query}: {series:?} blackbox {a}, slowburn {b}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
