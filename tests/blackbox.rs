@@ -382,7 +382,11 @@ async fn answer(
                 .filter(|(k, _)| *k != "job")
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
                 .collect();
-            let value = series["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN);
+            let value = series["value"][1]
+                .as_str()
+                .unwrap_or("NaN")
+                .parse()
+                .unwrap_or(f64::NAN);
             (labels, value)
         })
         .collect();
@@ -420,8 +424,18 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let client = client();
     // Both answer before Prometheus starts scraping them.
-    get(&client, &format!("http://127.0.0.1:{bb_port}/probe?target={plain}"), &mut bb).await;
-    get(&client, &format!("http://127.0.0.1:{sb_port}/probe?target={plain}"), &mut sb).await;
+    get(
+        &client,
+        &format!("http://127.0.0.1:{bb_port}/probe?target={plain}"),
+        &mut bb,
+    )
+    .await;
+    get(
+        &client,
+        &format!("http://127.0.0.1:{sb_port}/probe?target={plain}"),
+        &mut sb,
+    )
+    .await;
 
     let http_targets = vec![
         format!("http://{plain}/"),
@@ -434,8 +448,18 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
     );
     for (job, port) in [("blackbox", bb_port), ("slowburn", sb_port)] {
-        config.push_str(&blackbox_job(&format!("{job}_http"), port, "http_2xx", &http_targets));
-        config.push_str(&blackbox_job(&format!("{job}_tls"), port, "http_tls", &tls_targets));
+        config.push_str(&blackbox_job(
+            &format!("{job}_http"),
+            port,
+            "http_2xx",
+            &http_targets,
+        ));
+        config.push_str(&blackbox_job(
+            &format!("{job}_tls"),
+            port,
+            "http_tls",
+            &tls_targets,
+        ));
     }
     std::fs::write(dir.join("prometheus.yml"), &config).unwrap();
     let port = free_port();
@@ -497,7 +521,9 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
         }
         for ((series, a), (_, b)) in theirs.iter().zip(&ours) {
             // Durations differ run to run; everything else is the same number.
-            let timed = series.get("__name__").is_some_and(|n| n.ends_with("duration_seconds"));
+            let timed = series
+                .get("__name__")
+                .is_some_and(|n| n.ends_with("duration_seconds"));
             if !timed && a != b {
                 problems.push(format!("{query}: {series:?} blackbox {a}, slowburn {b}"));
             }

@@ -298,7 +298,10 @@ impl Module {
             match module.kind_specs(sample) {
                 Ok(specs) => {
                     if let Err(found) = Probe::build(specs, pos, ctx) {
-                        errors.extend(found);
+                        errors.extend(found.into_iter().map(|mut e| {
+                            e.field = blackbox_field(prober, &e.field);
+                            e
+                        }));
                     }
                 }
                 Err(found) => errors.extend(found),
@@ -722,6 +725,26 @@ fn body_size(limit: &ScalarText) -> Result<String, String> {
         0 => Err("0 (no limit) is not supported: give a size".into()),
         _ => Ok(text),
     }
+}
+
+/// The key a blackbox user wrote for a field of slowburn's spec it was translated into, so
+/// an error names what is in their file.
+fn blackbox_field(prober: Prober, field: &str) -> String {
+    let renamed = match (prober, field) {
+        (Prober::Http, "expect.status") => "valid_status_codes",
+        (Prober::Http, "expect.http_versions") => "valid_http_versions",
+        (Prober::Http, "expect.body_not_regex") => "fail_if_body_matches_regexp",
+        (Prober::Http, "expect.body_regex") => "fail_if_body_not_matches_regexp",
+        (Prober::Http, "expect.headers") => "fail_if_header_not_matches",
+        (Prober::Http, "max_body") => "body_size_limit",
+        (Prober::Dns, "name") => "query_name",
+        (Prober::Dns, "type") => "query_type",
+        (Prober::Dns, "transport") => "transport_protocol",
+        (Prober::Dns, "expect.rcode") => "valid_rcodes",
+        (Prober::Dns, "expect.answer_regex") => "validate_answer_rrs.fail_if_none_matches_regexp",
+        (_, other) => other,
+    };
+    format!("{}.{renamed}", prober.kind())
 }
 
 /// Every error of a build as one line for `/probe`'s log.

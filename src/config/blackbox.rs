@@ -125,7 +125,10 @@ impl Loader<'_> {
             if self.failed_modules.contains(&name.value) {
                 return (Err(Vec::new()), "", None);
             }
-            let known = self.modules.names().join(", ");
+            let mut known = self.modules.names();
+            known.extend(self.failed_modules.iter().map(String::as_str));
+            known.sort_unstable();
+            let known = known.join(", ");
             let message = if known.is_empty() {
                 format!(
                     "module: no module {:?}: there is no `modules:` section",
