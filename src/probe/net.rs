@@ -25,6 +25,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::{Failure, SpecError, Trace};
+use crate::basics::signal::{Family, gauge};
 use crate::basics::yaml::Spanned;
 
 /// TLS options of a probe (`tls_config:`), as in blackbox_exporter.
@@ -305,6 +306,22 @@ pub async fn handshake(
     }
     Ok(tls)
 }
+
+/// `probe_ip_protocol`, shared by the kinds that connect.
+pub const IP_PROTOCOL: Family = gauge(
+    "probe_ip_protocol",
+    "The IP version (4 or 6) of the address the last run connected to.",
+);
+/// `probe_ip_addr_hash`, shared by the kinds that connect.
+pub const IP_ADDR_HASH: Family = gauge(
+    "probe_ip_addr_hash",
+    "FNV-1a hash of the address the last run connected to: a change means a new address.",
+);
+/// `probe_failed_due_to_regex`, shared by http and tcp.
+pub const FAILED_DUE_TO_REGEX: Family = gauge(
+    "probe_failed_due_to_regex",
+    "Whether the last run failed because a body or reply regex did not hold.",
+);
 
 /// Which address a run reached for, as blackbox_exporter reports it (`probe_ip_protocol`,
 /// `probe_ip_addr_hash`), recorded before connecting so a refused connect reports it too.

@@ -304,7 +304,17 @@ impl super::Kind for TcpProbe {
 pub const KIND: KindInfo = KindInfo {
     name: "tcp",
     headline: "latency",
-    signals: &[Signal::new("latency", Unit::Seconds, None)],
+    signals: &[
+        Signal::new("latency", Unit::Seconds, None),
+        Signal::new(
+            "failed_due_to_regex",
+            Unit::Count,
+            Some(&net::FAILED_DUE_TO_REGEX),
+        )
+        .exported_only(),
+        Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
+        Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
+    ],
 };
 
 #[cfg(test)]

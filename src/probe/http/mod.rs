@@ -27,7 +27,7 @@ use serde::Deserialize;
 use self::expect::{Expect, build_expect};
 use self::redirects::{Credential, is_credential_header, origin, parse_url, resolve_location};
 pub(crate) use self::request::base64;
-use super::net::{Resolver, TlsSpec};
+use super::net::{self, Resolver, TlsSpec};
 use super::{BuildContext, Failure, SpecError, Trace};
 use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
 use crate::basics::units::{Secret, parse_size};
@@ -394,9 +394,25 @@ pub const KIND: KindInfo = KindInfo {
     headline: "latency",
     signals: &[
         Signal::new("latency", Unit::Seconds, None),
-        Signal::new("status", Unit::Count, Some(&STATUS)),
-        Signal::new("redirects", Unit::Count, Some(&REDIRECTS)).exported_only(),
-        Signal::new("body_bytes", Unit::Bytes, Some(&BODY)),
+        Signal::new("status", Unit::Count, Some(&STATUS)).zero_when_absent(),
+        Signal::new("redirects", Unit::Count, Some(&REDIRECTS))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("body_bytes", Unit::Bytes, Some(&BODY)).zero_when_absent(),
+        Signal::new("content_length", Unit::Bytes, Some(&CONTENT_LENGTH))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("http_version", Unit::Count, Some(&VERSION))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("http_ssl", Unit::Count, Some(&SSL))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("failed_due_to_regex", Unit::Count, Some(&net::FAILED_DUE_TO_REGEX))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
+        Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
         Signal::new("cert_expiry", Unit::Count, Some(&SSL_EXPIRY)).exported_only(),
         Signal::new("cert_days_left", Unit::Count, Some(&SSL_DAYS_LEFT)),
     ],
@@ -404,6 +420,18 @@ pub const KIND: KindInfo = KindInfo {
 const STATUS: Family = gauge(
     "probe_http_status_code",
     "Response HTTP status code of the last run (0 if none).",
+);
+const CONTENT_LENGTH: Family = gauge(
+    "probe_http_content_length",
+    "The Content-Length the last answer announced (-1: none; 0: no answer).",
+);
+const VERSION: Family = gauge(
+    "probe_http_version",
+    "The HTTP version of the last answer (1.1, 2; 0: no answer).",
+);
+const SSL: Family = gauge(
+    "probe_http_ssl",
+    "Whether the last answer (after redirects) came over TLS.",
 );
 const REDIRECTS: Family = gauge(
     "probe_http_redirects",
