@@ -531,3 +531,74 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The `probe_success` line of the probe named `probe`, if it is exported.
+fn success_line<'a>(body: &'a str, probe: &str) -> Option<&'a str> {
+    let needle = format!("probe=\"{probe}\"");
+    body.lines()
+        .find(|l| l.starts_with("probe_success{") && l.contains(&needle))
+}
+
+#[test]
+fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() {
+    let dir = temp_dir("blackbox-targets");
+    // A bound, never-accepting listener completes TCP handshakes from its backlog.
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = open.local_addr().unwrap();
+    let down = refused_addr();
+    let sd = dir.join("ports.json");
+    std::fs::write(
+        &sd,
+        format!(r#"[{{"targets": ["{up}"], "labels": {{"team": "data", "__meta_zone": "a"}}}}]"#),
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: 127.0.0.1:{port}}}\nstorage: {{path: state.db}}\n\
+             modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n\
+             probes:\n  - name: ports\n    interval: 1s\n    tcp: {{}}\n    targets_file: ports.json\n\
+             \x20 - name: fleet\n    interval: 1s\n    module: tcp_connect\n    labels: {{instance: edge}}\n    targets: [\"{down}\"]\n"
+        ),
+    )
+    .unwrap();
+    let _daemon = support::daemon::Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    support::daemon::wait_http(addr);
+    let body = support::daemon::wait_metrics(addr, Duration::from_secs(15), |b| {
+        success_line(b, &format!("ports/{up}")).is_some()
+            && success_line(b, &format!("fleet/{down}")).is_some()
+    });
+    let line = success_line(&body, &format!("ports/{up}")).unwrap();
+    for label in [
+        format!("target=\"{up}\""),
+        format!("instance=\"{up}\""),
+        "team=\"data\"".to_string(),
+        "kind=\"tcp\"".to_string(),
+    ] {
+        assert!(line.contains(&label), "{label} missing: {line}");
+    }
+    assert!(!line.contains("__meta"), "meta labels are dropped: {line}");
+    assert!(line.ends_with(" 1"), "{line}");
+    // The entry's own `instance` is kept; `target` still names the target.
+    let line = success_line(&body, &format!("fleet/{down}")).unwrap();
+    assert!(line.contains("instance=\"edge\""), "{line}");
+    assert!(line.contains(&format!("target=\"{down}\"")), "{line}");
+    assert!(line.ends_with(" 0"), "{line}");
+
+    // Service discovery rewrites the file: the daemon follows it without a SIGHUP (it polls
+    // the files every 2 s and reloads once they are stable, so this waits a few real seconds).
+    std::fs::write(
+        &sd,
+        format!(r#"[{{"targets": ["{down}"], "labels": {{"team": "web"}}}}]"#),
+    )
+    .unwrap();
+    let body = support::daemon::wait_metrics(addr, Duration::from_secs(20), |b| {
+        success_line(b, &format!("ports/{down}")).is_some()
+            && success_line(b, &format!("ports/{up}")).is_none()
+    });
+    let line = success_line(&body, &format!("ports/{down}")).unwrap();
+    assert!(line.contains("team=\"web\""), "{line}");
+    drop(open);
+}

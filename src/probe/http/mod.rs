@@ -408,9 +408,13 @@ pub const KIND: KindInfo = KindInfo {
         Signal::new("http_ssl", Unit::Count, Some(&SSL))
             .exported_only()
             .zero_when_absent(),
-        Signal::new("failed_due_to_regex", Unit::Count, Some(&net::FAILED_DUE_TO_REGEX))
-            .exported_only()
-            .zero_when_absent(),
+        Signal::new(
+            "failed_due_to_regex",
+            Unit::Count,
+            Some(&net::FAILED_DUE_TO_REGEX),
+        )
+        .exported_only()
+        .zero_when_absent(),
         Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
         Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
         Signal::new("cert_expiry", Unit::Count, Some(&SSL_EXPIRY)).exported_only(),
