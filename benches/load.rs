@@ -723,8 +723,7 @@ impl Bench {
             out.push_str(&format!(
                 "| {rate} | {} | {} | {} |\n",
                 ratio(System::Slowburn, System::Blackbox, rate).unwrap_or_else(|| "-".into()),
-                ratio(System::SlowburnProbe, System::Blackbox, rate)
-                    .unwrap_or_else(|| "-".into()),
+                ratio(System::SlowburnProbe, System::Blackbox, rate).unwrap_or_else(|| "-".into()),
                 ratio(System::Slowburn, System::Floor, rate).unwrap_or_else(|| "-".into()),
             ));
         }

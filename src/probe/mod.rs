@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod tcp;
+pub mod trust;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

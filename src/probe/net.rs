@@ -133,10 +133,18 @@ impl NetContext {
                 .with_no_client_auth()
         } else {
             let mut roots = (**self.roots.get_or_init(load_system_roots)).clone();
-            if let Some(ca_file) = &spec.ca_file {
-                add_ca_file(&mut roots, ca_file)?;
+            match &spec.ca_file {
+                None => builder.with_root_certificates(roots).with_no_client_auth(),
+                Some(ca_file) => {
+                    let pinned = add_ca_file(&mut roots, ca_file)?;
+                    let verifier = super::trust::PinnedOrChain::new(roots, pinned, provider)
+                        .map_err(|m| SpecError::new(ca_file.pos, "tls_config.ca_file", m))?;
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(verifier))
+                        .with_no_client_auth()
+                }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
         };
         config.alpn_protocols = key.alpn.clone();
         let config = Arc::new(config);
@@ -175,7 +183,11 @@ fn load_system_roots() -> Arc<RootCertStore> {
     Arc::new(roots)
 }
 
-fn add_ca_file(roots: &mut RootCertStore, file: &Spanned<String>) -> Result<(), SpecError> {
+/// Adds a `ca_file`'s certificates to `roots`; returns them, for pinning.
+fn add_ca_file(
+    roots: &mut RootCertStore,
+    file: &Spanned<String>,
+) -> Result<Vec<CertificateDer<'static>>, SpecError> {
     let err = |m: String| SpecError::new(file.pos, "tls_config.ca_file", m);
     let pem =
         std::fs::read(&file.value).map_err(|e| err(format!("cannot read {}: {e}", file.value)))?;
@@ -183,12 +195,12 @@ fn add_ca_file(roots: &mut RootCertStore, file: &Spanned<String>) -> Result<(), 
     if certs.is_empty() {
         return Err(err(format!("{} holds no PEM certificate", file.value)));
     }
-    for cert in certs {
+    for cert in &certs {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| err(format!("{}: {e}", file.value)))?;
     }
-    Ok(())
+    Ok(certs)
 }
 
 /// Extracts the DER certificates from PEM text.
@@ -392,8 +404,28 @@ fn describe_tls_error(e: &io::Error, server_name: &str) -> String {
                 format!("certificate not valid for {server_name}")
             }
             CertificateError::Revoked => "certificate revoked".into(),
-            other => format!("invalid certificate: {other:?}"),
+            CertificateError::BadEncoding => "certificate is malformed".into(),
+            CertificateError::BadSignature => "certificate signature does not verify".into(),
+            CertificateError::UnhandledCriticalExtension => {
+                "certificate has a critical extension that cannot be checked".into()
+            }
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "certificate is not meant for TLS servers (its extended key usage)".into()
+            }
+            CertificateError::Other(e) => format!("the server's certificate was refused: {e}"),
+            other => format!("the server's certificate was refused: {other:?}"),
         },
+        TlsError::InvalidMessage(_) => {
+            "the server did not answer in TLS (a plain-text port?)".into()
+        }
+        TlsError::AlertReceived(alert) => {
+            format!("the server ended the handshake with the alert {alert:?}")
+        }
+        TlsError::PeerIncompatible(why) => {
+            format!("no TLS version or cipher suite in common with the server ({why:?})")
+        }
+        TlsError::PeerMisbehaved(why) => format!("the server broke the TLS protocol ({why:?})"),
+        TlsError::NoCertificatesPresented => "the server presented no certificate".into(),
         other => other.to_string(),
     }
 }
@@ -515,6 +547,11 @@ impl ServerCertVerifier for AcceptAnyCert {
 /// The `notAfter` of a DER certificate, in unix seconds. A small DER walk instead of an X.509
 /// crate: Certificate → TBSCertificate → [version] serial signature issuer validity.
 pub fn not_after(der: &[u8]) -> Option<i64> {
+    validity(der).map(|(_, not_after)| not_after)
+}
+
+/// The `notBefore` and `notAfter` of a DER certificate, in unix seconds.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     let (_, cert, _) = der_element(der)?;
     let (_, tbs, _) = der_element(cert)?;
     let mut rest = tbs;
@@ -526,9 +563,10 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
         rest = der_element(rest)?.2; // serial, signature algorithm, issuer
     }
     let (_, validity, _) = der_element(rest)?;
-    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, after_not_before) = der_element(validity)?;
+    let not_before = parse_der_time(tag, time)?;
     let (tag, time, _) = der_element(after_not_before)?;
-    parse_der_time(tag, time)
+    Some((not_before, parse_der_time(tag, time)?))
 }
 
 /// Splits one DER element: (tag, contents, rest).
