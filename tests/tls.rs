@@ -98,3 +98,68 @@ async fn https_to_a_plain_http_port_says_so() {
         "tls: the server did not answer in TLS (a plain-text port?)"
     );
 }
+
+#[tokio::test]
+async fn a_client_certificate_opens_a_server_that_requires_one() {
+    let dir = temp_dir("tls-mtls");
+    // A CA that signs the client's certificate; the server trusts only that CA for clients.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["prober.test".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("client.pem"), client.pem()).unwrap();
+    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
+
+    let mut client_roots = rustls::RootCertStore::empty();
+    client_roots
+        .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(client_roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    // The server's own certificate, trusted by the probe as its ca_file.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert.der().to_vec())],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let addr = http_server(Some(Arc::new(server)), |_, _| ok("mutual")).await;
+    let url = format!("https://localhost:{}/", addr.port());
+    let server_ca = dir.join("server.pem").display().to_string();
+
+    let without = run_probe(&format!(
+        "http: {{url: \"{url}\", tls_config: {{ca_file: \"{server_ca}\"}}}}"
+    ))
+    .await;
+    assert!(
+        !without.success,
+        "a server requiring a client certificate let us in"
+    );
+
+    let with = run_probe(&format!(
+        "http: {{url: \"{url}\", tls_config: {{ca_file: \"{server_ca}\", cert_file: \"{}\", key_file: \"{}\"}}}}",
+        dir.join("client.pem").display(),
+        dir.join("client.key").display()
+    ))
+    .await;
+    assert!(with.success, "{:?}", with.failure);
+}

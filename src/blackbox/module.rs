@@ -110,8 +110,8 @@ pub struct TlsModule {
     pub server_name: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    pub cert_file: Unsupported,
-    pub key_file: Unsupported,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
     pub min_version: Unsupported,
     pub max_version: Unsupported,
     pub ca: Unsupported,
@@ -661,6 +661,8 @@ fn tls_spec(tls: &TlsModule) -> TlsSpec {
         insecure_skip_verify: tls.insecure_skip_verify,
         ca_file: tls.ca_file.clone(),
         server_name: tls.server_name.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
     }
 }
 
@@ -672,8 +674,6 @@ fn tls_unsupported(
 ) {
     let Some(tls) = tls else { return };
     for (key, value) in [
-        ("cert_file", &tls.cert_file),
-        ("key_file", &tls.key_file),
         ("min_version", &tls.min_version),
         ("max_version", &tls.max_version),
         ("ca", &tls.ca),

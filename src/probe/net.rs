@@ -39,6 +39,10 @@ pub struct TlsSpec {
     pub ca_file: Option<Spanned<String>>,
     /// The name to verify and send as SNI, when it differs from the target host.
     pub server_name: Option<String>,
+    /// A PEM client certificate (chain) presented to servers that ask for one (mTLS).
+    pub cert_file: Option<Spanned<String>>,
+    /// The PEM private key of `cert_file`.
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// Shared network state for building probes.
@@ -52,6 +56,7 @@ pub struct NetContext {
 struct TlsKey {
     insecure: bool,
     ca_file: Option<String>,
+    client: Option<(String, String)>,
     alpn: Vec<Vec<u8>>,
 }
 
@@ -116,6 +121,11 @@ impl NetContext {
         let key = TlsKey {
             insecure: spec.insecure_skip_verify,
             ca_file: spec.ca_file.as_ref().map(|f| f.value.clone()),
+            client: spec
+                .cert_file
+                .as_ref()
+                .zip(spec.key_file.as_ref())
+                .map(|(c, k)| (c.value.clone(), k.value.clone())),
             alpn: alpn.iter().map(|p| p.to_vec()).collect(),
         };
         let mut cache = self.tls.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,15 +136,15 @@ impl NetContext {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| SpecError::new(Default::default(), "tls_config", e.to_string()))?;
-        let mut config = if spec.insecure_skip_verify {
+        let identity = client_identity(spec)?;
+        let wants_client = if spec.insecure_skip_verify {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth()
         } else {
             let mut roots = (**self.roots.get_or_init(load_system_roots)).clone();
             match &spec.ca_file {
-                None => builder.with_root_certificates(roots).with_no_client_auth(),
+                None => builder.with_root_certificates(roots),
                 Some(ca_file) => {
                     let pinned = add_ca_file(&mut roots, ca_file)?;
                     let verifier = super::trust::PinnedOrChain::new(roots, pinned, provider)
@@ -142,9 +152,14 @@ impl NetContext {
                     builder
                         .dangerous()
                         .with_custom_certificate_verifier(Arc::new(verifier))
-                        .with_no_client_auth()
                 }
             }
+        };
+        let mut config = match identity {
+            None => wants_client.with_no_client_auth(),
+            Some((chain, key, at)) => wants_client
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| SpecError::new(at, "tls_config.key_file", e.to_string()))?,
         };
         config.alpn_protocols = key.alpn.clone();
         let config = Arc::new(config);
@@ -201,6 +216,57 @@ fn add_ca_file(
             .map_err(|e| err(format!("{}: {e}", file.value)))?;
     }
     Ok(certs)
+}
+
+/// The client certificate chain and key of `cert_file`/`key_file`, read and checked now.
+fn client_identity(
+    spec: &TlsSpec,
+) -> Result<
+    Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+        crate::basics::yaml::Pos,
+    )>,
+    SpecError,
+> {
+    use rustls::pki_types::pem::PemObject;
+    let (cert_file, key_file) = match (&spec.cert_file, &spec.key_file) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(SpecError::new(
+                one.pos,
+                "tls_config",
+                "give cert_file and key_file together",
+            ));
+        }
+    };
+    let read = |file: &Spanned<String>, field: &str| {
+        std::fs::read(&file.value).map_err(|e| {
+            SpecError::new(
+                file.pos,
+                format!("tls_config.{field}"),
+                format!("cannot read {}: {e}", file.value),
+            )
+        })
+    };
+    let chain = pem_certificates(&read(cert_file, "cert_file")?);
+    if chain.is_empty() {
+        return Err(SpecError::new(
+            cert_file.pos,
+            "tls_config.cert_file",
+            format!("{} holds no PEM certificate", cert_file.value),
+        ));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&read(key_file, "key_file")?)
+        .map_err(|_| {
+            SpecError::new(
+                key_file.pos,
+                "tls_config.key_file",
+                format!("{} holds no PEM private key", key_file.value),
+            )
+        })?;
+    Ok(Some((chain, key, key_file.pos)))
 }
 
 /// Extracts the DER certificates from PEM text.
