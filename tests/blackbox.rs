@@ -39,6 +39,15 @@ const MODULES: &str = r#"modules:
       valid_status_codes: [200]
       valid_http_versions: ["HTTP/1.1"]
       fail_if_body_matches_regexp: ["maintenance"]
+  http_ip6:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip6
+      ip_protocol_fallback: false
+  http_default_family:
+    prober: http
+    timeout: 5s
   tcp_connect:
     prober: tcp
     timeout: 5s
@@ -210,6 +219,7 @@ async fn probe_answers_as_blackbox_exporter_does() {
     let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     let dns = dns_server().await;
     let refused = refused_addr();
+    let v6 = v6_http().await;
 
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let cases: Vec<(&str, String, bool)> = vec![
@@ -230,6 +240,13 @@ async fn probe_answers_as_blackbox_exporter_does() {
             format!("https://localhost:{}/", tls.port()),
             false,
         ),
+        ("http_ip6", format!("http://[::1]:{v6}/"), true),
+        (
+            "http_ip6",
+            format!("http://127.0.0.1:{}/", plain.port()),
+            false,
+        ),
+        ("http_default_family", format!("http://[::1]:{v6}/"), true),
         ("tcp_connect", plain.to_string(), true),
         ("tcp_connect", refused.to_string(), false),
         ("tcp_banner", banner.to_string(), true),
@@ -287,6 +304,27 @@ async fn probe_answers_as_blackbox_exporter_does() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// An HTTP server on [::1] only: its port.
+async fn v6_http() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6",
+                    )
+                    .await;
+            });
+        }
+    });
+    port
 }
 
 /// A server that speaks first, as SSH does: the banner, then it reads what comes.

@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 
 use super::Prober;
-use crate::probe::Outcome;
 use crate::probe::net::tls_version_name;
+use crate::probe::{Failure, Outcome};
 
 /// The families and samples of one probe, before they are written.
 #[derive(Default)]
@@ -81,20 +81,17 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
         "Returns the time taken for probe dns lookup in seconds",
         lookup,
     );
-    if let Some(protocol) = signal("ip_protocol") {
-        f.gauge(
-            "probe_ip_protocol",
-            "Specifies whether probe ip protocol is IP4 or IP6",
-            protocol,
-        );
-    }
-    if let Some(hash) = signal("ip_addr_hash") {
-        f.gauge(
-            "probe_ip_addr_hash",
-            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-            hash,
-        );
-    }
+    // 0 when the target did not resolve to an address of an allowed family.
+    f.gauge(
+        "probe_ip_protocol",
+        "Specifies whether probe ip protocol is IP4 or IP6",
+        signal("ip_protocol").unwrap_or(0.0),
+    );
+    f.gauge(
+        "probe_ip_addr_hash",
+        "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+        signal("ip_addr_hash").unwrap_or(0.0),
+    );
     match prober {
         Prober::Http => http(&mut f, outcome, &phase),
         Prober::Tcp => {
@@ -112,12 +109,26 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
 
 fn http(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
     let signal = |name: &str| outcome.signal(name).unwrap_or(0.0);
-    for name in ["resolve", "connect", "tls", "processing", "transfer"] {
+    // A run that never resolved its target has only the resolve phase, as in blackbox.
+    let resolved = outcome.phases.iter().any(|(p, _)| *p == "connect");
+    let phases: &[&str] = if resolved {
+        &["resolve", "connect", "tls", "processing", "transfer"]
+    } else {
+        &["resolve"]
+    };
+    // blackbox times a handshake only when it completes: a refused one reads 0.
+    let handshake_failed = matches!(outcome.failure, Some(Failure::Tls(_)));
+    for &name in phases {
+        let spent = if name == "tls" && handshake_failed {
+            0.0
+        } else {
+            phase(name)
+        };
         f.labelled(
             "probe_http_duration_seconds",
             "Duration of http request by phase, summed over all redirects",
             format!("phase=\"{name}\""),
-            phase(name),
+            spent,
         );
     }
     let rows: [(&'static str, &'static str, &str); 7] = [

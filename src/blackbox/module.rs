@@ -392,12 +392,6 @@ impl Module {
                     ": give one regex (join them with lookarounds-free alternatives)",
                 );
             }
-            ip_protocol(
-                "http",
-                h.preferred_ip_protocol.as_ref(),
-                h.ip_protocol_fallback.as_ref(),
-                &mut refuse,
-            );
             tls_unsupported("http.tls_config", h.tls_config.as_ref(), &mut refuse);
         }
         if let Some(tcp) = &self.spec.tcp {
@@ -406,12 +400,6 @@ impl Module {
             for step in &t.query_response {
                 refuse("tcp.query_response.starttls", spanned(&step.starttls), "");
             }
-            ip_protocol(
-                "tcp",
-                t.preferred_ip_protocol.as_ref(),
-                t.ip_protocol_fallback.as_ref(),
-                &mut refuse,
-            );
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
         }
         if let Some(dns) = &self.spec.dns {
@@ -576,6 +564,11 @@ impl Module {
                         max_body,
                         tls_config: h.tls_config.as_ref().map(tls_spec),
                         resolver: None,
+                        preferred_ip_protocol: Some(preferred(
+                            h.preferred_ip_protocol.as_ref(),
+                            self.pos,
+                        )),
+                        ip_protocol_fallback: h.ip_protocol_fallback.map(|f| f.value),
                         expect: Some(HttpExpectSpec {
                             status,
                             body_regex: h.fail_if_body_not_matches_regexp.first().cloned(),
@@ -612,6 +605,11 @@ impl Module {
                             })
                             .collect(),
                         resolver: None,
+                        preferred_ip_protocol: Some(preferred(
+                            t.preferred_ip_protocol.as_ref(),
+                            self.pos,
+                        )),
+                        ip_protocol_fallback: t.ip_protocol_fallback.map(|f| f.value),
                     },
                 )));
             }
@@ -652,6 +650,14 @@ impl Module {
     }
 }
 
+/// `preferred_ip_protocol` as blackbox reads it: IPv6 unless the module says otherwise.
+fn preferred(written: Option<&Spanned<String>>, pos: Pos) -> Spanned<String> {
+    written.cloned().unwrap_or(Spanned {
+        pos,
+        value: "ip6".into(),
+    })
+}
+
 fn at_spec<T>(pos: Pos, value: T) -> Spanned<T> {
     Spanned { pos, value }
 }
@@ -684,8 +690,9 @@ fn tls_unsupported(
     }
 }
 
-/// `preferred_ip_protocol`/`ip_protocol_fallback`: slowburn resolves IPv4 first and falls
-/// back to IPv6, which is what `ip4` with fallback means.
+/// A dns module's `preferred_ip_protocol`/`ip_protocol_fallback`: its target is the server's
+/// address, so there is nothing to resolve and a preference changes nothing, unless it
+/// refuses the other family.
 fn ip_protocol(
     section: &str,
     preferred: Option<&Spanned<String>>,
@@ -693,12 +700,12 @@ fn ip_protocol(
     refuse: &mut impl FnMut(&str, Option<Pos>, &str),
 ) {
     if let Some(p) = preferred
-        && !matches!(p.as_str(), "ip4" | "")
+        && !matches!(p.as_str(), "ip4" | "ip6" | "")
     {
         refuse(
             &format!("{section}.preferred_ip_protocol"),
             Some(p.pos),
-            ": probes prefer ip4 and fall back to ip6",
+            ": write ip4 or ip6",
         );
     }
     if let Some(f) = fallback
@@ -707,7 +714,7 @@ fn ip_protocol(
         refuse(
             &format!("{section}.ip_protocol_fallback"),
             Some(f.pos),
-            ": probes fall back to ip6",
+            " for dns modules: the server is given as an address",
         );
     }
 }

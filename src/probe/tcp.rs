@@ -35,6 +35,11 @@ pub struct TcpSpec {
     #[serde(default)]
     pub query_response: Vec<StepSpec>,
     pub resolver: Option<Vec<Spanned<String>>>,
+    /// `ip4` (default) or `ip6`: the address family tried first.
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    /// Whether the other family is taken when the name has none of the preferred (default
+    /// true).
+    pub ip_protocol_fallback: Option<bool>,
 }
 
 /// One step of `query_response`.
@@ -108,11 +113,13 @@ impl TcpProbe {
         } else {
             None
         };
-        let resolver = ctx
-            .net
-            .resolver(spec.resolver.as_deref())
-            .map_err(|e| errors.push(e))
-            .ok();
+        let resolver = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference))
+        .map_err(|e| errors.push(e))
+        .ok();
         match (address, resolver) {
             (Some((host, port)), Some(resolver)) if errors.is_empty() => Ok(TcpProbe {
                 tls: tls

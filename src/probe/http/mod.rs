@@ -52,6 +52,11 @@ pub struct HttpSpec {
     pub max_body: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
     pub resolver: Option<Vec<Spanned<String>>>,
+    /// `ip4` (default) or `ip6`: the address family tried first.
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    /// Whether the other family is taken when the name has none of the preferred (default
+    /// true).
+    pub ip_protocol_fallback: Option<bool>,
     pub expect: Option<HttpExpectSpec>,
 }
 
@@ -263,7 +268,11 @@ impl HttpProbe {
         };
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
-        let resolver = ctx.net.resolver(spec.resolver.as_deref());
+        let resolver = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference));
         let expect = build_expect(spec.expect.unwrap_or_default(), &mut errors);
         let (tls, resolver) = match (tls, resolver) {
             (Ok(tls), Ok(resolver)) if errors.is_empty() => (tls, resolver),
