@@ -88,7 +88,11 @@ struct Options {
     #[arg(long, default_value_t = 8)]
     search_steps: usize,
     /// Which probers to run.
-    #[arg(long, value_delimiter = ',', default_value = "slowburn,blackbox,floor")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "slowburn,blackbox,slowburn-probe,floor"
+    )]
     only: Vec<String>,
     /// Requests in flight at most, for the blackbox driver and the floor.
     #[arg(long, default_value_t = 1024)]
@@ -187,12 +191,16 @@ async fn run(options: Options) -> Result<(), Error> {
 }
 
 const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
+/// The module both `/probe` endpoints serve: blackbox.yml's syntax, which slowburn reads as is.
+const PROBE_MODULES: &str = "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      valid_status_codes: [200]\n";
 const NGINX: &str = "/usr/sbin/nginx";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum System {
     Slowburn,
     Blackbox,
+    /// slowburn's blackbox-compatible `/probe`, driven like blackbox's.
+    SlowburnProbe,
     Floor,
 }
 
@@ -201,6 +209,7 @@ impl System {
         match self {
             System::Slowburn => "slowburn",
             System::Blackbox => "blackbox",
+            System::SlowburnProbe => "slowburn-probe",
             System::Floor => "floor",
         }
     }
@@ -293,7 +302,7 @@ impl Bench {
 
     /// Runs the comparison at each rate, then searches for slowburn's highest sustained rate.
     async fn compare(&self) -> Result<(), Error> {
-        let mut systems = vec![System::Slowburn, System::Floor];
+        let mut systems = vec![System::Slowburn, System::SlowburnProbe, System::Floor];
         if self.blackbox.is_some() {
             systems.insert(1, System::Blackbox);
         }
@@ -347,6 +356,7 @@ impl Bench {
         match system {
             System::Slowburn => self.measure_slowburn(rate).await,
             System::Blackbox => self.measure_blackbox(rate).await,
+            System::SlowburnProbe => self.measure_slowburn_probe(rate).await,
             System::Floor => self.measure_floor(rate).await,
         }
     }
@@ -396,10 +406,7 @@ impl Bench {
             .as_ref()
             .ok_or("blackbox_exporter is not installed")?;
         let config = self.work.path.join("blackbox.yml");
-        std::fs::write(
-            &config,
-            "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      valid_status_codes: [200]\n",
-        )?;
+        std::fs::write(&config, PROBE_MODULES)?;
         let port = free_port()?;
         let log = std::fs::File::create(self.work.path.join("blackbox.log"))?;
         let process = Proc::spawn(
@@ -410,6 +417,26 @@ impl Bench {
                 .stdout(Stdio::null())
                 .stderr(log),
         )?;
+        self.drive_probe_endpoint(&process, port, rate).await
+    }
+
+    /// slowburn serving the same modules at its own `/probe`, driven the same way.
+    async fn measure_slowburn_probe(&self, rate: u32) -> Result<Sample, Error> {
+        let yaml = format!("storage: {{path: probe-endpoint.db}}\n{PROBE_MODULES}");
+        let _ = std::fs::remove_file(self.work.path.join("probe-endpoint.db"));
+        let daemon = Slowburn::start(self, &yaml, "probe-endpoint")?;
+        self.drive_probe_endpoint(&daemon.process, daemon.port, rate)
+            .await
+    }
+
+    /// Drives `GET /probe?module=http_2xx&target=…` of the exporter `process` on `port` at
+    /// `rate`, and measures one window of the exporter's CPU.
+    async fn drive_probe_endpoint(
+        &self,
+        process: &Proc,
+        port: u16,
+        rate: u32,
+    ) -> Result<Sample, Error> {
         wait_listening(port, Duration::from_secs(10)).await?;
         let target = self.url(self.target.ports[0]);
         let probe_url = format!(
@@ -690,12 +717,13 @@ impl Bench {
             Some(format!("{:.2}", a / b))
         };
         out.push_str(
-            "\n| rate/s | CPU per 1k: slowburn / blackbox | CPU per 1k: slowburn / floor |\n|---|---|---|\n",
+            "\n| rate/s | CPU per 1k: slowburn / blackbox | CPU per 1k: slowburn /probe / blackbox /probe | CPU per 1k: slowburn / floor |\n|---|---|---|---|\n",
         );
         for &rate in rates {
             out.push_str(&format!(
-                "| {rate} | {} | {} |\n",
+                "| {rate} | {} | {} | {} |\n",
                 ratio(System::Slowburn, System::Blackbox, rate).unwrap_or_else(|| "-".into()),
+                ratio(System::SlowburnProbe, System::Blackbox, rate).unwrap_or_else(|| "-".into()),
                 ratio(System::Slowburn, System::Floor, rate).unwrap_or_else(|| "-".into()),
             ));
         }

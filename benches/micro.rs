@@ -294,6 +294,7 @@ fn http_outcome(i: usize) -> Outcome {
         notes: Box::default(),
         series: Box::default(),
         log: None,
+        certificate: None,
     }
 }
 

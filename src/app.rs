@@ -106,7 +106,9 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     restore_checkpoints(&store, &config.probes);
     let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());
-    let registry = Arc::new(Registry::new(config.probes, None));
+    let registry = Arc::new(
+        Registry::new(config.probes, None).with_blackbox(config.modules, config.targets_files),
+    );
     let mut workers = JoinSet::new();
     spawn_workers(
         &mut workers,
@@ -159,7 +161,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let mut watchdog = Watchdog::start(config.watchdog.take(), &shared);
     tracing::info!(%listen, max_connections = options.server.max_connections, probes = registry.probes.len(), files = config.files.len(), store = %config.storage.path.display(), "slowburn running");
     let mut schedule = Schedule::start(registry, runner.clone());
-    let mut watched = Watched::new(&source);
+    let mut watched = Watched::new(&source, &schedule.registry.targets_files);
     let mut daemon = Daemon {
         source,
         ctx,
@@ -180,7 +182,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
                 daemon.reload(&mut schedule, &mut watchdog).await;
             }
             _ = tick.tick() => {
-                if watched.changed(&daemon.source) {
+                if watched.changed(&daemon.source, &schedule.registry.targets_files) {
                     tracing::info!("probe files changed: reloading");
                     daemon.reload(&mut schedule, &mut watchdog).await;
                 }
@@ -269,7 +271,10 @@ impl Daemon {
                 "server.api_token changed; the new token is in effect"
             );
         }
-        let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
+        let registry = Arc::new(
+            Registry::new(config.probes, Some(&schedule.registry))
+                .with_blackbox(config.modules, config.targets_files),
+        );
         schedule.stop().await;
         let added = configure_alerts(&self.alerts, &registry, config.alerting, &config.server);
         // Reap the workers of notifiers a reload removed before adding new ones.
@@ -387,15 +392,17 @@ struct Watched {
 }
 
 impl Watched {
-    fn new(source: &Source) -> Self {
+    fn new(source: &Source, extra: &[PathBuf]) -> Self {
         Watched {
-            seen: Self::scan(source),
+            seen: Self::scan(source, extra),
             settling: false,
         }
     }
 
-    fn scan(source: &Source) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    /// The probe files, their directories and `extra` (the `targets_file:`s).
+    fn scan(source: &Source, extra: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
         let mut files = source.files().unwrap_or_default();
+        files.extend(extra.iter().cloned());
         if let Source::Paths(paths) = source {
             // A directory's own mtime changes when a file is added or removed.
             files.extend(paths.iter().cloned());
@@ -412,8 +419,8 @@ impl Watched {
     }
 
     /// True when the files changed and have been stable since the previous poll.
-    fn changed(&mut self, source: &Source) -> bool {
-        let now = Self::scan(source);
+    fn changed(&mut self, source: &Source, extra: &[PathBuf]) -> bool {
+        let now = Self::scan(source, extra);
         if now != self.seen {
             self.seen = now;
             self.settling = true;
@@ -449,21 +456,21 @@ mod tests {
         let file = dir.join("p.yaml");
         std::fs::write(&file, "probes: []\n").unwrap();
         let source = Source::Paths(vec![dir.clone()]);
-        let mut watched = Watched::new(&source);
-        assert!(!watched.changed(&source));
+        let mut watched = Watched::new(&source, &[]);
+        assert!(!watched.changed(&source, &[]));
         // Half a file: seen, not yet reported.
         std::fs::write(&file, "probes:\n  - name: a\n").unwrap();
-        assert!(!watched.changed(&source));
+        assert!(!watched.changed(&source, &[]));
         // Still being written at the next poll: still not reported.
         std::fs::write(
             &file,
             "probes:\n  - name: a\n    tcp: {address: \"127.0.0.1:1\"}\n",
         )
         .unwrap();
-        assert!(!watched.changed(&source));
+        assert!(!watched.changed(&source, &[]));
         // Unchanged for a whole poll: reported once.
-        assert!(watched.changed(&source));
-        assert!(!watched.changed(&source));
+        assert!(watched.changed(&source, &[]));
+        assert!(!watched.changed(&source, &[]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

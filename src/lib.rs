@@ -25,6 +25,7 @@
 pub mod alert;
 pub mod app;
 pub mod basics;
+pub mod blackbox;
 pub mod config;
 pub mod detect;
 pub mod metrics;

@@ -384,7 +384,7 @@ fn render_into(
     let families = signal_families();
     // Per kind, each exported signal with its family's index, worked out once per render
     // rather than once per signal of every probe.
-    let slots: Vec<Vec<(&str, usize)>> = crate::probe::KINDS
+    let slots: Vec<Vec<(&str, usize, bool)>> = crate::probe::KINDS
         .iter()
         .map(|kind| {
             kind.signals
@@ -392,7 +392,7 @@ fn render_into(
                 .filter_map(|s| {
                     let family = s.family?;
                     let f = families.iter().position(|x| x.name == family.name)?;
-                    Some((s.name, f))
+                    Some((s.name, f, s.zero_when_absent))
                 })
                 .collect()
         })
@@ -404,12 +404,21 @@ fn render_into(
             continue;
         };
         for (name, value) in snap.last.iter().flat_map(|o| o.signals.iter()) {
-            let Some(&(_, f)) = slots[kind].iter().find(|(s, _)| s == name) else {
+            let Some(&(_, f, _)) = slots[kind].iter().find(|(s, _, _)| s == name) else {
                 continue;
             };
             // The first value of a name counts, as in `Outcome::signal`.
             if by_family[f].last().is_none_or(|(last, _)| *last != i) {
                 by_family[f].push((i, *value));
+            }
+        }
+        // A run cut short (refused, a TLS failure) still reads 0 where blackbox reads 0, so
+        // `probe_http_status_code >= 400`-style rules see the probe instead of no series.
+        if snap.last.is_some() {
+            for &(_, f, zero) in &slots[kind] {
+                if zero && by_family[f].last().is_none_or(|(last, _)| *last != i) {
+                    by_family[f].push((i, 0.0));
+                }
             }
         }
     }

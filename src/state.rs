@@ -300,6 +300,10 @@ impl ProbeState {
 pub struct Registry {
     pub probes: Vec<Arc<ProbeState>>,
     by_name: HashMap<String, usize>,
+    /// `modules:` of the same config, served at `/probe`.
+    pub modules: Arc<crate::blackbox::Modules>,
+    /// The `targets_file:`s the probes came from, watched like the probe files.
+    pub targets_files: Vec<std::path::PathBuf>,
 }
 
 impl Registry {
@@ -315,7 +319,23 @@ impl Registry {
             by_name.insert(state.name().to_string(), probes.len());
             probes.push(Arc::new(state));
         }
-        Registry { probes, by_name }
+        Registry {
+            probes,
+            by_name,
+            modules: Default::default(),
+            targets_files: Vec::new(),
+        }
+    }
+
+    /// The same registry with its config's blackbox modules and target files.
+    pub fn with_blackbox(
+        mut self,
+        modules: Arc<crate::blackbox::Modules>,
+        targets_files: Vec<std::path::PathBuf>,
+    ) -> Self {
+        self.modules = modules;
+        self.targets_files = targets_files;
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<ProbeState>> {

@@ -321,6 +321,35 @@ const INVALID: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "blackbox-modules.yaml",
+        &[
+            (
+                5,
+                18,
+                "module \"http_2xx\": http.proxy_url: not supported by slowburn yet",
+            ),
+            (6, 37, "http.fail_if_body_matches_regexp: invalid regex"),
+            (
+                7,
+                29,
+                "http.valid_http_versions: unknown HTTP version \"HTTP/9\"",
+            ),
+            (8, 7, "unknown key `bogus`"),
+            (9, 18, "the icmp prober is not supported by slowburn yet"),
+            (10, 28, "`http:` has no effect with prober tcp"),
+            (11, 11, "module \"lookup\": dns.query_name: required"),
+            (11, 34, "timeout: invalid duration \"5x\""),
+            (14, 11, "address: each target fills it"),
+            (
+                17,
+                13,
+                "module: no module \"nope\"; modules: http_2xx, lookup, ping, web",
+            ),
+            (19, 5, "a process probe is not pointed at targets"),
+            (23, 13, "a module entry needs `targets:` or `targets_file:`"),
+        ],
+    ),
+    (
         "alerting.yaml",
         &[
             (4, 20, "alert.after: must be at least 1"),

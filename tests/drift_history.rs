@@ -238,6 +238,7 @@ fn several(t: f64, values: &[(&str, f64)]) -> slowburn::probe::Outcome {
             .map(|(labels, v)| ("value", Box::<str>::from(*labels), *v))
             .collect(),
         log: None,
+        certificate: None,
     }
 }
 
@@ -292,6 +293,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
         rule: None,
         labels: BTreeMap::new(),
         target: String::new(),
+        parents: Vec::new(),
     };
     let workers = alerts.configure(
         HashMap::from([("handoffs".to_string(), info())]),

@@ -43,6 +43,9 @@ pub struct Signal {
     /// Whether a restart of the watched process starts its history over (a new process has
     /// a new memory and fd baseline).
     pub rebaseline_on_restart: bool,
+    /// Whether its family reads 0 for a run that never produced it (blackbox_exporter's
+    /// `probe_http_status_code 0` for a refused connection), instead of the series vanishing.
+    pub zero_when_absent: bool,
 }
 
 impl Signal {
@@ -54,7 +57,14 @@ impl Signal {
             family,
             watchable: true,
             rebaseline_on_restart: false,
+            zero_when_absent: false,
         }
+    }
+
+    /// Exported as 0 when a run did not get as far as producing it.
+    pub const fn zero_when_absent(mut self) -> Signal {
+        self.zero_when_absent = true;
+        self
     }
 
     /// Exported, but not something `drift:` can watch.

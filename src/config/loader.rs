@@ -52,6 +52,13 @@ pub(super) struct Loader<'c> {
     /// `server.canary` as written, checked once every probe is known.
     server_canary: Option<(PathBuf, Vec<Spanned<String>>)>,
     files: Vec<PathBuf>,
+    /// `modules:` as read, then as built (before the probes that name them).
+    pub(super) module_specs: Vec<super::blackbox::PendingModule>,
+    pub(super) modules: Arc<crate::blackbox::Modules>,
+    /// Modules that failed to build, so entries naming them add no second error.
+    pub(super) failed_modules: Vec<String>,
+    /// The `targets_file:`s read, watched for changes.
+    pub(super) targets_files: Vec<PathBuf>,
 }
 
 impl<'c> Loader<'c> {
@@ -75,6 +82,10 @@ impl<'c> Loader<'c> {
             policy_names: Vec::new(),
             server_canary: None,
             files: Vec::new(),
+            module_specs: Vec::new(),
+            modules: Default::default(),
+            failed_modules: Vec::new(),
+            targets_files: Vec::new(),
         }
     }
 
@@ -146,6 +157,7 @@ impl<'c> Loader<'c> {
                     set_once(&mut l.watchdog, &mut l.errors, "watchdog", f, p, s)
                 }),
                 "probes" => self.probes(file, value),
+                "modules" => self.modules_section(file, value),
                 "notifiers" => {
                     for (_, entry) in self.list::<NotifierEntry>(file, value, "notifiers") {
                         self.notifiers.push((file.to_path_buf(), entry));
@@ -199,7 +211,7 @@ impl<'c> Loader<'c> {
     }
 
     /// Deserializes one node, recording every unknown key and the first structural error.
-    fn read<T: for<'a> Deserialize<'a>>(
+    pub(super) fn read<T: for<'a> Deserialize<'a>>(
         &mut self,
         file: &Path,
         node: &Node,
@@ -209,7 +221,7 @@ impl<'c> Loader<'c> {
     }
 
     /// As `read`, for a struct that shares its mapping with the keys `beside`.
-    fn read_beside<T: for<'a> Deserialize<'a>>(
+    pub(super) fn read_beside<T: for<'a> Deserialize<'a>>(
         &mut self,
         file: &Path,
         node: &Node,
@@ -282,19 +294,37 @@ impl<'c> Loader<'c> {
         // entry's own keys (serde cannot flatten into a struct that denies unknown keys).
         let (kinds, own) = split_keys(item, probe::KIND_KEYS);
         let entry = self.read_beside::<ProbeEntry>(file, &own, &context, probe::KIND_KEYS);
+        if let Some(entry) = &entry
+            && entry.lists_targets()
+        {
+            return self.expand_targets(file, pos, &own, &kinds, &context);
+        }
         let kinds = self.read::<KindSpecs>(file, &kinds, &context);
         if let (Some(entry), Some(kinds)) = (entry, kinds) {
-            let shared = match &self.pending_file {
-                Some(shared) if **shared == *file => shared.clone(),
-                _ => self.pending_file.insert(Arc::from(file)).clone(),
-            };
-            self.pending.push(Pending {
-                file: shared,
-                pos,
-                entry,
-                kinds,
-            });
+            self.pend(file, pos, entry, kinds, None);
         }
+    }
+
+    /// Keeps an entry read until every file is read.
+    pub(super) fn pend(
+        &mut self,
+        file: &Path,
+        pos: Pos,
+        entry: ProbeEntry,
+        kinds: KindSpecs,
+        module: Option<(Spanned<String>, String)>,
+    ) {
+        let shared = match &self.pending_file {
+            Some(shared) if **shared == *file => shared.clone(),
+            _ => self.pending_file.insert(Arc::from(file)).clone(),
+        };
+        self.pending.push(Pending {
+            file: shared,
+            pos,
+            entry,
+            kinds,
+            module,
+        });
     }
 
     pub(super) fn finish(mut self) -> Result<Config, Vec<ConfigError>> {
@@ -329,6 +359,7 @@ impl<'c> Loader<'c> {
             },
         };
         let alerting = self.alerting();
+        self.modules = self.build_modules();
         let policy_names: std::collections::HashSet<String> =
             alerting.policies.keys().cloned().collect();
         let mut seen: HashMap<String, (Arc<Path>, Pos)> = HashMap::new();
@@ -382,7 +413,8 @@ impl<'c> Loader<'c> {
             }
         }
         let warnings = oncall::warnings(&self.routes, &probes, &self.policy_names);
-        if probes.is_empty() && self.errors.is_empty() {
+        // A file of modules alone is a blackbox_exporter stand-in, served at `/probe`.
+        if probes.is_empty() && self.errors.is_empty() && self.modules.is_empty() {
             let file = self.files.first().cloned().unwrap_or_default();
             self.error(&file, None, "no probes defined");
         }
@@ -395,6 +427,8 @@ impl<'c> Loader<'c> {
                 files: summaries,
                 watchdog,
                 warnings,
+                modules: self.modules,
+                targets_files: self.targets_files,
             });
         }
         // Report in reading order: file by file, top to bottom.
@@ -689,6 +723,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "people",
     "schedules",
     "routes",
+    "modules",
 ];
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -14,6 +14,7 @@
 //! `schema.rs` describes a probe file as a JSON Schema, from the same types.
 
 pub mod alerting;
+mod blackbox;
 pub mod drift;
 mod loader;
 pub mod oncall;
@@ -60,6 +61,10 @@ pub struct Config {
     pub watchdog: Option<crate::watchdog::WatchdogConfig>,
     /// What `slowburn check` warns about (a route that cannot match, an unused policy).
     pub warnings: Vec<ConfigError>,
+    /// `modules:` (blackbox syntax), served at `/probe`.
+    pub modules: Arc<crate::blackbox::Modules>,
+    /// The `targets_file:`s the probes were expanded from, watched like the probe files.
+    pub targets_files: Vec<PathBuf>,
 }
 
 /// Notifiers, escalation policies and silences from the probe files.

@@ -44,6 +44,14 @@ pub(super) struct ProbeEntry {
     /// Probes this one needs: while one of them fails, this probe's new alerts are held.
     #[serde(default)]
     pub(super) depends_on: Vec<Spanned<String>>,
+    /// A `modules:` entry (blackbox syntax) run against each target, instead of a kind.
+    pub(super) module: Option<Spanned<String>>,
+    /// One probe per target: a URL, `host:port` or DNS server filling the kind's address
+    /// (`url`, `address`, `server`), or the target of `module`.
+    pub(super) targets: Option<Vec<Spanned<String>>>,
+    /// A Prometheus file_sd file (JSON or YAML) of more targets and their labels; a relative
+    /// path is beside this file. Re-read when it changes.
+    pub(super) targets_file: Option<Spanned<String>>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -53,6 +61,8 @@ pub(super) struct Pending {
     pub(super) entry: ProbeEntry,
     /// The entry's kind sections (`http:`, `tcp:`, …), read apart from its own keys.
     pub(super) kinds: KindSpecs,
+    /// For an entry of `module:` and targets: the module and this probe's target.
+    pub(super) module: Option<(Spanned<String>, String)>,
 }
 
 impl ProbeConfig {
@@ -100,6 +110,7 @@ impl Loader<'_> {
             pos,
             entry,
             kinds,
+            module,
         } = pending;
         let name = entry.name.value.clone();
         let ctx = format!("probe {name:?}: ");
@@ -154,8 +165,15 @@ impl Loader<'_> {
                 labels.push((self.intern(&key.value), self.intern(value)));
             }
         }
-        let kind = kinds.given().first().copied().unwrap_or("");
-        let probe = match Probe::build(kinds, pos, self.ctx) {
+        let (built, kind, module_timeout) = match &module {
+            Some((name, target)) => self.module_probe(name, target),
+            None => {
+                let kind = kinds.given().first().copied().unwrap_or("");
+                (Probe::build(kinds, pos, self.ctx), kind, None)
+            }
+        };
+        let default_timeout = module_timeout.or(default_timeout);
+        let probe = match built {
             Ok(probe) => Some(probe),
             Err(errors) => {
                 for e in errors {

@@ -35,6 +35,13 @@ pub fn schema() -> Value {
             "people" => list(generator.subschema_for::<PersonSpec>().to_value()),
             "schedules" => list(generator.subschema_for::<ScheduleSpec>().to_value()),
             "routes" => list(generator.subschema_for::<RouteSpec>().to_value()),
+            "modules" => json!({
+                "type": ["object", "null"],
+                "description": "blackbox_exporter modules, in blackbox.yml's syntax, served at /probe and named by entries' `module:`.",
+                "additionalProperties": generator
+                    .subschema_for::<crate::blackbox::ModuleSpec>()
+                    .to_value(),
+            }),
             other => unreachable!("section `{other}` has no schema: add its arm here"),
         };
         sections.insert(section.to_string(), schema);
@@ -60,8 +67,24 @@ pub fn schema() -> Value {
 /// A probe entry: its own keys and every kind's section, exactly one kind given.
 fn probe_item(generator: &mut schemars::SchemaGenerator) -> Value {
     let own = generator.subschema_for::<ProbeEntry>().to_value();
-    let kinds = probe::kind_schemas(generator);
-    with_kinds(generator, own, kinds)
+    let mut kinds = probe::kind_schemas(generator);
+    // A listed target fills a kind's address, so an entry of `targets:` leaves it out.
+    for (key, schema) in &mut kinds {
+        let target_key = probe::TARGET_KEYS.iter().find(|(k, _)| k == key);
+        if let Some((_, Some(field))) = target_key {
+            let mut value = resolve(generator, schema.clone().to_value());
+            if let Some(required) = value["required"].as_array_mut() {
+                required.retain(|r| r != field);
+            }
+            *schema = schemars::Schema::try_from(value).expect("a kind's schema is an object");
+        }
+    }
+    let mut item = with_kinds(generator, own, kinds);
+    // An entry of targets may name a module instead of a kind.
+    if let Some(one_of) = item["oneOf"].as_array_mut() {
+        one_of.push(json!({"required": ["module"]}));
+    }
+    item
 }
 
 /// A notifier entry: a name and exactly one kind's section.

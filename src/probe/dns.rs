@@ -154,10 +154,12 @@ impl DnsProbe {
 
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
         let server = self.server.clone().map_err(Failure::Dns)?;
+        super::net::address_signals(server.ip(), trace);
         let mut query = Message::query();
         query.metadata.recursion_desired = self.recursion_desired;
         query.add_query(Query::query(self.name.clone(), self.record_type));
         let bytes = query.to_vec().map_err(|e| Failure::Dns(e.to_string()))?;
+        trace.signal("query_succeeded", 0.0);
         let reply = if self.tcp {
             exchange_tcp(server, &bytes, trace).await?
         } else {
@@ -169,6 +171,11 @@ impl DnsProbe {
             Message::from_vec(&reply).map_err(|e| Failure::Dns(format!("malformed reply: {e}")))?;
         let rcode = u16::from(response.metadata.response_code);
         trace.signal("rcode", rcode as f64);
+        // blackbox_exporter's section counts: every record of each section, of any type.
+        trace.signal("query_succeeded", 1.0);
+        trace.signal("answer_rrs", response.answers.len() as f64);
+        trace.signal("authority_rrs", response.authorities.len() as f64);
+        trace.signal("additional_rrs", response.additionals.len() as f64);
         let answers: Vec<String> = response
             .answers
             .iter()
@@ -347,6 +354,7 @@ fn rcode_name(code: u16) -> String {
 impl super::Kind for DnsProbe {
     type Spec = DnsSpec;
     const INFO: KindInfo = KIND;
+    const TARGET_KEY: Option<&'static str> = Some("server");
 
     fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<Self::Spec>()

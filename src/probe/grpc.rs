@@ -48,7 +48,6 @@ pub struct GrpcProbe {
     authority: String,
     service: String,
     tls: Option<(String, Arc<ClientConfig>)>,
-    family: net::Family,
     resolver: Resolver,
 }
 
@@ -83,12 +82,6 @@ impl GrpcProbe {
         let address = super::tcp::split_host_port(&spec.address)
             .map_err(|m| errors.push(SpecError::new(spec.address.pos, "address", m)))
             .ok();
-        let family = net::Family::from_spec(
-            spec.preferred_ip_protocol.as_ref(),
-            spec.ip_protocol_fallback,
-        )
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = if spec.tls {
             ctx.net
@@ -98,11 +91,13 @@ impl GrpcProbe {
         } else {
             None
         };
-        let resolver = ctx
-            .net
-            .resolver(spec.resolver.as_deref())
-            .map_err(|e| errors.push(e))
-            .ok();
+        let resolver = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference))
+        .map_err(|e| errors.push(e))
+        .ok();
         match (address, resolver) {
             (Some((host, port)), Some(resolver)) if errors.is_empty() => Ok(GrpcProbe {
                 tls: tls
@@ -111,7 +106,6 @@ impl GrpcProbe {
                 host,
                 port,
                 service: spec.service,
-                family,
                 resolver,
             }),
             _ => Err(errors),
@@ -126,7 +120,7 @@ impl GrpcProbe {
     }
 
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
-        let ip = net::resolve_family(&self.host, &self.resolver, self.family, trace).await?;
+        let ip = net::resolve(&self.host, &self.resolver, trace).await?;
         let tcp = net::connect(std::net::SocketAddr::new(ip, self.port), trace).await?;
         let stream = match &self.tls {
             Some((server_name, config)) => {
@@ -375,6 +369,7 @@ static SERVING: Family = gauge(
 /// What the rest of the house knows of `grpc:` probes.
 pub const KIND: KindInfo = KindInfo {
     name: "grpc",
+    network: true,
     headline: "latency",
     signals: &[
         Signal::new("latency", Unit::Seconds, None),

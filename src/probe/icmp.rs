@@ -46,7 +46,6 @@ pub struct IcmpSpec {
 #[derive(Debug)]
 pub struct IcmpProbe {
     host: String,
-    family: net::Family,
     payload: usize,
     ttl: Option<u32>,
     resolver: Resolver,
@@ -62,12 +61,6 @@ impl IcmpProbe {
         if spec.host.trim().is_empty() {
             errors.push(SpecError::new(spec.host.pos, "host", "must not be empty"));
         }
-        let family = net::Family::from_spec(
-            spec.preferred_ip_protocol.as_ref(),
-            spec.ip_protocol_fallback,
-        )
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
         let payload = match &spec.payload_size {
             Some(size) if size.value > MAX_PAYLOAD => {
                 errors.push(SpecError::new(
@@ -91,15 +84,16 @@ impl IcmpProbe {
             }
             other => other.as_ref().map(|t| t.value),
         };
-        let resolver = ctx
-            .net
-            .resolver(spec.resolver.as_deref())
-            .map_err(|e| errors.push(e))
-            .ok();
+        let resolver = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference))
+        .map_err(|e| errors.push(e))
+        .ok();
         match resolver {
             Some(resolver) if errors.is_empty() => Ok(IcmpProbe {
                 host: spec.host.value.trim().to_string(),
-                family,
                 payload,
                 ttl,
                 resolver,
@@ -113,7 +107,7 @@ impl IcmpProbe {
     }
 
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
-        let ip = net::resolve_family(&self.host, &self.resolver, self.family, trace).await?;
+        let ip = net::resolve(&self.host, &self.resolver, trace).await?;
         trace.enter("setup");
         let (socket, raw) = open(ip, self.ttl)?;
         trace.notes.push(
@@ -362,6 +356,7 @@ static HOP_LIMIT: crate::basics::signal::Family = gauge(
 /// What the rest of the house knows of `icmp:` probes.
 pub const KIND: KindInfo = KindInfo {
     name: "icmp",
+    network: true,
     headline: "latency",
     signals: &[
         Signal::new("latency", Unit::Seconds, None),

@@ -9,6 +9,7 @@
 //! [`Outcome`] to whoever called it. Adding a kind is one file (its spec, its [`Kind`] impl and
 //! its signal table) plus one row of the [`kinds!`] table below.
 
+pub mod cert;
 pub mod dns;
 pub mod grpc;
 pub mod heartbeat;
@@ -20,6 +21,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod tcp;
+pub mod trust;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -48,6 +50,11 @@ macro_rules! kinds {
 
         /// The keys of [`KindSpecs`], which a probe entry carries beside its own keys.
         pub const KIND_KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        /// Every kind's key and the key of its section that a listed target fills
+        /// (`Kind::TARGET_KEY`), in table order.
+        pub const TARGET_KEYS: &[(&str, Option<&str>)] =
+            &[$((stringify!($key), <$module::$probe as Kind>::TARGET_KEY)),*];
 
         /// Every kind's key and the JSON Schema of its section, in table order.
         pub fn kind_schemas(
@@ -159,6 +166,9 @@ pub trait Kind: Sized {
     type Spec: for<'de> Deserialize<'de>;
     /// Its name, signals and headline (the `KIND` const of its file).
     const INFO: KindInfo;
+    /// The key of its section that each of an entry's `targets:` fills (`url`, `address`);
+    /// `None`: the kind is not pointed at targets.
+    const TARGET_KEY: Option<&'static str> = None;
     /// Builds the probe, validating the spec; every error found.
     fn new(spec: Spanned<Self::Spec>, ctx: &BuildContext) -> Result<Self, Vec<SpecError>>;
     /// What the probe is pointed at, for people.
@@ -251,6 +261,7 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         notes: trace.notes.into(),
         series: trace.series.into(),
         log: trace.log,
+        certificate: trace.certificate,
     }
 }
 
@@ -280,6 +291,8 @@ pub struct Outcome {
     pub series: Box<[(&'static str, Box<str>, f64)]>,
     /// A log probe's checkpoint, new signatures and counters.
     pub log: Option<Box<log::Report>>,
+    /// The leaf certificate a TLS peer presented (http and tcp over TLS).
+    pub certificate: Option<Box<cert::Certificate>>,
 }
 
 impl Outcome {
@@ -443,6 +456,7 @@ pub struct Trace {
     pub notes: Vec<String>,
     pub series: Vec<(&'static str, Box<str>, f64)>,
     pub log: Option<Box<log::Report>>,
+    pub certificate: Option<Box<cert::Certificate>>,
 }
 
 impl Default for Trace {
@@ -464,6 +478,7 @@ impl Trace {
             notes: Vec::new(),
             series: Vec::new(),
             log: None,
+            certificate: None,
         }
     }
 

@@ -13,7 +13,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -25,6 +27,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::{Failure, SpecError, Trace};
+use crate::basics::signal::{Family, gauge};
 use crate::basics::yaml::Spanned;
 
 /// TLS options of a probe (`tls_config:`), as in blackbox_exporter.
@@ -38,11 +41,16 @@ pub struct TlsSpec {
     pub ca_file: Option<Spanned<String>>,
     /// The name to verify and send as SNI, when it differs from the target host.
     pub server_name: Option<String>,
+    /// A PEM client certificate (chain) presented to servers that ask for one (mTLS).
+    pub cert_file: Option<Spanned<String>>,
+    /// The PEM private key of `cert_file`.
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// Shared network state for building probes.
 pub struct NetContext {
-    system: OnceLock<Result<Arc<TokioResolver>, String>>,
+    /// The system resolver, one per [`IpPreference::slot`] (its lookup strategy).
+    system: [OnceLock<Result<Arc<TokioResolver>, String>>; 4],
     roots: OnceLock<Arc<RootCertStore>>,
     tls: Mutex<HashMap<TlsKey, Arc<ClientConfig>>>,
 }
@@ -51,6 +59,7 @@ pub struct NetContext {
 struct TlsKey {
     insecure: bool,
     ca_file: Option<String>,
+    client: Option<(String, String)>,
     alpn: Vec<Vec<u8>>,
 }
 
@@ -63,28 +72,38 @@ impl Default for NetContext {
 impl NetContext {
     pub fn new() -> Self {
         NetContext {
-            system: OnceLock::new(),
+            system: Default::default(),
             roots: OnceLock::new(),
             tls: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The resolver a probe uses: its own `resolver:` servers, or the system's.
-    pub fn resolver(&self, servers: Option<&[Spanned<String>]>) -> Result<Resolver, SpecError> {
+    /// The resolver a probe uses: its own `resolver:` servers, or the system's, asking for
+    /// the address families `preference` wants.
+    pub fn resolver(
+        &self,
+        servers: Option<&[Spanned<String>]>,
+        preference: IpPreference,
+    ) -> Result<Resolver, SpecError> {
+        let strategy = preference.strategy();
         let Some(servers) = servers else {
-            return Ok(Resolver::System(
-                self.system
-                    .get_or_init(|| {
+            let slot = &self.system[preference.slot()];
+            return Ok(Resolver {
+                lookup: Lookup::System(
+                    slot.get_or_init(|| {
                         TokioResolver::builder_tokio()
                             .map_err(|e| format!("cannot read the system resolver config: {e}"))
                             .and_then(|mut builder| {
                                 fresh_answers(builder.options_mut());
+                                builder.options_mut().ip_strategy = strategy;
                                 builder.build().map_err(|e| e.to_string())
                             })
                             .map(Arc::new)
                     })
                     .clone(),
-            ));
+                ),
+                preference,
+            });
         };
         let mut name_servers = Vec::new();
         for server in servers {
@@ -100,9 +119,13 @@ impl NetContext {
         let mut builder =
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
         fresh_answers(builder.options_mut());
+        builder.options_mut().ip_strategy = strategy;
         builder
             .build()
-            .map(|r| Resolver::Custom(Arc::new(r)))
+            .map(|r| Resolver {
+                lookup: Lookup::Custom(Arc::new(r)),
+                preference,
+            })
             .map_err(|e| SpecError::new(servers[0].pos, "resolver", e.to_string()))
     }
 
@@ -115,6 +138,11 @@ impl NetContext {
         let key = TlsKey {
             insecure: spec.insecure_skip_verify,
             ca_file: spec.ca_file.as_ref().map(|f| f.value.clone()),
+            client: spec
+                .cert_file
+                .as_ref()
+                .zip(spec.key_file.as_ref())
+                .map(|(c, k)| (c.value.clone(), k.value.clone())),
             alpn: alpn.iter().map(|p| p.to_vec()).collect(),
         };
         let mut cache = self.tls.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,17 +153,30 @@ impl NetContext {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| SpecError::new(Default::default(), "tls_config", e.to_string()))?;
-        let mut config = if spec.insecure_skip_verify {
+        let identity = client_identity(spec)?;
+        let wants_client = if spec.insecure_skip_verify {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth()
         } else {
             let mut roots = (**self.roots.get_or_init(load_system_roots)).clone();
-            if let Some(ca_file) = &spec.ca_file {
-                add_ca_file(&mut roots, ca_file)?;
+            match &spec.ca_file {
+                None => builder.with_root_certificates(roots),
+                Some(ca_file) => {
+                    let pinned = add_ca_file(&mut roots, ca_file)?;
+                    let verifier = super::trust::PinnedOrChain::new(roots, pinned, provider)
+                        .map_err(|m| SpecError::new(ca_file.pos, "tls_config.ca_file", m))?;
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(verifier))
+                }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        let mut config = match identity {
+            None => wants_client.with_no_client_auth(),
+            Some((chain, key, at)) => wants_client
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| SpecError::new(at, "tls_config.key_file", e.to_string()))?,
         };
         config.alpn_protocols = key.alpn.clone();
         let config = Arc::new(config);
@@ -174,7 +215,11 @@ fn load_system_roots() -> Arc<RootCertStore> {
     Arc::new(roots)
 }
 
-fn add_ca_file(roots: &mut RootCertStore, file: &Spanned<String>) -> Result<(), SpecError> {
+/// Adds a `ca_file`'s certificates to `roots`; returns them, for pinning.
+fn add_ca_file(
+    roots: &mut RootCertStore,
+    file: &Spanned<String>,
+) -> Result<Vec<CertificateDer<'static>>, SpecError> {
     let err = |m: String| SpecError::new(file.pos, "tls_config.ca_file", m);
     let pem =
         std::fs::read(&file.value).map_err(|e| err(format!("cannot read {}: {e}", file.value)))?;
@@ -182,12 +227,63 @@ fn add_ca_file(roots: &mut RootCertStore, file: &Spanned<String>) -> Result<(), 
     if certs.is_empty() {
         return Err(err(format!("{} holds no PEM certificate", file.value)));
     }
-    for cert in certs {
+    for cert in &certs {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| err(format!("{}: {e}", file.value)))?;
     }
-    Ok(())
+    Ok(certs)
+}
+
+/// The client certificate chain and key of `cert_file`/`key_file`, read and checked now.
+fn client_identity(
+    spec: &TlsSpec,
+) -> Result<
+    Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+        crate::basics::yaml::Pos,
+    )>,
+    SpecError,
+> {
+    use rustls::pki_types::pem::PemObject;
+    let (cert_file, key_file) = match (&spec.cert_file, &spec.key_file) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(SpecError::new(
+                one.pos,
+                "tls_config",
+                "give cert_file and key_file together",
+            ));
+        }
+    };
+    let read = |file: &Spanned<String>, field: &str| {
+        std::fs::read(&file.value).map_err(|e| {
+            SpecError::new(
+                file.pos,
+                format!("tls_config.{field}"),
+                format!("cannot read {}: {e}", file.value),
+            )
+        })
+    };
+    let chain = pem_certificates(&read(cert_file, "cert_file")?);
+    if chain.is_empty() {
+        return Err(SpecError::new(
+            cert_file.pos,
+            "tls_config.cert_file",
+            format!("{} holds no PEM certificate", cert_file.value),
+        ));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&read(key_file, "key_file")?)
+        .map_err(|_| {
+            SpecError::new(
+                key_file.pos,
+                "tls_config.key_file",
+                format!("{} holds no PEM private key", key_file.value),
+            )
+        })?;
+    Ok(Some((chain, key, key_file.pos)))
 }
 
 /// Extracts the DER certificates from PEM text.
@@ -198,47 +294,135 @@ pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
-/// Which resolver a probe asks.
+/// Which resolver a probe asks, and which address family it prefers.
+#[derive(Clone, Debug)]
+pub struct Resolver {
+    lookup: Lookup,
+    preference: IpPreference,
+}
+
 #[derive(Clone)]
-pub enum Resolver {
+enum Lookup {
     System(Result<Arc<TokioResolver>, String>),
     Custom(Arc<TokioResolver>),
 }
 
-impl std::fmt::Debug for Resolver {
+impl std::fmt::Debug for Lookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Resolver::System(_) => f.write_str("Resolver::System"),
-            Resolver::Custom(_) => f.write_str("Resolver::Custom"),
+            Lookup::System(_) => f.write_str("Resolver::System"),
+            Lookup::Custom(_) => f.write_str("Resolver::Custom"),
         }
     }
 }
 
-/// Resolves `host` to one address (IPv4 preferred), timing the `resolve` phase.
+/// `preferred_ip_protocol` and `ip_protocol_fallback`, as in blackbox_exporter: the family
+/// tried first and whether the other one is taken when a name has none of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPreference {
+    pub ipv6: bool,
+    pub fallback: bool,
+}
+
+impl Default for IpPreference {
+    /// IPv4 first, IPv6 when a name has no IPv4 address.
+    fn default() -> Self {
+        IpPreference {
+            ipv6: false,
+            fallback: true,
+        }
+    }
+}
+
+impl IpPreference {
+    /// Reads the two keys as written (`ip4` or `ip6`).
+    pub fn from_spec(
+        preferred: Option<&Spanned<String>>,
+        fallback: Option<bool>,
+    ) -> Result<IpPreference, SpecError> {
+        let ipv6 = match preferred.map(|p| (p.pos, p.to_ascii_lowercase())) {
+            None => false,
+            Some((_, p)) if p == "ip4" || p == "ipv4" => false,
+            Some((_, p)) if p == "ip6" || p == "ipv6" => true,
+            Some((pos, p)) => {
+                return Err(SpecError::new(
+                    pos,
+                    "preferred_ip_protocol",
+                    format!("{p:?} is not ip4 or ip6"),
+                ));
+            }
+        };
+        Ok(IpPreference {
+            ipv6,
+            fallback: fallback.unwrap_or(true),
+        })
+    }
+
+    fn wants(self, ip: &IpAddr) -> bool {
+        ip.is_ipv6() == self.ipv6
+    }
+
+    fn family(self) -> &'static str {
+        if self.ipv6 { "IPv6" } else { "IPv4" }
+    }
+
+    /// The hickory strategy that asks for the preferred family first (and only it without
+    /// fallback), so a preference for IPv6 queries AAAA even when the name has A records.
+    fn strategy(self) -> LookupIpStrategy {
+        match (self.ipv6, self.fallback) {
+            (false, true) => LookupIpStrategy::Ipv4thenIpv6,
+            (false, false) => LookupIpStrategy::Ipv4Only,
+            (true, true) => LookupIpStrategy::Ipv6thenIpv4,
+            (true, false) => LookupIpStrategy::Ipv6Only,
+        }
+    }
+
+    fn slot(self) -> usize {
+        usize::from(self.ipv6) * 2 + usize::from(self.fallback)
+    }
+}
+
+/// Resolves `host` to one address of the preferred family (or, with fallback, the other),
+/// timing the `resolve` phase.
 pub async fn resolve(
     host: &str,
     resolver: &Resolver,
     trace: &mut Trace,
 ) -> Result<IpAddr, Failure> {
     trace.enter("resolve");
+    let prefer = resolver.preference;
+    let refuse = || {
+        Failure::Dns(format!(
+            "no {} address for {host} (ip_protocol_fallback: false)",
+            prefer.family()
+        ))
+    };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(ip);
+        return if prefer.wants(&ip) || prefer.fallback {
+            Ok(ip)
+        } else {
+            Err(refuse())
+        };
     }
-    let resolver = match resolver {
-        Resolver::System(Ok(r)) | Resolver::Custom(r) => r,
-        Resolver::System(Err(e)) => return Err(Failure::Dns(e.clone())),
+    let lookup = match &resolver.lookup {
+        Lookup::System(Ok(r)) | Lookup::Custom(r) => r,
+        Lookup::System(Err(e)) => return Err(Failure::Dns(e.clone())),
     };
-    match resolver.lookup_ip(host).await {
+    match lookup.lookup_ip(host).await {
         Ok(lookup) => {
-            let mut first = None;
+            let mut other = None;
             for ip in lookup.iter() {
-                if ip.is_ipv4() {
+                if prefer.wants(&ip) {
                     return Ok(ip);
                 }
-                first.get_or_insert(ip);
+                other.get_or_insert(ip);
             }
-            first.ok_or_else(|| Failure::Dns(format!("no A/AAAA records for {host}")))
+            match other {
+                Some(ip) if prefer.fallback => Ok(ip),
+                Some(_) => Err(refuse()),
+                None => Err(Failure::Dns(format!("no A/AAAA records for {host}"))),
+            }
         }
         Err(e) if e.is_nx_domain() => Err(Failure::Dns(format!("NXDOMAIN for {host}"))),
         Err(e) if e.is_no_records_found() => {
@@ -251,6 +435,7 @@ pub async fn resolve(
 /// Opens a TCP connection, timing the `connect` phase.
 pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, Failure> {
     trace.enter("connect");
+    address_signals(addr.ip(), trace);
     let stream = TcpStream::connect(addr).await.map_err(|e| {
         Failure::Connect(match e.kind() {
             io::ErrorKind::ConnectionRefused => "refused".to_string(),
@@ -285,6 +470,12 @@ pub async fn handshake(
         .await
         .map_err(|e| Failure::Tls(describe_tls_error(&e, server_name)))?;
     let (_, session) = tls.get_ref();
+    if let Some(version) = session.protocol_version() {
+        trace.signal("tls_version", tls_version_number(version));
+    }
+    if let Some(leaf) = session.peer_certificates().and_then(|chain| chain.first()) {
+        trace.certificate = super::cert::Certificate::from_der(leaf).map(Box::new);
+    }
     if let Some(expiry) = session
         .peer_certificates()
         .and_then(|chain| chain.iter().filter_map(|c| not_after(c)).min())
@@ -297,6 +488,65 @@ pub async fn handshake(
         trace.signal("cert_days_left", (expiry - now) as f64 / 86_400.0);
     }
     Ok(tls)
+}
+
+/// `probe_ip_protocol`, shared by the kinds that connect.
+pub const IP_PROTOCOL: Family = gauge(
+    "probe_ip_protocol",
+    "The IP version (4 or 6) of the address the last run connected to.",
+);
+/// `probe_ip_addr_hash`, shared by the kinds that connect.
+pub const IP_ADDR_HASH: Family = gauge(
+    "probe_ip_addr_hash",
+    "FNV-1a hash of the address the last run connected to: a change means a new address.",
+);
+/// `probe_failed_due_to_regex`, shared by http and tcp.
+pub const FAILED_DUE_TO_REGEX: Family = gauge(
+    "probe_failed_due_to_regex",
+    "Whether the last run failed because a body or reply regex did not hold.",
+);
+
+/// Which address a run reached for, as blackbox_exporter reports it (`probe_ip_protocol`,
+/// `probe_ip_addr_hash`), recorded before connecting so a refused connect reports it too.
+pub fn address_signals(ip: IpAddr, trace: &mut Trace) {
+    trace.signal("ip_protocol", if ip.is_ipv4() { 4.0 } else { 6.0 });
+    trace.signal("ip_addr_hash", f64::from(ip_hash(ip)));
+}
+
+/// blackbox_exporter's `probe_ip_addr_hash`: the 32-bit FNV-1a hash of the address's bytes
+/// (4 for IPv4, 16 for IPv6), so a change of address shows without a label per address.
+pub fn ip_hash(ip: IpAddr) -> u32 {
+    let bytes = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in bytes {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// A TLS version as a number (1.2, 1.3) for the `tls_version` signal; [`tls_version_name`]
+/// turns it back into blackbox_exporter's label value.
+fn tls_version_number(version: rustls::ProtocolVersion) -> f64 {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => 1.3,
+        rustls::ProtocolVersion::TLSv1_2 => 1.2,
+        rustls::ProtocolVersion::TLSv1_1 => 1.1,
+        _ => 1.0,
+    }
+}
+
+/// The `version` label of `probe_tls_version_info`, as Go names it (`TLS 1.3`).
+pub fn tls_version_name(number: f64) -> &'static str {
+    match (number * 10.0).round() as u32 {
+        13 => "TLS 1.3",
+        12 => "TLS 1.2",
+        11 => "TLS 1.1",
+        _ => "TLS 1.0",
+    }
 }
 
 fn describe_tls_error(e: &io::Error, server_name: &str) -> String {
@@ -325,8 +575,28 @@ fn describe_tls_error(e: &io::Error, server_name: &str) -> String {
                 format!("certificate not valid for {server_name}")
             }
             CertificateError::Revoked => "certificate revoked".into(),
-            other => format!("invalid certificate: {other:?}"),
+            CertificateError::BadEncoding => "certificate is malformed".into(),
+            CertificateError::BadSignature => "certificate signature does not verify".into(),
+            CertificateError::UnhandledCriticalExtension => {
+                "certificate has a critical extension that cannot be checked".into()
+            }
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "certificate is not meant for TLS servers (its extended key usage)".into()
+            }
+            CertificateError::Other(e) => format!("the server's certificate was refused: {e}"),
+            other => format!("the server's certificate was refused: {other:?}"),
         },
+        TlsError::InvalidMessage(_) => {
+            "the server did not answer in TLS (a plain-text port?)".into()
+        }
+        TlsError::AlertReceived(alert) => {
+            format!("the server ended the handshake with the alert {alert:?}")
+        }
+        TlsError::PeerIncompatible(why) => {
+            format!("no TLS version or cipher suite in common with the server ({why:?})")
+        }
+        TlsError::PeerMisbehaved(why) => format!("the server broke the TLS protocol ({why:?})"),
+        TlsError::NoCertificatesPresented => "the server presented no certificate".into(),
         other => other.to_string(),
     }
 }
@@ -448,6 +718,11 @@ impl ServerCertVerifier for AcceptAnyCert {
 /// The `notAfter` of a DER certificate, in unix seconds. A small DER walk instead of an X.509
 /// crate: Certificate → TBSCertificate → [version] serial signature issuer validity.
 pub fn not_after(der: &[u8]) -> Option<i64> {
+    validity(der).map(|(_, not_after)| not_after)
+}
+
+/// The `notBefore` and `notAfter` of a DER certificate, in unix seconds.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     let (_, cert, _) = der_element(der)?;
     let (_, tbs, _) = der_element(cert)?;
     let mut rest = tbs;
@@ -459,13 +734,14 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
         rest = der_element(rest)?.2; // serial, signature algorithm, issuer
     }
     let (_, validity, _) = der_element(rest)?;
-    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, after_not_before) = der_element(validity)?;
+    let not_before = parse_der_time(tag, time)?;
     let (tag, time, _) = der_element(after_not_before)?;
-    parse_der_time(tag, time)
+    Some((not_before, parse_der_time(tag, time)?))
 }
 
 /// Splits one DER element: (tag, contents, rest).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(super) fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -545,90 +821,5 @@ mod tests {
             "2031-05-17T00:00:00Z"
         );
         assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
-    }
-}
-
-/// Which address family a probe tries first, and whether it may use the other
-/// (`preferred_ip_protocol`, `ip_protocol_fallback`, as blackbox_exporter names them).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Family {
-    pub prefer_v6: bool,
-    pub fallback: bool,
-}
-
-impl Default for Family {
-    /// IPv4 first, IPv6 when a name has no IPv4 address: what `resolve` does.
-    fn default() -> Self {
-        Family {
-            prefer_v6: false,
-            fallback: true,
-        }
-    }
-}
-
-impl Family {
-    /// Reads `preferred_ip_protocol: ip4 | ip6` and `ip_protocol_fallback`.
-    pub fn from_spec(
-        preferred: Option<&Spanned<String>>,
-        fallback: Option<bool>,
-    ) -> Result<Family, SpecError> {
-        let prefer_v6 = match preferred.map(|p| (p, p.value.as_str())) {
-            None | Some((_, "ip4")) => false,
-            Some((_, "ip6")) => true,
-            Some((p, other)) => {
-                return Err(SpecError::new(
-                    p.pos,
-                    "preferred_ip_protocol",
-                    format!("{other:?} is not one of ip4, ip6"),
-                ));
-            }
-        };
-        Ok(Family {
-            prefer_v6,
-            fallback: fallback.unwrap_or(true),
-        })
-    }
-}
-
-/// Resolves `host` to one address of the preferred family (or the other, if allowed),
-/// timing the `resolve` phase. An address literal is used as written.
-pub async fn resolve_family(
-    host: &str,
-    resolver: &Resolver,
-    family: Family,
-    trace: &mut Trace,
-) -> Result<IpAddr, Failure> {
-    if family == Family::default() {
-        return resolve(host, resolver, trace).await;
-    }
-    trace.enter("resolve");
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    let resolver = match resolver {
-        Resolver::System(Ok(r)) | Resolver::Custom(r) => r,
-        Resolver::System(Err(e)) => return Err(Failure::Dns(e.clone())),
-    };
-    let wanted = if family.prefer_v6 { "AAAA" } else { "A" };
-    match resolver.lookup_ip(host).await {
-        Ok(lookup) => {
-            let (preferred, other): (Vec<IpAddr>, Vec<IpAddr>) = lookup
-                .iter()
-                .partition(|ip| ip.is_ipv6() == family.prefer_v6);
-            match (preferred.first(), other.first()) {
-                (Some(ip), _) => Ok(*ip),
-                (None, Some(ip)) if family.fallback => Ok(*ip),
-                (None, Some(_)) => Err(Failure::Dns(format!(
-                    "no {wanted} record for {host} and ip_protocol_fallback is off"
-                ))),
-                (None, None) => Err(Failure::Dns(format!("no A/AAAA records for {host}"))),
-            }
-        }
-        Err(e) if e.is_nx_domain() => Err(Failure::Dns(format!("NXDOMAIN for {host}"))),
-        Err(e) if e.is_no_records_found() => {
-            Err(Failure::Dns(format!("no A/AAAA records for {host}")))
-        }
-        Err(e) => Err(Failure::Dns(format!("{host}: {e}"))),
     }
 }

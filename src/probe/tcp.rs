@@ -29,7 +29,32 @@ pub struct TcpSpec {
     pub send: Option<String>,
     /// A regex the reply must match, read up to 64 KiB.
     pub expect: Option<Spanned<String>>,
+    /// A dialogue, after `send`/`expect`: each step waits for its `expect` (a regex over what
+    /// arrived since the previous match), then writes its `send`, in which `${1}` is a group
+    /// of that step's match (blackbox_exporter's `query_response`).
+    #[serde(default)]
+    pub query_response: Vec<StepSpec>,
     pub resolver: Option<Vec<Spanned<String>>>,
+    /// `ip4` (default) or `ip6`: the address family tried first.
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    /// Whether the other family is taken when the name has none of the preferred (default
+    /// true).
+    pub ip_protocol_fallback: Option<bool>,
+}
+
+/// One step of `query_response`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub expect: Option<Spanned<String>>,
+    pub send: Option<String>,
+}
+
+/// A validated step: wait for `expect` (if any), then write `send` (if any).
+#[derive(Debug)]
+struct Step {
+    expect: Option<Regex>,
+    send: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -37,8 +62,7 @@ pub struct TcpProbe {
     host: String,
     port: u16,
     tls: Option<(String, Arc<ClientConfig>)>,
-    send: Option<Vec<u8>>,
-    expect: Option<Regex>,
+    steps: Vec<Step>,
     resolver: Resolver,
 }
 
@@ -49,17 +73,37 @@ impl TcpProbe {
         let address = split_host_port(&spec.address)
             .map_err(|m| errors.push(SpecError::new(spec.address.pos, "address", m)))
             .ok();
-        let expect = spec.expect.as_ref().and_then(|re| {
+        let mut regex = |re: &Spanned<String>, field: &str| {
             Regex::new(re)
                 .map_err(|e| {
-                    errors.push(SpecError::new(
-                        re.pos,
-                        "expect",
-                        format!("invalid regex: {e}"),
-                    ))
+                    errors.push(SpecError::new(re.pos, field, format!("invalid regex: {e}")))
                 })
                 .ok()
-        });
+        };
+        let mut steps = Vec::new();
+        if spec.send.is_some() || spec.expect.is_some() {
+            if let Some(send) = &spec.send {
+                steps.push(Step {
+                    expect: None,
+                    send: Some(send.clone().into_bytes()),
+                });
+            }
+            if let Some(re) = &spec.expect {
+                steps.push(Step {
+                    expect: regex(re, "expect"),
+                    send: None,
+                });
+            }
+        }
+        for step in &spec.query_response {
+            steps.push(Step {
+                expect: step
+                    .expect
+                    .as_ref()
+                    .and_then(|re| regex(re, "query_response.expect")),
+                send: step.send.clone().map(String::into_bytes),
+            });
+        }
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = if spec.tls {
             ctx.net
@@ -69,19 +113,20 @@ impl TcpProbe {
         } else {
             None
         };
-        let resolver = ctx
-            .net
-            .resolver(spec.resolver.as_deref())
-            .map_err(|e| errors.push(e))
-            .ok();
+        let resolver = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference))
+        .map_err(|e| errors.push(e))
+        .ok();
         match (address, resolver) {
             (Some((host, port)), Some(resolver)) if errors.is_empty() => Ok(TcpProbe {
                 tls: tls
                     .map(|config| (tls_spec.server_name.unwrap_or_else(|| host.clone()), config)),
                 host,
                 port,
-                send: spec.send.map(String::into_bytes),
-                expect,
+                steps,
                 resolver,
             }),
             _ => Err(errors),
@@ -98,20 +143,39 @@ impl TcpProbe {
             .as_ref()
             .map(|(name, config)| (name.as_str(), config.clone()));
         let mut stream = net::open(&self.host, self.port, &self.resolver, tls, trace).await?;
-        if self.send.is_some() || self.expect.is_some() {
+        if !self.steps.is_empty() {
             trace.enter("exchange");
-            if let Some(bytes) = &self.send {
-                stream
-                    .write_all(bytes)
-                    .await
-                    .map_err(|e| Failure::Expect(format!("send failed: {e}")))?;
+            let expects = self.steps.iter().any(|s| s.expect.is_some());
+            if expects {
+                trace.signal("failed_due_to_regex", 0.0);
             }
-            if let Some(re) = &self.expect {
-                let check = read_until_match(&mut stream, re).await;
-                trace.finish();
-                let failure = trace.check("expect", check);
-                if let Some(failure) = failure {
-                    return Err(failure);
+            let mut reply = Vec::with_capacity(512);
+            for step in &self.steps {
+                let mut send = step.send.clone();
+                if let Some(re) = &step.expect {
+                    let check = read_until_match(&mut stream, &mut reply, re).await;
+                    let matched = check.as_ref().ok().map(|(_, rest)| *rest);
+                    if let (Some(template), Ok((captured, _))) = (&step.send, &check) {
+                        let mut expanded = Vec::new();
+                        captured.expand(template, &mut expanded);
+                        send = Some(expanded);
+                    }
+                    let failure = trace.check(
+                        "expect",
+                        check.map(|(_, _)| format!("reply matches {:?}", re.as_str())),
+                    );
+                    if let Some(failure) = failure {
+                        trace.signal("failed_due_to_regex", 1.0);
+                        return Err(failure);
+                    }
+                    // What follows the match is read by the next step's expect.
+                    reply.drain(..matched.unwrap_or(0));
+                }
+                if let Some(bytes) = &send {
+                    stream
+                        .write_all(bytes)
+                        .await
+                        .map_err(|e| Failure::Expect(format!("send failed: {e}")))?;
                 }
             }
         }
@@ -121,12 +185,17 @@ impl TcpProbe {
     }
 }
 
-async fn read_until_match(stream: &mut net::Stream, re: &Regex) -> Result<String, Failure> {
-    let mut reply = Vec::with_capacity(512);
+/// Reads into `reply` until `re` matches it; the match's groups (owned) and where it ends.
+async fn read_until_match(
+    stream: &mut net::Stream,
+    reply: &mut Vec<u8>,
+    re: &Regex,
+) -> Result<(Captured, usize), Failure> {
     let mut chunk = [0u8; 4096];
     loop {
-        if re.is_match(&reply) {
-            return Ok(format!("reply matches {:?}", re.as_str()));
+        if let Some(captures) = re.captures(reply) {
+            let end = captures.get(0).map_or(0, |m| m.end());
+            return Ok((Captured::of(&captures), end));
         }
         if reply.len() >= MAX_REPLY {
             return Err(Failure::Expect(format!(
@@ -148,6 +217,62 @@ async fn read_until_match(stream: &mut net::Stream, re: &Regex) -> Result<String
     }
 }
 
+/// The groups of one match, kept after the reply buffer moves on.
+struct Captured(Vec<Option<Vec<u8>>>);
+
+impl Captured {
+    fn of(captures: &regex::bytes::Captures<'_>) -> Self {
+        Captured(
+            captures
+                .iter()
+                .map(|m| m.map(|m| m.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    /// `template` with `$1`/`${1}` replaced by this match's groups, as Go's `Regexp.Expand`.
+    fn expand(&self, template: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        while i < template.len() {
+            if template[i] == b'$' && template.get(i + 1) == Some(&b'$') {
+                out.push(b'$');
+                i += 2;
+                continue;
+            }
+            if template[i] == b'$' {
+                let (digits, skip) = match template.get(i + 1) {
+                    Some(b'{') => {
+                        let end = template[i + 2..].iter().position(|b| *b == b'}');
+                        match end {
+                            Some(end) => (&template[i + 2..i + 2 + end], end + 3),
+                            None => (&template[..0], 1),
+                        }
+                    }
+                    _ => {
+                        let n = template[i + 1..]
+                            .iter()
+                            .take_while(|b| b.is_ascii_digit())
+                            .count();
+                        (&template[i + 1..i + 1 + n], n + 1)
+                    }
+                };
+                let group = std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<usize>().ok());
+                if let Some(group) = group {
+                    if let Some(Some(bytes)) = self.0.get(group) {
+                        out.extend_from_slice(bytes);
+                    }
+                    i += skip;
+                    continue;
+                }
+            }
+            out.push(template[i]);
+            i += 1;
+        }
+    }
+}
+
 /// Splits `host:port` (or `[v6]:port`).
 pub(super) fn split_host_port(address: &str) -> Result<(String, u16), String> {
     let err = || format!("invalid address {address:?}: expected host:port");
@@ -163,6 +288,7 @@ pub(super) fn split_host_port(address: &str) -> Result<(String, u16), String> {
 impl super::Kind for TcpProbe {
     type Spec = TcpSpec;
     const INFO: KindInfo = KIND;
+    const TARGET_KEY: Option<&'static str> = Some("address");
 
     fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<Self::Spec>()
@@ -186,7 +312,17 @@ pub const KIND: KindInfo = KindInfo {
     name: "tcp",
     headline: "latency",
     network: true,
-    signals: &[Signal::new("latency", Unit::Seconds, None)],
+    signals: &[
+        Signal::new("latency", Unit::Seconds, None),
+        Signal::new(
+            "failed_due_to_regex",
+            Unit::Count,
+            Some(&net::FAILED_DUE_TO_REGEX),
+        )
+        .exported_only(),
+        Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
+        Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
+    ],
 };
 
 #[cfg(test)]
@@ -200,5 +336,14 @@ mod tests {
         assert!(split_host_port("db").is_err());
         assert!(split_host_port(":80").is_err());
         assert!(split_host_port("db:http").is_err());
+    }
+
+    #[test]
+    fn sends_expand_the_groups_of_the_match() {
+        let re = Regex::new("PING :([^ ]+)").unwrap();
+        let captures = re.captures(b"xx PING :abc123 tail").unwrap();
+        let mut out = Vec::new();
+        Captured::of(&captures).expand(b"PONG ${1} $1 $9 $$x", &mut out);
+        assert_eq!(out, b"PONG abc123 abc123  $x");
     }
 }

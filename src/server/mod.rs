@@ -10,6 +10,7 @@ pub mod api;
 pub mod links;
 pub mod listen;
 pub mod ping;
+pub mod probe_endpoint;
 pub mod status_page;
 
 use std::convert::Infallible;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The ping routes' rate limiter and the runner that judges a pinged probe at once.
     pings: Arc<ping::Desk>,
+    /// The in-flight bound of blackbox's `/probe`.
+    probe_slots: Arc<probe_endpoint::Slots>,
 }
 
 impl Shared {
@@ -62,6 +65,7 @@ impl Shared {
             api_token: Arc::new(RwLock::new(api_token)),
             store,
             pings: Arc::new(ping::Desk::new(runner)),
+            probe_slots: Default::default(),
         }
     }
 
@@ -100,6 +104,7 @@ pub fn router(shared: Shared) -> Router {
         .nest("/api/v1", api::routes())
         .merge(ping::routes())
         .merge(links::routes())
+        .merge(probe_endpoint::routes())
         .merge(status_page::routes())
         .with_state(shared)
 }

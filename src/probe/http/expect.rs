@@ -26,6 +26,9 @@ pub(super) struct Expect {
     headers: Vec<(HeaderName, Regex)>,
     latency_below: Option<Duration>,
     cert_days_left: Option<f64>,
+    /// Allowed versions as `version_number` gives them, with their text for messages.
+    http_versions: Vec<(f64, String)>,
+    ssl: Option<bool>,
 }
 
 impl Expect {
@@ -56,7 +59,42 @@ impl Expect {
                 })
             },
         ));
+        if !expect.http_versions.is_empty() {
+            let got = super::request::version_number(response.head.version);
+            failures.push(trace.check(
+                "http_version",
+                match expect.http_versions.iter().find(|(v, _)| *v == got) {
+                    Some((_, text)) => Ok(format!("{text} allowed")),
+                    None => Err(Failure::Http(format!(
+                        "version {:?} not in [{}]",
+                        response.head.version,
+                        expect
+                            .http_versions
+                            .iter()
+                            .map(|(_, t)| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))),
+                },
+            ));
+        }
+        if let Some(want) = expect.ssl {
+            let got = trace
+                .signals
+                .iter()
+                .any(|(n, v)| *n == "http_ssl" && *v == 1.0);
+            failures.push(trace.check(
+                "ssl",
+                match (want, got) {
+                    (true, true) => Ok("answered over TLS".into()),
+                    (false, false) => Ok("answered without TLS".into()),
+                    (true, false) => Err(Failure::Http("the final answer came without TLS".into())),
+                    (false, true) => Err(Failure::Http("the final answer came over TLS".into())),
+                },
+            ));
+        }
         let text = String::from_utf8_lossy(&response.body);
+        let body_checks = failures.len();
         if let Some(re) = &expect.body_regex {
             failures.push(trace.check(
                 "body_regex",
@@ -80,6 +118,11 @@ impl Expect {
                 },
             ));
         }
+        // blackbox_exporter's `probe_failed_due_to_regex`: whether a body regex failed the run.
+        // As blackbox, only when the status was right: a wrong status fails the run first.
+        let regex_failed =
+            failures[0].is_none() && failures[body_checks..].iter().any(Option::is_some);
+        trace.signal("failed_due_to_regex", f64::from(u8::from(regex_failed)));
         if !expect.json.is_empty() {
             let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&response.body);
             for (text_path, path, want) in &expect.json {
@@ -148,6 +191,18 @@ impl Expect {
             ));
         }
         first_failure(failures)
+    }
+}
+
+/// `HTTP/1.1`, `HTTP/2.0` or `HTTP/2` as the number `version_number` gives.
+fn parse_version(text: &str) -> Option<f64> {
+    match text.to_ascii_uppercase().as_str() {
+        "HTTP/0.9" => Some(0.9),
+        "HTTP/1.0" => Some(1.0),
+        "HTTP/1.1" => Some(1.1),
+        "HTTP/2" | "HTTP/2.0" => Some(2.0),
+        "HTTP/3" | "HTTP/3.0" => Some(3.0),
+        _ => None,
     }
 }
 
@@ -222,6 +277,20 @@ pub(super) fn build_expect(spec: HttpExpectSpec, errors: &mut Vec<SpecError>) ->
             Err(m) => errors.push(SpecError::new(limit.pos, "expect.latency_below", m)),
         }
     }
+    for version in spec.http_versions.iter().flatten() {
+        match parse_version(version) {
+            Some(number) => expect.http_versions.push((number, version.value.clone())),
+            None => errors.push(SpecError::new(
+                version.pos,
+                "expect.http_versions",
+                format!(
+                    "unknown HTTP version {:?}: write HTTP/1.0, HTTP/1.1, HTTP/2.0 or HTTP/3.0",
+                    version.value
+                ),
+            )),
+        }
+    }
+    expect.ssl = spec.ssl;
     if let Some(days) = &spec.cert_days_left {
         if days.value.is_finite() && days.value >= 0.0 {
             expect.cert_days_left = Some(days.value);

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use self::expect::{Expect, build_expect};
 use self::redirects::{Credential, is_credential_header, origin, parse_url, resolve_location};
 pub(crate) use self::request::base64;
-use super::net::{Resolver, TlsSpec};
+use super::net::{self, Resolver, TlsSpec};
 use super::{BuildContext, Failure, SpecError, Trace};
 use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
 use crate::basics::units::{Secret, parse_size};
@@ -52,6 +52,11 @@ pub struct HttpSpec {
     pub max_body: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
     pub resolver: Option<Vec<Spanned<String>>>,
+    /// `ip4` (default) or `ip6`: the address family tried first.
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    /// Whether the other family is taken when the name has none of the preferred (default
+    /// true).
+    pub ip_protocol_fallback: Option<bool>,
     pub expect: Option<HttpExpectSpec>,
 }
 
@@ -125,6 +130,10 @@ pub struct HttpExpectSpec {
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub latency_below: Option<Spanned<String>>,
     pub cert_days_left: Option<Spanned<f64>>,
+    /// The HTTP versions the final answer may come in (`HTTP/1.1`, `HTTP/2.0`).
+    pub http_versions: Option<Vec<Spanned<String>>>,
+    /// `true`: the final answer must come over TLS; `false`: it must not.
+    pub ssl: Option<bool>,
 }
 
 /// A built http probe.
@@ -259,7 +268,11 @@ impl HttpProbe {
         };
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
-        let resolver = ctx.net.resolver(spec.resolver.as_deref());
+        let resolver = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference));
         let expect = build_expect(spec.expect.unwrap_or_default(), &mut errors);
         let (tls, resolver) = match (tls, resolver) {
             (Ok(tls), Ok(resolver)) if errors.is_empty() => (tls, resolver),
@@ -365,6 +378,7 @@ impl HttpProbe {
 impl super::Kind for HttpProbe {
     type Spec = HttpSpec;
     const INFO: KindInfo = KIND;
+    const TARGET_KEY: Option<&'static str> = Some("url");
 
     fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<Self::Spec>()
@@ -390,9 +404,29 @@ pub const KIND: KindInfo = KindInfo {
     network: true,
     signals: &[
         Signal::new("latency", Unit::Seconds, None),
-        Signal::new("status", Unit::Count, Some(&STATUS)),
-        Signal::new("redirects", Unit::Count, Some(&REDIRECTS)).exported_only(),
-        Signal::new("body_bytes", Unit::Bytes, Some(&BODY)),
+        Signal::new("status", Unit::Count, Some(&STATUS)).zero_when_absent(),
+        Signal::new("redirects", Unit::Count, Some(&REDIRECTS))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("body_bytes", Unit::Bytes, Some(&BODY)).zero_when_absent(),
+        Signal::new("content_length", Unit::Bytes, Some(&CONTENT_LENGTH))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("http_version", Unit::Count, Some(&VERSION))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new("http_ssl", Unit::Count, Some(&SSL))
+            .exported_only()
+            .zero_when_absent(),
+        Signal::new(
+            "failed_due_to_regex",
+            Unit::Count,
+            Some(&net::FAILED_DUE_TO_REGEX),
+        )
+        .exported_only()
+        .zero_when_absent(),
+        Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
+        Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
         Signal::new("cert_expiry", Unit::Count, Some(&SSL_EXPIRY)).exported_only(),
         Signal::new("cert_days_left", Unit::Count, Some(&SSL_DAYS_LEFT)),
     ],
@@ -400,6 +434,18 @@ pub const KIND: KindInfo = KindInfo {
 const STATUS: Family = gauge(
     "probe_http_status_code",
     "Response HTTP status code of the last run (0 if none).",
+);
+const CONTENT_LENGTH: Family = gauge(
+    "probe_http_content_length",
+    "The Content-Length the last answer announced (-1: none; 0: no answer).",
+);
+const VERSION: Family = gauge(
+    "probe_http_version",
+    "The HTTP version of the last answer (1.1, 2; 0: no answer).",
+);
+const SSL: Family = gauge(
+    "probe_http_ssl",
+    "Whether the last answer (after redirects) came over TLS.",
 );
 const REDIRECTS: Family = gauge(
     "probe_http_redirects",

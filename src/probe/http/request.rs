@@ -77,6 +77,10 @@ impl HttpProbe {
         }
         trace.signal("body_bytes", size as f64);
         trace.signal("status", head.status.as_u16() as f64);
+        trace.signal("http_version", version_number(head.version));
+        trace.signal("http_ssl", f64::from(u8::from(https)));
+        // As blackbox_exporter: -1 when the answer announced no length.
+        trace.signal("content_length", promised.map_or(-1.0, |n| n as f64));
         Ok(Response { head, body: bytes })
     }
 
@@ -142,6 +146,17 @@ pub(crate) fn base64(input: &[u8]) -> String {
 pub(super) struct Response {
     pub(super) head: http::response::Parts,
     pub(super) body: Vec<u8>,
+}
+
+/// An HTTP version as blackbox_exporter exports it: 1.0, 1.1, 2 or 3.
+pub(crate) fn version_number(version: http::Version) -> f64 {
+    match version {
+        http::Version::HTTP_09 => 0.9,
+        http::Version::HTTP_10 => 1.0,
+        http::Version::HTTP_2 => 2.0,
+        http::Version::HTTP_3 => 3.0,
+        _ => 1.1,
+    }
 }
 
 /// The innermost I/O error under a hyper error, if any.

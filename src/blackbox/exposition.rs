@@ -1,0 +1,308 @@
+//! One probe's result in blackbox_exporter's exposition: its family names, help texts and
+//! value meanings, families sorted by name as blackbox writes them, and every family
+//! blackbox always writes present on a failed run too, with blackbox's value (0, or -1 for an
+//! unknown content length), so `probe_http_status_code >= 400` and friends keep answering.
+//!
+//! It reads an [`Outcome`] and the signals the kinds record for this purpose; it runs nothing.
+
+use std::fmt::Write as _;
+
+use super::Prober;
+use crate::probe::net::tls_version_name;
+use crate::probe::{Failure, Outcome};
+
+/// The families and samples of one probe, before they are written.
+#[derive(Default)]
+struct Families(Vec<(&'static str, &'static str, Vec<(String, f64)>)>);
+
+impl Families {
+    fn gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
+        self.labelled(name, help, String::new(), value);
+    }
+
+    fn labelled(&mut self, name: &'static str, help: &'static str, labels: String, value: f64) {
+        match self.0.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, samples)) => samples.push((labels, value)),
+            None => self.0.push((name, help, vec![(labels, value)])),
+        }
+    }
+
+    fn write(mut self) -> String {
+        self.0.sort_by_key(|(name, _, _)| *name);
+        let mut out = String::with_capacity(2048);
+        for (name, help, mut samples) in self.0 {
+            samples.sort_by(|a, b| a.0.cmp(&b.0));
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (labels, value) in samples {
+                out.push_str(name);
+                if !labels.is_empty() {
+                    out.push('{');
+                    out.push_str(&labels);
+                    out.push('}');
+                }
+                out.push(' ');
+                out.push_str(&format_value(value));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// The exposition of one run of `prober`.
+pub fn render(prober: Prober, outcome: &Outcome) -> String {
+    let signal = |name: &str| outcome.signal(name);
+    let phase = |name: &str| {
+        outcome
+            .phases
+            .iter()
+            .find(|(p, _)| *p == name)
+            .map_or(0.0, |(_, d)| d.as_secs_f64())
+    };
+    let mut f = Families::default();
+    f.gauge(
+        "probe_success",
+        "Displays whether or not the probe was a success",
+        f64::from(u8::from(outcome.success)),
+    );
+    f.gauge(
+        "probe_duration_seconds",
+        "Returns how long the probe took to complete in seconds",
+        outcome.duration.as_secs_f64(),
+    );
+    // blackbox's meaning: the time taken to resolve the target's name (0 for an address;
+    // a dns probe's target is its server, given as an address).
+    let lookup = match prober {
+        Prober::Dns => 0.0,
+        _ => phase("resolve"),
+    };
+    f.gauge(
+        "probe_dns_lookup_time_seconds",
+        "Returns the time taken for probe dns lookup in seconds",
+        lookup,
+    );
+    // 0 when the target did not resolve to an address of an allowed family.
+    f.gauge(
+        "probe_ip_protocol",
+        "Specifies whether probe ip protocol is IP4 or IP6",
+        signal("ip_protocol").unwrap_or(0.0),
+    );
+    f.gauge(
+        "probe_ip_addr_hash",
+        "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+        signal("ip_addr_hash").unwrap_or(0.0),
+    );
+    match prober {
+        Prober::Http => http(&mut f, outcome, &phase),
+        Prober::Tcp => {
+            f.gauge(
+                "probe_failed_due_to_regex",
+                "Indicates if probe failed due to regex",
+                signal("failed_due_to_regex").unwrap_or(0.0),
+            );
+        }
+        Prober::Dns => dns(&mut f, outcome, &phase),
+    }
+    tls(&mut f, outcome);
+    f.write()
+}
+
+fn http(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
+    let signal = |name: &str| outcome.signal(name).unwrap_or(0.0);
+    // A run that never resolved its target has only the resolve phase, as in blackbox.
+    let resolved = outcome.phases.iter().any(|(p, _)| *p == "connect");
+    let phases: &[&str] = if resolved {
+        &["resolve", "connect", "tls", "processing", "transfer"]
+    } else {
+        &["resolve"]
+    };
+    // blackbox times a handshake only when it completes: a refused one reads 0.
+    let handshake_failed = matches!(outcome.failure, Some(Failure::Tls(_)));
+    for &name in phases {
+        let spent = if name == "tls" && handshake_failed {
+            0.0
+        } else {
+            phase(name)
+        };
+        f.labelled(
+            "probe_http_duration_seconds",
+            "Duration of http request by phase, summed over all redirects",
+            format!("phase=\"{name}\""),
+            spent,
+        );
+    }
+    let rows: [(&'static str, &'static str, &str); 7] = [
+        (
+            "probe_http_status_code",
+            "Response HTTP status code",
+            "status",
+        ),
+        (
+            "probe_http_content_length",
+            "Length of http content response",
+            "content_length",
+        ),
+        (
+            "probe_http_uncompressed_body_length",
+            "Length of uncompressed response body",
+            "body_bytes",
+        ),
+        (
+            "probe_http_redirects",
+            "The number of redirects",
+            "redirects",
+        ),
+        (
+            "probe_http_ssl",
+            "Indicates if SSL was used for the final redirect",
+            "http_ssl",
+        ),
+        (
+            "probe_http_version",
+            "Returns the version of HTTP of the probe response",
+            "http_version",
+        ),
+        (
+            "probe_failed_due_to_regex",
+            "Indicates if probe failed due to regex",
+            "failed_due_to_regex",
+        ),
+    ];
+    for (name, help, source) in rows {
+        // blackbox writes 0 for a length it never got; -1 only for an answer without one.
+        f.gauge(name, help, signal(source));
+    }
+}
+
+fn dns(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
+    let signal = |name: &str| outcome.signal(name).unwrap_or(0.0);
+    // The dns kind times the query as its `resolve` phase; blackbox calls that `request` and
+    // `resolve` the lookup of the server's name (none: it is an address).
+    for (name, value) in [
+        ("resolve", 0.0),
+        ("connect", phase("connect")),
+        ("request", phase("resolve")),
+    ] {
+        f.labelled(
+            "probe_dns_duration_seconds",
+            "Duration of DNS request by phase",
+            format!("phase=\"{name}\""),
+            value,
+        );
+    }
+    for (name, help, source) in [
+        (
+            "probe_dns_answer_rrs",
+            "Returns number of entries in the answer resource record list",
+            "answer_rrs",
+        ),
+        (
+            "probe_dns_authority_rrs",
+            "Returns number of entries in the authority resource record list",
+            "authority_rrs",
+        ),
+        (
+            "probe_dns_additional_rrs",
+            "Returns number of entries in the additional resource record list",
+            "additional_rrs",
+        ),
+        (
+            "probe_dns_query_succeeded",
+            "Displays whether or not the query was executed successfully",
+            "query_succeeded",
+        ),
+    ] {
+        f.gauge(name, help, signal(source));
+    }
+}
+
+/// The TLS families, written when a handshake completed (as blackbox does).
+fn tls(f: &mut Families, outcome: &Outcome) {
+    let Some(version) = outcome.signal("tls_version") else {
+        return;
+    };
+    f.labelled(
+        "probe_tls_version_info",
+        "Returns the TLS version used or NaN when unknown",
+        format!("version=\"{}\"", tls_version_name(version)),
+        1.0,
+    );
+    if let Some(cert) = &outcome.certificate {
+        f.labelled(
+            "probe_ssl_last_chain_info",
+            "Contains SSL leaf certificate information",
+            format!(
+                "fingerprint_sha256=\"{}\",issuer=\"{}\",subject=\"{}\",subjectalternative=\"{}\"",
+                cert.fingerprint_sha256,
+                label_value(&cert.issuer),
+                label_value(&cert.subject),
+                label_value(&cert.subject_alternative)
+            ),
+            1.0,
+        );
+    }
+    if let Some(expiry) = outcome.signal("cert_expiry") {
+        f.gauge(
+            "probe_ssl_earliest_cert_expiry",
+            "Returns last SSL chain expiry in unixtime",
+            expiry,
+        );
+        f.gauge(
+            "probe_ssl_last_chain_expiry_timestamp_seconds",
+            "Returns last SSL chain expiry in timestamp",
+            expiry,
+        );
+    }
+}
+
+/// A label value escaped for the text format (backslash, quote, newline).
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A sample value as Go's Prometheus client writes it (`strconv.FormatFloat(v, 'g', -1)`):
+/// the shortest digits, in exponent form when the exponent is below -4 or at least 6
+/// (`1e-05`, `3.668918509e+09`), plainly otherwise (`8196`, `0.001969286`).
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let scientific = format!("{v:e}");
+    let Some((mantissa, exp)) = scientific.split_once('e') else {
+        return scientific;
+    };
+    let exponent: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exponent) {
+        return format!("{v}");
+    }
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_value;
+
+    #[test]
+    fn values_are_written_as_go_writes_them() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(-1.0), "-1");
+        assert_eq!(format_value(0.0), "0");
+        assert_eq!(format_value(1.1), "1.1");
+        assert_eq!(format_value(4.2984e-05), "4.2984e-05");
+        assert_eq!(format_value(0.001969286), "0.001969286");
+        assert_eq!(format_value(3668918509.0), "3.668918509e+09");
+        assert_eq!(format_value(8196.0), "8196");
+        assert_eq!(format_value(1e6), "1e+06");
+        assert_eq!(format_value(0.0001), "0.0001");
+        assert_eq!(format_value(1.7e9), "1.7e+09");
+    }
+}

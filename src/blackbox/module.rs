@@ -1,0 +1,770 @@
+//! One blackbox_exporter module as its users write it in `blackbox.yml` (`prober:`,
+//! `timeout:`, and the `http:`, `tcp:`, `dns:` sections with blackbox's own keys), validated,
+//! and turned into the spec of slowburn's own kind for one target.
+//!
+//! Every key blackbox documents is read; a key slowburn does not carry out yet is an error at
+//! its position, never silently dropped, so a pasted module either means what it meant under
+//! blackbox or does not load. This file builds specs; running them is the kinds' business.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::basics::SpecError;
+use crate::basics::units::{parse_duration, parse_size};
+use crate::basics::yaml::{Pos, ScalarText, Spanned};
+use crate::probe::dns::{DnsExpectSpec, DnsSpec};
+use crate::probe::http::{BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec};
+use crate::probe::net::TlsSpec;
+use crate::probe::tcp::{StepSpec, TcpSpec};
+use crate::probe::{KindSpecs, Probe};
+
+/// Any value: a key blackbox knows whose meaning slowburn does not carry out yet.
+type Unsupported = Option<Spanned<serde_json::Value>>;
+
+/// A module as written under `modules:`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSpec {
+    /// `http`, `tcp` or `dns`.
+    pub prober: Spanned<String>,
+    /// The deadline of one probe; a scrape's `X-Prometheus-Scrape-Timeout-Seconds` (less
+    /// half a second) caps it, as in blackbox_exporter.
+    pub timeout: Option<Spanned<String>>,
+    pub http: Option<Spanned<HttpModule>>,
+    pub tcp: Option<Spanned<TcpModule>>,
+    pub dns: Option<Spanned<DnsModule>>,
+    pub icmp: Unsupported,
+    pub grpc: Unsupported,
+}
+
+/// blackbox's `http:` module keys (its `http_client_config` inlined, as blackbox reads it).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpModule {
+    pub valid_status_codes: Option<Vec<Spanned<u16>>>,
+    pub valid_http_versions: Option<Vec<Spanned<String>>>,
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub body: Option<String>,
+    pub no_follow_redirects: Option<bool>,
+    pub follow_redirects: Option<bool>,
+    pub fail_if_ssl: Option<bool>,
+    pub fail_if_not_ssl: Option<bool>,
+    #[serde(default)]
+    pub fail_if_body_matches_regexp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub fail_if_body_not_matches_regexp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub fail_if_header_matches: Vec<Spanned<HeaderMatch>>,
+    #[serde(default)]
+    pub fail_if_header_not_matches: Vec<Spanned<HeaderMatch>>,
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    pub ip_protocol_fallback: Option<Spanned<bool>>,
+    pub tls_config: Option<TlsModule>,
+    pub basic_auth: Option<BasicAuthModule>,
+    /// `env:NAME` or `file:PATH` (slowburn takes no inline secrets).
+    pub bearer_token: Option<Spanned<String>>,
+    pub bearer_token_file: Option<Spanned<String>>,
+    pub body_size_limit: Option<Spanned<ScalarText>>,
+    pub enable_http2: Option<Spanned<bool>>,
+    pub compression: Option<Spanned<String>>,
+    pub body_file: Unsupported,
+    pub skip_resolve_phase_with_proxy: Unsupported,
+    pub authorization: Unsupported,
+    pub oauth2: Unsupported,
+    pub proxy_url: Unsupported,
+    pub no_proxy: Unsupported,
+    pub proxy_from_environment: Unsupported,
+    pub proxy_connect_header: Unsupported,
+    pub enable_http1: Unsupported,
+}
+
+/// One entry of `fail_if_header_matches` / `fail_if_header_not_matches`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub header: Spanned<String>,
+    pub regexp: Spanned<String>,
+    #[serde(default)]
+    pub allow_missing: bool,
+}
+
+/// `basic_auth:` as blackbox (Prometheus' common config) writes it.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthModule {
+    pub username: String,
+    /// `env:NAME` or `file:PATH`.
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+}
+
+/// `tls_config:` as Prometheus' common config writes it.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsModule {
+    pub ca_file: Option<Spanned<String>>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub min_version: Unsupported,
+    pub max_version: Unsupported,
+    pub ca: Unsupported,
+    pub cert: Unsupported,
+    pub key: Unsupported,
+}
+
+/// blackbox's `tcp:` module keys.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpModule {
+    #[serde(default)]
+    pub query_response: Vec<Spanned<QueryResponse>>,
+    #[serde(default)]
+    pub tls: bool,
+    pub tls_config: Option<TlsModule>,
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    pub ip_protocol_fallback: Option<Spanned<bool>>,
+    pub source_ip_address: Unsupported,
+}
+
+/// One step of `query_response`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryResponse {
+    pub expect: Option<Spanned<String>>,
+    pub send: Option<String>,
+    pub starttls: Unsupported,
+}
+
+/// blackbox's `dns:` module keys.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsModule {
+    pub query_name: Option<Spanned<String>>,
+    /// Default `ANY`, as in blackbox.
+    pub query_type: Option<Spanned<String>>,
+    pub query_class: Option<Spanned<String>>,
+    pub transport_protocol: Option<Spanned<String>>,
+    pub recursion_desired: Option<bool>,
+    pub valid_rcodes: Option<Vec<Spanned<String>>>,
+    pub validate_answer_rrs: Option<RrValidator>,
+    pub validate_authority_rrs: Option<RrValidator>,
+    pub validate_additional_rrs: Option<RrValidator>,
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    pub ip_protocol_fallback: Option<Spanned<bool>>,
+    pub source_ip_address: Unsupported,
+    pub dns_over_tls: Unsupported,
+    pub tls_config: Unsupported,
+}
+
+/// `validate_*_rrs:`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RrValidator {
+    #[serde(default)]
+    pub fail_if_matches_regexp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub fail_if_all_match_regexp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub fail_if_not_matches_regexp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub fail_if_none_matches_regexp: Vec<Spanned<String>>,
+}
+
+/// The prober a module names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prober {
+    Http,
+    Tcp,
+    Dns,
+}
+
+impl Prober {
+    /// The kind of slowburn's that runs it (the `kind` of its probes).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Prober::Http => "http",
+            Prober::Tcp => "tcp",
+            Prober::Dns => "dns",
+        }
+    }
+}
+
+/// A validated module: its prober and timeout, and the spec it builds a probe from.
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub name: String,
+    pub prober: Prober,
+    pub timeout: Option<Duration>,
+    spec: ModuleSpec,
+    pos: Pos,
+}
+
+/// A target to validate a module with while it is loaded (the real target comes later).
+const SAMPLE_TARGETS: [(Prober, &str); 3] = [
+    (Prober::Http, "http://127.0.0.1/"),
+    (Prober::Tcp, "127.0.0.1:1"),
+    (Prober::Dns, "127.0.0.1:53"),
+];
+
+impl Module {
+    /// Validates a module, building a probe for a sample target so a bad regex or TLS file
+    /// is found now rather than at the first scrape; every error found.
+    pub fn new(
+        name: &str,
+        spec: Spanned<ModuleSpec>,
+        ctx: &crate::probe::BuildContext,
+    ) -> Result<Module, Vec<SpecError>> {
+        let pos = spec.pos;
+        let spec = spec.value;
+        let mut errors = Vec::new();
+        let prober = match spec.prober.as_str() {
+            "http" => Some(Prober::Http),
+            "tcp" => Some(Prober::Tcp),
+            "dns" => Some(Prober::Dns),
+            "icmp" | "grpc" => {
+                errors.push(SpecError::new(
+                    spec.prober.pos,
+                    "prober",
+                    format!(
+                        "the {} prober is not supported by slowburn yet; use http, tcp or dns",
+                        spec.prober.value
+                    ),
+                ));
+                None
+            }
+            other => {
+                errors.push(SpecError::new(
+                    spec.prober.pos,
+                    "prober",
+                    format!("unknown prober {other:?}: expected http, tcp, dns, icmp or grpc"),
+                ));
+                None
+            }
+        };
+        let timeout = spec.timeout.as_ref().and_then(|t| match parse_duration(t) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                errors.push(SpecError::new(t.pos, "timeout", "must be more than zero"));
+                None
+            }
+            Err(m) => {
+                errors.push(SpecError::new(t.pos, "timeout", m));
+                None
+            }
+        });
+        for (section, at) in [
+            ("http", spec.http.as_ref().map(|s| s.pos)),
+            ("tcp", spec.tcp.as_ref().map(|s| s.pos)),
+            ("dns", spec.dns.as_ref().map(|s| s.pos)),
+            ("icmp", spec.icmp.as_ref().map(|s| s.pos)),
+            ("grpc", spec.grpc.as_ref().map(|s| s.pos)),
+        ] {
+            if let (Some(at), Some(prober)) = (at, prober)
+                && section != prober.kind()
+            {
+                errors.push(SpecError::new(
+                    at,
+                    section,
+                    format!(
+                        "`{section}:` has no effect with prober {}: remove it or change the prober",
+                        prober.kind()
+                    ),
+                ));
+            }
+        }
+        let Some(prober) = prober else {
+            return Err(errors);
+        };
+        let module = Module {
+            name: name.to_string(),
+            prober,
+            timeout,
+            spec,
+            pos,
+        };
+        module.unsupported(&mut errors);
+        {
+            let sample = SAMPLE_TARGETS
+                .iter()
+                .find(|(p, _)| *p == prober)
+                .map_or("", |(_, t)| *t);
+            match module.kind_specs(sample) {
+                Ok(specs) => {
+                    if let Err(found) = Probe::build(specs, pos, ctx) {
+                        errors.extend(found.into_iter().map(|mut e| {
+                            e.field = blackbox_field(prober, &e.field);
+                            e
+                        }));
+                    }
+                }
+                Err(found) => errors.extend(found),
+            }
+        }
+        if errors.is_empty() {
+            Ok(module)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The probe this module runs against `target`.
+    pub fn probe(&self, target: &str, ctx: &crate::probe::BuildContext) -> Result<Probe, String> {
+        let specs = self.kind_specs(target).map_err(describe)?;
+        Probe::build(specs, self.pos, ctx).map_err(describe)
+    }
+
+    /// The module as written, for `/probe?debug=true`.
+    pub fn describe(&self) -> String {
+        format!("{:#?}", self.spec)
+    }
+
+    /// Every key the module gives that slowburn does not carry out yet.
+    fn unsupported(&self, errors: &mut Vec<SpecError>) {
+        let mut refuse = |field: &str, at: Option<Pos>, why: &str| {
+            if let Some(at) = at {
+                errors.push(SpecError::new(
+                    at,
+                    field,
+                    format!("not supported by slowburn yet{why}"),
+                ));
+            }
+        };
+        let spanned = |v: &Unsupported| v.as_ref().map(|v| v.pos);
+        if let Some(http) = &self.spec.http {
+            let h = &http.value;
+            for (field, value) in [
+                ("http.body_file", &h.body_file),
+                (
+                    "http.skip_resolve_phase_with_proxy",
+                    &h.skip_resolve_phase_with_proxy,
+                ),
+                ("http.authorization", &h.authorization),
+                ("http.oauth2", &h.oauth2),
+                ("http.proxy_url", &h.proxy_url),
+                ("http.no_proxy", &h.no_proxy),
+                ("http.proxy_from_environment", &h.proxy_from_environment),
+                ("http.proxy_connect_header", &h.proxy_connect_header),
+                ("http.enable_http1", &h.enable_http1),
+            ] {
+                refuse(field, spanned(value), "");
+            }
+            if let Some(v) = &h.enable_http2
+                && v.value
+            {
+                refuse(
+                    "http.enable_http2",
+                    Some(v.pos),
+                    ": probes speak HTTP/1.1 (write false)",
+                );
+            }
+            if let Some(c) = &h.compression
+                && !c.is_empty()
+            {
+                refuse(
+                    "http.compression",
+                    Some(c.pos),
+                    ": answers are read as sent",
+                );
+            }
+            for header in &h.fail_if_header_matches {
+                refuse("http.fail_if_header_matches", Some(header.pos), "");
+            }
+            for header in &h.fail_if_header_not_matches {
+                if header.allow_missing {
+                    refuse(
+                        "http.fail_if_header_not_matches.allow_missing",
+                        Some(header.pos),
+                        ": a missing header fails the probe",
+                    );
+                }
+            }
+            if h.fail_if_body_not_matches_regexp.len() > 1 {
+                refuse(
+                    "http.fail_if_body_not_matches_regexp",
+                    Some(h.fail_if_body_not_matches_regexp[1].pos),
+                    ": give one regex (join them with lookarounds-free alternatives)",
+                );
+            }
+            tls_unsupported("http.tls_config", h.tls_config.as_ref(), &mut refuse);
+        }
+        if let Some(tcp) = &self.spec.tcp {
+            let t = &tcp.value;
+            refuse("tcp.source_ip_address", spanned(&t.source_ip_address), "");
+            for step in &t.query_response {
+                refuse("tcp.query_response.starttls", spanned(&step.starttls), "");
+            }
+            tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
+        }
+        if let Some(dns) = &self.spec.dns {
+            let d = &dns.value;
+            refuse("dns.source_ip_address", spanned(&d.source_ip_address), "");
+            refuse("dns.dns_over_tls", spanned(&d.dns_over_tls), "");
+            refuse("dns.tls_config", spanned(&d.tls_config), "");
+            if let Some(class) = &d.query_class
+                && !class.eq_ignore_ascii_case("IN")
+            {
+                refuse("dns.query_class", Some(class.pos), ": only IN");
+            }
+            if let Some(v) = &d.validate_answer_rrs {
+                for (field, list) in [
+                    ("fail_if_matches_regexp", &v.fail_if_matches_regexp),
+                    ("fail_if_all_match_regexp", &v.fail_if_all_match_regexp),
+                    ("fail_if_not_matches_regexp", &v.fail_if_not_matches_regexp),
+                ] {
+                    if let Some(first) = list.first() {
+                        refuse(
+                            &format!("dns.validate_answer_rrs.{field}"),
+                            Some(first.pos),
+                            "",
+                        );
+                    }
+                }
+                if let Some(second) = v.fail_if_none_matches_regexp.get(1) {
+                    refuse(
+                        "dns.validate_answer_rrs.fail_if_none_matches_regexp",
+                        Some(second.pos),
+                        ": give one regex",
+                    );
+                }
+            }
+            for (field, validator) in [
+                ("dns.validate_authority_rrs", &d.validate_authority_rrs),
+                ("dns.validate_additional_rrs", &d.validate_additional_rrs),
+            ] {
+                let first = validator.iter().find_map(|v| {
+                    [
+                        &v.fail_if_matches_regexp,
+                        &v.fail_if_all_match_regexp,
+                        &v.fail_if_not_matches_regexp,
+                        &v.fail_if_none_matches_regexp,
+                    ]
+                    .into_iter()
+                    .find_map(|l| l.first().map(|r| r.pos))
+                });
+                refuse(field, first, "");
+            }
+            ip_protocol(
+                "dns",
+                d.preferred_ip_protocol.as_ref(),
+                d.ip_protocol_fallback.as_ref(),
+                &mut refuse,
+            );
+        }
+    }
+
+    /// slowburn's spec of this module's prober pointed at `target`.
+    fn kind_specs(&self, target: &str) -> Result<KindSpecs, Vec<SpecError>> {
+        let at = |value: String| Spanned {
+            pos: self.pos,
+            value,
+        };
+        let mut specs = KindSpecs::default();
+        match self.prober {
+            Prober::Http => {
+                let h = self
+                    .spec
+                    .http
+                    .as_ref()
+                    .map(|h| h.value.clone())
+                    .unwrap_or_default();
+                let url = if target.starts_with("http://") || target.starts_with("https://") {
+                    target.to_string()
+                } else {
+                    format!("http://{target}")
+                };
+                let follow =
+                    !h.no_follow_redirects.unwrap_or(false) && h.follow_redirects.unwrap_or(true);
+                let status = h.valid_status_codes.map(|codes| {
+                    codes
+                        .into_iter()
+                        .map(|c| Spanned {
+                            pos: c.pos,
+                            value: c.value.to_string(),
+                        })
+                        .collect()
+                });
+                let ssl = match (h.fail_if_ssl, h.fail_if_not_ssl) {
+                    (Some(true), Some(true)) => {
+                        return Err(vec![SpecError::new(
+                            self.pos,
+                            "http",
+                            "fail_if_ssl and fail_if_not_ssl together fail every probe",
+                        )]);
+                    }
+                    (Some(true), _) => Some(false),
+                    (_, Some(true)) => Some(true),
+                    _ => None,
+                };
+                let body_not_regex = match h.fail_if_body_matches_regexp.as_slice() {
+                    [] => None,
+                    [one] => Some(one.clone()),
+                    many => Some(Spanned {
+                        pos: many[0].pos,
+                        value: many
+                            .iter()
+                            .map(|r| format!("(?:{})", r.value))
+                            .collect::<Vec<_>>()
+                            .join("|"),
+                    }),
+                };
+                let headers = h
+                    .fail_if_header_not_matches
+                    .iter()
+                    .map(|m| (m.header.clone(), m.regexp.clone()))
+                    .collect::<BTreeMap<_, _>>();
+                let max_body = match &h.body_size_limit {
+                    None => None,
+                    Some(limit) => Some(Spanned {
+                        pos: limit.pos,
+                        value: body_size(limit).map_err(|m| {
+                            vec![SpecError::new(limit.pos, "http.body_size_limit", m)]
+                        })?,
+                    }),
+                };
+                let password =
+                    h.basic_auth
+                        .as_ref()
+                        .map(|auth| match (&auth.password, &auth.password_file) {
+                            (Some(p), _) => p.clone(),
+                            (None, Some(file)) => Spanned {
+                                pos: file.pos,
+                                value: format!("file:{}", file.value),
+                            },
+                            (None, None) => at(String::new()),
+                        });
+                let bearer_token = h.bearer_token.clone().or_else(|| {
+                    h.bearer_token_file.as_ref().map(|f| Spanned {
+                        pos: f.pos,
+                        value: format!("file:{}", f.value),
+                    })
+                });
+                specs.http = Some(Box::new(at_spec(
+                    self.pos,
+                    HttpSpec {
+                        url: at(url),
+                        method: h.method,
+                        headers: h.headers,
+                        body: h.body,
+                        basic_auth: h.basic_auth.as_ref().zip(password).map(|(auth, password)| {
+                            BasicAuthSpec {
+                                username: auth.username.clone(),
+                                password,
+                            }
+                        }),
+                        bearer_token,
+                        follow_redirects: Some(at_spec(self.pos, FollowSpec::Bool(follow))),
+                        max_redirects: None,
+                        max_body,
+                        tls_config: h.tls_config.as_ref().map(tls_spec),
+                        resolver: None,
+                        preferred_ip_protocol: Some(preferred(
+                            h.preferred_ip_protocol.as_ref(),
+                            self.pos,
+                        )),
+                        ip_protocol_fallback: h.ip_protocol_fallback.map(|f| f.value),
+                        expect: Some(HttpExpectSpec {
+                            status,
+                            body_regex: h.fail_if_body_not_matches_regexp.first().cloned(),
+                            body_not_regex,
+                            headers: (!headers.is_empty()).then_some(headers),
+                            http_versions: h.valid_http_versions,
+                            ssl,
+                            ..HttpExpectSpec::default()
+                        }),
+                    },
+                )));
+            }
+            Prober::Tcp => {
+                let t = self
+                    .spec
+                    .tcp
+                    .as_ref()
+                    .map(|t| t.value.clone())
+                    .unwrap_or_default();
+                specs.tcp = Some(Box::new(at_spec(
+                    self.pos,
+                    TcpSpec {
+                        address: at(target.to_string()),
+                        tls: t.tls,
+                        tls_config: t.tls_config.as_ref().map(tls_spec),
+                        send: None,
+                        expect: None,
+                        query_response: t
+                            .query_response
+                            .into_iter()
+                            .map(|step| StepSpec {
+                                expect: step.value.expect,
+                                send: step.value.send,
+                            })
+                            .collect(),
+                        resolver: None,
+                        preferred_ip_protocol: Some(preferred(
+                            t.preferred_ip_protocol.as_ref(),
+                            self.pos,
+                        )),
+                        ip_protocol_fallback: t.ip_protocol_fallback.map(|f| f.value),
+                    },
+                )));
+            }
+            Prober::Dns => {
+                let d = self
+                    .spec
+                    .dns
+                    .as_ref()
+                    .map(|d| d.value.clone())
+                    .unwrap_or_default();
+                let Some(name) = d.query_name else {
+                    let at = self.spec.dns.as_ref().map_or(self.pos, |d| d.pos);
+                    return Err(vec![SpecError::new(at, "dns.query_name", "required")]);
+                };
+                let server = target.strip_prefix("dns://").unwrap_or(target).to_string();
+                specs.dns = Some(Box::new(at_spec(
+                    self.pos,
+                    DnsSpec {
+                        name,
+                        record_type: Some(d.query_type.unwrap_or_else(|| at("ANY".into()))),
+                        server: Some(at(server)),
+                        transport: d.transport_protocol,
+                        recursion_desired: d.recursion_desired,
+                        expect: Some(DnsExpectSpec {
+                            rcode: Some(
+                                d.valid_rcodes.unwrap_or_else(|| vec![at("NOERROR".into())]),
+                            ),
+                            answer_regex: d
+                                .validate_answer_rrs
+                                .and_then(|v| v.fail_if_none_matches_regexp.into_iter().next()),
+                            ..DnsExpectSpec::default()
+                        }),
+                    },
+                )));
+            }
+        }
+        Ok(specs)
+    }
+}
+
+/// `preferred_ip_protocol` as blackbox reads it: IPv6 unless the module says otherwise.
+fn preferred(written: Option<&Spanned<String>>, pos: Pos) -> Spanned<String> {
+    written.cloned().unwrap_or(Spanned {
+        pos,
+        value: "ip6".into(),
+    })
+}
+
+fn at_spec<T>(pos: Pos, value: T) -> Spanned<T> {
+    Spanned { pos, value }
+}
+
+fn tls_spec(tls: &TlsModule) -> TlsSpec {
+    TlsSpec {
+        insecure_skip_verify: tls.insecure_skip_verify,
+        ca_file: tls.ca_file.clone(),
+        server_name: tls.server_name.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+    }
+}
+
+/// The TLS keys slowburn does not carry out yet.
+fn tls_unsupported(
+    field: &str,
+    tls: Option<&TlsModule>,
+    refuse: &mut impl FnMut(&str, Option<Pos>, &str),
+) {
+    let Some(tls) = tls else { return };
+    for (key, value) in [
+        ("min_version", &tls.min_version),
+        ("max_version", &tls.max_version),
+        ("ca", &tls.ca),
+        ("cert", &tls.cert),
+        ("key", &tls.key),
+    ] {
+        refuse(&format!("{field}.{key}"), value.as_ref().map(|v| v.pos), "");
+    }
+}
+
+/// A dns module's `preferred_ip_protocol`/`ip_protocol_fallback`: its target is the server's
+/// address, so there is nothing to resolve and a preference changes nothing, unless it
+/// refuses the other family.
+fn ip_protocol(
+    section: &str,
+    preferred: Option<&Spanned<String>>,
+    fallback: Option<&Spanned<bool>>,
+    refuse: &mut impl FnMut(&str, Option<Pos>, &str),
+) {
+    if let Some(p) = preferred
+        && !matches!(p.as_str(), "ip4" | "ip6" | "")
+    {
+        refuse(
+            &format!("{section}.preferred_ip_protocol"),
+            Some(p.pos),
+            ": write ip4 or ip6",
+        );
+    }
+    if let Some(f) = fallback
+        && !f.value
+    {
+        refuse(
+            &format!("{section}.ip_protocol_fallback"),
+            Some(f.pos),
+            " for dns modules: the server is given as an address",
+        );
+    }
+}
+
+/// `body_size_limit` as blackbox reads it (Base2Bytes: `1MB` is 1024 KiB, a bare number is
+/// bytes), in slowburn's unit syntax.
+fn body_size(limit: &ScalarText) -> Result<String, String> {
+    let text = limit.0.trim();
+    let base2 = ["KB", "MB", "GB", "TB"].iter().find_map(|unit| {
+        text.strip_suffix(unit)
+            .map(|n| format!("{n}{}iB", &unit[..1]))
+    });
+    let text = base2.unwrap_or_else(|| text.to_string());
+    match parse_size(&text)? {
+        0 => Err("0 (no limit) is not supported: give a size".into()),
+        _ => Ok(text),
+    }
+}
+
+/// The key a blackbox user wrote for a field of slowburn's spec it was translated into, so
+/// an error names what is in their file.
+fn blackbox_field(prober: Prober, field: &str) -> String {
+    let renamed = match (prober, field) {
+        (Prober::Http, "expect.status") => "valid_status_codes",
+        (Prober::Http, "expect.http_versions") => "valid_http_versions",
+        (Prober::Http, "expect.body_not_regex") => "fail_if_body_matches_regexp",
+        (Prober::Http, "expect.body_regex") => "fail_if_body_not_matches_regexp",
+        (Prober::Http, "expect.headers") => "fail_if_header_not_matches",
+        (Prober::Http, "max_body") => "body_size_limit",
+        (Prober::Dns, "name") => "query_name",
+        (Prober::Dns, "type") => "query_type",
+        (Prober::Dns, "transport") => "transport_protocol",
+        (Prober::Dns, "expect.rcode") => "valid_rcodes",
+        (Prober::Dns, "expect.answer_regex") => "validate_answer_rrs.fail_if_none_matches_regexp",
+        (_, other) => other,
+    };
+    format!("{}.{renamed}", prober.kind())
+}
+
+/// Every error of a build as one line for `/probe`'s log.
+fn describe(errors: Vec<SpecError>) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            if e.field.is_empty() {
+                e.message
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,642 @@
+//! slowburn as a blackbox_exporter drop-in, measured against the real blackbox_exporter: the
+//! same `modules:` text is given to both, both `/probe` the same local http, https, tcp and
+//! dns targets (passing and failing), and every blackbox series must be in slowburn's answer
+//! with a value that means the same. promtool lints each of slowburn's answers.
+//!
+//! blackbox_exporter and promtool are real binaries: missing, the test says so loudly and
+//! skips, or fails with `SLOWBURN_REQUIRE_BLACKBOX=1` (as CI sets it).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::daemon::{free_port, temp_dir};
+use support::{dns_server, http_server, ok, refused_addr, required_tool, test_cert};
+
+/// blackbox.yml's `modules:`, given as is to both exporters.
+const MODULES: &str = r#"modules:
+  http_2xx:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+  http_tls:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_not_ssl: true
+      tls_config:
+        ca_file: CA_FILE
+  http_body:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      valid_status_codes: [200]
+      valid_http_versions: ["HTTP/1.1"]
+      fail_if_body_matches_regexp: ["maintenance"]
+  http_ip6:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip6
+      ip_protocol_fallback: false
+  http_default_family:
+    prober: http
+    timeout: 5s
+  tcp_connect:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+  tcp_banner:
+    prober: tcp
+    timeout: 1s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-"
+        - send: "SSH-2.0-probe\r\n"
+  dns_a:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
+"#;
+
+/// A child process killed on drop, with its log for messages.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(command: &mut Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start");
+        Process { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// blackbox_exporter and slowburn, both given `modules`, each on a free port.
+fn exporters(blackbox: &Path, dir: &Path, modules: &str) -> (Process, u16, Process, u16) {
+    let bb_port = free_port();
+    std::fs::write(dir.join("blackbox.yml"), modules).unwrap();
+    let bb = Process::spawn(
+        Command::new(blackbox).args([
+            format!("--config.file={}", dir.join("blackbox.yml").display()),
+            format!("--web.listen-address=127.0.0.1:{bb_port}"),
+        ]),
+        dir.join("blackbox.log"),
+    );
+    let sb_port = free_port();
+    std::fs::write(
+        dir.join("slowburn.yaml"),
+        format!(
+            "server: {{listen: 127.0.0.1:{sb_port}}}\nstorage: {{path: {}}}\n{modules}",
+            dir.join("slowburn.db").display()
+        ),
+    )
+    .unwrap();
+    let sb = Process::spawn(
+        Command::new(support::daemon::BIN)
+            .args(["run", "-c"])
+            .arg(dir.join("slowburn.yaml")),
+        dir.join("slowburn.log"),
+    );
+    (bb, bb_port, sb, sb_port)
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` until it answers (the exporter is starting); its status and body.
+async fn get(client: &reqwest::Client, url: &str, process: &mut Process) -> (u16, String) {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            let status = response.status().as_u16();
+            return (status, response.text().await.unwrap_or_default());
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("exited with {status}:\n{}", process.log());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url} did not answer:\n{}",
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Samples of an exposition: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn family(key: &str) -> &str {
+    key.split('{').next().unwrap_or(key)
+}
+
+/// Whether slowburn's `ours` means what blackbox's `theirs` does for the series `key`.
+fn same_meaning(key: &str, theirs: f64, ours: f64) -> bool {
+    let name = family(key);
+    if name.ends_with("_seconds") && !name.contains("timestamp") && !name.contains("expiry") {
+        // A duration in seconds: a phase blackbox never entered is 0 in both; one it timed
+        // is a few milliseconds on loopback in both (not milliseconds written as seconds).
+        // A timed-out run lasts its timeout in both.
+        return if theirs == 0.0 {
+            ours < 0.005
+        } else {
+            ours >= 0.0 && (ours - theirs).abs() < 0.25
+        };
+    }
+    theirs == ours
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_answers_as_blackbox_exporter_does() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let promtool = required_tool(
+        "promtool",
+        "SLOWBURN_REQUIRE_PROMETHEUS",
+        "apt-get install prometheus",
+    );
+    let dir = temp_dir("blackbox-parity");
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
+
+    let plain = http_server(None, |path, _| match path {
+        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+        _ => ok("all good"),
+    })
+    .await;
+    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+    let dns = dns_server().await;
+    let refused = refused_addr();
+    let v6 = v6_http().await;
+
+    let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("http_2xx", format!("http://{plain}/"), true),
+        ("http_2xx", format!("{plain}/health"), true),
+        ("http_2xx", format!("http://{plain}/down"), false),
+        ("http_2xx", format!("http://{refused}/"), false),
+        ("http_body", format!("http://{plain}/down"), false),
+        ("http_body", format!("http://{plain}/"), true),
+        (
+            "http_tls",
+            format!("https://localhost:{}/", tls.port()),
+            true,
+        ),
+        ("http_tls", format!("http://{plain}/"), false),
+        (
+            "http_2xx",
+            format!("https://localhost:{}/", tls.port()),
+            false,
+        ),
+        ("http_ip6", format!("http://[::1]:{v6}/"), true),
+        (
+            "http_ip6",
+            format!("http://127.0.0.1:{}/", plain.port()),
+            false,
+        ),
+        ("http_default_family", format!("http://[::1]:{v6}/"), true),
+        ("tcp_connect", plain.to_string(), true),
+        ("tcp_connect", refused.to_string(), false),
+        ("tcp_banner", banner.to_string(), true),
+        ("tcp_banner", plain.to_string(), false),
+        ("dns_a", dns.to_string(), true),
+        ("dns_a", refused.to_string(), false),
+    ];
+    let client = client();
+    let mut problems = Vec::new();
+    for (module, target, success) in &cases {
+        let query = format!("/probe?module={module}&target={}", urlencode(target));
+        let (bb_status, theirs) = get(
+            &client,
+            &format!("http://127.0.0.1:{bb_port}{query}"),
+            &mut bb,
+        )
+        .await;
+        let (sb_status, ours) = get(
+            &client,
+            &format!("http://127.0.0.1:{sb_port}{query}"),
+            &mut sb,
+        )
+        .await;
+        assert_eq!((bb_status, sb_status), (200, 200), "{module} {target}");
+        let (theirs, ours_text) = (samples(&theirs), ours.clone());
+        let ours = samples(&ours);
+        let want = if *success { 1.0 } else { 0.0 };
+        assert_eq!(
+            theirs.get("probe_success"),
+            Some(&want),
+            "blackbox disagrees with the case {module} {target}"
+        );
+        for (key, value) in &theirs {
+            match ours.get(key) {
+                None => problems.push(format!("{module} {target}: {key} missing")),
+                Some(got) if !same_meaning(key, *value, *got) => problems.push(format!(
+                    "{module} {target}: {key} is {got}, blackbox says {value}"
+                )),
+                Some(_) => {}
+            }
+        }
+        for key in ours.keys().filter(|k| !theirs.contains_key(*k)) {
+            problems.push(format!("{module} {target}: {key} is not blackbox's"));
+        }
+        if let Some(promtool) = &promtool {
+            let (code, output) = promtool_check(promtool, &ours_text);
+            if code != Some(0) {
+                problems.push(format!("{module} {target}: promtool: {output}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// An HTTP server on [::1] only: its port.
+async fn v6_http() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6",
+                    )
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// A server that speaks first, as SSH does: the banner, then it reads what comes.
+async fn banner_tcp(banner: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(banner).await;
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn promtool_check(promtool: &Path, body: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// The scrape job every blackbox_exporter guide gives, pointed at `exporter`.
+fn blackbox_job(job: &str, exporter: u16, module: &str, targets: &[String]) -> String {
+    let targets = targets
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "  - job_name: {job}\n    metrics_path: /probe\n    params:\n      module: [{module}]\n\
+         \x20   static_configs:\n      - targets: [{targets}]\n    relabel_configs:\n\
+         \x20     - source_labels: [__address__]\n        target_label: __param_target\n\
+         \x20     - source_labels: [__param_target]\n        target_label: instance\n\
+         \x20     - target_label: __address__\n        replacement: 127.0.0.1:{exporter}\n"
+    )
+}
+
+/// `promql`'s answer as (labels without `job`, value) pairs, sorted.
+async fn answer(
+    client: &reqwest::Client,
+    prometheus: &str,
+    promql: &str,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{prometheus}/api/v1/query"),
+        &[("query", promql)],
+    )
+    .unwrap();
+    let Ok(response) = client.get(url).send().await else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut out: Vec<(BTreeMap<String, String>, f64)> = body["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|series| {
+            let labels = series["metric"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "job")
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect();
+            let value = series["value"][1]
+                .as_str()
+                .unwrap_or("NaN")
+                .parse()
+                .unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let Some(prometheus) = required_tool(
+        "prometheus",
+        "SLOWBURN_REQUIRE_PROMETHEUS",
+        "apt-get install prometheus",
+    ) else {
+        return;
+    };
+    let dir = temp_dir("blackbox-scrape");
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
+    let plain = http_server(None, |path, _| match path {
+        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+        _ => ok("all good"),
+    })
+    .await;
+    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
+    let client = client();
+    // Both answer before Prometheus starts scraping them.
+    get(
+        &client,
+        &format!("http://127.0.0.1:{bb_port}/probe?target={plain}"),
+        &mut bb,
+    )
+    .await;
+    get(
+        &client,
+        &format!("http://127.0.0.1:{sb_port}/probe?target={plain}"),
+        &mut sb,
+    )
+    .await;
+
+    let http_targets = vec![
+        format!("http://{plain}/"),
+        format!("http://{plain}/down"),
+        format!("http://{}/", refused_addr()),
+        format!("https://localhost:{}/", tls.port()),
+    ];
+    let tls_targets = vec![format!("https://localhost:{}/", tls.port())];
+    let mut config = String::from(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    for (job, port) in [("blackbox", bb_port), ("slowburn", sb_port)] {
+        config.push_str(&blackbox_job(
+            &format!("{job}_http"),
+            port,
+            "http_2xx",
+            &http_targets,
+        ));
+        config.push_str(&blackbox_job(
+            &format!("{job}_tls"),
+            port,
+            "http_tls",
+            &tls_targets,
+        ));
+    }
+    std::fs::write(dir.join("prometheus.yml"), &config).unwrap();
+    let port = free_port();
+    let mut server = Process::spawn(
+        Command::new(&prometheus).args([
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ]),
+        dir.join("prometheus.log"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    // Every job scraped at least once: each target's `up` is 1.
+    let started = Instant::now();
+    loop {
+        let up = answer(&client, &url, "up == 1").await;
+        if up.len() == 2 * (http_targets.len() + tls_targets.len()) {
+            break;
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("prometheus exited with {status}:\n{}", server.log());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not every target is up: {up:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The queries of the usual blackbox dashboards and alert rules, per exporter.
+    let queries = [
+        "probe_success{job=\"JOB_http\"}",
+        "probe_success{job=\"JOB_http\"} == 0",
+        "probe_http_status_code{job=\"JOB_http\"} >= 400",
+        "probe_http_status_code{job=\"JOB_http\"} == 0",
+        "probe_http_ssl{job=\"JOB_http\"}",
+        "probe_http_version{job=\"JOB_http\"}",
+        "count by (instance) (probe_http_duration_seconds{job=\"JOB_http\"})",
+        "probe_ssl_earliest_cert_expiry{job=\"JOB_tls\"} > time()",
+        "floor((probe_ssl_last_chain_expiry_timestamp_seconds{job=\"JOB_tls\"} - time()) / 86400 / 365)",
+        "probe_tls_version_info{job=\"JOB_tls\"}",
+        "probe_ssl_last_chain_info{job=\"JOB_tls\"}",
+        "probe_ip_protocol{job=\"JOB_http\"}",
+        "probe_http_duration_seconds{job=\"JOB_http\",phase=\"connect\"} < 1",
+    ];
+    let mut problems = Vec::new();
+    for query in queries {
+        let theirs = answer(&client, &url, &query.replace("JOB", "blackbox")).await;
+        let ours = answer(&client, &url, &query.replace("JOB", "slowburn")).await;
+        if theirs.is_empty() {
+            problems.push(format!("{query}: blackbox answers nothing"));
+        }
+        let labels = |a: &[(BTreeMap<String, String>, f64)]| {
+            a.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>()
+        };
+        if labels(&theirs) != labels(&ours) {
+            problems.push(format!("{query}: blackbox {theirs:?}, slowburn {ours:?}"));
+            continue;
+        }
+        for ((series, a), (_, b)) in theirs.iter().zip(&ours) {
+            // Durations differ run to run; everything else is the same number.
+            let timed = series
+                .get("__name__")
+                .is_some_and(|n| n.ends_with("duration_seconds"));
+            if !timed && a != b {
+                problems.push(format!("{query}: {series:?} blackbox {a}, slowburn {b}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The `probe_success` line of the probe named `probe`, if it is exported.
+fn success_line<'a>(body: &'a str, probe: &str) -> Option<&'a str> {
+    let needle = format!("probe=\"{probe}\"");
+    body.lines()
+        .find(|l| l.starts_with("probe_success{") && l.contains(&needle))
+}
+
+#[test]
+fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() {
+    let dir = temp_dir("blackbox-targets");
+    // A bound, never-accepting listener completes TCP handshakes from its backlog.
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = open.local_addr().unwrap();
+    let down = refused_addr();
+    let sd = dir.join("ports.json");
+    std::fs::write(
+        &sd,
+        format!(r#"[{{"targets": ["{up}"], "labels": {{"team": "data", "__meta_zone": "a"}}}}]"#),
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.join("probes.yaml"),
+        format!(
+            "server: {{listen: 127.0.0.1:{port}}}\nstorage: {{path: state.db}}\n\
+             modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n\
+             probes:\n  - name: ports\n    interval: 1s\n    tcp: {{}}\n    targets_file: ports.json\n\
+             \x20 - name: fleet\n    interval: 1s\n    module: tcp_connect\n    labels: {{instance: edge}}\n    targets: [\"{down}\"]\n"
+        ),
+    )
+    .unwrap();
+    let _daemon = support::daemon::Daemon::start(&["run", "-c", "probes.yaml"], &dir, &[]);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    support::daemon::wait_http(addr);
+    let body = support::daemon::wait_metrics(addr, Duration::from_secs(15), |b| {
+        success_line(b, &format!("ports/{up}")).is_some()
+            && success_line(b, &format!("fleet/{down}")).is_some()
+    });
+    let line = success_line(&body, &format!("ports/{up}")).unwrap();
+    for label in [
+        format!("target=\"{up}\""),
+        format!("instance=\"{up}\""),
+        "team=\"data\"".to_string(),
+        "kind=\"tcp\"".to_string(),
+    ] {
+        assert!(line.contains(&label), "{label} missing: {line}");
+    }
+    assert!(!line.contains("__meta"), "meta labels are dropped: {line}");
+    assert!(line.ends_with(" 1"), "{line}");
+    // The entry's own `instance` is kept; `target` still names the target.
+    let line = success_line(&body, &format!("fleet/{down}")).unwrap();
+    assert!(line.contains("instance=\"edge\""), "{line}");
+    assert!(line.contains(&format!("target=\"{down}\"")), "{line}");
+    assert!(line.ends_with(" 0"), "{line}");
+
+    // Service discovery rewrites the file: the daemon follows it without a SIGHUP (it polls
+    // the files every 2 s and reloads once they are stable, so this waits a few real seconds).
+    std::fs::write(
+        &sd,
+        format!(r#"[{{"targets": ["{down}"], "labels": {{"team": "web"}}}}]"#),
+    )
+    .unwrap();
+    let body = support::daemon::wait_metrics(addr, Duration::from_secs(20), |b| {
+        success_line(b, &format!("ports/{down}")).is_some()
+            && success_line(b, &format!("ports/{up}")).is_none()
+    });
+    let line = success_line(&body, &format!("ports/{down}")).unwrap();
+    assert!(line.contains("team=\"web\""), "{line}");
+    drop(open);
+}
