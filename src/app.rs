@@ -42,6 +42,10 @@ pub struct Options {
     pub grace: Duration,
     /// Connection cap and header timeout of the HTTP server.
     pub server: server::listen::Limits,
+    /// `--replica` and `--location`: this daemon's identity among replicas sharing
+    /// `storage: postgres:`.
+    pub replica: Option<String>,
+    pub location: Option<String>,
 }
 
 impl Default for Options {
@@ -53,6 +57,8 @@ impl Default for Options {
             watch_every: Duration::from_secs(2),
             grace: Duration::from_secs(10),
             server: server::listen::Limits::default(),
+            replica: None,
+            location: None,
         }
     }
 }

@@ -23,6 +23,7 @@
 pub mod alert;
 pub mod app;
 pub mod basics;
+pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod metrics;

@@ -14,6 +14,7 @@
 //! `schema.rs` describes a probe file as a JSON Schema, from the same types.
 
 pub mod alerting;
+pub mod cluster;
 pub mod drift;
 mod loader;
 mod probe_entry;
@@ -79,6 +80,8 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// `storage: postgres:`: the database replicas share; none for one machine.
+    pub postgres: Option<Arc<crate::cluster::Postgres>>,
 }
 
 /// One probe with its schedule and labels.
@@ -96,6 +99,8 @@ pub struct ProbeConfig {
     pub alert: Option<Box<Rule>>,
     /// Signals watched for slow accumulation (`drift:`, `slo:`).
     pub watches: Vec<Watch>,
+    /// `locations:` and `quorum:`: where it runs and how the locations' results combine.
+    pub placement: Option<Box<cluster::Placement>>,
     /// The file it was defined in (shared by every probe of that file), and where.
     pub file: Arc<Path>,
     pub pos: Pos,

@@ -40,6 +40,10 @@ pub(super) struct ProbeEntry {
     pub(super) drift: BTreeMap<Spanned<String>, DriftEntrySpec>,
     /// The success objective whose burn rate pages (`99.9%`).
     pub(super) slo: Option<Spanned<String>>,
+    /// The locations (`--location` of the replicas) that run it.
+    pub(super) locations: Option<Vec<Spanned<String>>>,
+    /// How many locations must fail at once, and for how long, before it pages.
+    pub(super) quorum: Option<super::cluster::QuorumSpec>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -60,6 +64,7 @@ impl Loader<'_> {
         default_interval: Duration,
         default_timeout: Option<Duration>,
         policies: &HashSet<String>,
+        shared: bool,
     ) -> Option<ProbeConfig> {
         let Pending {
             file,
@@ -202,6 +207,13 @@ impl Loader<'_> {
             entry.slo.as_ref(),
             &mut problems,
         );
+        let placement = super::cluster::placement(
+            pos,
+            entry.locations.as_ref(),
+            entry.quorum.as_ref(),
+            shared,
+            &mut problems,
+        );
         ok &= problems.is_empty();
         for (pos, message) in problems {
             self.error(&file, Some(pos), format!("{ctx}{message}"));
@@ -215,6 +227,7 @@ impl Loader<'_> {
             probe: Arc::new(probe),
             alert,
             watches,
+            placement,
             file,
             pos,
         })
