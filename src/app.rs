@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::alert::ProbeInfo;
 use crate::alert::service::{AlertService, Worker};
+use crate::cluster;
 use crate::config::{self, Config, ConfigError, Source};
 use crate::metrics::DaemonMetrics;
 use crate::probe::{BuildContext, net::NetContext};
@@ -77,6 +78,21 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] cluster::pg::PgError),
+}
+
+/// Each probe's `locations:`, for the shard.
+fn placements(
+    probes: &[config::ProbeConfig],
+) -> std::collections::HashMap<String, Option<Vec<String>>> {
+    probes
+        .iter()
+        .map(|p| {
+            let locations = p.placement.as_ref().map(|pl| pl.locations.clone());
+            (p.name.clone(), locations)
+        })
+        .collect()
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -112,6 +128,30 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     restore_checkpoints(&store, &config.probes);
     let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());
+    let (cluster_stop, cluster_stopped) = watch::channel(false);
+    let mut cluster_task = None;
+    let shard = match &config.storage.postgres {
+        Some(postgres) => {
+            let me = cluster::Identity::new(
+                options.replica.clone(),
+                options.location.clone(),
+                listen.port(),
+            );
+            let (shard, task) = cluster::daemon::join(
+                postgres,
+                me,
+                listen.to_string(),
+                alerts.clone(),
+                metrics.coordination.clone(),
+                cluster_stopped,
+            )
+            .await?;
+            shard.set_placements(placements(&config.probes));
+            cluster_task = Some(tokio::spawn(task));
+            Some(shard)
+        }
+        None => None,
+    };
     let registry = Arc::new(Registry::new(config.probes, None));
     let mut workers = JoinSet::new();
     spawn_workers(
@@ -123,6 +163,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         limit: Arc::new(Semaphore::new(options.max_in_flight as usize)),
         metrics: metrics.clone(),
         outcomes: Some(outcome_tx),
+        shard,
     };
     // Heartbeat probes judge stored pings: a deadline missed while slowburn was down fails
     // at the first run.
@@ -217,6 +258,10 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         tracing::warn!(grace = ?options.grace, "notifications still in delivery; the next start sends them");
         workers.abort_all();
     }
+    let _ = cluster_stop.send(true);
+    if let Some(task) = cluster_task {
+        let _ = task.await;
+    }
     server.abort();
     if let Some(ping_server) = ping_server {
         ping_server.abort();
@@ -274,6 +319,9 @@ impl Daemon {
                 enabled = config.server.api_token.is_some(),
                 "server.api_token changed; the new token is in effect"
             );
+        }
+        if let Some(shard) = &self.runner.shard {
+            shard.set_placements(placements(&config.probes));
         }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;

@@ -28,12 +28,8 @@ async fn replicas(prefix: &str, timeouts: Timeouts) -> Option<Vec<Arc<Coordinato
     let ctx = BuildContext {
         net: Arc::new(NetContext::new()),
     };
-    let postgres = Postgres::new(
-        &cluster.dsn("postgres", &database),
-        Pos::default(),
-        &ctx,
-    )
-    .unwrap();
+    let postgres =
+        Postgres::new(&cluster.dsn("postgres", &database), Pos::default(), &ctx).unwrap();
     let mut out = Vec::new();
     for name in ["r1", "r2", "r3"] {
         let me = Identity::new(Some(name.into()), Some("seoul".into()), 0);
@@ -149,7 +145,10 @@ async fn an_ack_on_one_replica_stops_steps_on_another() {
     // The ack lands on r3 between r2's claim and its send.
     assert_eq!(rs[2].ack("db/run", "alice").await.unwrap(), Some(opened.id));
     for claim in &claims {
-        assert!(!rs[1].begin_send(claim).await.unwrap(), "stopped by the ack");
+        assert!(
+            !rs[1].begin_send(claim).await.unwrap(),
+            "stopped by the ack"
+        );
     }
     assert!(rs[0].claim(10).await.unwrap().is_empty());
     // Resolving cancels what was planned; a new incident of the same key opens afresh.
@@ -199,8 +198,18 @@ async fn duplicate_runs_of_a_slot_collapse() {
         return;
     };
     // During a membership change two replicas both run p in slot 7: one row is kept.
-    assert!(rs[0].record_result("p", 7, false, Some("connect")).await.unwrap());
-    assert!(!rs[1].record_result("p", 7, false, Some("connect")).await.unwrap());
+    assert!(
+        rs[0]
+            .record_result("p", 7, false, Some("connect"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !rs[1]
+            .record_result("p", 7, false, Some("connect"))
+            .await
+            .unwrap()
+    );
     assert!(rs[1].record_result("p", 8, true, None).await.unwrap());
     let latest = rs[2].latest_results("p", 60.0).await.unwrap();
     assert_eq!(latest.len(), 1);
@@ -220,4 +229,111 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// Three real slowburn processes on one database: every failing probe opens one alert, and
+/// the webhook receives each of its three steps exactly once, whichever replica evaluated it
+/// and whichever claimed the step; the replicas share the probes between them.
+#[test]
+fn three_daemons_page_each_step_exactly_once() {
+    use support::daemon::{Daemon, free_port, temp_dir, wait_http};
+    use support::receiver::Receiver;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(cluster) = pg::shared() else {
+        return;
+    };
+    let database = runtime.block_on(cluster.database("daemons"));
+    let dir = temp_dir("cluster-daemons");
+    let (receiver, hooks) = Receiver::start();
+    // A closed port: every run fails at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut yaml = format!(
+        "storage: {{postgres: {{dsn: env:SLOWBURN_PG, lease: 5s, membership_timeout: 2s}}}}
+notifiers:
+  - {{name: hook, webhook: {{url: \"http://{hooks}/hook\"}}}}
+policies:
+  - {{name: p, repeat: 0, steps: [{{notify: [hook]}}, {{after: 2s, notify: [hook]}}, {{after: 4s, notify: [hook]}}]}}
+probes:
+"
+    );
+    const PROBES: usize = 30;
+    for i in 0..PROBES {
+        yaml.push_str(&format!(
+            "  - {{name: p{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{closed}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    std::fs::write(dir.join("probes.yaml"), yaml).unwrap();
+    let dsn = cluster.dsn("postgres", &database);
+    let mut daemons = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..3 {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let store = dir.join(format!("r{i}.db"));
+        daemons.push(Daemon::start(
+            &[
+                "run",
+                "-c",
+                "probes.yaml",
+                "--listen",
+                &listen,
+                "--store",
+                store.to_str().unwrap(),
+                "--replica",
+                &format!("r{i}"),
+            ],
+            &dir,
+            &[("SLOWBURN_PG", dsn.as_str()), ("RUST_LOG", "warn")],
+        ));
+        addrs.push(listen.parse().unwrap());
+    }
+    for addr in &addrs {
+        wait_http(*addr);
+    }
+    let steps = |r: &Receiver| -> Vec<(u64, u64)> {
+        let log = r.0.lock().unwrap();
+        log.iter()
+            .filter(|(p, j)| p == "/hook" && j["event"] == "trigger")
+            .map(|(_, j)| (j["alert_id"].as_u64().unwrap(), j["step"].as_u64().unwrap()))
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    while steps(&receiver).len() < PROBES * 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {} of {} steps arrived",
+            steps(&receiver).len(),
+            PROBES * 3
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Another two seconds for any duplicate to show up.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut got = steps(&receiver);
+    let total = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!(total, got.len(), "a step was sent twice");
+    assert_eq!(got.len(), PROBES * 3);
+    let per_alert: HashMap<u64, usize> = got.iter().fold(HashMap::new(), |mut m, (a, _)| {
+        *m.entry(*a).or_default() += 1;
+        m
+    });
+    assert_eq!(per_alert.len(), PROBES, "one alert per probe");
+    let client = runtime.block_on(cluster.connect(&database));
+    let owners = runtime.block_on(async {
+        client
+            .query("SELECT count(DISTINCT opened_by) FROM slowburn_alerts", &[])
+            .await
+            .unwrap()[0]
+            .get::<_, i64>(0)
+    });
+    assert!(
+        owners >= 2,
+        "the probes are shared out: {owners} replica(s) opened alerts"
+    );
+    drop(daemons);
 }

@@ -18,6 +18,7 @@ use crate::basics::yaml::Pos;
 use crate::probe::BuildContext;
 use crate::probe::postgres::dsn;
 
+pub mod daemon;
 pub mod pg;
 pub mod quorum;
 pub mod rendezvous;
@@ -59,6 +60,8 @@ pub struct Postgres {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     target: String,
+    /// `lease` and `membership_timeout`.
+    pub timeouts: pg::Timeouts,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -84,6 +87,7 @@ impl Postgres {
             target: dsn::describe(&config),
             config,
             tls,
+            timeouts: pg::Timeouts::default(),
         })
     }
 

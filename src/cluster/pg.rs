@@ -475,6 +475,17 @@ impl Coordinator {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
+    /// The id of the open alert with this dedup key.
+    pub async fn open_id(&self, dedup_key: &str) -> Result<Option<i64>, PgError> {
+        let rows = self
+            .query(
+                "SELECT id FROM slowburn_alerts WHERE dedup_key = $1 AND resolved_at IS NULL",
+                &[&dedup_key],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
     /// Re-fires an acknowledged alert (its ack timed out): triggers are claimed again.
     pub async fn refire(&self, dedup_key: &str) -> Result<(), PgError> {
         self.execute(

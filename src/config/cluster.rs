@@ -18,6 +18,12 @@ use crate::cluster::quorum::{MinFailing, Quorum};
 pub(super) struct PostgresSpec {
     /// The libpq DSN, as a secret: `env:NAME` or `file:/path` (it usually holds a password).
     pub(super) dsn: Spanned<String>,
+    /// How long a claimed escalation step is its claimer's before another replica may take
+    /// it over (default 30s; longer than a notifier's timeout).
+    pub(super) lease: Option<Spanned<String>>,
+    /// A replica not heard from for this long leaves the membership and its probes move
+    /// (default 10s).
+    pub(super) membership_timeout: Option<Spanned<String>>,
 }
 
 /// `quorum:` on a probe with `locations:`.
@@ -57,8 +63,25 @@ impl Loader<'_> {
                 return None;
             }
         };
+        let mut timeouts = crate::cluster::pg::Timeouts::default();
+        let lease = self.duration(file, "storage: postgres: lease", spec.lease.as_ref());
+        let membership = self.duration(
+            file,
+            "storage: postgres: membership_timeout",
+            spec.membership_timeout.as_ref(),
+        );
+        if spec.lease.is_some() && lease.is_none()
+            || spec.membership_timeout.is_some() && membership.is_none()
+        {
+            return None;
+        }
+        timeouts.lease = lease.unwrap_or(timeouts.lease);
+        timeouts.membership = membership.unwrap_or(timeouts.membership);
         match Postgres::new(text.expose(), dsn.pos, self.ctx) {
-            Ok(pg) => Some(Arc::new(pg)),
+            Ok(mut pg) => {
+                pg.timeouts = timeouts;
+                Some(Arc::new(pg))
+            }
             Err(m) => {
                 self.error(file, Some(dsn.pos), format!("storage: postgres: dsn: {m}"));
                 None

@@ -124,6 +124,9 @@ async fn healthz(State(shared): State<Shared>) -> String {
             replaced.kept.display()
         );
     }
+    if let Some(lost) = shared.metrics.coordination.lost() {
+        return format!("degraded: {lost}\n");
+    }
     match store.failing() {
         Some(error) => format!("degraded: store {}: {error}\n", store.path()),
         None => "ok\n".to_string(),
