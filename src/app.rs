@@ -142,7 +142,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
                 me,
                 listen.to_string(),
                 alerts.clone(),
-                metrics.coordination.clone(),
+                metrics.clone(),
                 cluster_stopped,
             )
             .await?;

@@ -52,6 +52,18 @@ impl Shard {
         *self.members.write().unwrap_or_else(|e| e.into_inner()) = members;
     }
 
+    /// How many of the configured probes this replica runs now.
+    pub fn owned(&self) -> usize {
+        let probes: Vec<String> = self
+            .placements
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        probes.iter().filter(|p| self.runs(p)).count()
+    }
+
     /// Whether this replica runs `probe` now. Unknown membership runs it (fail open: a
     /// duplicate run collapses on its slot, a missed one pages nobody).
     pub fn runs(&self, probe: &str) -> bool {
@@ -97,7 +109,7 @@ pub async fn join(
     me: super::Identity,
     listen: String,
     alerts: Arc<AlertService>,
-    status: Arc<Status>,
+    metrics: Arc<crate::metrics::DaemonMetrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<(Arc<Shard>, impl Future<Output = ()> + use<>), super::pg::PgError> {
     let shard = Arc::new(Shard::new(&me));
@@ -109,7 +121,7 @@ pub async fn join(
     let task = run(
         coordinator,
         shard.clone(),
-        status,
+        metrics,
         alerts,
         decisions,
         listen,
@@ -122,7 +134,7 @@ pub async fn join(
 pub async fn run(
     coordinator: Arc<Coordinator>,
     shard: Arc<Shard>,
-    status: Arc<Status>,
+    metrics: Arc<crate::metrics::DaemonMetrics>,
     alerts: Arc<AlertService>,
     mut decisions: mpsc::UnboundedReceiver<Decision>,
     listen: String,
@@ -132,6 +144,9 @@ pub async fn run(
     let mut tick = tokio::time::interval(beat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut backlog: Vec<Decision> = Vec::new();
+    // The schedule lag histogram's count and sum at the previous heartbeat: the lag each
+    // heartbeat reports is the mean over the runs started since.
+    let (mut runs, mut lag_sum) = (0u64, 0.0f64);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -141,8 +156,15 @@ pub async fn run(
         while let Ok(decision) = decisions.try_recv() {
             backlog.push(decision);
         }
-        let owned = 0;
-        match coordinator.heartbeat(&listen, owned, 0.0).await {
+        let (_, count, sum) = metrics.schedule_lag.read();
+        let lag = if count > runs {
+            (sum - lag_sum) / (count - runs) as f64
+        } else {
+            0.0
+        };
+        (runs, lag_sum) = (count, sum);
+        let owned = i32::try_from(shard.owned()).unwrap_or(i32::MAX);
+        match coordinator.heartbeat(&listen, owned, lag).await {
             Ok(()) => {}
             Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
@@ -171,7 +193,7 @@ pub async fn run(
                 deliver(&coordinator, &alerts, claim).await;
             }
         }
-        watch_coordination(&coordinator, &status);
+        watch_coordination(&coordinator, &metrics.coordination);
     }
     let _ = coordinator.leave().await;
 }
