@@ -82,15 +82,19 @@ pub enum StartError {
     Cluster(#[from] cluster::pg::PgError),
 }
 
-/// Each probe's `locations:`, for the shard.
+/// Where each probe runs, for the shard.
 fn placements(
     probes: &[config::ProbeConfig],
-) -> std::collections::HashMap<String, Option<Vec<String>>> {
+) -> std::collections::HashMap<String, cluster::shard::Place> {
     probes
         .iter()
         .map(|p| {
-            let locations = p.placement.as_ref().map(|pl| pl.locations.clone());
-            (p.name.clone(), locations)
+            let place = cluster::shard::Place {
+                locations: p.placement.as_ref().map(|pl| pl.locations.clone()),
+                quorum: p.placement.as_ref().and_then(|pl| pl.quorum),
+                interval: p.interval,
+            };
+            (p.name.clone(), place)
         })
         .collect()
 }
@@ -130,6 +134,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     let metrics = Arc::new(DaemonMetrics::new());
     let (cluster_stop, cluster_stopped) = watch::channel(false);
     let mut cluster_task = None;
+    let mut coordinator = None;
     let shard = match &config.storage.postgres {
         Some(postgres) => {
             let me = cluster::Identity::new(
@@ -137,7 +142,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
                 options.location.clone(),
                 listen.port(),
             );
-            let (shard, task) = cluster::daemon::join(
+            let (shard, joined, task) = cluster::daemon::join(
                 postgres,
                 me,
                 listen.to_string(),
@@ -146,8 +151,9 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
                 cluster_stopped,
             )
             .await?;
-            shard.set_placements(placements(&config.probes));
+            shard.set_places(placements(&config.probes));
             cluster_task = Some(tokio::spawn(task));
+            coordinator = Some(joined);
             Some(shard)
         }
         None => None,
@@ -175,7 +181,8 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         config.server.api_token.clone(),
         store.clone(),
         runner.clone(),
-    );
+    )
+    .with_cluster(coordinator);
     let (registry_tx, registry_rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = registry_tx.send(registry.clone());
     let (results_stop, results_stopped) = watch::channel(false);
@@ -321,7 +328,7 @@ impl Daemon {
             );
         }
         if let Some(shard) = &self.runner.shard {
-            shard.set_placements(placements(&config.probes));
+            shard.set_places(placements(&config.probes));
         }
         let registry = Arc::new(Registry::new(config.probes, Some(&schedule.registry)));
         schedule.stop().await;

@@ -37,7 +37,7 @@ pub struct Runner {
     pub metrics: Arc<DaemonMetrics>,
     pub outcomes: Option<OutcomeSender>,
     /// With replicas sharing `storage: postgres:`, which probes this replica runs.
-    pub shard: Option<Arc<crate::cluster::daemon::Shard>>,
+    pub shard: Option<Arc<crate::cluster::shard::Shard>>,
 }
 
 /// A stable offset of `name` within `interval`: FNV-1a of the name, so it is the same on
@@ -162,6 +162,10 @@ fn dispatch(state: &Arc<ProbeState>, due: Instant, runner: &Runner) {
     tokio::spawn(async move {
         let outcome = run_once(&state, due, &runner).await;
         state.running.store(false, Ordering::Release);
+        if let (Some(shard), Some(outcome)) = (&runner.shard, &outcome) {
+            let reason = outcome.failure.as_ref().map(|f| f.reason());
+            shard.ran(state.name(), outcome.at, outcome.success, reason);
+        }
         if let Some(outcome) = outcome
             && let Some(sender) = &runner.outcomes
         {

@@ -9,87 +9,19 @@
 //! `degraded: coordination lost` and the replica logs it once, as Alertmanager fails open.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use super::pg::{Claim, Coordinator, PlannedStep};
-use super::rendezvous;
+use super::shard::Shard;
 use crate::alert::service::{AlertService, Decision};
 use crate::alert::{Alert, Send};
 use crate::notify::Event;
 
 /// Membership timeouts of silence from the database before coordination counts as lost.
 pub const LOST_AFTER: u32 = 3;
-
-/// Which probes this replica runs: the live members it last learned, and each probe's
-/// locations. Read by the scheduler at every tick.
-#[derive(Debug, Default)]
-pub struct Shard {
-    replica: String,
-    location: String,
-    members: RwLock<Option<Vec<(String, String)>>>,
-    placements: RwLock<HashMap<String, Option<Vec<String>>>>,
-}
-
-impl Shard {
-    pub fn new(me: &super::Identity) -> Shard {
-        Shard {
-            replica: me.replica.clone(),
-            location: me.location.clone(),
-            ..Default::default()
-        }
-    }
-
-    /// Sets each probe's `locations:` (none: the probe runs once in the whole cluster).
-    pub fn set_placements(&self, placements: HashMap<String, Option<Vec<String>>>) {
-        *self.placements.write().unwrap_or_else(|e| e.into_inner()) = placements;
-    }
-
-    /// Sets the live members, `(replica, location)`; `None` when they are unknown.
-    pub fn set_members(&self, members: Option<Vec<(String, String)>>) {
-        *self.members.write().unwrap_or_else(|e| e.into_inner()) = members;
-    }
-
-    /// How many of the configured probes this replica runs now.
-    pub fn owned(&self) -> usize {
-        let probes: Vec<String> = self
-            .placements
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        probes.iter().filter(|p| self.runs(p)).count()
-    }
-
-    /// Whether this replica runs `probe` now. Unknown membership runs it (fail open: a
-    /// duplicate run collapses on its slot, a missed one pages nobody).
-    pub fn runs(&self, probe: &str) -> bool {
-        let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
-        let locations = placements.get(probe).cloned().flatten();
-        drop(placements);
-        if let Some(locations) = &locations
-            && !locations.contains(&self.location)
-        {
-            return false;
-        }
-        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
-        let Some(members) = members.as_ref() else {
-            return true;
-        };
-        let candidates: Vec<String> = members
-            .iter()
-            .filter(|(_, l)| locations.is_none() || *l == self.location)
-            .map(|(r, _)| r.clone())
-            .collect();
-        if !candidates.contains(&self.replica) {
-            return true; // Not yet seen by the others: run rather than leave a gap.
-        }
-        rendezvous::owns(probe, &self.replica, &candidates)
-    }
-}
 
 /// Whether coordination is lost, for `/healthz`.
 #[derive(Debug, Default)]
@@ -111,7 +43,14 @@ pub async fn join(
     alerts: Arc<AlertService>,
     metrics: Arc<crate::metrics::DaemonMetrics>,
     stop: watch::Receiver<bool>,
-) -> Result<(Arc<Shard>, impl Future<Output = ()> + use<>), super::pg::PgError> {
+) -> Result<
+    (
+        Arc<Shard>,
+        Arc<Coordinator>,
+        impl Future<Output = ()> + use<>,
+    ),
+    super::pg::PgError,
+> {
     let shard = Arc::new(Shard::new(&me));
     let coordinator =
         Arc::new(Coordinator::connect(postgres.clone(), me, postgres.timeouts).await?);
@@ -119,7 +58,7 @@ pub async fn join(
     let (tx, decisions) = mpsc::unbounded_channel();
     alerts.share_decisions(tx);
     let task = run(
-        coordinator,
+        coordinator.clone(),
         shard.clone(),
         metrics,
         alerts,
@@ -127,7 +66,7 @@ pub async fn join(
         listen,
         stop,
     );
-    Ok((shard, task))
+    Ok((shard, coordinator, task))
 }
 
 /// The replica's cluster loop; ends when `stop` turns true (after leaving the membership).
@@ -147,6 +86,9 @@ pub async fn run(
     // The schedule lag histogram's count and sum at the previous heartbeat: the lag each
     // heartbeat reports is the mean over the runs started since.
     let (mut runs, mut lag_sum) = (0u64, 0.0f64);
+    let mut opened: HashMap<u64, i64> = HashMap::new();
+    let mut judged: HashMap<String, f64> = HashMap::new();
+    let mut pruned = 0.0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -181,13 +123,32 @@ pub async fn run(
         // Decisions are applied in order; one that fails waits for the database.
         let mut applied = 0;
         for decision in &backlog {
-            if let Err(e) = apply(&coordinator, decision).await {
-                tracing::warn!(error = %e, "cannot hand an alert to the shared database yet");
-                break;
+            match apply(&coordinator, decision).await {
+                Ok(Some(shared)) => {
+                    opened.insert(decision.alert.id, shared);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hand an alert to the shared database yet");
+                    break;
+                }
             }
             applied += 1;
         }
         backlog.drain(..applied);
+        if backlog.is_empty() {
+            let _ = follow(&coordinator, &alerts, &mut opened).await;
+        }
+        let runs = shard.take_runs();
+        if let Err(e) = coordinator.record_results(&runs).await {
+            tracing::debug!(error = %e, runs = runs.len(), "runs not stored: their locations count as no data");
+        }
+        let now = crate::alert::service::unix_now();
+        if now - pruned >= 60.0 {
+            pruned = now;
+            let _ = coordinator.prune_results(KEEP_RESULTS).await;
+        }
+        judge(&coordinator, &shard, &alerts, &mut judged, now).await;
         if let Ok(claims) = coordinator.claim(32).await {
             for claim in claims {
                 deliver(&coordinator, &alerts, claim).await;
@@ -196,6 +157,58 @@ pub async fn run(
         watch_coordination(&coordinator, &metrics.coordination);
     }
     let _ = coordinator.leave().await;
+}
+
+/// How long run results stay in the shared database, in seconds.
+const KEEP_RESULTS: f64 = 3600.0;
+
+/// Judges each quorum probe this replica owns, once per probe interval, from the results
+/// every location stored, and tells the engine: failing while the quorum holds.
+async fn judge(
+    coordinator: &Coordinator,
+    shard: &Shard,
+    alerts: &AlertService,
+    judged: &mut HashMap<String, f64>,
+    now: f64,
+) {
+    let mine = shard.judged_here();
+    judged.retain(|name, _| mine.iter().any(|(n, _)| n == name));
+    for (probe, place) in mine {
+        let interval = place.interval.as_secs_f64();
+        if judged.get(&probe).is_some_and(|t| now - t < interval) {
+            continue;
+        }
+        let Ok(latest) = coordinator
+            .latest_results(&probe, 2.0 * interval + 1.0)
+            .await
+        else {
+            continue; // Without the database there is no quorum to judge: nothing changes.
+        };
+        judged.insert(probe.clone(), now);
+        let verdict = shard.with_quorum(&probe, &place, |q| {
+            for (location, ago, success) in &latest {
+                q.record(location, !success, now - ago);
+            }
+            let open = q.evaluate(now);
+            let failing: Vec<String> = q
+                .results(now)
+                .into_iter()
+                .filter(|(_, r)| *r == super::quorum::LocationResult::Failing)
+                .map(|(l, _)| l)
+                .collect();
+            (open, failing)
+        });
+        let Some((open, failing)) = verdict else {
+            continue;
+        };
+        let message = format!(
+            "{} of {} locations failing together ({})",
+            failing.len(),
+            place.locations.as_ref().map_or(0, Vec::len),
+            failing.join(", ")
+        );
+        alerts.observe(&probe, open.then_some(("quorum", message.as_str())), now);
+    }
 }
 
 /// Marks coordination lost once the database has been unreachable long enough, once.
@@ -224,10 +237,16 @@ fn watch_coordination(coordinator: &Coordinator, status: &Status) {
 /// Hands one engine decision to the database: a fired alert is opened (one replica wins and
 /// plans its steps), an ack stops its triggers, a resolve cancels them; acknowledge, resolve
 /// and flapping notices are planned for the notifiers paged.
-async fn apply(coordinator: &Coordinator, decision: &Decision) -> Result<(), super::pg::PgError> {
+///
+/// Returns the shared id of an alert it opened (or found open), for [`follow`].
+async fn apply(
+    coordinator: &Coordinator,
+    decision: &Decision,
+) -> Result<Option<i64>, super::pg::PgError> {
     let (alert, sends) = (&decision.alert, &decision.sends);
     let body = serde_json::to_string(alert).unwrap_or_default();
     let first = |s: &Send| s.event == Event::Trigger && s.round == 0 && s.step == 0;
+    let mut shared = None;
     if sends.iter().any(first) {
         let opened = coordinator
             .open(&alert.dedup_key, &body, &plan(alert))
@@ -239,6 +258,7 @@ async fn apply(coordinator: &Coordinator, decision: &Decision) -> Result<(), sup
                 .plan(opened.id, &alert.dedup_key, &plan(alert))
                 .await?;
         }
+        shared = Some(opened.id);
     }
     for event in [Event::Acknowledge, Event::Resolve, Event::Flapping] {
         if !sends.iter().any(|s| s.event == event) {
@@ -259,22 +279,198 @@ async fn apply(coordinator: &Coordinator, decision: &Decision) -> Result<(), sup
                 None => continue, // Already resolved elsewhere, and told by that replica.
             },
         };
-        let steps: Vec<PlannedStep> = coordinator
-            .paged(id)
-            .await?
-            .into_iter()
-            .map(|notifier| PlannedStep {
-                event: event.as_str().to_string(),
-                epoch: alert.epoch,
-                round: 0,
-                step: 0,
-                notifier,
-                after: 0.0,
-            })
-            .collect();
-        coordinator.plan(id, &alert.dedup_key, &steps).await?;
+        tell_paged(coordinator, id, &alert.dedup_key, event, alert.epoch).await?;
+    }
+    Ok(shared)
+}
+
+/// Brings acks and resolves made on other replicas into this replica's engine, for the
+/// alerts it opened: its API and status page then show them, and its ack timeout runs.
+/// `opened` maps this engine's alert ids to shared ids; resolved ones leave it.
+async fn follow(
+    coordinator: &Coordinator,
+    alerts: &AlertService,
+    opened: &mut HashMap<u64, i64>,
+) -> Result<(), super::pg::PgError> {
+    use crate::alert::State;
+    if opened.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = opened.values().copied().collect();
+    let states = coordinator.states(&ids).await?;
+    let now = crate::alert::service::unix_now();
+    for (local, shared) in opened.clone() {
+        let Some(alert) = alerts.alert(local) else {
+            opened.remove(&local);
+            continue;
+        };
+        let Some((_, state, by)) = states.iter().find(|(id, _, _)| *id == shared) else {
+            continue;
+        };
+        let by = by.as_deref().unwrap_or("another replica");
+        match (alert.state, state.as_str()) {
+            (State::Resolved, _) => {
+                opened.remove(&local);
+            }
+            (State::Firing, "acknowledged") => {
+                let _ = alerts.ack(local, by, now);
+            }
+            (_, "resolved") => {
+                let _ = alerts.resolve(local, "another replica", now);
+                opened.remove(&local);
+            }
+            _ => {}
+        }
     }
     Ok(())
+}
+
+/// Plans an acknowledge, resolve or flapping notice for every notifier a trigger reached.
+async fn tell_paged(
+    coordinator: &Coordinator,
+    id: i64,
+    dedup_key: &str,
+    event: Event,
+    epoch: u32,
+) -> Result<(), super::pg::PgError> {
+    let steps: Vec<PlannedStep> = coordinator
+        .paged(id)
+        .await?
+        .into_iter()
+        .map(|notifier| PlannedStep {
+            event: event.as_str().to_string(),
+            epoch,
+            round: 0,
+            step: 0,
+            notifier,
+            after: 0.0,
+        })
+        .collect();
+    coordinator.plan(id, dedup_key, &steps).await
+}
+
+/// What an API call does to a shared alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Ack,
+    Resolve,
+}
+
+/// Why an ack or resolve of a shared alert did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error(transparent)]
+    Refused(#[from] crate::alert::Refusal),
+    #[error(transparent)]
+    Database(#[from] super::pg::PgError),
+}
+
+/// Acknowledges or resolves a shared alert by its shared id (the one every notification
+/// shows), on whichever replica the call lands. When this replica evaluates the alert its
+/// engine takes the call (and hands the decision to the database, like any other); else the
+/// database row is changed here and everyone paged is told.
+pub async fn act(
+    coordinator: &Coordinator,
+    alerts: &AlertService,
+    id: u64,
+    by: &str,
+    action: Action,
+    now: f64,
+) -> Result<Alert, ActError> {
+    use crate::alert::{Refusal, State};
+    let shared = coordinator
+        .alert(id as i64)
+        .await?
+        .ok_or(Refusal::NotFound(id))?;
+    let local = alerts
+        .alerts()
+        .into_iter()
+        .find(|a| a.dedup_key == shared.dedup_key && a.state != State::Resolved);
+    if shared.state != "resolved"
+        && let Some(local) = local
+    {
+        let mut alert = match action {
+            Action::Ack => alerts.ack(local.id, by, now)?,
+            Action::Resolve => alerts.resolve(local.id, by, now)?,
+        };
+        alert.id = id;
+        return Ok(alert);
+    }
+    let mut alert: Alert = serde_json::from_str(&shared.body).map_err(|_| Refusal::NotFound(id))?;
+    alert.id = id;
+    match (action, shared.state.as_str()) {
+        (_, "resolved") => return Err(Refusal::Resolved(id).into()),
+        (Action::Ack, "acknowledged") => {
+            return Err(Refusal::AlreadyAcknowledged {
+                id,
+                by: shared.acked_by.unwrap_or_default(),
+            }
+            .into());
+        }
+        (Action::Ack, _) => {
+            coordinator.ack(&shared.dedup_key, by).await?;
+            tell_paged(
+                coordinator,
+                shared.id,
+                &shared.dedup_key,
+                Event::Acknowledge,
+                alert.epoch,
+            )
+            .await?;
+            alert.state = State::Acknowledged;
+            alert.acked_at = Some(now);
+            alert.acked_by = Some(by.to_string());
+        }
+        (Action::Resolve, _) => {
+            coordinator.resolve(&shared.dedup_key).await?;
+            tell_paged(
+                coordinator,
+                shared.id,
+                &shared.dedup_key,
+                Event::Resolve,
+                alert.epoch,
+            )
+            .await?;
+            alert.state = State::Resolved;
+            alert.resolved_at = Some(now);
+            alert.resolved_by = Some(by.to_string());
+        }
+    }
+    Ok(alert)
+}
+
+/// The alerts of the whole cluster, newest first, by shared id: each one this replica
+/// evaluates as its engine holds it (failures, timeline), the others as the database has them.
+pub async fn alerts(
+    coordinator: &Coordinator,
+    service: &AlertService,
+) -> Result<Vec<Alert>, super::pg::PgError> {
+    use crate::alert::State;
+    let local = service.alerts();
+    let mut out = Vec::new();
+    for row in coordinator.alerts(200).await? {
+        let held = local
+            .iter()
+            .find(|a| a.dedup_key == row.dedup_key && a.state != State::Resolved);
+        let mut alert = match held {
+            Some(a) if row.state != "resolved" => a.clone(),
+            _ => match serde_json::from_str::<Alert>(&row.body) {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        alert.id = row.id as u64;
+        match row.state.as_str() {
+            "acknowledged" => {
+                alert.state = State::Acknowledged;
+                alert.acked_by = alert.acked_by.or(row.acked_by);
+            }
+            "resolved" => alert.state = State::Resolved,
+            _ => {}
+        }
+        out.push(alert);
+    }
+    Ok(out)
 }
 
 /// Every trigger step of the alert's policy, over its rounds, from the alert's opening.

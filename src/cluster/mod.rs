@@ -23,6 +23,7 @@ pub mod pg;
 pub mod quorum;
 pub mod rendezvous;
 pub mod report;
+pub mod shard;
 
 /// Who this process is in the cluster: `--replica` and `--location`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -144,6 +144,27 @@ pub struct Claim {
     pub body: String,
 }
 
+/// One run of a probe, for [`Coordinator::record_results`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub probe: String,
+    pub slot: i64,
+    pub success: bool,
+    /// The failure's reason label.
+    pub reason: Option<String>,
+}
+
+/// An alert row of the shared database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedAlert {
+    pub id: i64,
+    pub dedup_key: String,
+    /// `firing`, `acknowledged` or `resolved`.
+    pub state: String,
+    pub body: String,
+    pub acked_by: Option<String>,
+}
+
 /// A member row as `slowburn cluster` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Member {
@@ -475,6 +496,98 @@ impl Coordinator {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
+    /// A shared alert by id: its dedup key, its state and the body written when it opened.
+    pub async fn alert(&self, id: i64) -> Result<Option<SharedAlert>, PgError> {
+        let rows = self
+            .query(
+                "SELECT dedup_key, state, body, acked_by FROM slowburn_alerts WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| SharedAlert {
+            id,
+            dedup_key: r.get(0),
+            state: r.get(1),
+            body: r.get(2),
+            acked_by: r.get(3),
+        }))
+    }
+
+    /// The open shared alerts and the newest `recent` resolved ones, newest first.
+    pub async fn alerts(&self, recent: i64) -> Result<Vec<SharedAlert>, PgError> {
+        let rows = self
+            .query(
+                "(SELECT id, dedup_key, state, body, acked_by FROM slowburn_alerts WHERE resolved_at IS NULL)
+                 UNION ALL
+                 (SELECT id, dedup_key, state, body, acked_by FROM slowburn_alerts
+                  WHERE resolved_at IS NOT NULL ORDER BY id DESC LIMIT $1)
+                 ORDER BY id DESC",
+                &[&recent],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SharedAlert {
+                id: r.get(0),
+                dedup_key: r.get(1),
+                state: r.get(2),
+                body: r.get(3),
+                acked_by: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Every planned step of a shared alert as a delivery record, oldest first: its
+    /// idempotency key, its state (`due`, `claimed`, `sent`, `failed`, `cancelled`, and
+    /// `sent (re-sent)` when a claimer died mid-send), claims as attempts.
+    pub async fn records(&self, alert_id: i64) -> Result<Vec<crate::store::Record>, PgError> {
+        let rows = self
+            .query(
+                "SELECT idempotency_key, notifier, event, state, claims, error, resent,
+                    extract(epoch FROM due_at)::float8,
+                    extract(epoch FROM COALESCE(sent_at, sending_at, due_at))::float8
+                 FROM slowburn_steps WHERE alert_id = $1 ORDER BY due_at, idempotency_key",
+                &[&alert_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let state: String = r.get(3);
+                let resent: bool = r.get(6);
+                crate::store::Record {
+                    key: r.get(0),
+                    alert_id: alert_id as u64,
+                    notifier: r.get(1),
+                    event: r.get(2),
+                    state: if resent {
+                        format!("{state} (re-sent)")
+                    } else {
+                        state
+                    },
+                    attempts: r.get::<_, i32>(4).max(0) as u32,
+                    error: r.get(5),
+                    created_at: r.get(7),
+                    updated_at: r.get(8),
+                }
+            })
+            .collect())
+    }
+
+    /// The state of each of these shared alerts, with who acknowledged it: `(id, state, by)`.
+    pub async fn states(&self, ids: &[i64]) -> Result<Vec<(i64, String, Option<String>)>, PgError> {
+        let rows = self
+            .query(
+                "SELECT id, state, acked_by FROM slowburn_alerts WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The id of the open alert with this dedup key.
     pub async fn open_id(&self, dedup_key: &str) -> Result<Option<i64>, PgError> {
         let rows = self
@@ -554,8 +667,34 @@ impl Coordinator {
         Ok((r.get(0), r.get(1), r.get(2)))
     }
 
-    /// Stores one run of a probe at a location in its schedule slot. False when that slot
-    /// already has a result: a duplicate run during a membership change, dropped.
+    /// Stores runs of probes at this replica's location, each in its schedule slot, in one
+    /// statement. A slot that already has a result keeps it: a duplicate run during a
+    /// membership change is dropped. Returns how many rows were new.
+    pub async fn record_results(&self, runs: &[RunResult]) -> Result<u64, PgError> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let probes: Vec<&str> = runs.iter().map(|r| r.probe.as_str()).collect();
+        let slots: Vec<i64> = runs.iter().map(|r| r.slot).collect();
+        let successes: Vec<bool> = runs.iter().map(|r| r.success).collect();
+        let reasons: Vec<Option<&str>> = runs.iter().map(|r| r.reason.as_deref()).collect();
+        self.execute(
+            "INSERT INTO slowburn_results (probe, location, slot, replica, success, reason)
+             SELECT p, $1, s, $2, ok, r FROM unnest($3::text[], $4::int8[], $5::bool[], $6::text[]) AS u(p, s, ok, r)
+             ON CONFLICT DO NOTHING",
+            &[
+                &self.me.location,
+                &self.me.replica,
+                &probes,
+                &slots,
+                &successes,
+                &reasons,
+            ],
+        )
+        .await
+    }
+
+    /// Stores one run (see [`record_results`](Self::record_results)); false for a duplicate.
     pub async fn record_result(
         &self,
         probe: &str,
@@ -563,21 +702,22 @@ impl Coordinator {
         success: bool,
         reason: Option<&str>,
     ) -> Result<bool, PgError> {
-        let n = self
-            .execute(
-                "INSERT INTO slowburn_results (probe, location, slot, replica, success, reason)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                &[
-                    &probe,
-                    &self.me.location,
-                    &slot,
-                    &self.me.replica,
-                    &success,
-                    &reason,
-                ],
-            )
-            .await?;
-        Ok(n == 1)
+        let run = RunResult {
+            probe: probe.to_string(),
+            slot,
+            success,
+            reason: reason.map(str::to_string),
+        };
+        Ok(self.record_results(&[run]).await? == 1)
+    }
+
+    /// Drops results older than `keep` seconds.
+    pub async fn prune_results(&self, keep: f64) -> Result<u64, PgError> {
+        self.execute(
+            "DELETE FROM slowburn_results WHERE at < now() - $1 * interval '1 second'",
+            &[&keep],
+        )
+        .await
     }
 
     /// The latest result of `probe` at each location within `within` seconds, by location:

@@ -43,6 +43,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The ping routes' rate limiter and the runner that judges a pinged probe at once.
     pings: Arc<ping::Desk>,
+    /// With `storage: postgres:`: the shared database, where acks and resolves by shared id go.
+    pub cluster: Option<Arc<crate::cluster::pg::Coordinator>>,
 }
 
 impl Shared {
@@ -61,7 +63,14 @@ impl Shared {
             api_token: Arc::new(RwLock::new(api_token)),
             store,
             pings: Arc::new(ping::Desk::new(runner)),
+            cluster: None,
         }
+    }
+
+    /// Sends acks and resolves to the shared database (replicas sharing `storage: postgres:`).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::pg::Coordinator>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     pub fn registry(&self) -> Arc<Registry> {
