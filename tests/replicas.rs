@@ -380,3 +380,224 @@ fn a_quorum_of_locations_opens_one_alert() {
     assert_eq!(triggers(&receiver).len(), 1, "exactly one alert");
     assert_eq!(fleet.count("SELECT count(*) FROM slowburn_alerts"), 1);
 }
+
+/// A webhook receiver that holds its answer to the first request until told to answer (or
+/// never), and answers every later one at once. Records every request.
+#[derive(Clone, Default)]
+struct Holding {
+    log: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Holding {
+    fn start() -> (Holding, SocketAddr) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holding = Holding::default();
+        let shared = holding.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let h = shared.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let first = {
+                        let mut log = h.log.lock().unwrap();
+                        log.push(serde_json::from_slice(&body).unwrap_or_default());
+                        log.len() == 1
+                    };
+                    while first && !h.release.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = reader.into_inner().write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        (holding, addr)
+    }
+
+    fn triggers(&self) -> Vec<(u64, u64, String)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|j| j["event"] == "trigger")
+            .map(|j| {
+                let (a, s) = (j["alert_id"].as_u64().unwrap(), j["step"].as_u64().unwrap());
+                (a, s, j["dedup_key"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+/// One failing probe paging `hook` once, on two replicas with a 2s lease (shorter than the
+/// notifier's 10s timeout on purpose: the held send outlives it).
+fn one_step_pair(fleet: &mut Fleet, hooks: SocketAddr) -> [SocketAddr; 2] {
+    let mut yaml = head(hooks, "{notify: [hook]}").replace("lease: 5s", "lease: 2s");
+    yaml.push_str(&format!(
+        "  - {{name: held, interval: 1s, timeout: 500ms, tcp: {{address: \"{}\"}}, alert: {{after: 1, policy: p}}}}\n",
+        closed()
+    ));
+    [
+        fleet.start("a", "seoul", &yaml),
+        fleet.start("b", "seoul", &yaml),
+    ]
+}
+
+/// The replica holding the step's claim, by its index in the fleet.
+fn claimer(fleet: &Fleet) -> usize {
+    let who: String = fleet.query("SELECT claimed_by FROM slowburn_steps")[0].get(0);
+    if who == "a" { 0 } else { 1 }
+}
+
+/// `kill -STOP` the claimer while its send is held, past its lease, then `-CONT`: the other
+/// replica re-sends once with the same key, and the late completion is fenced off.
+#[test]
+fn a_replica_stopped_past_its_lease_is_fenced_off() {
+    let Some(mut fleet) = Fleet::new("stopped") else {
+        return;
+    };
+    let (receiver, hooks) = Holding::start();
+    one_step_pair(&mut fleet, hooks);
+    wait_until("the first send", Duration::from_secs(15), || {
+        receiver.triggers().len() == 1
+    });
+    let first = claimer(&fleet);
+    fleet.daemons[first].as_ref().unwrap().signal("STOP");
+    wait_until("the re-send", Duration::from_secs(10), || {
+        receiver.triggers().len() == 2
+    });
+    fleet.daemons[first].as_ref().unwrap().signal("CONT");
+    receiver
+        .release
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = receiver.triggers();
+    assert_eq!(sent.len(), 2, "no third send: {sent:?}");
+    assert_eq!(
+        sent[0], sent[1],
+        "the re-send carries the same alert, step and dedup key"
+    );
+    let row = &fleet.query("SELECT state, resent, sent_by, claims FROM slowburn_steps")[0];
+    let (state, resent, by, claims): (String, bool, String, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((state.as_str(), resent, claims), ("sent", true, 2));
+    assert_ne!(
+        by,
+        ["a", "b"][first],
+        "the record is the second claimer's, not fenced a's"
+    );
+}
+
+/// `kill -9` the claimer while the receiver holds its response: at most one re-send, with the
+/// same key, and the step ends sent.
+#[test]
+fn a_replica_killed_mid_send_is_resent_once() {
+    let Some(mut fleet) = Fleet::new("killed") else {
+        return;
+    };
+    let (receiver, hooks) = Holding::start();
+    one_step_pair(&mut fleet, hooks);
+    wait_until("the first send", Duration::from_secs(15), || {
+        receiver.triggers().len() == 1
+    });
+    let first = claimer(&fleet);
+    fleet.daemons[first].take(); // kill -9
+    wait_until("the re-send", Duration::from_secs(10), || {
+        receiver.triggers().len() == 2
+    });
+    receiver
+        .release
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    wait_until("the step recorded sent", Duration::from_secs(5), || {
+        fleet.count("SELECT count(*) FROM slowburn_steps WHERE state = 'sent' AND resent") == 1
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = receiver.triggers();
+    assert_eq!(sent.len(), 2, "at most one re-send: {sent:?}");
+    assert_eq!(sent[0], sent[1]);
+}
+
+/// `pg_ctl restart -m immediate` while 40 alerts escalate through 3 steps: no step is lost,
+/// and duplicates are bounded by the sends in flight at the crash.
+#[test]
+fn a_database_crash_under_load_loses_no_step() {
+    let cluster = match pg::Cluster::start() {
+        Ok(c) => c,
+        Err(e) if e.starts_with("SKIPPED") => {
+            assert!(std::env::var("SLOWBURN_REQUIRE_PG").is_err(), "{e}");
+            eprintln!("{e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(async {
+        let database = cluster.database("crash").await;
+        // The test clusters trade durability for speed (`synchronous_commit = off` loses the
+        // last commits in a crash); a production database keeps it on, and so does this one.
+        let admin = cluster.connect("postgres").await;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} SET synchronous_commit = on"
+            ))
+            .await
+            .unwrap();
+        database
+    });
+    let cluster: &'static pg::Cluster = Box::leak(Box::new(cluster));
+    let mut fleet = Fleet {
+        runtime,
+        cluster,
+        database,
+        dir: temp_dir("replicas-crash"),
+        daemons: Vec::new(),
+        addrs: Vec::new(),
+    };
+    let (receiver, hooks) = Receiver::start();
+    let target = closed();
+    let mut yaml = head(
+        hooks,
+        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
+    );
+    const PROBES: usize = 40;
+    for i in 0..PROBES {
+        yaml.push_str(&format!(
+            "  - {{name: c{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    fleet.start("r1", "seoul", &yaml);
+    fleet.start("r2", "seoul", &yaml);
+    wait_until("first steps", Duration::from_secs(15), || {
+        triggers(&receiver).len() >= PROBES / 2
+    });
+    fleet.cluster.restart_immediate().unwrap();
+    wait_until(
+        "every step after the crash",
+        Duration::from_secs(30),
+        || triggers(&receiver).iter().collect::<HashSet<_>>().len() >= PROBES * 3,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let got = triggers(&receiver);
+    let distinct: HashSet<_> = got.iter().collect();
+    assert_eq!(distinct.len(), PROBES * 3, "no step lost");
+    // A step whose completion the crash cut off is re-sent once its lease ends; at most one
+    // claim batch per replica (32) is in flight.
+    assert!(
+        got.len() - distinct.len() <= 64,
+        "{} duplicates",
+        got.len() - distinct.len()
+    );
+}

@@ -251,6 +251,7 @@ async fn apply(
         let opened = coordinator
             .open(&alert.dedup_key, &body, &plan(alert))
             .await?;
+        tracing::debug!(key = %alert.dedup_key, id = opened.id, won = opened.won, "alert opened in the shared database");
         if !opened.won && alert.epoch > 0 {
             // An ack timed out (or flapping ended): the escalation starts again.
             coordinator.refire(&alert.dedup_key).await?;
@@ -305,6 +306,25 @@ async fn follow(
             continue;
         };
         let Some((_, state, by)) = states.iter().find(|(id, _, _)| *id == shared) else {
+            if alert.state != State::Resolved {
+                // The database lost the row (a failover to a standby that had not received
+                // it): open it again, so its escalation is not lost with it.
+                tracing::warn!(key = %alert.dedup_key, "the shared database lost an open alert; opening it again");
+                let reopen = Decision {
+                    sends: vec![Send {
+                        alert_id: alert.id,
+                        notifier: String::new(),
+                        event: Event::Trigger,
+                        epoch: alert.epoch,
+                        round: 0,
+                        step: 0,
+                    }],
+                    alert,
+                };
+                if let Some(id) = apply(coordinator, &reopen).await? {
+                    opened.insert(local, id);
+                }
+            }
             continue;
         };
         let by = by.as_deref().unwrap_or("another replica");
