@@ -134,6 +134,7 @@ fn scheduler_cost(c: &mut Criterion) {
             limit.close();
             let runner = Runner {
                 limit,
+                shard: None,
                 metrics: Arc::new(DaemonMetrics::new()),
                 outcomes: None,
             };

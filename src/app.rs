@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::alert::service::{AlertService, Worker};
+use crate::cluster;
 use crate::config::{self, Config, ConfigError, Source};
 use crate::metrics::DaemonMetrics;
 use crate::oncall;
@@ -42,6 +43,10 @@ pub struct Options {
     pub grace: Duration,
     /// Connection cap and header timeout of the HTTP server.
     pub server: server::listen::Limits,
+    /// `--replica` and `--location`: this daemon's identity among replicas sharing
+    /// `storage: postgres:`.
+    pub replica: Option<String>,
+    pub location: Option<String>,
 }
 
 impl Default for Options {
@@ -53,6 +58,8 @@ impl Default for Options {
             watch_every: Duration::from_secs(2),
             grace: Duration::from_secs(10),
             server: server::listen::Limits::default(),
+            replica: None,
+            location: None,
         }
     }
 }
@@ -71,6 +78,25 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] cluster::pg::PgError),
+}
+
+/// Where each probe runs, for the shard.
+fn placements(
+    probes: &[config::ProbeConfig],
+) -> std::collections::HashMap<String, cluster::shard::Place> {
+    probes
+        .iter()
+        .map(|p| {
+            let place = cluster::shard::Place {
+                locations: p.placement.as_ref().map(|pl| pl.locations.clone()),
+                quorum: p.placement.as_ref().and_then(|pl| pl.quorum),
+                interval: p.interval,
+            };
+            (p.name.clone(), place)
+        })
+        .collect()
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -106,6 +132,32 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     restore_checkpoints(&store, &config.probes);
     let alerts = AlertService::new(store.clone(), format!("http://{listen}"));
     let metrics = Arc::new(DaemonMetrics::new());
+    let (cluster_stop, cluster_stopped) = watch::channel(false);
+    let mut cluster_task = None;
+    let mut coordinator = None;
+    let shard = match &config.storage.postgres {
+        Some(postgres) => {
+            let me = cluster::Identity::new(
+                options.replica.clone(),
+                options.location.clone(),
+                listen.port(),
+            );
+            let (shard, joined, task) = cluster::daemon::join(
+                postgres,
+                me,
+                listen.to_string(),
+                alerts.clone(),
+                metrics.clone(),
+                cluster_stopped,
+            )
+            .await?;
+            shard.set_places(placements(&config.probes));
+            cluster_task = Some(tokio::spawn(task));
+            coordinator = Some(joined);
+            Some(shard)
+        }
+        None => None,
+    };
     let registry = Arc::new(
         Registry::new(config.probes, None).with_blackbox(config.modules, config.targets_files),
     );
@@ -119,6 +171,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         limit: Arc::new(Semaphore::new(options.max_in_flight as usize)),
         metrics: metrics.clone(),
         outcomes: Some(outcome_tx),
+        shard,
     };
     // Heartbeat probes judge stored pings: a deadline missed while slowburn was down fails
     // at the first run.
@@ -130,7 +183,8 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         config.server.api_token.clone(),
         store.clone(),
         runner.clone(),
-    );
+    )
+    .with_cluster(coordinator);
     let (registry_tx, registry_rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = registry_tx.send(registry.clone());
     let (results_stop, results_stopped) = watch::channel(false);
@@ -213,6 +267,10 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         tracing::warn!(grace = ?options.grace, "notifications still in delivery; the next start sends them");
         workers.abort_all();
     }
+    let _ = cluster_stop.send(true);
+    if let Some(task) = cluster_task {
+        let _ = task.await;
+    }
     server.abort();
     if let Some(ping_server) = ping_server {
         ping_server.abort();
@@ -270,6 +328,9 @@ impl Daemon {
                 enabled = config.server.api_token.is_some(),
                 "server.api_token changed; the new token is in effect"
             );
+        }
+        if let Some(shard) = &self.runner.shard {
+            shard.set_places(placements(&config.probes));
         }
         let registry = Arc::new(
             Registry::new(config.probes, Some(&schedule.registry))

@@ -26,6 +26,7 @@ pub mod alert;
 pub mod app;
 pub mod basics;
 pub mod blackbox;
+pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod metrics;

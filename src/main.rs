@@ -70,6 +70,14 @@ enum Command {
         /// At most this many probe runs at once.
         #[arg(long, default_value_t = 4096)]
         max_in_flight: u32,
+        /// This replica's name among those sharing storage.postgres (default: host name and
+        /// listen port, e.g. web-1:9464).
+        #[arg(long, value_name = "NAME")]
+        replica: Option<String>,
+        /// Where this replica probes from: it runs the probes whose `locations:` list it, and
+        /// those without `locations:` (default: `default`).
+        #[arg(long, value_name = "NAME")]
+        location: Option<String>,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
@@ -134,6 +142,16 @@ enum Command {
         #[command(flatten)]
         remote: cli::Remote,
     },
+    /// Show the replicas sharing storage.postgres: members, probes owned, lag, and what is
+    /// waiting to be sent.
+    Cluster {
+        /// The probe files that name storage.postgres (repeatable).
+        #[arg(short = 'c', long = "config")]
+        config: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema (draft-07) of a probe file, for editors and validators.
     Schema,
     /// Print who is on call in a schedule: its shifts for --days (default 7) from --at
@@ -194,8 +212,20 @@ fn main() -> ExitCode {
                 listen,
                 store,
                 max_in_flight,
+                replica,
+                location,
                 ..
-            } => run(config, listen, store, max_in_flight).await,
+            } => {
+                let options = slowburn::app::Options {
+                    listen,
+                    store,
+                    max_in_flight: max_in_flight.max(1),
+                    replica,
+                    location,
+                    ..Default::default()
+                };
+                run(config, options).await
+            }
             Command::Check { config, json } => check(config, json),
             Command::Probe { name, config, json } => probe_once(&name, config, json).await,
             Command::Backtest {
@@ -231,6 +261,7 @@ fn main() -> ExitCode {
                 ticket,
                 remote,
             } => cli::oncall::page(&service, &message, ticket, remote).await,
+            Command::Cluster { config, json } => cluster(config, json).await,
             Command::Schema => {
                 out!("{:#}", config::schema());
                 ExitCode::SUCCESS
@@ -276,18 +307,13 @@ fn print_errors(errors: &[ConfigError]) {
     eprintln!("{} error(s)", errors.len());
 }
 
-async fn run(
-    paths: Vec<PathBuf>,
-    listen: Option<std::net::SocketAddr>,
-    store: Option<PathBuf>,
-    max_in_flight: u32,
-) -> ExitCode {
-    let options = slowburn::app::Options {
-        listen,
-        store,
-        max_in_flight: max_in_flight.max(1),
-        ..Default::default()
-    };
+async fn run(paths: Vec<PathBuf>, options: slowburn::app::Options) -> ExitCode {
+    if let Some(location) = &options.location
+        && !slowburn::config::cluster::valid_location(location)
+    {
+        eprintln!("slowburn: --location {location:?}: use letters, digits and _ . - (at most 63)");
+        return ExitCode::FAILURE;
+    }
     match slowburn::app::run(source(paths), options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(slowburn::app::StartError::Config(errors)) => {
@@ -808,4 +834,82 @@ async fn ack(id: u64, url: &str, token: Option<String>, by: Option<String>) -> E
             ExitCode::FAILURE
         }
     }
+}
+
+/// `slowburn cluster`: the members of storage.postgres, what each owns, lag and pending steps.
+async fn cluster(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
+    use slowburn::cluster::{Identity, pg, report};
+    let Some(config) = load_or_report(paths) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(postgres) = config.storage.postgres.clone() else {
+        eprintln!("slowburn: these probe files name no storage: postgres: there is no cluster");
+        return ExitCode::FAILURE;
+    };
+    let me = Identity::new(Some("slowburn-cluster".into()), None, 0);
+    let coordinator =
+        match pg::Coordinator::connect((*postgres).clone(), me, pg::Timeouts::default()).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("slowburn: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let runs: Vec<report::Runs> = config
+        .probes
+        .iter()
+        .map(|p| report::Runs {
+            probe: &p.name,
+            locations: p.placement.as_ref().map(|pl| pl.locations.as_slice()),
+        })
+        .collect();
+    let report = match report::report(&coordinator, &runs).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("slowburn: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if as_json {
+        out!("{}", serde_json::to_string(&report).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    out!("{}: {} member(s)", report.target, report.members.len());
+    out!(
+        "{:<24} {:<12} {:>6} {:>8} {:>9}  listen",
+        "replica",
+        "location",
+        "owns",
+        "lag",
+        "seen"
+    );
+    for m in &report.members {
+        let seen = if m.member.live {
+            format!("{:.0}s ago", m.member.seen_seconds_ago)
+        } else {
+            format!("gone {:.0}s", m.member.seen_seconds_ago)
+        };
+        out!(
+            "{:<24} {:<12} {:>6} {:>7.2}s {:>9}  {}",
+            m.member.replica,
+            m.member.location,
+            m.owns,
+            m.member.lag_seconds,
+            seen,
+            m.member.listen
+        );
+    }
+    if report.unowned > 0 {
+        out!(
+            "{} probe location(s) have no live replica: nobody runs them",
+            report.unowned
+        );
+    }
+    out!(
+        "escalation steps: {} due, {} claimed, oldest due {:.0}s ago",
+        report.steps_due,
+        report.steps_claimed,
+        report.oldest_due_seconds
+    );
+    ExitCode::SUCCESS
 }

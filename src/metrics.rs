@@ -7,6 +7,7 @@
 //! follow blackbox_exporter's (`probe_success`, `probe_http_duration_seconds{phase}`, …) so
 //! existing dashboards and rules keep working. The daemon's own counters are atomics here.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -186,6 +187,8 @@ pub struct DaemonMetrics {
     pub server_connections_max: AtomicU64,
     pub server_refused: AtomicU64,
     pub server_evicted: AtomicU64,
+    /// With replicas sharing `storage: postgres:`: whether coordination is lost.
+    pub coordination: Arc<crate::cluster::daemon::Status>,
 }
 
 impl DaemonMetrics {

@@ -166,11 +166,20 @@ impl Results {
             .failure
             .as_ref()
             .map(|f| (f.reason(), f.to_string()));
-        self.alerts.observe(
-            state.name(),
-            failure.as_ref().map(|(r, m)| (*r, m.as_str())),
-            now,
-        );
+        // A probe with a quorum pages only when enough locations fail together: the cluster
+        // loop judges it from every location's stored results.
+        let by_quorum = state
+            .config
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.quorum.is_some());
+        if !by_quorum {
+            self.alerts.observe(
+                state.name(),
+                failure.as_ref().map(|(r, m)| (*r, m.as_str())),
+                now,
+            );
+        }
         if let Some(report) = &outcome.log {
             self.checkpoints
                 .insert(state.name().to_string(), report.checkpoint.clone());

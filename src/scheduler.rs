@@ -36,6 +36,8 @@ pub struct Runner {
     pub limit: Arc<Semaphore>,
     pub metrics: Arc<DaemonMetrics>,
     pub outcomes: Option<OutcomeSender>,
+    /// With replicas sharing `storage: postgres:`, which probes this replica runs.
+    pub shard: Option<Arc<crate::cluster::shard::Shard>>,
 }
 
 /// A stable offset of `name` within `interval`: FNV-1a of the name, so it is the same on
@@ -142,6 +144,11 @@ pub fn run_now(state: &Arc<ProbeState>, runner: &Runner) {
 
 /// Starts one run of `state` due at `due`, unless its previous run is still going.
 fn dispatch(state: &Arc<ProbeState>, due: Instant, runner: &Runner) {
+    if let Some(shard) = &runner.shard
+        && !shard.runs(state.name())
+    {
+        return; // Another replica owns this probe here.
+    }
     if state.running.swap(true, Ordering::AcqRel) {
         state.count_skipped();
         tracing::debug!(
@@ -155,6 +162,10 @@ fn dispatch(state: &Arc<ProbeState>, due: Instant, runner: &Runner) {
     tokio::spawn(async move {
         let outcome = run_once(&state, due, &runner).await;
         state.running.store(false, Ordering::Release);
+        if let (Some(shard), Some(outcome)) = (&runner.shard, &outcome) {
+            let reason = outcome.failure.as_ref().map(|f| f.reason());
+            shard.ran(state.name(), outcome.at, outcome.success, reason);
+        }
         if let Some(outcome) = outcome
             && let Some(sender) = &runner.outcomes
         {
@@ -248,6 +259,7 @@ mod tests {
         let (outcomes, mut received) = mpsc::channel(4);
         let runner = Runner {
             limit: Arc::new(Semaphore::new(4)),
+            shard: None,
             metrics: Arc::new(DaemonMetrics::new()),
             outcomes: Some(outcomes),
         };

@@ -350,6 +350,36 @@ const INVALID: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "cluster.yaml",
+        &[
+            (
+                1,
+                27,
+                "storage: postgres: dsn: secrets must be written as env:NAME",
+            ),
+            (5, 24, "locations: \"seoul\" is listed twice"),
+            (5, 31, "locations: \"bad name\": use letters, digits"),
+            (6, 27, "quorum: min_failing: 4 must be between 1 and the 3"),
+            (6, 35, "quorum: for: invalid duration \"5x\""),
+            (9, 27, "quorum: needs `locations:`"),
+            (13, 27, "quorum: min_failing: \"two\": expected a count"),
+            (13, 32, "unknown key `fr` (did you mean `for`?)"),
+            (
+                17,
+                27,
+                "quorum: min_failing: \"0%\": a percentage is more than 0%",
+            ),
+        ],
+    ),
+    (
+        "cluster-unshared.yaml",
+        &[(
+            4,
+            17,
+            "locations: replicas in several locations share results through `storage: postgres:`",
+        )],
+    ),
+    (
         "alerting.yaml",
         &[
             (4, 20, "alert.after: must be at least 1"),

@@ -32,6 +32,7 @@ async fn run_for(registry: Arc<Registry>, limit: usize, how_long: Duration) -> A
     let metrics = Arc::new(DaemonMetrics::new());
     let runner = Runner {
         limit: Arc::new(Semaphore::new(limit)),
+        shard: None,
         metrics: metrics.clone(),
         outcomes: None,
     };

@@ -50,7 +50,7 @@ const KEEP_RESOLVED: usize = 200;
 pub struct DeliveryCounts(Mutex<BTreeMap<(String, &'static str), u64>>);
 
 impl DeliveryCounts {
-    fn add(&self, notifier: &str, result: &'static str) {
+    pub fn add(&self, notifier: &str, result: &'static str) {
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry((notifier.to_string(), result)).or_default() += 1;
     }
@@ -58,6 +58,14 @@ impl DeliveryCounts {
     pub fn snapshot(&self) -> BTreeMap<(String, &'static str), u64> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// What the engine decided about one alert, for the shared database when replicas share
+/// one (`storage: postgres:`): the alert as decided and the sends it asked for.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub alert: Alert,
+    pub sends: Vec<Send>,
 }
 
 /// One delivery: a recorded notification (`key`) or an unrecorded refresh.
@@ -118,6 +126,9 @@ pub struct AlertService {
     base_url: String,
     retry: Retry,
     pub deliveries: Arc<DeliveryCounts>,
+    /// Set when replicas share a database: decisions go there to be claimed and sent once
+    /// across the cluster, instead of to this daemon's queues.
+    shared: std::sync::OnceLock<mpsc::UnboundedSender<Decision>>,
 }
 
 struct Inner {
@@ -169,7 +180,24 @@ impl AlertService {
             base_url,
             retry,
             deliveries: Arc::default(),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands every later decision to `decisions` (the cluster loop) instead of the local
+    /// queues: the shared database records, claims and sends them.
+    pub fn share_decisions(&self, decisions: mpsc::UnboundedSender<Decision>) {
+        let _ = self.shared.set(decisions);
+    }
+
+    /// A configured notifier, by name.
+    pub fn notifier(&self, name: &str) -> Option<Arc<Notifier>> {
+        self.lock().notifiers.get(name).cloned()
+    }
+
+    /// How deliveries are retried and timed out.
+    pub fn retry(&self) -> Retry {
+        self.retry
     }
 
     /// Sets probes, policies, silences and notifiers (on start and on every reload), and
@@ -498,6 +526,11 @@ impl AlertService {
                 deliveries.push((key, send.notifier.clone(), notification));
             }
         }
+        if let Some(shared) = self.shared.get() {
+            share(&inner.engine, shared, &sends);
+            records.clear();
+            deliveries.clear();
+        }
         inner.engine.prune(KEEP_RESOLVED);
         // Queued while the engine lock is held, so batches keep the engine's order.
         self.outbox
@@ -638,7 +671,7 @@ impl AlertService {
     }
 
     /// What a page says: what failed, where, since when, why, the ETA, the runbook, how to ack.
-    fn notification(&self, alert: &Alert, event: Event, step: usize) -> Notification {
+    pub fn notification(&self, alert: &Alert, event: Event, step: usize) -> Notification {
         let since = crate::detect::verdict::format_timestamp(alert.started_at);
         let mut details = format!("{} — {}\n", alert.summary, alert.target);
         details.push_str(&format!(
@@ -743,6 +776,25 @@ impl AlertService {
             && let Err(e) = self.store.mark(key, state, attempts, error, unix_now())
         {
             tracing::error!(error = %e, "cannot record a delivery");
+        }
+    }
+}
+
+/// Sends each alert's decided sends to the shared database's loop, grouped by alert.
+fn share(engine: &Engine, shared: &mpsc::UnboundedSender<Decision>, sends: &[Send]) {
+    let mut by_alert: BTreeMap<u64, Vec<Send>> = BTreeMap::new();
+    for send in sends {
+        by_alert
+            .entry(send.alert_id)
+            .or_default()
+            .push(send.clone());
+    }
+    for (id, sends) in by_alert {
+        if let Some(alert) = engine.alert(id) {
+            let _ = shared.send(Decision {
+                alert: alert.clone(),
+                sends,
+            });
         }
     }
 }

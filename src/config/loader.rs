@@ -357,7 +357,18 @@ impl<'c> Loader<'c> {
                 }
                 None => PathBuf::from("slowburn.db"),
             },
+            postgres: None,
         };
+        let mut storage = storage;
+        // Whether replicas share a database, as written: a DSN that does not resolve is its
+        // own error, and must not also make every `locations:` one.
+        let mut shared = false;
+        if let Some((file, _, spec)) = self.storage.take()
+            && let Some(pg) = &spec.postgres
+        {
+            shared = true;
+            storage.postgres = self.postgres(&file, pg);
+        }
         let alerting = self.alerting();
         self.modules = self.build_modules();
         let policy_names: std::collections::HashSet<String> =
@@ -390,9 +401,13 @@ impl<'c> Loader<'c> {
                 let parents = pending.entry.depends_on.clone();
                 deps.push((pending.file.to_path_buf(), name.clone(), parents));
             }
-            if let Some(probe) =
-                self.build(pending, default_interval, default_timeout, &policy_names)
-                && let Some(summary) = summaries.iter_mut().find(|s| *s.path == *probe.file)
+            if let Some(probe) = self.build(
+                pending,
+                default_interval,
+                default_timeout,
+                &policy_names,
+                shared,
+            ) && let Some(summary) = summaries.iter_mut().find(|s| *s.path == *probe.file)
             {
                 *summary.kinds.entry(probe.probe.kind()).or_default() += 1;
                 probes.push(probe);
@@ -752,6 +767,8 @@ pub(super) struct ServerSpec {
 pub(super) struct StorageSpec {
     /// The SQLite store; a relative path is beside this file (default slowburn.db).
     path: Option<Spanned<String>>,
+    /// The PostgreSQL that replicas share for alerts, escalation, membership and results.
+    postgres: Option<super::cluster::PostgresSpec>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

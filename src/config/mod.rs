@@ -15,6 +15,7 @@
 
 pub mod alerting;
 mod blackbox;
+pub mod cluster;
 pub mod drift;
 mod loader;
 pub mod oncall;
@@ -98,6 +99,8 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// `storage: postgres:`: the database replicas share; none for one machine.
+    pub postgres: Option<Arc<crate::cluster::Postgres>>,
 }
 
 /// One probe with its schedule and labels.
@@ -117,6 +120,8 @@ pub struct ProbeConfig {
     pub watches: Vec<Watch>,
     /// `depends_on:`: probes whose failure holds this probe's new alerts.
     pub depends_on: Vec<String>,
+    /// `locations:` and `quorum:`: where it runs and how the locations' results combine.
+    pub placement: Option<Box<cluster::Placement>>,
     /// The file it was defined in (shared by every probe of that file), and where.
     pub file: Arc<Path>,
     pub pos: Pos,

@@ -52,6 +52,10 @@ pub(super) struct ProbeEntry {
     /// A Prometheus file_sd file (JSON or YAML) of more targets and their labels; a relative
     /// path is beside this file. Re-read when it changes.
     pub(super) targets_file: Option<Spanned<String>>,
+    /// The locations (`--location` of the replicas) that run it.
+    pub(super) locations: Option<Vec<Spanned<String>>>,
+    /// How many locations must fail at once, and for how long, before it pages.
+    pub(super) quorum: Option<super::cluster::QuorumSpec>,
 }
 
 /// A probe read but not yet built (defaults are applied once every file is read).
@@ -104,6 +108,7 @@ impl Loader<'_> {
         default_interval: Duration,
         default_timeout: Option<Duration>,
         policies: &HashSet<String>,
+        shared: bool,
     ) -> Option<ProbeConfig> {
         let Pending {
             file,
@@ -254,6 +259,13 @@ impl Loader<'_> {
             entry.slo.as_ref(),
             &mut problems,
         );
+        let placement = super::cluster::placement(
+            pos,
+            entry.locations.as_ref(),
+            entry.quorum.as_ref(),
+            shared,
+            &mut problems,
+        );
         ok &= problems.is_empty();
         for (pos, message) in problems {
             self.error(&file, Some(pos), format!("{ctx}{message}"));
@@ -268,6 +280,7 @@ impl Loader<'_> {
             alert,
             watches,
             depends_on: entry.depends_on.iter().map(|d| d.value.clone()).collect(),
+            placement,
             file,
             pos,
         })

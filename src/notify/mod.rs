@@ -44,6 +44,18 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event named by [`as_str`](Self::as_str).
+    pub fn parse(name: &str) -> Option<Event> {
+        [
+            Event::Trigger,
+            Event::Acknowledge,
+            Event::Resolve,
+            Event::Flapping,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == name)
+    }
+
     /// The stable lowercase name used in payloads: `trigger`, `acknowledge`, `resolve`,
     /// `flapping`.
     pub fn as_str(self) -> &'static str {

@@ -47,6 +47,8 @@ pub struct Shared {
     pings: Arc<ping::Desk>,
     /// The in-flight bound of blackbox's `/probe`.
     probe_slots: Arc<probe_endpoint::Slots>,
+    /// With `storage: postgres:`: the shared database, where acks and resolves by shared id go.
+    pub cluster: Option<Arc<crate::cluster::pg::Coordinator>>,
 }
 
 impl Shared {
@@ -66,7 +68,14 @@ impl Shared {
             store,
             pings: Arc::new(ping::Desk::new(runner)),
             probe_slots: Default::default(),
+            cluster: None,
         }
+    }
+
+    /// Sends acks and resolves to the shared database (replicas sharing `storage: postgres:`).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::pg::Coordinator>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -130,6 +139,9 @@ async fn healthz(State(shared): State<Shared>) -> String {
             replaced.reason,
             replaced.kept.display()
         );
+    }
+    if let Some(lost) = shared.metrics.coordination.lost() {
+        return format!("degraded: {lost}\n");
     }
     match store.failing() {
         Some(error) => format!("degraded: store {}: {error}\n", store.path()),

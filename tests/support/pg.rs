@@ -183,6 +183,27 @@ impl Cluster {
         self.run("pg_ctl", &["stop", "-D", &self.data(), "-m", "fast", "-w"])
     }
 
+    /// Restarts the server the way a crash does (`pg_ctl restart -m immediate`: no
+    /// checkpoint, every session cut), and waits until it accepts connections again.
+    pub fn restart_immediate(&self) -> Result<(), String> {
+        let log = self.base.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "restart",
+                "-D",
+                &self.data(),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                &log,
+            ],
+        )
+    }
+
     /// A DSN for `role` on `database` over TCP, without a password.
     pub fn dsn(&self, role: &str, database: &str) -> String {
         format!(

@@ -107,7 +107,7 @@ impl PostgresProbe {
 }
 
 /// The TLS client config a parsed DSN asks for, or `None` for `sslmode=disable`.
-pub(super) fn tls_mode(
+pub(crate) fn tls_mode(
     config: &tokio_postgres::Config,
     tls_wanted: &TlsWanted,
     tls_config: Option<&TlsSpec>,
@@ -150,7 +150,7 @@ pub(super) fn resolve_dsn(text: &str) -> Result<String, String> {
 
 /// TLS wishes a DSN carries that tokio-postgres does not parse itself.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(super) struct TlsWanted {
+pub(crate) struct TlsWanted {
     /// `sslmode=verify-ca` or `verify-full`.
     pub(super) verify: bool,
     /// `sslrootcert=PATH`.
@@ -160,7 +160,7 @@ pub(super) struct TlsWanted {
 /// Parses a libpq DSN (URL or `key=value` form). `sslmode=verify-ca|verify-full` and
 /// `sslrootcert` are taken out and turned into certificate checking, which tokio-postgres
 /// leaves to the TLS connector.
-pub(super) fn parse_dsn(text: &str) -> Result<(tokio_postgres::Config, TlsWanted), String> {
+pub(crate) fn parse_dsn(text: &str) -> Result<(tokio_postgres::Config, TlsWanted), String> {
     let mut wanted = TlsWanted::default();
     let verify = Regex::new(r"sslmode\s*=\s*verify-(full|ca)").map_err(|e| e.to_string())?;
     let mut text = text.to_string();
@@ -194,7 +194,7 @@ pub(super) fn parse_dsn(text: &str) -> Result<(tokio_postgres::Config, TlsWanted
 }
 
 /// `postgres://host:port/database` for people; never the user or password.
-pub(super) fn describe(config: &tokio_postgres::Config) -> String {
+pub(crate) fn describe(config: &tokio_postgres::Config) -> String {
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()

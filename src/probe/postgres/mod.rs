@@ -18,7 +18,7 @@
 //! dropped (tokio-postgres needs one per connection; it is the only task a probe spawns). The DSN
 //! is a secret and never appears in a message, only its host and database.
 
-mod dsn;
+pub(crate) mod dsn;
 mod sessions;
 mod statements;
 

@@ -92,9 +92,13 @@ async fn list_alerts(
             "state {s:?} is not firing, acknowledged, resolved or active"
         )));
     }
-    let alerts: Vec<Value> = shared
-        .alerts
-        .alerts()
+    let held = match &shared.cluster {
+        Some(cluster) => crate::cluster::daemon::alerts(cluster, &shared.alerts)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => shared.alerts.alerts(),
+    };
+    let alerts: Vec<Value> = held
         .iter()
         .filter(|a| match state {
             None => true,
@@ -111,6 +115,17 @@ async fn one_alert(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
+    if let Some(cluster) = &shared.cluster {
+        let internal = |e: crate::cluster::pg::PgError| ApiError::Internal(e.to_string());
+        let alert = crate::cluster::daemon::alerts(cluster, &shared.alerts)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+        let records = cluster.records(id as i64).await.map_err(internal)?;
+        return Ok(Json(alert_json(&alert, Some(&records))));
+    }
     let alert = shared
         .alerts
         .alert(id)
@@ -126,6 +141,20 @@ async fn ack_alert(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&shared, &headers)?;
     let id = parse_id(&id)?;
+    if let Some(cluster) = &shared.cluster {
+        use crate::cluster::daemon::{self, Action};
+        let alert = daemon::act(
+            cluster,
+            &shared.alerts,
+            id,
+            &actor(&body),
+            Action::Ack,
+            unix_now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        return Ok(Json(alert_json(&alert, None)));
+    }
     let alert = shared
         .alerts
         .ack(id, &actor(&body), unix_now())
@@ -141,6 +170,20 @@ async fn resolve_alert(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&shared, &headers)?;
     let id = parse_id(&id)?;
+    if let Some(cluster) = &shared.cluster {
+        use crate::cluster::daemon::{self, Action};
+        let alert = daemon::act(
+            cluster,
+            &shared.alerts,
+            id,
+            &actor(&body),
+            Action::Resolve,
+            unix_now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        return Ok(Json(alert_json(&alert, None)));
+    }
     let alert = shared
         .alerts
         .resolve(id, &actor(&body), unix_now())

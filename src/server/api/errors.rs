@@ -85,6 +85,15 @@ impl From<Refusal> for ApiError {
     }
 }
 
+impl From<crate::cluster::daemon::ActError> for ApiError {
+    fn from(e: crate::cluster::daemon::ActError) -> Self {
+        match e {
+            crate::cluster::daemon::ActError::Refused(r) => r.into(),
+            crate::cluster::daemon::ActError::Database(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;

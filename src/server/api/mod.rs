@@ -11,6 +11,7 @@
 mod alerts;
 mod errors;
 mod history;
+mod locations;
 mod oncall;
 mod probes;
 mod uptime;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<Shared> {
         .route("/probes/{name}", get(probes::one_probe))
         .route("/probes/{name}/history", get(history::history))
         .route("/probes/{name}/uptime", get(uptime::uptime))
+        .route("/probes/{name}/locations", get(locations::locations))
         .route("/overview", get(probes::overview))
         .merge(alert_routes())
         .merge(oncall::oncall_routes())

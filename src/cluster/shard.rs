@@ -1,0 +1,171 @@
+//! Which probes this replica runs, and what its runs leave for the shared database.
+//!
+//! Within a location each probe is owned by rendezvous hashing over the live replicas of that
+//! location; a probe without `locations:` runs once in the whole cluster, owned among every
+//! live replica. A probe with a `quorum:` is also *judged* once in the cluster, by the owner
+//! of its quorum key among every live replica, from the results all its locations stored.
+//! The scheduler asks [`Shard::runs`] at each tick; the cluster loop feeds the membership in.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::pg::RunResult;
+use super::quorum::{Quorum, QuorumState};
+use super::rendezvous;
+
+/// Where one probe runs and how its locations' results combine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    /// `locations:`; none: anywhere, once.
+    pub locations: Option<Vec<String>>,
+    pub quorum: Option<Quorum>,
+    pub interval: Duration,
+}
+
+/// The shard of one replica.
+#[derive(Debug, Default)]
+pub struct Shard {
+    replica: String,
+    location: String,
+    /// Live members as `(replica, location)`; `None` while unknown.
+    members: RwLock<Option<Vec<(String, String)>>>,
+    places: RwLock<HashMap<String, Place>>,
+    /// Runs not yet written to the database.
+    pending: Mutex<Vec<RunResult>>,
+    /// The quorum of each probe this replica judges.
+    quorums: Mutex<HashMap<String, QuorumState>>,
+}
+
+impl Shard {
+    pub fn new(me: &super::Identity) -> Shard {
+        Shard {
+            replica: me.replica.clone(),
+            location: me.location.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets each probe's place (on start and on every reload).
+    pub fn set_places(&self, places: HashMap<String, Place>) {
+        let mut quorums = self.quorums.lock().unwrap_or_else(|e| e.into_inner());
+        quorums.retain(|name, _| places.get(name).is_some_and(|p| p.quorum.is_some()));
+        *self.places.write().unwrap_or_else(|e| e.into_inner()) = places;
+    }
+
+    /// Sets the live members, `(replica, location)`; `None` when they are unknown.
+    pub fn set_members(&self, members: Option<Vec<(String, String)>>) {
+        *self.members.write().unwrap_or_else(|e| e.into_inner()) = members;
+    }
+
+    /// Whether this replica runs `probe` now. Unknown membership runs it (fail open: a
+    /// duplicate run collapses on its slot, a missed one pages nobody).
+    pub fn runs(&self, probe: &str) -> bool {
+        let places = self.places.read().unwrap_or_else(|e| e.into_inner());
+        let locations = places.get(probe).and_then(|p| p.locations.clone());
+        drop(places);
+        if let Some(locations) = &locations
+            && !locations.contains(&self.location)
+        {
+            return false;
+        }
+        self.owns(probe, locations.is_some())
+    }
+
+    /// Whether this replica owns `key` among the live replicas of its location (`local`) or
+    /// of the whole cluster.
+    fn owns(&self, key: &str, local: bool) -> bool {
+        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+        let Some(members) = members.as_ref() else {
+            return true;
+        };
+        let candidates: Vec<String> = members
+            .iter()
+            .filter(|(_, l)| !local || *l == self.location)
+            .map(|(r, _)| r.clone())
+            .collect();
+        if !candidates.contains(&self.replica) {
+            return true; // Not yet seen by the others: run rather than leave a gap.
+        }
+        rendezvous::owns(key, &self.replica, &candidates)
+    }
+
+    /// How many of the configured probes this replica runs now.
+    pub fn owned(&self) -> usize {
+        let probes: Vec<String> = self
+            .places
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        probes.iter().filter(|p| self.runs(p)).count()
+    }
+
+    /// Whether the alert of `probe` waits for a quorum of locations (its own runs then open
+    /// nothing by themselves).
+    pub fn judged_by_quorum(&self, probe: &str) -> bool {
+        self.places
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(probe)
+            .is_some_and(|p| p.quorum.is_some())
+    }
+
+    /// Notes one finished run, for the database.
+    pub fn ran(&self, probe: &str, at: SystemTime, success: bool, reason: Option<&str>) {
+        let interval = self
+            .places
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(probe)
+            .map(|p| p.interval);
+        let Some(interval) = interval else {
+            return;
+        };
+        let started = crate::metrics::unix_seconds(at);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(RunResult {
+                probe: probe.to_string(),
+                slot: super::pg::slot(started, interval),
+                success,
+                reason: reason.map(str::to_string),
+            });
+    }
+
+    /// The runs noted since the last call.
+    pub fn take_runs(&self) -> Vec<RunResult> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The quorum probes this replica judges now, with their place.
+    pub fn judged_here(&self) -> Vec<(String, Place)> {
+        let places = self.places.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, Place)> = places
+            .iter()
+            .filter(|(_, p)| p.quorum.is_some())
+            .filter(|(name, _)| self.owns(&format!("quorum/{name}"), false))
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Runs `f` on the quorum state of `probe`, made on first use.
+    pub fn with_quorum<T>(
+        &self,
+        probe: &str,
+        place: &Place,
+        f: impl FnOnce(&mut QuorumState) -> T,
+    ) -> Option<T> {
+        let quorum = place.quorum?;
+        let locations = place.locations.clone().unwrap_or_default();
+        let mut quorums = self.quorums.lock().unwrap_or_else(|e| e.into_inner());
+        let state = quorums
+            .entry(probe.to_string())
+            .or_insert_with(|| QuorumState::new(quorum, locations, place.interval));
+        Some(f(state))
+    }
+}

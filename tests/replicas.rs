@@ -1,0 +1,603 @@
+//! Several real slowburn processes sharing one real PostgreSQL (the shared throw-away
+//! cluster of `support::pg`, a fresh database per test): each escalation step reaches the
+//! receiver exactly once, an ack on one replica stops steps another would claim, probes are
+//! shared out and move when a replica dies, and a quorum of locations opens one alert.
+//!
+//! Membership timeouts and intervals are short (stated per test) so the whole file runs in
+//! well under a minute; the daemons' own clocks are real, since they are real processes.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::daemon::{Daemon, free_port, request_json, temp_dir, wait_http};
+use support::pg;
+use support::receiver::Receiver;
+
+const TOKEN: &str = "cluster-test-token";
+
+/// Replicas started on one database, each with its own probe file and local store.
+struct Fleet {
+    runtime: tokio::runtime::Runtime,
+    cluster: &'static pg::Cluster,
+    database: String,
+    dir: PathBuf,
+    daemons: Vec<Option<Daemon>>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Fleet {
+    fn new(name: &str) -> Option<Fleet> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let cluster = pg::shared()?;
+        let database = runtime.block_on(cluster.database(name));
+        Some(Fleet {
+            runtime,
+            cluster,
+            database,
+            dir: temp_dir(&format!("replicas-{name}")),
+            daemons: Vec::new(),
+            addrs: Vec::new(),
+        })
+    }
+
+    /// Starts replica `name` in `location` with `yaml` as its probe file.
+    fn start(&mut self, name: &str, location: &str, yaml: &str) -> SocketAddr {
+        let file = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let store = self.dir.join(format!("{name}.db"));
+        let dsn = self.cluster.dsn("postgres", &self.database);
+        let daemon = Daemon::start(
+            &[
+                "run",
+                "-c",
+                file.to_str().unwrap(),
+                "--listen",
+                &listen.to_string(),
+                "--store",
+                store.to_str().unwrap(),
+                "--replica",
+                name,
+                "--location",
+                location,
+            ],
+            &self.dir,
+            &[
+                ("SLOWBURN_PG", dsn.as_str()),
+                ("SLOWBURN_TOKEN", TOKEN),
+                ("RUST_LOG", "error"),
+            ],
+        );
+        wait_http(listen);
+        self.daemons.push(Some(daemon));
+        self.addrs.push(listen);
+        listen
+    }
+
+    fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        self.runtime.block_on(async {
+            let client = self.cluster.connect(&self.database).await;
+            client.query(sql, &[]).await.unwrap()
+        })
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.query(sql)[0].get(0)
+    }
+}
+
+/// The head of a probe file: the shared database with short timeouts, a webhook and a policy.
+fn head(hooks: SocketAddr, steps: &str) -> String {
+    format!(
+        "server: {{api_token: env:SLOWBURN_TOKEN}}
+storage: {{postgres: {{dsn: env:SLOWBURN_PG, lease: 5s, membership_timeout: 2s}}}}
+notifiers:
+  - {{name: hook, webhook: {{url: \"http://{hooks}/hook\"}}}}
+policies:
+  - {{name: p, repeat: 0, steps: [{steps}]}}
+probes:
+"
+    )
+}
+
+/// An address where nothing listens: every run fails at once (connect: refused).
+fn closed() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// (alert id, step) of every trigger the receiver got.
+fn triggers(r: &Receiver) -> Vec<(u64, u64)> {
+    let log = r.0.lock().unwrap();
+    log.iter()
+        .filter(|(p, j)| p == "/hook" && j["event"] == "trigger")
+        .map(|(_, j)| (j["alert_id"].as_u64().unwrap(), j["step"].as_u64().unwrap()))
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 3 replicas, 200 failing probes with a 3-step policy: 600 steps, each received once.
+#[test]
+fn three_replicas_page_each_of_600_steps_exactly_once() {
+    let Some(mut fleet) = Fleet::new("exactly_once") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    let target = closed();
+    let mut yaml = head(
+        hooks,
+        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
+    );
+    const PROBES: usize = 200;
+    for i in 0..PROBES {
+        yaml.push_str(&format!(
+            "  - {{name: p{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    for name in ["r1", "r2", "r3"] {
+        fleet.start(name, "seoul", &yaml);
+    }
+    wait_until("600 steps", Duration::from_secs(30), || {
+        triggers(&receiver).len() >= PROBES * 3
+    });
+    // Time for a duplicate to show up: two more beats of every replica.
+    std::thread::sleep(Duration::from_secs(1));
+    let got = triggers(&receiver);
+    let distinct: HashSet<_> = got.iter().collect();
+    assert_eq!(got.len(), distinct.len(), "a step was sent twice");
+    assert_eq!(distinct.len(), PROBES * 3);
+    let alerts: HashSet<u64> = got.iter().map(|(a, _)| *a).collect();
+    assert_eq!(alerts.len(), PROBES, "one alert per probe");
+    let openers = fleet.count("SELECT count(DISTINCT opened_by) FROM slowburn_alerts");
+    let senders = fleet.count("SELECT count(DISTINCT sent_by) FROM slowburn_steps");
+    assert!(
+        openers >= 2 && senders >= 2,
+        "work is shared: {openers} opened, {senders} sent"
+    );
+}
+
+/// An ack through one replica's API, by the id the page showed, stops the steps of an alert
+/// another replica evaluates and any replica would claim.
+#[test]
+fn an_ack_on_one_replica_stops_steps_on_another() {
+    let Some(mut fleet) = Fleet::new("ack_elsewhere") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    let target = closed();
+    let mut yaml = head(
+        hooks,
+        "{notify: [hook]}, {after: 3s, notify: [hook]}, {after: 6s, notify: [hook]}",
+    );
+    yaml.push_str(&format!(
+        "  - {{name: db, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
+    ));
+    let a = fleet.start("a", "seoul", &yaml);
+    let b = fleet.start("b", "seoul", &yaml);
+    wait_until("step 1", Duration::from_secs(15), || {
+        !triggers(&receiver).is_empty()
+    });
+    let (id, _) = triggers(&receiver)[0];
+    let opener: String = fleet.query("SELECT opened_by FROM slowburn_alerts")[0].get(0);
+    // Ack on the replica that did not open it.
+    let other = if opener == "a" { b } else { a };
+    let (status, body) = request_json(
+        other,
+        "POST",
+        &format!("/api/v1/alerts/{id}/ack"),
+        Some(TOKEN),
+        r#"{"by": "alice"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "acknowledged");
+    assert_eq!(body["id"], id);
+    // Past step 3's due time: nothing after the ack but the acknowledge notice.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(triggers(&receiver), [(id, 0)], "no step after the ack");
+    let acks: Vec<_> = receiver
+        .events("/hook")
+        .into_iter()
+        .filter(|(e, _)| e == "acknowledge")
+        .collect();
+    assert_eq!(acks.len(), 1, "the paged notifier is told once: {acks:?}");
+    // Both replicas list it acknowledged, under the same id.
+    for addr in [a, b] {
+        let (_, list) = request_json(addr, "GET", "/api/v1/alerts", None, "");
+        let listed = list.as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{list}");
+        assert_eq!(
+            (listed[0]["id"].as_u64(), listed[0]["state"].as_str()),
+            (Some(id), Some("acknowledged"))
+        );
+    }
+}
+
+/// 3,000 probes over 3 replicas (interval 2s, membership timeout 2s): every (probe, slot)
+/// is stored once, the replicas share the probes about evenly, and after one is killed its
+/// probes run again on the others within the membership timeout plus two intervals (6s).
+#[test]
+fn probes_are_sharded_and_move_when_a_replica_dies() {
+    let Some(mut fleet) = Fleet::new("sharded") else {
+        return;
+    };
+    let (_receiver, hooks) = Receiver::start();
+    // An open port that accepts and drops: every run succeeds.
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = open.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in open.incoming() {
+            drop(s)
+        }
+    });
+    let mut yaml = head(hooks, "{notify: [hook]}");
+    const PROBES: i64 = 3000;
+    for i in 0..PROBES {
+        yaml.push_str(&format!(
+            "  - {{name: s{i}, interval: 2s, timeout: 1s, tcp: {{address: \"{target}\"}}}}\n"
+        ));
+    }
+    for name in ["r1", "r2", "r3"] {
+        fleet.start(name, "seoul", &yaml);
+    }
+    // Settled: a full interval in which every probe ran on exactly its owner.
+    let settled = || {
+        fleet.count(
+            "SELECT count(DISTINCT probe) FROM slowburn_results WHERE at > now() - interval '2 seconds'",
+        ) == PROBES
+    };
+    wait_until("every probe running", Duration::from_secs(20), settled);
+    std::thread::sleep(Duration::from_secs(3));
+    let shares = fleet.query(
+        "SELECT replica, count(DISTINCT probe) FROM slowburn_results
+         WHERE at > now() - interval '2 seconds' GROUP BY replica ORDER BY replica",
+    );
+    let shares: HashMap<String, i64> = shares.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(shares.len(), 3, "{shares:?}");
+    for n in shares.values() {
+        assert!((800..=1200).contains(n), "uneven shares {shares:?}");
+    }
+    let killed_share = shares["r2"];
+    fleet.daemons[1].take(); // kill -9
+    let killed_at: f64 = fleet.query("SELECT extract(epoch FROM now())::float8")[0].get(0);
+    let started = Instant::now();
+    wait_until("r2's probes run elsewhere", Duration::from_secs(15), || {
+        fleet.count(&format!(
+            "SELECT count(DISTINCT probe) FROM slowburn_results
+             WHERE at > to_timestamp({killed_at}) AND replica <> 'r2'
+             AND probe IN (SELECT probe FROM slowburn_results WHERE replica = 'r2'
+                 AND at > to_timestamp({killed_at}) - interval '2 seconds')"
+        )) == killed_share
+    });
+    let moved_within = started.elapsed();
+    assert!(
+        moved_within <= Duration::from_secs(6) + Duration::from_secs(2),
+        "took {moved_within:?}"
+    );
+    let duplicates = fleet.count(
+        "SELECT count(*) FROM (SELECT probe, slot FROM slowburn_results GROUP BY probe, location, slot HAVING count(*) > 1) d",
+    );
+    assert_eq!(duplicates, 0);
+    // Only r2's probes moved: r1 and r3 kept theirs.
+    let moved_from_survivors = fleet.count(&format!(
+        "SELECT count(DISTINCT a.probe) FROM slowburn_results a JOIN slowburn_results b
+           ON a.probe = b.probe AND a.replica <> b.replica
+         WHERE a.replica IN ('r1', 'r3') AND b.replica IN ('r1', 'r3')
+           AND a.at > to_timestamp({killed_at}) AND b.at > to_timestamp({killed_at})"
+    ));
+    assert_eq!(moved_from_survivors, 0);
+}
+
+/// Locations seoul, tokyo and frankfurt, `quorum: {min_failing: 2, for: 2s}`: one failing
+/// location opens nothing; when a second fails for 2s exactly one alert opens.
+#[test]
+fn a_quorum_of_locations_opens_one_alert() {
+    let Some(mut fleet) = Fleet::new("quorum") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    let ok = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ok_addr = ok.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in ok.incoming() {
+            drop(s)
+        }
+    });
+    // Tokyo's target is a listener the test closes to make tokyo fail.
+    let tokyo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tokyo_addr = tokyo.local_addr().unwrap();
+    let tokyo_open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tokyo.set_nonblocking(true).unwrap();
+    let flag = tokyo_open.clone();
+    std::thread::spawn(move || {
+        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = tokyo.accept();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let probe = |target: SocketAddr| {
+        format!(
+            "{}  - {{name: checkout, interval: 500ms, timeout: 300ms, tcp: {{address: \"{target}\"}},
+      locations: [seoul, tokyo, frankfurt], quorum: {{min_failing: 2, for: 2s}}, alert: {{after: 1, policy: p}}}}\n",
+            head(hooks, "{notify: [hook]}")
+        )
+    };
+    fleet.start("seoul-1", "seoul", &probe(closed()));
+    fleet.start("tokyo-1", "tokyo", &probe(tokyo_addr));
+    let frankfurt = fleet.start("frankfurt-1", "frankfurt", &probe(ok_addr));
+    // Seoul alone has failed for 4s, twice `for`: no alert.
+    wait_until(
+        "all three locations report",
+        Duration::from_secs(15),
+        || fleet.count("SELECT count(DISTINCT location) FROM slowburn_results") == 3,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(triggers(&receiver).is_empty(), "1 of 3 failing paged");
+    let (_, locations) = request_json(
+        frankfurt,
+        "GET",
+        "/api/v1/probes/checkout/locations",
+        None,
+        "",
+    );
+    let results: HashMap<String, String> = locations["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["location"].as_str().unwrap().into(),
+                l["result"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(results["seoul"], "failing", "{locations}");
+    assert_eq!(results["tokyo"], "passing");
+    assert_eq!(locations["min_failing"], 2);
+    // Tokyo fails too: after `for` (2s) and an interval or two, one alert.
+    tokyo_open.store(false, std::sync::atomic::Ordering::Relaxed);
+    let failing_since = Instant::now();
+    wait_until("the quorum's alert", Duration::from_secs(15), || {
+        !triggers(&receiver).is_empty()
+    });
+    assert!(
+        failing_since.elapsed() >= Duration::from_secs(2),
+        "opened before `for`"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(triggers(&receiver).len(), 1, "exactly one alert");
+    assert_eq!(fleet.count("SELECT count(*) FROM slowburn_alerts"), 1);
+}
+
+/// A webhook receiver that holds its answer to the first request until told to answer (or
+/// never), and answers every later one at once. Records every request.
+#[derive(Clone, Default)]
+struct Holding {
+    log: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Holding {
+    fn start() -> (Holding, SocketAddr) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holding = Holding::default();
+        let shared = holding.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let h = shared.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let first = {
+                        let mut log = h.log.lock().unwrap();
+                        log.push(serde_json::from_slice(&body).unwrap_or_default());
+                        log.len() == 1
+                    };
+                    while first && !h.release.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = reader.into_inner().write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        (holding, addr)
+    }
+
+    fn triggers(&self) -> Vec<(u64, u64, String)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|j| j["event"] == "trigger")
+            .map(|j| {
+                let (a, s) = (j["alert_id"].as_u64().unwrap(), j["step"].as_u64().unwrap());
+                (a, s, j["dedup_key"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+/// One failing probe paging `hook` once, on two replicas with a 2s lease (shorter than the
+/// notifier's 10s timeout on purpose: the held send outlives it).
+fn one_step_pair(fleet: &mut Fleet, hooks: SocketAddr) -> [SocketAddr; 2] {
+    let mut yaml = head(hooks, "{notify: [hook]}").replace("lease: 5s", "lease: 2s");
+    yaml.push_str(&format!(
+        "  - {{name: held, interval: 1s, timeout: 500ms, tcp: {{address: \"{}\"}}, alert: {{after: 1, policy: p}}}}\n",
+        closed()
+    ));
+    [
+        fleet.start("a", "seoul", &yaml),
+        fleet.start("b", "seoul", &yaml),
+    ]
+}
+
+/// The replica holding the step's claim, by its index in the fleet.
+fn claimer(fleet: &Fleet) -> usize {
+    let who: String = fleet.query("SELECT claimed_by FROM slowburn_steps")[0].get(0);
+    if who == "a" { 0 } else { 1 }
+}
+
+/// `kill -STOP` the claimer while its send is held, past its lease, then `-CONT`: the other
+/// replica re-sends once with the same key, and the late completion is fenced off.
+#[test]
+fn a_replica_stopped_past_its_lease_is_fenced_off() {
+    let Some(mut fleet) = Fleet::new("stopped") else {
+        return;
+    };
+    let (receiver, hooks) = Holding::start();
+    one_step_pair(&mut fleet, hooks);
+    wait_until("the first send", Duration::from_secs(15), || {
+        receiver.triggers().len() == 1
+    });
+    let first = claimer(&fleet);
+    fleet.daemons[first].as_ref().unwrap().signal("STOP");
+    wait_until("the re-send", Duration::from_secs(10), || {
+        receiver.triggers().len() == 2
+    });
+    fleet.daemons[first].as_ref().unwrap().signal("CONT");
+    receiver
+        .release
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = receiver.triggers();
+    assert_eq!(sent.len(), 2, "no third send: {sent:?}");
+    assert_eq!(
+        sent[0], sent[1],
+        "the re-send carries the same alert, step and dedup key"
+    );
+    let row = &fleet.query("SELECT state, resent, sent_by, claims FROM slowburn_steps")[0];
+    let (state, resent, by, claims): (String, bool, String, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((state.as_str(), resent, claims), ("sent", true, 2));
+    assert_ne!(
+        by,
+        ["a", "b"][first],
+        "the record is the second claimer's, not fenced a's"
+    );
+}
+
+/// `kill -9` the claimer while the receiver holds its response: at most one re-send, with the
+/// same key, and the step ends sent.
+#[test]
+fn a_replica_killed_mid_send_is_resent_once() {
+    let Some(mut fleet) = Fleet::new("killed") else {
+        return;
+    };
+    let (receiver, hooks) = Holding::start();
+    one_step_pair(&mut fleet, hooks);
+    wait_until("the first send", Duration::from_secs(15), || {
+        receiver.triggers().len() == 1
+    });
+    let first = claimer(&fleet);
+    fleet.daemons[first].take(); // kill -9
+    wait_until("the re-send", Duration::from_secs(10), || {
+        receiver.triggers().len() == 2
+    });
+    receiver
+        .release
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    wait_until("the step recorded sent", Duration::from_secs(5), || {
+        fleet.count("SELECT count(*) FROM slowburn_steps WHERE state = 'sent' AND resent") == 1
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = receiver.triggers();
+    assert_eq!(sent.len(), 2, "at most one re-send: {sent:?}");
+    assert_eq!(sent[0], sent[1]);
+}
+
+/// `pg_ctl restart -m immediate` while 40 alerts escalate through 3 steps: no step is lost,
+/// and duplicates are bounded by the sends in flight at the crash.
+#[test]
+fn a_database_crash_under_load_loses_no_step() {
+    let cluster = match pg::Cluster::start() {
+        Ok(c) => c,
+        Err(e) if e.starts_with("SKIPPED") => {
+            assert!(std::env::var("SLOWBURN_REQUIRE_PG").is_err(), "{e}");
+            eprintln!("{e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(async {
+        let database = cluster.database("crash").await;
+        // The test clusters trade durability for speed (`synchronous_commit = off` loses the
+        // last commits in a crash); a production database keeps it on, and so does this one.
+        let admin = cluster.connect("postgres").await;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} SET synchronous_commit = on"
+            ))
+            .await
+            .unwrap();
+        database
+    });
+    let cluster: &'static pg::Cluster = Box::leak(Box::new(cluster));
+    let mut fleet = Fleet {
+        runtime,
+        cluster,
+        database,
+        dir: temp_dir("replicas-crash"),
+        daemons: Vec::new(),
+        addrs: Vec::new(),
+    };
+    let (receiver, hooks) = Receiver::start();
+    let target = closed();
+    let mut yaml = head(
+        hooks,
+        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
+    );
+    const PROBES: usize = 40;
+    for i in 0..PROBES {
+        yaml.push_str(&format!(
+            "  - {{name: c{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    fleet.start("r1", "seoul", &yaml);
+    fleet.start("r2", "seoul", &yaml);
+    wait_until("first steps", Duration::from_secs(15), || {
+        triggers(&receiver).len() >= PROBES / 2
+    });
+    fleet.cluster.restart_immediate().unwrap();
+    wait_until(
+        "every step after the crash",
+        Duration::from_secs(30),
+        || triggers(&receiver).iter().collect::<HashSet<_>>().len() >= PROBES * 3,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let got = triggers(&receiver);
+    let distinct: HashSet<_> = got.iter().collect();
+    assert_eq!(distinct.len(), PROBES * 3, "no step lost");
+    // A step whose completion the crash cut off is re-sent once its lease ends; at most one
+    // claim batch per replica (32) is in flight.
+    assert!(
+        got.len() - distinct.len() <= 64,
+        "{} duplicates",
+        got.len() - distinct.len()
+    );
+}
