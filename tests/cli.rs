@@ -468,7 +468,7 @@ fn the_examples_check_together() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches(": ok, ").count(), 7, "{stdout}");
+    assert_eq!(stdout.matches(": ok, ").count(), 8, "{stdout}");
 }
 
 #[test]

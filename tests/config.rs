@@ -335,7 +335,11 @@ const INVALID: &[(&str, &[Expected])] = &[
                 "http.valid_http_versions: unknown HTTP version \"HTTP/9\"",
             ),
             (8, 7, "unknown key `bogus`"),
-            (9, 18, "the icmp prober is not supported by slowburn yet"),
+            (
+                9,
+                46,
+                "module \"ping\": icmp.dont_fragment: not supported by slowburn yet",
+            ),
             (10, 28, "`http:` has no effect with prober tcp"),
             (11, 11, "module \"lookup\": dns.query_name: required"),
             (11, 34, "timeout: invalid duration \"5x\""),

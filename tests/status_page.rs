@@ -463,14 +463,17 @@ probes:
 "#
     );
     let daemon = Daemon::start(&dir, &config, &[]);
-    let probe = daemon.get("/api/v1/probes/handoffs");
-    assert_eq!(probe.status, 200, "{}", probe.body);
-    let signals: Vec<&str> = (probe.json["drift"].as_array().unwrap().iter())
-        .map(|d| d["signal"].as_str().unwrap())
-        .collect();
-    assert!(
-        signals.contains(&a) && signals.contains(&b),
-        "both series restored from the store: {signals:?}"
+    // The server listens while the results task still replays the stored history.
+    let restored = |r: &ui::Response| {
+        let signals: Vec<String> = (r.json["drift"].as_array().into_iter().flatten())
+            .filter_map(|d| d["signal"].as_str().map(str::to_string))
+            .collect();
+        signals.iter().any(|s| s == a) && signals.iter().any(|s| s == b)
+    };
+    wait_until(
+        "both series restored from the store",
+        Duration::from_secs(15),
+        || restored(&daemon.get("/api/v1/probes/handoffs")),
     );
     let history =
         daemon.get("/api/v1/probes/handoffs/history?signal=value%7Bpartner%3D%22b%22%7D&since=1h");

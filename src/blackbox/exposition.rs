@@ -102,6 +102,8 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
             );
         }
         Prober::Dns => dns(&mut f, outcome, &phase),
+        Prober::Icmp => icmp(&mut f, outcome, &phase),
+        Prober::Grpc => grpc(&mut f, outcome, &phase),
     }
     tls(&mut f, outcome);
     f.write()
@@ -217,6 +219,57 @@ fn dns(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
 }
 
 /// The TLS families, written when a handshake completed (as blackbox does).
+fn icmp(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
+    for name in ["resolve", "setup", "rtt"] {
+        f.labelled(
+            "probe_icmp_duration_seconds",
+            "Duration of icmp request by phase",
+            format!("phase=\"{name}\""),
+            phase(name),
+        );
+    }
+    if let Some(hops) = outcome.signal("hop_limit") {
+        f.gauge(
+            "probe_icmp_reply_hop_limit",
+            "Replied packet hop limit (TTL for ipv4)",
+            hops,
+        );
+    }
+}
+
+fn grpc(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
+    for name in ["resolve", "check"] {
+        f.labelled(
+            "probe_grpc_duration_seconds",
+            "Duration of gRPC request by phase",
+            format!("phase=\"{name}\""),
+            phase(name),
+        );
+    }
+    let serving = outcome.signal("serving_status");
+    for (i, status) in ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"]
+        .iter()
+        .enumerate()
+    {
+        f.labelled(
+            "probe_grpc_healthcheck_response",
+            "Response HealthCheck response",
+            format!("serving_status=\"{status}\""),
+            f64::from(u8::from(serving == Some(i as f64))),
+        );
+    }
+    f.gauge(
+        "probe_grpc_ssl",
+        "Indicates if SSL was used for the connection",
+        f64::from(u8::from(outcome.signal("tls_version").is_some())),
+    );
+    f.gauge(
+        "probe_grpc_status_code",
+        "Response gRPC status code",
+        outcome.signal("grpc_status").unwrap_or(0.0),
+    );
+}
+
 fn tls(f: &mut Families, outcome: &Outcome) {
     let Some(version) = outcome.signal("tls_version") else {
         return;

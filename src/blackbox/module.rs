@@ -15,7 +15,9 @@ use crate::basics::SpecError;
 use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, ScalarText, Spanned};
 use crate::probe::dns::{DnsExpectSpec, DnsSpec};
+use crate::probe::grpc::GrpcSpec;
 use crate::probe::http::{BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec};
+use crate::probe::icmp::IcmpSpec;
 use crate::probe::net::TlsSpec;
 use crate::probe::tcp::{StepSpec, TcpSpec};
 use crate::probe::{KindSpecs, Probe};
@@ -27,7 +29,7 @@ type Unsupported = Option<Spanned<serde_json::Value>>;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleSpec {
-    /// `http`, `tcp` or `dns`.
+    /// `http`, `tcp`, `dns`, `icmp` or `grpc`.
     pub prober: Spanned<String>,
     /// The deadline of one probe; a scrape's `X-Prometheus-Scrape-Timeout-Seconds` (less
     /// half a second) caps it, as in blackbox_exporter.
@@ -35,8 +37,33 @@ pub struct ModuleSpec {
     pub http: Option<Spanned<HttpModule>>,
     pub tcp: Option<Spanned<TcpModule>>,
     pub dns: Option<Spanned<DnsModule>>,
-    pub icmp: Unsupported,
-    pub grpc: Unsupported,
+    pub icmp: Option<Spanned<IcmpModule>>,
+    pub grpc: Option<Spanned<GrpcModule>>,
+}
+
+/// blackbox's `icmp:` module keys.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpModule {
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    pub ip_protocol_fallback: Option<Spanned<bool>>,
+    pub payload_size: Option<Spanned<usize>>,
+    pub ttl: Option<Spanned<u32>>,
+    pub source_ip_address: Unsupported,
+    pub dont_fragment: Unsupported,
+}
+
+/// blackbox's `grpc:` module keys.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcModule {
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub tls: bool,
+    pub tls_config: Option<TlsModule>,
+    pub preferred_ip_protocol: Option<Spanned<String>>,
+    pub ip_protocol_fallback: Option<Spanned<bool>>,
 }
 
 /// blackbox's `http:` module keys (its `http_client_config` inlined, as blackbox reads it).
@@ -183,6 +210,8 @@ pub enum Prober {
     Http,
     Tcp,
     Dns,
+    Icmp,
+    Grpc,
 }
 
 impl Prober {
@@ -192,6 +221,8 @@ impl Prober {
             Prober::Http => "http",
             Prober::Tcp => "tcp",
             Prober::Dns => "dns",
+            Prober::Icmp => "icmp",
+            Prober::Grpc => "grpc",
         }
     }
 }
@@ -207,10 +238,12 @@ pub struct Module {
 }
 
 /// A target to validate a module with while it is loaded (the real target comes later).
-const SAMPLE_TARGETS: [(Prober, &str); 3] = [
+const SAMPLE_TARGETS: [(Prober, &str); 5] = [
     (Prober::Http, "http://127.0.0.1/"),
     (Prober::Tcp, "127.0.0.1:1"),
     (Prober::Dns, "127.0.0.1:53"),
+    (Prober::Icmp, "127.0.0.1"),
+    (Prober::Grpc, "127.0.0.1:1"),
 ];
 
 impl Module {
@@ -228,17 +261,8 @@ impl Module {
             "http" => Some(Prober::Http),
             "tcp" => Some(Prober::Tcp),
             "dns" => Some(Prober::Dns),
-            "icmp" | "grpc" => {
-                errors.push(SpecError::new(
-                    spec.prober.pos,
-                    "prober",
-                    format!(
-                        "the {} prober is not supported by slowburn yet; use http, tcp or dns",
-                        spec.prober.value
-                    ),
-                ));
-                None
-            }
+            "icmp" => Some(Prober::Icmp),
+            "grpc" => Some(Prober::Grpc),
             other => {
                 errors.push(SpecError::new(
                     spec.prober.pos,
@@ -401,6 +425,18 @@ impl Module {
                 refuse("tcp.query_response.starttls", spanned(&step.starttls), "");
             }
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
+        }
+        if let Some(icmp) = &self.spec.icmp {
+            let i = &icmp.value;
+            refuse("icmp.source_ip_address", spanned(&i.source_ip_address), "");
+            refuse("icmp.dont_fragment", spanned(&i.dont_fragment), "");
+        }
+        if let Some(grpc) = &self.spec.grpc {
+            tls_unsupported(
+                "grpc.tls_config",
+                grpc.value.tls_config.as_ref(),
+                &mut refuse,
+            );
         }
         if let Some(dns) = &self.spec.dns {
             let d = &dns.value;
@@ -642,6 +678,45 @@ impl Module {
                                 .and_then(|v| v.fail_if_none_matches_regexp.into_iter().next()),
                             ..DnsExpectSpec::default()
                         }),
+                    },
+                )));
+            }
+            Prober::Icmp => {
+                let i = (self.spec.icmp.as_ref())
+                    .map(|i| i.value.clone())
+                    .unwrap_or_default();
+                specs.icmp = Some(Box::new(at_spec(
+                    self.pos,
+                    IcmpSpec {
+                        host: at(target.to_string()),
+                        preferred_ip_protocol: Some(preferred(
+                            i.preferred_ip_protocol.as_ref(),
+                            self.pos,
+                        )),
+                        ip_protocol_fallback: i.ip_protocol_fallback.map(|f| f.value),
+                        payload_size: i.payload_size,
+                        ttl: i.ttl,
+                        resolver: None,
+                    },
+                )));
+            }
+            Prober::Grpc => {
+                let g = (self.spec.grpc.as_ref())
+                    .map(|g| g.value.clone())
+                    .unwrap_or_default();
+                specs.grpc = Some(Box::new(at_spec(
+                    self.pos,
+                    GrpcSpec {
+                        address: at(target.to_string()),
+                        service: g.service,
+                        tls: g.tls,
+                        tls_config: g.tls_config.as_ref().map(tls_spec),
+                        preferred_ip_protocol: Some(preferred(
+                            g.preferred_ip_protocol.as_ref(),
+                            self.pos,
+                        )),
+                        ip_protocol_fallback: g.ip_protocol_fallback.map(|f| f.value),
+                        resolver: None,
                     },
                 )));
             }

@@ -155,7 +155,7 @@ impl GrpcProbe {
         )
         .body(Full::new(health_request(&self.service)))
         .map_err(|e| Failure::Grpc(format!("building the request: {e}")))?;
-        let answer = self.exchange(&mut sender, request).await;
+        let answer = self.exchange(&mut sender, request, trace).await;
         driver.abort();
         let status = answer?;
         trace.signal("serving_status", f64::from(status));
@@ -175,6 +175,7 @@ impl GrpcProbe {
         &self,
         sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
         request: http::Request<Full<Bytes>>,
+        trace: &mut Trace,
     ) -> Result<u32, Failure> {
         let response = sender
             .send_request(request)
@@ -187,6 +188,9 @@ impl GrpcProbe {
             )));
         }
         // A "trailers-only" answer carries its status in the headers.
+        if let Some(code) = status_code(response.headers()) {
+            trace.signal("grpc_status", f64::from(code));
+        }
         if let Some(error) = grpc_error(response.headers()) {
             return Err(error);
         }
@@ -210,6 +214,9 @@ impl GrpcProbe {
         }
         match &trailers {
             Some(trailers) => {
+                if let Some(code) = status_code(trailers) {
+                    trace.signal("grpc_status", f64::from(code));
+                }
                 if let Some(error) = grpc_error(trailers) {
                     return Err(error);
                 }
@@ -296,13 +303,7 @@ fn health_status(frame: &[u8]) -> Result<u32, Failure> {
 
 /// The gRPC error named by `grpc-status` (and `grpc-message`), if it is not OK.
 fn grpc_error(headers: &http::HeaderMap) -> Option<Failure> {
-    let code: u32 = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let code = status_code(headers)?;
     if code == 0 {
         return None;
     }
@@ -317,6 +318,17 @@ fn grpc_error(headers: &http::HeaderMap) -> Option<Failure> {
     } else {
         format!("{name} ({code}): {message}")
     }))
+}
+
+/// The `grpc-status` code a header block carries.
+fn status_code(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `grpc-message` is percent-encoded.
@@ -366,6 +378,11 @@ static SERVING: Family = gauge(
     "The health check's answer: 0 UNKNOWN, 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN.",
 );
 
+static STATUS_CODE: Family = gauge(
+    "probe_grpc_status_code",
+    "The gRPC status code of the health check's answer (0 OK, 5 NOT_FOUND, 12 UNIMPLEMENTED, ...).",
+);
+
 /// What the rest of the house knows of `grpc:` probes.
 pub const KIND: KindInfo = KindInfo {
     name: "grpc",
@@ -374,6 +391,7 @@ pub const KIND: KindInfo = KindInfo {
     signals: &[
         Signal::new("latency", Unit::Seconds, None),
         Signal::new("serving_status", Unit::Count, Some(&SERVING)).exported_only(),
+        Signal::new("grpc_status", Unit::Count, Some(&STATUS_CODE)).exported_only(),
     ],
 };
 
