@@ -146,6 +146,30 @@ probes:
     );
     let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
     assert_eq!(oncall["primary"], "dave");
+    // A second override, removed again: dave stays on call.
+    let carol = serde_json::json!({"schedule": "primary", "user": "alice", "start": start_at, "end": end_at});
+    let (status, row) = request_json(
+        listen,
+        "POST",
+        "/api/v1/overrides",
+        Some(TOKEN),
+        &carol.to_string(),
+    );
+    assert_eq!(status, 201);
+    let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
+    assert_eq!(oncall["primary"], "alice", "the later override wins");
+    let path = format!("/api/v1/overrides/{}", row["id"]);
+    assert_eq!(request(listen, "DELETE", &path, None, "").unwrap().0, 401);
+    assert_eq!(
+        request(listen, "DELETE", &path, Some(TOKEN), "").unwrap().0,
+        204
+    );
+    assert_eq!(
+        request(listen, "DELETE", &path, Some(TOKEN), "").unwrap().0,
+        404
+    );
+    let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
+    assert_eq!(oncall["primary"], "dave");
     let (ok, name, err) = cli(
         &dir,
         &[
