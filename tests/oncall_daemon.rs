@@ -170,6 +170,37 @@ probes:
     );
     let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
     assert_eq!(oncall["primary"], "dave");
+    let path = format!(
+        "/api/v1/schedules/primary?at={}&days=1",
+        now.to_string().replace('+', "%2B")
+    );
+    let (status, shifts) = request_json(listen, "GET", &path, None, "");
+    assert_eq!(
+        (status, shifts["oncall"].as_str()),
+        (200, Some("dave")),
+        "{shifts}"
+    );
+    assert_eq!(shifts["shifts"][0]["user"], "dave");
+    assert_eq!(
+        request(listen, "GET", "/api/v1/schedules/nope", None, "")
+            .unwrap()
+            .0,
+        404
+    );
+    let incident = serde_json::json!({"service": "reviews", "message": "x"}).to_string();
+    assert_eq!(
+        request(listen, "POST", "/api/v1/incidents", None, &incident)
+            .unwrap()
+            .0,
+        401
+    );
+    let loud =
+        serde_json::json!({"service": "reviews", "message": "x", "severity": "loud"}).to_string();
+    let (status, refused) = request_json(listen, "POST", "/api/v1/incidents", Some(TOKEN), &loud);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("severity \"loud\" is not page or ticket"))
+    );
     let (ok, name, err) = cli(
         &dir,
         &[
