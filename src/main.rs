@@ -165,7 +165,7 @@ enum Command {
         /// A probe file or a directory of *.yaml/*.yml (repeatable).
         #[arg(short = 'c', long = "config")]
         config: Vec<PathBuf>,
-        /// RFC 3339: 2027-04-12T09:00:00+02:00.
+        /// RFC 3339 (2027-04-12T09:00:00+02:00), or local in the schedule's zone (2027-04-12T09:00).
         #[arg(long)]
         at: Option<String>,
         /// How many days of shifts to print.

@@ -355,9 +355,10 @@ async fn slack_sends_text_and_blocks_to_the_secret_webhook_url() {
         assert_eq!(req.header("content-type"), "application/json");
         let body = req.json();
         assert_eq!(keys(&body), set(&["text", "blocks"]));
+        // The notification is for alice, whose Slack member id is mentioned.
         assert_eq!(
             body["text"],
-            "🔴 FIRING: checkout-api: status 503 not in [200]"
+            "<@U123> 🔴 FIRING: checkout-api: status 503 not in [200]"
         );
         let blocks = body["blocks"].as_array().unwrap();
         let types: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();

@@ -146,6 +146,61 @@ probes:
     );
     let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
     assert_eq!(oncall["primary"], "dave");
+    // A second override, removed again: dave stays on call.
+    let carol = serde_json::json!({"schedule": "primary", "user": "alice", "start": start_at, "end": end_at});
+    let (status, row) = request_json(
+        listen,
+        "POST",
+        "/api/v1/overrides",
+        Some(TOKEN),
+        &carol.to_string(),
+    );
+    assert_eq!(status, 201);
+    let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
+    assert_eq!(oncall["primary"], "alice", "the later override wins");
+    let path = format!("/api/v1/overrides/{}", row["id"]);
+    assert_eq!(request(listen, "DELETE", &path, None, "").unwrap().0, 401);
+    assert_eq!(
+        request(listen, "DELETE", &path, Some(TOKEN), "").unwrap().0,
+        204
+    );
+    assert_eq!(
+        request(listen, "DELETE", &path, Some(TOKEN), "").unwrap().0,
+        404
+    );
+    let (_, oncall) = request_json(listen, "GET", "/api/v1/oncall", None, "");
+    assert_eq!(oncall["primary"], "dave");
+    let path = format!(
+        "/api/v1/schedules/primary?at={}&days=1",
+        now.to_string().replace('+', "%2B")
+    );
+    let (status, shifts) = request_json(listen, "GET", &path, None, "");
+    assert_eq!(
+        (status, shifts["oncall"].as_str()),
+        (200, Some("dave")),
+        "{shifts}"
+    );
+    assert_eq!(shifts["shifts"][0]["user"], "dave");
+    assert_eq!(
+        request(listen, "GET", "/api/v1/schedules/nope", None, "")
+            .unwrap()
+            .0,
+        404
+    );
+    let incident = serde_json::json!({"service": "reviews", "message": "x"}).to_string();
+    assert_eq!(
+        request(listen, "POST", "/api/v1/incidents", None, &incident)
+            .unwrap()
+            .0,
+        401
+    );
+    let loud =
+        serde_json::json!({"service": "reviews", "message": "x", "severity": "loud"}).to_string();
+    let (status, refused) = request_json(listen, "POST", "/api/v1/incidents", Some(TOKEN), &loud);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("severity \"loud\" is not page or ticket"))
+    );
     let (ok, name, err) = cli(
         &dir,
         &[
@@ -253,4 +308,67 @@ probes:
     let (status, html) = request(listen, "POST", &ack, None, "").unwrap();
     assert_eq!(status, 409);
     assert!(html.contains("already used"), "{html}");
+}
+
+#[test]
+fn oncall_prints_who_is_on_call_and_the_final_schedule() {
+    let dir = temp_dir("oncall-cli");
+    std::fs::write(
+        dir.join("p.yaml"),
+        r#"people:
+  - {name: alice, notify: [{notifier: hook, to: alice}]}
+  - {name: bob, notify: [{notifier: hook, to: bob}]}
+  - {name: dave, notify: [{notifier: hook, to: dave}]}
+schedules:
+  - name: primary
+    timezone: Europe/Berlin
+    layers:
+      - {users: [alice, bob], start: "2027-01-04T09:00", turn: 1w}
+    overrides:
+      - {user: dave, start: "2027-01-12T09:00", end: "2027-01-13T09:00"}
+notifiers:
+  - {name: hook, webhook: {url: "http://127.0.0.1:9/page"}}
+probes:
+  - {name: self, tcp: {address: "127.0.0.1:1"}}
+"#,
+    )
+    .unwrap();
+    let oncall = |at: &str| cli(&dir, &["oncall", "primary", "-c", "p.yaml", "--at", at]);
+    assert_eq!(oncall("2027-01-11T08:59:00+01:00").1, "alice");
+    assert_eq!(oncall("2027-01-11T09:00:00+01:00").1, "bob");
+    assert_eq!(
+        oncall("2027-01-12T09:00").1,
+        "dave",
+        "a local time in the schedule's zone"
+    );
+    let (ok, _, err) = oncall("2027-01-01T00:00:00Z");
+    assert!(!ok && err.contains("nobody is on call"), "{err}");
+    let (ok, shifts, err) = cli(
+        &dir,
+        &[
+            "oncall",
+            "primary",
+            "-c",
+            "p.yaml",
+            "--at",
+            "2027-01-11T00:00",
+            "--days",
+            "3",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        shifts.lines().collect::<Vec<_>>(),
+        [
+            "Mon 2027-01-11 00:00 → Mon 2027-01-11 09:00  alice",
+            "Mon 2027-01-11 09:00 → Tue 2027-01-12 09:00  bob",
+            "Tue 2027-01-12 09:00 → Wed 2027-01-13 09:00  dave",
+            "Wed 2027-01-13 09:00 → Thu 2027-01-14 00:00  bob",
+        ]
+    );
+    let (ok, _, err) = cli(&dir, &["oncall", "nope", "-c", "p.yaml"]);
+    assert!(
+        !ok && err.contains("no schedule named \"nope\"; schedules: primary"),
+        "{err}"
+    );
 }

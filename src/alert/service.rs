@@ -24,6 +24,8 @@ use super::{Alert, Engine, Event, Policy, ProbeInfo, Refusal, Send, Silence, Sta
 use crate::notify::{Notification, Notifier};
 use crate::store::{Record, Store};
 
+mod oncall;
+
 /// How deliveries are retried: attempts before a notification counts as failed, the first
 /// backoff (doubled after each retry, at most a minute) and the time allowed per attempt.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +142,8 @@ struct Inner {
     file_silences: Vec<Silence>,
     /// Signs the one-click links of pages (with `server.external_url`).
     links: Option<Arc<crate::oncall::links::Signer>>,
+    /// People and schedules as the probe files give them; stored overrides are added to these.
+    file_directory: crate::oncall::Directory,
     refreshed: HashMap<(u64, String), f64>,
 }
 
@@ -171,6 +175,7 @@ impl AlertService {
                 configured: false,
                 file_silences: Vec::new(),
                 links: None,
+                file_directory: Default::default(),
                 refreshed: HashMap::new(),
             }),
             queues: Mutex::new(HashMap::new()),
@@ -243,66 +248,6 @@ impl AlertService {
         workers
     }
 
-    /// Sets the people, schedules and routes that steps and new alerts resolve against, with
-    /// the overrides kept in the store after those of the probe files.
-    pub fn set_oncall(
-        &self,
-        mut directory: crate::oncall::Directory,
-        routes: Vec<crate::oncall::Route>,
-    ) {
-        for row in self.store.overrides().unwrap_or_default() {
-            if let Err(why) = directory.add_override(&row.schedule, crate::oncall::stored(&row)) {
-                tracing::warn!(id = row.id, schedule = %row.schedule, %why, "stored override ignored");
-            }
-        }
-        self.lock().engine.set_oncall(directory, routes);
-    }
-
-    /// Adds an override (from the API or `slowburn oncall override`): checked against the
-    /// running schedules, kept in the store, then in effect.
-    pub fn add_override(
-        &self,
-        mut row: crate::store::oncall::OverrideRow,
-    ) -> Result<crate::store::oncall::OverrideRow, crate::oncall::OverrideError> {
-        let mut inner = self.lock();
-        let mut check = inner.engine.directory().clone();
-        check
-            .add_override(&row.schedule, crate::oncall::stored(&row))
-            .map_err(crate::oncall::OverrideError::Invalid)?;
-        row.id = self.store.add_override(&row)?;
-        *inner.engine.directory_mut() = check;
-        Ok(row)
-    }
-
-    /// Sets (or, with `None`, drops) the signer of one-click links.
-    pub fn set_links(&self, signer: Option<crate::oncall::links::Signer>) {
-        self.lock().links = signer.map(Arc::new);
-    }
-
-    /// The signer of one-click links, when `server.external_url` is set.
-    pub fn links(&self) -> Option<Arc<crate::oncall::links::Signer>> {
-        self.lock().links.clone()
-    }
-
-    /// The people and schedules in effect (with every override), for the API.
-    pub fn directory(&self) -> crate::oncall::Directory {
-        self.lock().engine.directory().clone()
-    }
-
-    /// Steps that met nobody on call, by schedule: every configured schedule, 0 included.
-    pub fn oncall_gaps(&self) -> BTreeMap<String, u64> {
-        let inner = self.lock();
-        let mut gaps: BTreeMap<String, u64> = inner
-            .engine
-            .directory()
-            .schedules
-            .keys()
-            .map(|name| (name.clone(), 0))
-            .collect();
-        gaps.extend(inner.engine.gaps().iter().map(|(k, v)| (k.clone(), *v)));
-        gaps
-    }
-
     /// Closes every queue: each worker ends once it has delivered what it holds. Decisions
     /// after this are still recorded, and sent by the next start.
     pub fn close(&self) {
@@ -353,22 +298,6 @@ impl AlertService {
         for (notifier, notification) in refreshes {
             self.enqueue(&notifier, None, notification, now);
         }
-    }
-
-    /// Opens an incident by hand for `service`, routed like any other alert.
-    pub fn page(
-        &self,
-        service: &str,
-        message: &str,
-        severity: super::Severity,
-        by: &str,
-        now: f64,
-    ) -> Alert {
-        let mut inner = self.lock();
-        let (id, sends) = inner.engine.page(service, message, severity, by, now);
-        let alert = inner.engine.alert(id).cloned();
-        self.commit(inner, sends, now);
-        alert.expect("the engine keeps the alert it just opened")
     }
 
     pub fn ack(&self, id: u64, by: &str, now: f64) -> Result<Alert, Refusal> {

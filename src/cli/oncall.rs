@@ -31,7 +31,8 @@ pub enum OncallAction {
 
 /// Prints a schedule from the probe files and the overrides in the daemon's store: its
 /// shifts over `days` from `at` (default now, 7 days), or with `--at` alone the name of who
-/// is on call then (exit 1 for nobody).
+/// is on call then (exit 1 for nobody). `at` is RFC 3339, or a local time in the schedule's
+/// zone (`2027-04-12T09:00`).
 pub fn oncall(
     name: &str,
     config: Vec<PathBuf>,
@@ -64,16 +65,21 @@ pub fn oncall(
         );
         return ExitCode::FAILURE;
     };
-    let from = match at.as_deref().map(str::parse::<jiff::Timestamp>) {
+    // RFC 3339, or a local time in the schedule's zone as its file writes them.
+    let from = match at.as_deref() {
         None => jiff::Timestamp::now(),
-        Some(Ok(t)) => t,
-        Some(Err(_)) => {
-            eprintln!(
-                "slowburn: --at {:?} is not an RFC 3339 time such as 2027-04-12T09:00:00+02:00",
-                at.unwrap_or_default()
-            );
-            return ExitCode::FAILURE;
-        }
+        Some(text) => match text.parse::<jiff::Timestamp>() {
+            Ok(t) => t,
+            Err(_) => match slowburn::oncall::schedule::local_time(text, &schedule.timezone) {
+                Ok(local) => local.timestamp(),
+                Err(why) => {
+                    eprintln!(
+                        "slowburn: --at: {why}; give an RFC 3339 time such as 2027-04-12T09:00:00+02:00"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+        },
     };
     if at.is_some() && days.is_none() {
         return match schedule.oncall(from) {

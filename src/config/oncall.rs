@@ -109,6 +109,7 @@ pub fn person(
 ) -> Person {
     {
         let ctx = format!("person {:?}: ", spec.name.value);
+        check_name(&spec.name, &ctx, problems);
         if spec.notify.value.is_empty() {
             problems.push((
                 spec.notify.pos,
@@ -147,6 +148,7 @@ pub fn schedule(
 ) -> Schedule {
     {
         let ctx = format!("schedule {:?}: ", spec.name.value);
+        check_name(&spec.name, &ctx, problems);
         let mut say = |pos: Pos, message: String| problems.push((pos, format!("{ctx}{message}")));
         let timezone = match &spec.timezone {
             None => TimeZone::UTC,
@@ -245,6 +247,22 @@ pub fn schedule(
             layers,
             overrides,
         }
+    }
+}
+
+/// People and schedules are named with letters, digits and `_ . @ -`: a name is part of the
+/// record key of every notification to it, whose parts `/` and `>` separate.
+fn check_name(name: &Spanned<String>, ctx: &str, problems: &mut Vec<Problem>) {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c));
+    if !ok {
+        problems.push((
+            name.pos,
+            format!("{ctx}name: use letters, digits and _ . @ - (at most 100)"),
+        ));
     }
 }
 

@@ -94,9 +94,10 @@ pub fn payload(n: &Notification) -> Value {
         (Event::Acknowledge, Some(who)) => format!("ACKNOWLEDGED by {who}"),
         (event, _) => event.title().to_string(),
     };
-    // A page to a person mentions them: a Slack member id (`U…`, `W…`) as a mention, any other
+    // A page to a person mentions them (the acknowledge and resolve that follow do not): a Slack member id (`U…`, `W…`) as a mention, any other
     // address (`@alice`, `#orders-oncall`) as written.
-    let mention = match n.recipient.as_ref().map(|r| r.to.as_str()) {
+    let page = n.event == Event::Trigger;
+    let mention = match n.recipient.as_ref().filter(|_| page).map(|r| r.to.as_str()) {
         Some(id)
             if id.len() > 1
                 && id.starts_with(['U', 'W'])

@@ -12,7 +12,7 @@ use axum::routing::get;
 
 use super::Shared;
 use crate::alert::service::unix_now;
-use crate::oncall::links::{Action, Link};
+use crate::oncall::links::{Action, LINK_TTL, Link};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/links/{*rest}", get(confirm).post(act))
@@ -43,10 +43,13 @@ async fn act(State(shared): State<Shared>, Path(rest): Path<String>) -> Response
         Err(refused) => return refused.page(),
     };
     let now = unix_now();
-    match shared
-        .store
-        .use_nonce(&link.nonce, link.alert_id, link.action.as_str(), now)
-    {
+    match shared.store.use_nonce(
+        &link.nonce,
+        link.alert_id,
+        link.action.as_str(),
+        now,
+        LINK_TTL,
+    ) {
         Ok(true) => {}
         Ok(false) => {
             return page(

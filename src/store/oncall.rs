@@ -70,15 +70,22 @@ impl Store {
         self.with(|db| Ok(db.execute("DELETE FROM overrides WHERE id = ?1", params![id])? > 0))
     }
 
-    /// Marks a link's nonce used: true the first time, false ever after.
+    /// Marks a link's nonce used: true the first time, false ever after (a link outlives
+    /// its nonce's row by nothing: rows older than `keep` seconds, when every link that could
+    /// carry them has expired, are dropped here).
     pub fn use_nonce(
         &self,
         nonce: &str,
         alert_id: u64,
         action: &str,
         now: f64,
+        keep: f64,
     ) -> Result<bool, StoreError> {
         self.with(|db| {
+            db.execute(
+                "DELETE FROM link_nonces WHERE used_at < ?1",
+                params![now - keep],
+            )?;
             let added = db.execute(
                 "INSERT OR IGNORE INTO link_nonces (nonce, alert_id, action, used_at) VALUES (?1, ?2, ?3, ?4)",
                 params![nonce, alert_id as i64, action, now],
@@ -141,17 +148,20 @@ mod tests {
         {
             let store = Store::open(&path).unwrap();
             let id = store.add_override(&row).unwrap();
-            assert!(store.use_nonce("n1", 7, "ack", 1.0).unwrap());
-            assert!(!store.use_nonce("n1", 7, "ack", 2.0).unwrap());
+            assert!(store.use_nonce("n1", 7, "ack", 1.0, 100.0).unwrap());
+            assert!(!store.use_nonce("n1", 7, "ack", 2.0, 100.0).unwrap());
             assert_eq!(store.key("links", || vec![1, 2, 3]).unwrap(), [1, 2, 3]);
             assert_eq!(id, 1);
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.overrides().unwrap(), [OverrideRow { id: 1, ..row }]);
         assert!(
-            !store.use_nonce("n1", 7, "ack", 3.0).unwrap(),
+            !store.use_nonce("n1", 7, "ack", 3.0, 100.0).unwrap(),
             "a used link stays used"
         );
+        // Once no link can carry it any more, its row goes.
+        assert!(store.use_nonce("n2", 7, "ack", 500.0, 100.0).unwrap());
+        assert!(store.use_nonce("n1", 7, "ack", 500.0, 100.0).unwrap());
         assert_eq!(
             store.key("links", || vec![9]).unwrap(),
             [1, 2, 3],

@@ -1,11 +1,11 @@
 //! On-call routes: who is on call now (`GET /oncall`), a schedule's final shifts
-//! (`GET /schedules/{name}?at=&days=`), overrides (`GET`/`POST /overrides`, the write with the
-//! bearer token, kept in the store) and incidents opened by hand (`POST /incidents`, bearer
+//! (`GET /schedules/{name}?at=&days=`), overrides (`GET`/`POST /overrides`, `DELETE
+//! /overrides/{id}`, the writes with the bearer token, kept in the store) and incidents opened by hand (`POST /incidents`, bearer
 //! token), routed like any other alert.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ pub fn oncall_routes() -> Router<Shared> {
         .route("/oncall", get(now))
         .route("/schedules/{name}", get(shifts))
         .route("/overrides", get(list_overrides).post(add_override))
+        .route("/overrides/{id}", delete(remove_override))
         .route("/incidents", post(open_incident))
 }
 
@@ -103,6 +104,24 @@ async fn add_override(
         Ok(row) => Ok((StatusCode::CREATED, Json(json!(row)))),
         Err(OverrideError::Invalid(why)) => Err(ApiError::BadRequest(why)),
         Err(OverrideError::Store(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+async fn remove_override(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize(&shared, &headers)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not an override id")))?;
+    match shared.alerts.remove_override(id) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::NotFound(format!(
+            "no stored override {id} (overrides in probe files are removed by editing the files)"
+        ))),
+        Err(e) => Err(ApiError::internal(e)),
     }
 }
 
