@@ -18,6 +18,23 @@ use support::{dns_server, http_server, ok, refused_addr, required_tool, test_cer
 
 /// blackbox.yml's `modules:`, given as is to both exporters.
 const MODULES: &str = r#"modules:
+  icmp:
+    prober: icmp
+    timeout: 5s
+    icmp:
+      preferred_ip_protocol: ip4
+  grpc_plain:
+    prober: grpc
+    timeout: 5s
+    grpc:
+      tls: false
+      preferred_ip_protocol: ip4
+  grpc_orders:
+    prober: grpc
+    timeout: 5s
+    grpc:
+      service: orders
+      preferred_ip_protocol: ip4
   http_2xx:
     prober: http
     timeout: 5s
@@ -220,6 +237,7 @@ async fn probe_answers_as_blackbox_exporter_does() {
     let dns = dns_server().await;
     let refused = refused_addr();
     let v6 = v6_http().await;
+    let grpc = support::grpc::health_server(None).await;
 
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let cases: Vec<(&str, String, bool)> = vec![
@@ -253,6 +271,10 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("tcp_banner", plain.to_string(), false),
         ("dns_a", dns.to_string(), true),
         ("dns_a", refused.to_string(), false),
+        ("icmp", "127.0.0.1".to_string(), true),
+        ("grpc_plain", grpc.to_string(), true),
+        ("grpc_orders", grpc.to_string(), false),
+        ("grpc_plain", refused.to_string(), false),
     ];
     let client = client();
     let mut problems = Vec::new();

@@ -266,8 +266,24 @@ fn grpc(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
     f.gauge(
         "probe_grpc_status_code",
         "Response gRPC status code",
-        outcome.signal("grpc_status").unwrap_or(0.0),
+        // Without an answer, the code a gRPC client reports: DEADLINE_EXCEEDED for a run cut
+        // off, UNAVAILABLE for a server that could not be reached or spoke no gRPC.
+        outcome
+            .signal("grpc_status")
+            .unwrap_or(match &outcome.failure {
+                None => 0.0,
+                Some(Failure::Timeout { .. }) => 4.0,
+                Some(_) => 14.0,
+            }),
     );
+    // blackbox's grpc prober writes the expiry always, 0 without TLS.
+    if outcome.signal("cert_expiry").is_none() {
+        f.gauge(
+            "probe_ssl_earliest_cert_expiry",
+            "Returns last SSL chain expiry in unixtime",
+            0.0,
+        );
+    }
 }
 
 fn tls(f: &mut Families, outcome: &Outcome) {

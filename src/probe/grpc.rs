@@ -392,6 +392,8 @@ pub const KIND: KindInfo = KindInfo {
         Signal::new("latency", Unit::Seconds, None),
         Signal::new("serving_status", Unit::Count, Some(&SERVING)).exported_only(),
         Signal::new("grpc_status", Unit::Count, Some(&STATUS_CODE)).exported_only(),
+        Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
+        Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
     ],
 };
 

@@ -109,6 +109,7 @@ impl IcmpProbe {
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
         let ip = net::resolve(&self.host, &self.resolver, trace).await?;
         trace.enter("setup");
+        net::address_signals(ip, trace);
         let (socket, raw) = open(ip, self.ttl)?;
         trace.notes.push(
             if raw {
@@ -361,6 +362,8 @@ pub const KIND: KindInfo = KindInfo {
     signals: &[
         Signal::new("latency", Unit::Seconds, None),
         Signal::new("hop_limit", Unit::Count, Some(&HOP_LIMIT)).exported_only(),
+        Signal::new("ip_protocol", Unit::Count, Some(&net::IP_PROTOCOL)).exported_only(),
+        Signal::new("ip_addr_hash", Unit::Count, Some(&net::IP_ADDR_HASH)).exported_only(),
     ],
 };
 

@@ -1,12 +1,13 @@
 //! The one support tree every integration test uses (`mod support;`): `daemon` (the real
 //! binary as a peer), `receiver` (a webhook receiver), `pg` (a throw-away PostgreSQL), `ui`
-//! (the browser harness), `journal` (a stand-in `journalctl`), and here, real peers on loopback for the probe tests: a raw HTTP/1.1 server (plain or TLS) whose
+//! (the browser harness), `journal` (a stand-in `journalctl`), `grpc` (a gRPC health server), and here, real peers on loopback for the probe tests: a raw HTTP/1.1 server (plain or TLS) whose
 //! answers each test scripts, hostile TCP peers, and a small authoritative DNS server.
 //! Everything binds 127.0.0.1:0 and stops when the test's runtime ends.
 
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod grpc;
 pub mod journal;
 pub mod pg;
 pub mod receiver;
