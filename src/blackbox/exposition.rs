@@ -272,8 +272,8 @@ fn format_value(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
     }
-    if v == 0.0 {
-        return "0".into();
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        return itoa::Buffer::new().format(v as i64).to_string();
     }
     let scientific = format!("{v:e}");
     let Some((mantissa, exp)) = scientific.split_once('e') else {

@@ -75,7 +75,7 @@ pub struct HttpModule {
     pub skip_resolve_phase_with_proxy: Unsupported,
     pub authorization: Unsupported,
     pub oauth2: Unsupported,
-    pub proxy_url: Unsupported,
+    pub proxy_url: Option<Spanned<String>>,
     pub no_proxy: Unsupported,
     pub proxy_from_environment: Unsupported,
     pub proxy_connect_header: Unsupported,
@@ -204,6 +204,8 @@ pub struct Module {
     pub timeout: Option<Duration>,
     spec: ModuleSpec,
     pos: Pos,
+    /// The module as written in its file, for `/probe?debug=true`.
+    source: String,
 }
 
 /// A target to validate a module with while it is loaded (the real target comes later).
@@ -288,6 +290,7 @@ impl Module {
             timeout,
             spec,
             pos,
+            source: String::new(),
         };
         module.unsupported(&mut errors);
         {
@@ -321,8 +324,14 @@ impl Module {
     }
 
     /// The module as written, for `/probe?debug=true`.
-    pub fn describe(&self) -> String {
-        format!("{:#?}", self.spec)
+    pub fn describe(&self) -> &str {
+        &self.source
+    }
+
+    /// Keeps the module's text as written (its lines in the probe file).
+    pub fn with_source(mut self, source: String) -> Self {
+        self.source = source;
+        self
     }
 
     /// Every key the module gives that slowburn does not carry out yet.
@@ -347,7 +356,6 @@ impl Module {
                 ),
                 ("http.authorization", &h.authorization),
                 ("http.oauth2", &h.oauth2),
-                ("http.proxy_url", &h.proxy_url),
                 ("http.no_proxy", &h.no_proxy),
                 ("http.proxy_from_environment", &h.proxy_from_environment),
                 ("http.proxy_connect_header", &h.proxy_connect_header),
@@ -563,6 +571,7 @@ impl Module {
                         max_redirects: None,
                         max_body,
                         tls_config: h.tls_config.as_ref().map(tls_spec),
+                        proxy_url: h.proxy_url,
                         resolver: None,
                         preferred_ip_protocol: Some(preferred(
                             h.preferred_ip_protocol.as_ref(),

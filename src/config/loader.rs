@@ -144,7 +144,7 @@ impl<'c> Loader<'c> {
                     set_once(&mut l.watchdog, &mut l.errors, "watchdog", f, p, s)
                 }),
                 "probes" => self.probes(file, value),
-                "modules" => self.modules_section(file, value),
+                "modules" => self.modules_section(file, text, value),
                 "notifiers" => {
                     for (_, entry) in self.list::<NotifierEntry>(file, value, "notifiers") {
                         self.notifiers.push((file.to_path_buf(), entry));

@@ -444,7 +444,8 @@ impl Trace {
             current: None,
             current_since: now,
             phases: Vec::with_capacity(6),
-            signals: Vec::with_capacity(6),
+            // An http run records a dozen signals (blackbox's families among them).
+            signals: Vec::with_capacity(12),
             checks: Vec::new(),
             notes: Vec::new(),
             log: None,

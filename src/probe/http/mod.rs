@@ -13,6 +13,7 @@
 //! `expect.rs` (the `expect:` section and the check of a response).
 
 mod expect;
+mod proxy;
 mod redirects;
 mod request;
 
@@ -51,6 +52,9 @@ pub struct HttpSpec {
     pub max_redirects: Option<u32>,
     pub max_body: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
+    /// A forward proxy (`http://host:port`): plain targets are asked of it, https ones
+    /// reached through a `CONNECT` tunnel.
+    pub proxy_url: Option<Spanned<String>>,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
@@ -150,6 +154,7 @@ pub struct HttpProbe {
     max_body: u64,
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
+    proxy: Option<proxy::Proxy>,
     resolver: Resolver,
     expect: Expect,
 }
@@ -266,6 +271,11 @@ impl HttpProbe {
                 }
             },
         };
+        let proxy = spec.proxy_url.as_ref().and_then(|url| {
+            proxy::Proxy::parse(url)
+                .map_err(|m| fail(url.pos, "proxy_url", m))
+                .ok()
+        });
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
         let resolver = net::IpPreference::from_spec(
@@ -297,6 +307,7 @@ impl HttpProbe {
             max_body,
             tls,
             tls_server_name: tls_spec.server_name,
+            proxy,
             resolver,
             expect,
         })
