@@ -72,6 +72,33 @@ const MODULES: &str = r#"modules:
         fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
 "#;
 
+/// The web targets both tests probe, and the modules pointed at their CA.
+struct Web {
+    modules: String,
+    /// Plain HTTP: `/down` answers 503 "maintenance", anything else 200.
+    plain: std::net::SocketAddr,
+    /// HTTPS for `localhost`, its certificate in the modules' `ca_file`.
+    tls: std::net::SocketAddr,
+}
+
+impl Web {
+    async fn start(dir: &Path) -> Web {
+        let cert = test_cert(&["localhost"], (2099, 1, 1));
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &cert.pem).unwrap();
+        let plain = http_server(None, |path, _| match path {
+            "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+            _ => ok("all good"),
+        })
+        .await;
+        Web {
+            modules: MODULES.replace("CA_FILE", &ca.display().to_string()),
+            plain,
+            tls: http_server(Some(cert.server.clone()), |_, _| ok("secure")).await,
+        }
+    }
+}
+
 /// A child process killed on drop, with its log for messages.
 struct Process {
     child: Child,
@@ -205,17 +232,11 @@ async fn probe_answers_as_blackbox_exporter_does() {
         "apt-get install prometheus",
     );
     let dir = temp_dir("blackbox-parity");
-    let cert = test_cert(&["localhost"], (2099, 1, 1));
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &cert.pem).unwrap();
-    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
-
-    let plain = http_server(None, |path, _| match path {
-        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
-        _ => ok("all good"),
-    })
-    .await;
-    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let Web {
+        modules,
+        plain,
+        tls,
+    } = Web::start(&dir).await;
     let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     let dns = dns_server().await;
     let refused = refused_addr();
@@ -449,16 +470,11 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
         return;
     };
     let dir = temp_dir("blackbox-scrape");
-    let cert = test_cert(&["localhost"], (2099, 1, 1));
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &cert.pem).unwrap();
-    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
-    let plain = http_server(None, |path, _| match path {
-        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
-        _ => ok("all good"),
-    })
-    .await;
-    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let Web {
+        modules,
+        plain,
+        tls,
+    } = Web::start(&dir).await;
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let client = client();
     // Both answer before Prometheus starts scraping them.

@@ -91,18 +91,7 @@ impl Loader<'_> {
                     built.insert(name, Arc::new(module.with_source(pending.source)));
                 }
                 Err(errors) => {
-                    for e in errors {
-                        let field = if e.field.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{}: ", e.field)
-                        };
-                        self.error(
-                            &pending.file,
-                            Some(e.pos),
-                            format!("module {name:?}: {field}{}", e.message),
-                        );
-                    }
+                    self.spec_errors(&pending.file, &format!("module {name:?}: "), errors);
                     // Known, so entries that name it report nothing more.
                     self.failed_modules.push(name);
                 }

@@ -723,13 +723,7 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
 
 /// The `notBefore` and `notAfter` of a DER certificate, in unix seconds.
 pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
-    let (_, cert, _) = der_element(der)?;
-    let (_, tbs, _) = der_element(cert)?;
-    let mut rest = tbs;
-    let (tag, _, after) = der_element(rest)?;
-    if tag == 0xA0 {
-        rest = after;
-    }
+    let mut rest = tbs_fields(der)?;
     for _ in 0..3 {
         rest = der_element(rest)?.2; // serial, signature algorithm, issuer
     }
@@ -738,6 +732,15 @@ pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     let not_before = parse_der_time(tag, time)?;
     let (tag, time, _) = der_element(after_not_before)?;
     Some((not_before, parse_der_time(tag, time)?))
+}
+
+/// The fields of a DER certificate's TBSCertificate from its serial number on (the optional
+/// `[0]` version skipped).
+pub(super) fn tbs_fields(der: &[u8]) -> Option<&[u8]> {
+    let (_, cert, _) = der_element(der)?;
+    let (_, tbs, _) = der_element(cert)?;
+    let (tag, _, after) = der_element(tbs)?;
+    Some(if tag == 0xA0 { after } else { tbs })
 }
 
 /// Splits one DER element: (tag, contents, rest).
