@@ -613,7 +613,8 @@ fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() 
             "server: {{listen: 127.0.0.1:{port}}}\nstorage: {{path: state.db}}\n\
              modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n\
              probes:\n  - name: ports\n    interval: 1s\n    tcp: {{}}\n    targets_file: ports.json\n\
-             \x20 - name: fleet\n    interval: 1s\n    module: tcp_connect\n    labels: {{instance: edge}}\n    targets: [\"{down}\"]\n"
+             \x20 - name: fleet\n    interval: 1s\n    module: tcp_connect\n    labels: {{instance: edge}}\n    targets: [\"{down}\"]\n\
+             \x20 - name: apis\n    interval: 1s\n    http: {{expect: {{status: [200]}}}}\n    targets: [\"http://{down}/health\"]\n"
         ),
     )
     .unwrap();
@@ -623,7 +624,18 @@ fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() 
     let body = support::daemon::wait_metrics(addr, Duration::from_secs(15), |b| {
         success_line(b, &format!("ports/{up}")).is_some()
             && success_line(b, &format!("fleet/{down}")).is_some()
+            && success_line(b, &format!("apis/http://{down}/health")).is_some()
     });
+    // An http kind without `url` took the target as its URL; refused, its status reads 0
+    // (as in blackbox_exporter) instead of the series vanishing.
+    let status = body
+        .lines()
+        .find(|l| {
+            l.starts_with("probe_http_status_code{")
+                && l.contains(&format!("probe=\"apis/http://{down}/health\""))
+        })
+        .unwrap_or_else(|| panic!("no status series for the refused target:\n{body}"));
+    assert!(status.ends_with(" 0"), "{status}");
     let line = success_line(&body, &format!("ports/{up}")).unwrap();
     for label in [
         format!("target=\"{up}\""),

@@ -11,9 +11,12 @@ use super::Prober;
 use crate::probe::net::tls_version_name;
 use crate::probe::{Failure, Outcome};
 
+/// One family: its name, help text and samples (label text, value).
+type Family = (&'static str, &'static str, Vec<(String, f64)>);
+
 /// The families and samples of one probe, before they are written.
 #[derive(Default)]
-struct Families(Vec<(&'static str, &'static str, Vec<(String, f64)>)>);
+struct Families(Vec<Family>);
 
 impl Families {
     fn gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
