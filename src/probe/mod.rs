@@ -18,6 +18,7 @@ pub mod net;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;
+pub mod resolve;
 pub mod tcp;
 pub mod trust;
 
