@@ -39,6 +39,28 @@ const MODULES: &str = r#"modules:
       valid_status_codes: [200]
       valid_http_versions: ["HTTP/1.1"]
       fail_if_body_matches_regexp: ["maintenance"]
+  http_header_bad:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_matches: [{header: Connection, regexp: "close"}]
+  http_header_missing:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_matches:
+        - {header: X-Missing, regexp: "x"}
+  http_header_missing_ok:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_matches:
+        - {header: X-Missing, regexp: "x", allow_missing: true}
+      fail_if_header_not_matches:
+        - {header: Content-Length, regexp: "^[0-9]+$"}
   http_ip6:
     prober: http
     timeout: 5s
@@ -261,6 +283,9 @@ async fn probe_answers_as_blackbox_exporter_does() {
             format!("https://localhost:{}/", tls.port()),
             false,
         ),
+        ("http_header_bad", format!("http://{plain}/"), false),
+        ("http_header_missing", format!("http://{plain}/"), false),
+        ("http_header_missing_ok", format!("http://{plain}/"), true),
         ("http_ip6", format!("http://[::1]:{v6}/"), true),
         (
             "http_ip6",

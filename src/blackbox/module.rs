@@ -381,9 +381,6 @@ impl Module {
                     ": answers are read as sent",
                 );
             }
-            for header in &h.fail_if_header_matches {
-                refuse("http.fail_if_header_matches", Some(header.pos), "");
-            }
             for header in &h.fail_if_header_not_matches {
                 if header.allow_missing {
                     refuse(
@@ -522,11 +519,23 @@ impl Module {
                             .join("|"),
                     }),
                 };
-                let headers = h
+                let mut headers = h
                     .fail_if_header_not_matches
                     .iter()
                     .map(|m| (m.header.clone(), m.regexp.clone()))
                     .collect::<BTreeMap<_, _>>();
+                let mut headers_not = BTreeMap::new();
+                for m in &h.fail_if_header_matches {
+                    // blackbox fails a missing header unless `allow_missing`: that is a
+                    // presence check (any value) beside the regex that must not match.
+                    if !m.allow_missing {
+                        headers.entry(m.header.clone()).or_insert_with(|| Spanned {
+                            pos: m.regexp.pos,
+                            value: String::new(),
+                        });
+                    }
+                    headers_not.insert(m.header.clone(), m.regexp.clone());
+                }
                 let max_body = match &h.body_size_limit {
                     None => None,
                     Some(limit) => Some(Spanned {
@@ -583,6 +592,7 @@ impl Module {
                             body_regex: h.fail_if_body_not_matches_regexp.first().cloned(),
                             body_not_regex,
                             headers: (!headers.is_empty()).then_some(headers),
+                            headers_not: (!headers_not.is_empty()).then_some(headers_not),
                             http_versions: h.valid_http_versions,
                             ssl,
                             ..HttpExpectSpec::default()
@@ -752,6 +762,7 @@ fn blackbox_field(prober: Prober, field: &str) -> String {
         (Prober::Http, "expect.body_not_regex") => "fail_if_body_matches_regexp",
         (Prober::Http, "expect.body_regex") => "fail_if_body_not_matches_regexp",
         (Prober::Http, "expect.headers") => "fail_if_header_not_matches",
+        (Prober::Http, "expect.headers_not") => "fail_if_header_matches",
         (Prober::Http, "max_body") => "body_size_limit",
         (Prober::Dns, "name") => "query_name",
         (Prober::Dns, "type") => "query_type",

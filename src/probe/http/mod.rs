@@ -132,6 +132,8 @@ pub struct HttpExpectSpec {
     pub body_not_regex: Option<Spanned<String>>,
     pub json: Option<BTreeMap<Spanned<String>, serde_json::Value>>,
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// Header → regex that fails the run when a value matches (a missing header passes).
+    pub headers_not: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub latency_below: Option<Spanned<String>>,
     pub cert_days_left: Option<Spanned<f64>>,
     /// The HTTP versions the final answer may come in (`HTTP/1.1`, `HTTP/2.0`).
