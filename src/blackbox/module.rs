@@ -394,7 +394,7 @@ impl Module {
                 refuse(
                     "http.fail_if_body_not_matches_regexp",
                     Some(h.fail_if_body_not_matches_regexp[1].pos),
-                    ": give one regex (join them with lookarounds-free alternatives)",
+                    ": give one regex (slowburn checks one that must match)",
                 );
             }
             tls_unsupported("http.tls_config", h.tls_config.as_ref(), &mut refuse);
