@@ -292,6 +292,7 @@ fn http_outcome(i: usize) -> Outcome {
         }]
         .into(),
         notes: Box::default(),
+        series: Box::default(),
         log: None,
         certificate: None,
     }

@@ -383,42 +383,51 @@ fn detector_lines(
     let now = slowburn::metrics::unix_seconds(outcome.at + outcome.duration);
     let mut lines = Vec::new();
     for watch in &probe.watches {
-        let Ok(mut detectors) = SignalDetectors::new(watch.spec.clone()) else {
-            continue;
-        };
-        let history: Vec<(f64, f64)> = store
-            .and_then(|s| {
-                s.samples(
-                    &probe.name,
-                    &watch.signal,
-                    now - slowburn::results::HISTORY_AGE,
-                )
-                .ok()
-            })
-            .unwrap_or_default()
-            .iter()
-            .map(|s| (s.t, s.v))
+        // A signal that came as several series is judged series by series, as the daemon does.
+        let mut each: Vec<(String, Option<f64>)> = (outcome.series.iter())
+            .filter(|(signal, _, _)| *signal == watch.signal)
+            .map(|(signal, labels, v)| (format!("{signal}{labels}"), Some(*v)))
             .collect();
-        replay(&mut detectors, &history);
-        if let Some(v) = watch.value(outcome) {
-            detectors.observe(now, v, false);
+        if each.is_empty() {
+            each.push((watch.signal.clone(), watch.value(outcome)));
         }
-        let state = detectors.state();
-        let flags: Vec<String> = state
-            .firing
-            .iter()
-            .map(|(label, firing)| format!("{label} {}", if *firing { "FIRING" } else { "quiet" }))
-            .collect();
-        let mut line = format!(
-            "{}: {} ({} stored samples)",
-            watch.signal,
-            flags.join(", "),
-            history.len()
-        );
-        for (label, note) in &state.notes {
-            line.push_str(&format!("; {label}: {note}"));
+        for (signal, value) in each {
+            let mut spec = watch.spec.clone();
+            spec.signal = signal;
+            let Ok(mut detectors) = SignalDetectors::new(spec) else {
+                continue;
+            };
+            let signal = &detectors.spec().signal;
+            let history: Vec<(f64, f64)> = store
+                .and_then(|s| {
+                    s.samples(&probe.name, signal, now - slowburn::results::HISTORY_AGE)
+                        .ok()
+                })
+                .unwrap_or_default()
+                .iter()
+                .map(|s| (s.t, s.v))
+                .collect();
+            replay(&mut detectors, &history);
+            if let Some(v) = value {
+                detectors.observe(now, v, false);
+            }
+            let state = detectors.state();
+            let flags: Vec<String> = (state.firing.iter())
+                .map(|(label, firing)| {
+                    format!("{label} {}", if *firing { "FIRING" } else { "quiet" })
+                })
+                .collect();
+            let mut line = format!(
+                "{}: {} ({} stored samples)",
+                detectors.spec().signal,
+                flags.join(", "),
+                history.len()
+            );
+            for (label, note) in &state.notes {
+                line.push_str(&format!("; {label}: {note}"));
+            }
+            lines.push(line);
         }
-        lines.push(line);
     }
     lines
 }

@@ -19,7 +19,7 @@ use crate::alert::Origin;
 use crate::alert::service::{AlertService, unix_now};
 use crate::config::drift::Watch;
 use crate::detect::Severity;
-use crate::detect::{self, SignalDetectors, Transition, Verdict};
+use crate::detect::{self, DetectorSpec, SignalDetectors, Transition, Verdict};
 use crate::probe::Outcome;
 use crate::probe::log::NewSignature;
 use crate::state::{ProbeState, Registry};
@@ -38,7 +38,21 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 struct Watched {
     watch: Watch,
     detectors: SignalDetectors,
+    /// Detectors of the signal's series when it comes as several (`value{job="api"}`), by
+    /// labels, each built when first seen or restored from its stored history.
+    series: HashMap<Box<str>, Series>,
 }
+
+/// One series of a watched signal and when it was last seen.
+struct Series {
+    detectors: SignalDetectors,
+    seen: f64,
+}
+
+/// The most series of one watched signal that keep detectors; past it the series seen
+/// longest ago is dropped. A query's own `max_series` (default 50) bounds one answer; this
+/// bounds the churn of series that come and go.
+pub const SERIES_MAX: usize = 500;
 
 /// The results task's state.
 pub struct Results {
@@ -74,32 +88,24 @@ impl Results {
         for state in &registry.probes {
             let mut list = Vec::new();
             for watch in &state.config.watches {
-                let mut detectors = match SignalDetectors::new(watch.spec.clone()) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::error!(probe = state.name(), error = %e, "detector spec refused");
-                        continue;
-                    }
+                let Some((detectors, _)) = self.restore(state, watch.spec.clone(), now) else {
+                    continue;
                 };
-                let history = self
-                    .store
-                    .samples(state.name(), &watch.signal, now - HISTORY_AGE)
-                    .unwrap_or_default();
-                let points: Vec<(f64, f64)> = history.iter().map(|s| (s.t, s.v)).collect();
-                let verdicts = detect::replay(&mut detectors, &points);
-                // Alerts restored from the store already reflect the past; reconcile with
-                // where the replay ended, so nothing is paged twice and nothing stays stuck.
-                let mut last: HashMap<&'static str, Verdict> = HashMap::new();
-                for v in verdicts {
-                    last.insert(v.detector.as_str(), v);
+                let mut series = HashMap::new();
+                let stored =
+                    (self.store.series_of(state.name(), &watch.signal)).unwrap_or_default();
+                for name in stored.into_iter().take(SERIES_MAX) {
+                    let mut spec = watch.spec.clone();
+                    spec.signal = name;
+                    let labels: Box<str> = spec.signal[watch.signal.len()..].into();
+                    if let Some((detectors, seen)) = self.restore(state, spec, now) {
+                        series.insert(labels, Series { detectors, seen });
+                    }
                 }
-                for verdict in last.values() {
-                    self.raise(state.name(), verdict, now);
-                }
-                state.set_drift(&watch.signal, detectors.state());
                 list.push(Watched {
                     watch: watch.clone(),
                     detectors,
+                    series,
                 });
             }
             if !list.is_empty() {
@@ -111,6 +117,41 @@ impl Results {
                 self.watched.insert(state.name().to_string(), list);
             }
         }
+    }
+
+    /// Builds the detectors of one series and feeds them its stored history. Alerts restored
+    /// from the store already reflect the past; they are reconciled with where the replay
+    /// ended, so nothing is paged twice and nothing stays stuck. Returns the detectors and
+    /// the time of the last stored sample (0 for none).
+    fn restore(
+        &self,
+        state: &ProbeState,
+        spec: DetectorSpec,
+        now: f64,
+    ) -> Option<(SignalDetectors, f64)> {
+        let signal = spec.signal.clone();
+        let mut detectors = match SignalDetectors::new(spec) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(probe = state.name(), error = %e, "detector spec refused");
+                return None;
+            }
+        };
+        let history = self
+            .store
+            .samples(state.name(), &signal, now - HISTORY_AGE)
+            .unwrap_or_default();
+        let points: Vec<(f64, f64)> = history.iter().map(|s| (s.t, s.v)).collect();
+        let verdicts = detect::replay(&mut detectors, &points);
+        let mut last: HashMap<&'static str, Verdict> = HashMap::new();
+        for v in verdicts {
+            last.insert(v.detector.as_str(), v);
+        }
+        for verdict in last.values() {
+            self.raise(state.name(), verdict, now);
+        }
+        state.set_drift(&signal, detectors.state());
+        Some((detectors, history.last().map_or(0.0, |s| s.t)))
     }
 
     /// Handles one outcome.
@@ -143,27 +184,43 @@ impl Results {
         };
         let mut verdicts = Vec::new();
         for w in watched.iter_mut() {
-            let Some(value) = w.watch.value(outcome).filter(|v| v.is_finite()) else {
-                continue;
-            };
-            if let Some(limit) = w
-                .watch
-                .limit_from
-                .as_deref()
-                .and_then(|s| outcome.signal(s))
-            {
-                w.detectors.set_limit(limit);
-            }
-            self.batch.push((
-                state.name().to_string(),
-                w.watch.signal.clone(),
-                Sample { t: now, v: value },
-            ));
+            let limit = (w.watch.limit_from.as_deref()).and_then(|s| outcome.signal(s));
             let starts_over = rebaseline
                 && (state.config.probe.info().signal(&w.watch.signal))
                     .is_some_and(|s| s.rebaseline_on_restart);
-            verdicts.extend(w.detectors.observe(now, value, starts_over));
-            state.set_drift(&w.watch.signal, w.detectors.state());
+            let mut feed = |detectors: &mut SignalDetectors, value: f64| {
+                if let Some(limit) = limit {
+                    detectors.set_limit(limit);
+                }
+                let signal = &detectors.spec().signal;
+                self.batch.push((
+                    state.name().to_string(),
+                    signal.clone(),
+                    Sample { t: now, v: value },
+                ));
+                verdicts.extend(detectors.observe(now, value, starts_over));
+                state.set_drift(&detectors.spec().signal, detectors.state());
+            };
+            if let Some(value) = w.watch.value(outcome).filter(|v| v.is_finite()) {
+                feed(&mut w.detectors, value);
+            }
+            for (signal, labels, value) in outcome.series.iter() {
+                if *signal != w.watch.signal || !value.is_finite() {
+                    continue;
+                }
+                let series = match w.series.get_mut(labels) {
+                    Some(series) => series,
+                    None => {
+                        let Some(series) = new_series(state, &w.watch, &mut w.series, labels)
+                        else {
+                            continue;
+                        };
+                        series
+                    }
+                };
+                series.seen = now;
+                feed(&mut series.detectors, *value);
+            }
         }
         for verdict in &verdicts {
             tracing::info!(probe = state.name(), signal = %verdict.signal, detector = verdict.detector.as_str(), state = verdict.transition.as_str(), "{}", verdict.message);
@@ -272,6 +329,31 @@ impl Results {
             Err(e) => tracing::error!(error = %e, "cannot prune uptime history"),
         }
     }
+}
+
+/// The detectors of a series seen for the first time, after dropping the series seen longest
+/// ago when `SERIES_MAX` are kept.
+fn new_series<'a>(
+    state: &ProbeState,
+    watch: &Watch,
+    kept: &'a mut HashMap<Box<str>, Series>,
+    labels: &str,
+) -> Option<&'a mut Series> {
+    if kept.len() >= SERIES_MAX
+        && let Some(oldest) = (kept.iter())
+            .min_by(|a, b| a.1.seen.total_cmp(&b.1.seen))
+            .map(|(k, _)| k.clone())
+    {
+        kept.remove(&oldest);
+        state.remove_drift(&format!("{}{oldest}", watch.signal));
+    }
+    let mut spec = watch.spec.clone();
+    spec.signal = format!("{}{labels}", watch.signal);
+    let detectors = SignalDetectors::new(spec).ok()?;
+    Some(kept.entry(labels.into()).or_insert(Series {
+        detectors,
+        seen: 0.0,
+    }))
 }
 
 /// Runs the results task until `stop` turns true. New registries arrive on `registries`.

@@ -262,6 +262,11 @@ impl ProbeState {
         }
     }
 
+    /// Forgets a watched series that is no longer kept (a query's series that went away).
+    pub fn remove_drift(&self, signal: &str) {
+        self.detectors().retain(|(s, _)| s != signal);
+    }
+
     pub fn drift(&self) -> Vec<(String, DetectorState)> {
         self.detectors().clone()
     }

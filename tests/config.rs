@@ -53,6 +53,11 @@ const INVALID: &[(&str, &[Expected])] = &[
                 "drift.value.seasonal.severity: \"loud\" is not one of page, ticket",
             ),
             (22, 7, "drift: prometheus probes have no signal `other`"),
+            (
+                27,
+                60,
+                "drift.value.seasonal.timezone: unknown time zone \"Europe/Atlantis\"",
+            ),
         ],
     ),
     (

@@ -219,3 +219,183 @@ async fn a_seasonal_profile_learned_from_stored_days_pages_right_after_a_restart
         state.notes
     );
 }
+
+/// A run of a query that answered several series, at unix time `t`.
+fn several(t: f64, values: &[(&str, f64)]) -> slowburn::probe::Outcome {
+    slowburn::probe::Outcome {
+        at: std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t),
+        success: true,
+        duration: std::time::Duration::ZERO,
+        phases: Box::default(),
+        signals: vec![("series", values.len() as f64)].into(),
+        failure: None,
+        checks: Box::default(),
+        notes: Box::default(),
+        series: (values.iter())
+            .map(|(labels, v)| ("value", Box::<str>::from(*labels), *v))
+            .collect(),
+        log: None,
+        certificate: None,
+    }
+}
+
+#[tokio::test]
+async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart() {
+    let text = "probes:\n  - name: handoffs\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:9\", query: \"sum by (partner) (rate(handoffs_total[5m]))\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n";
+    let config = load(text);
+    let dir = std::env::temp_dir().join(format!("slowburn-series-history-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+    let (a, b, c) = (r#"{partner="a"}"#, r#"{partner="b"}"#, r#"{partner="c"}"#);
+
+    // Five days of both partners' usual hand-offs, stored under their own series names.
+    let now = unix_now();
+    let live = now - 20.0 * 60.0;
+    let mut rows = Vec::new();
+    let mut k: u64 = 5;
+    let mut noise = || {
+        k = k.wrapping_mul(6364136223846793005).wrapping_add(1);
+        1.0 + ((k >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.1
+    };
+    let (name_a, name_b) = (format!("value{a}"), format!("value{b}"));
+    let mut t = now - 5.0 * 86_400.0;
+    while t < live {
+        rows.push((
+            "handoffs",
+            name_a.as_str(),
+            Sample {
+                t,
+                v: (usual_orders(t) * noise()).round(),
+            },
+        ));
+        rows.push((
+            "handoffs",
+            name_b.as_str(),
+            Sample {
+                t,
+                v: (2.0 * usual_orders(t) * noise()).round(),
+            },
+        ));
+        t += 60.0;
+    }
+    store.append_samples(&rows).unwrap();
+    assert_eq!(
+        store.series_of("handoffs", "value").unwrap(),
+        vec![name_a.clone(), name_b.clone()]
+    );
+
+    let registry = Arc::new(Registry::new(config.probes, None));
+    let alerts = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
+    let info = || ProbeInfo {
+        rule: None,
+        labels: BTreeMap::new(),
+        target: String::new(),
+    };
+    let workers = alerts.configure(
+        HashMap::from([("handoffs".to_string(), info())]),
+        HashMap::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    assert!(workers.is_empty());
+    let mut results = Results::new(store.clone(), alerts.clone());
+    results.configure(&registry);
+    let state = registry.get("handoffs").unwrap();
+
+    // The last 20 minutes live: partner b at half its usual rate, a as usual, and a
+    // partner c that was never seen before.
+    let mut t = live;
+    while t <= now {
+        let usual = usual_orders(t);
+        let run = several(
+            t,
+            &[
+                (a, (usual * noise()).round()),
+                (b, (0.5 * usual * noise()).round()),
+                (c, 3.0),
+            ],
+        );
+        results.handle(state, &run);
+        t += 60.0;
+    }
+    results.flush();
+
+    let drift: HashMap<String, _> = state.drift().into_iter().collect();
+    assert!(!drift[&name_a].any_firing(), "{:?}", drift[&name_a]);
+    assert!(drift[&name_b].is_firing("seasonal"), "{:?}", drift[&name_b]);
+    let name_c = format!("value{c}");
+    assert!(
+        drift[&name_c].notes[0].1.starts_with("learning:"),
+        "a series seen for the first time learns: {:?}",
+        drift[&name_c]
+    );
+    let paged: Vec<_> = (alerts.alerts().into_iter())
+        .filter(|a| a.state != State::Resolved)
+        .collect();
+    assert_eq!(paged.len(), 1, "only partner b pages: {paged:?}");
+    assert_eq!(paged[0].dedup_key, format!("handoffs:seasonal:{name_b}"));
+    assert!(
+        paged[0].message.contains(r#"partner="b""#) && paged[0].message.contains("usually"),
+        "{}",
+        paged[0].message
+    );
+
+    // A restart: every series' detectors come back from the store, none pages twice.
+    let again = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
+    let workers = again.configure(
+        HashMap::from([("handoffs".to_string(), info())]),
+        HashMap::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    assert!(workers.is_empty());
+    let fresh = Arc::new(Registry::new(load(text).probes, None));
+    let mut results = Results::new(store.clone(), again.clone());
+    results.configure(&fresh);
+    let drift: HashMap<String, _> = fresh.get("handoffs").unwrap().drift().into_iter().collect();
+    assert_eq!(
+        drift.len(),
+        4,
+        "value and its three series: {:?}",
+        drift.keys()
+    );
+    assert!(drift[&name_b].is_firing("seasonal"), "{:?}", drift[&name_b]);
+    let ids: Vec<u64> = (again.alerts().iter())
+        .filter(|a| a.state != State::Resolved)
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, vec![paged[0].id]);
+}
+
+#[tokio::test]
+async fn series_that_come_and_go_keep_a_bounded_number_of_detectors() {
+    let text = "probes:\n  - name: pods\n    interval: 1m\n    prometheus: {url: \"http://127.0.0.1:9\", query: \"up\"}\n    drift:\n      value: {seasonal: {period: 1d, below: 30%, for: 10m}}\n";
+    let config = load(text);
+    let dir = std::env::temp_dir().join(format!("slowburn-series-churn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+    let registry = Arc::new(Registry::new(config.probes, None));
+    let alerts = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
+    let mut results = Results::new(store, alerts);
+    results.configure(&registry);
+    let state = registry.get("pods").unwrap();
+    // Every run a new pod (a rollout that never ends): the oldest series are dropped.
+    let start = unix_now() - 86_400.0;
+    let extra = 20;
+    for i in 0..slowburn::results::SERIES_MAX + extra {
+        let labels = format!("{{pod=\"web-{i}\"}}");
+        results.handle(state, &several(start + i as f64 * 60.0, &[(&labels, 1.0)]));
+    }
+    let drift: Vec<String> = state.drift().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        drift.len(),
+        slowburn::results::SERIES_MAX + 1,
+        "value and the kept series"
+    );
+    assert!(!drift.contains(&"value{pod=\"web-0\"}".to_string()));
+    let newest = format!(
+        "value{{pod=\"web-{}\"}}",
+        slowburn::results::SERIES_MAX + extra - 1
+    );
+    assert!(drift.contains(&newest));
+}

@@ -76,6 +76,20 @@ fn rows() -> Vec<Row> {
             hung_phase: "",
             refused_reason: "",
         },
+        Row {
+            kind: "grpc",
+            section: Some(|a| format!("grpc: {{address: '{a}'}}")),
+            hung_phase: "check",
+            refused_reason: "connect",
+        },
+        // ICMP has no port to hang on or be refused at; tests/icmp.rs has its no-reply
+        // (timeout in phase rtt), no-route and no-permission cases.
+        Row {
+            kind: "icmp",
+            section: None,
+            hung_phase: "",
+            refused_reason: "",
+        },
         // Heartbeats are passive: they judge pings sent to slowburn and contact no one.
         Row {
             kind: "heartbeat",

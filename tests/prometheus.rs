@@ -786,6 +786,17 @@ async fn prometheus_query_probes_against_a_real_prometheus() {
             None,
             "several series have no single value"
         );
+        // …and each is a sub-signal of `value` that drift watches on its own.
+        let keys: Vec<&str> = each
+            .series
+            .iter()
+            .map(|(s, k, _)| {
+                assert_eq!(*s, "value");
+                &**k
+            })
+            .collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(keys.iter().any(|k| k.contains("partner=\"a\"")), "{keys:?}");
 
         let bounded = query_probe(
             &format!("{{url: '{url}', query: 'orders_created_total', max_series: 1}}"),
@@ -822,13 +833,44 @@ async fn prometheus_query_probes_against_a_real_prometheus() {
         assert_eq!(why, "prometheus");
         assert!(message.contains("HTML"), "{message}");
 
+        // An answer of 10,000 series (a query that forgot its `sum`): named, not truncated.
+        let wide = serve_forever("application/json", || {
+            let series: Vec<String> = (0..10_000)
+                .map(|i| format!(r#"{{"metric":{{"pod":"web-{i}"}},"value":[1700000000,"1"]}}"#))
+                .collect();
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+                series.join(",")
+            )
+        })
+        .await;
+        let many = query_probe(&format!("{{url: 'http://{wide}', query: 'up'}}"), "5s").await;
+        let (why, message) = reason(&many);
+        assert_eq!(why, "cardinality");
+        assert_eq!(
+            message,
+            "cardinality: 10000 series, more than max_series 50"
+        );
+        assert!(
+            many.series.is_empty(),
+            "no sub-signal from a refused answer"
+        );
+
+        // A Prometheus that never answers holds up nothing else: a query to a working one
+        // started beside it finishes long before the hung one's timeout.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hung_addr = silent.local_addr().unwrap();
-        let hung = query_probe(
-            &format!("{{url: 'http://{hung_addr}', query: 'up'}}"),
-            "500ms",
-        )
-        .await;
+        let beside = async {
+            let started = Instant::now();
+            let outcome =
+                query_probe(&format!("{{url: 'http://{wide}', query: 'up'}}"), "5s").await;
+            (started.elapsed(), outcome)
+        };
+        let hung_section = format!("{{url: 'http://{hung_addr}', query: 'up'}}");
+        let (hung, (beside_took, beside)) =
+            tokio::join!(query_probe(&hung_section, "500ms"), beside);
+        assert_eq!(reason(&beside).0, "cardinality");
+        assert!(beside_took < Duration::from_millis(400), "{beside_took:?}");
         let (why, message) = reason(&hung);
         assert_eq!(why, "timeout");
         assert!(message.contains("in phase query"), "{message}");

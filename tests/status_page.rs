@@ -436,3 +436,51 @@ fn the_page_writes_sub_millisecond_durations_in_microseconds() {
         "fmtDuration"
     );
 }
+
+#[test]
+fn the_series_of_a_query_have_their_own_history_and_detectors() {
+    let dir = ui::temp_dir("series");
+    let now = ui::unix_now();
+    // Two days of two partners' hand-offs, stored under their series names.
+    let (a, b) = (r#"value{partner="a"}"#, r#"value{partner="b"}"#);
+    let rows: Vec<(&str, &str, f64, f64)> = (0..2880)
+        .flat_map(|i| {
+            let t = now - f64::from(2880 - i) * 60.0;
+            [("handoffs", a, t, 10.0), ("handoffs", b, t, 20.0)]
+        })
+        .collect();
+    ui::seed(&dir.join("state/slowburn.db"), &rows);
+    let closed = ui::free_port();
+    let config = format!(
+        r#"server: {{listen: "{{listen}}"}}
+storage: {{path: state/slowburn.db}}
+probes:
+  - name: handoffs
+    interval: 10m
+    prometheus: {{url: "http://127.0.0.1:{closed}", query: "sum by (partner) (rate(handoffs_total[5m]))"}}
+    drift:
+      value: {{seasonal: {{period: 1d, below: 50%, for: 10m}}}}
+"#
+    );
+    let daemon = Daemon::start(&dir, &config, &[]);
+    let probe = daemon.get("/api/v1/probes/handoffs");
+    assert_eq!(probe.status, 200, "{}", probe.body);
+    let signals: Vec<&str> = (probe.json["drift"].as_array().unwrap().iter())
+        .map(|d| d["signal"].as_str().unwrap())
+        .collect();
+    assert!(
+        signals.contains(&a) && signals.contains(&b),
+        "both series restored from the store: {signals:?}"
+    );
+    let history =
+        daemon.get("/api/v1/probes/handoffs/history?signal=value%7Bpartner%3D%22b%22%7D&since=1h");
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert_eq!(history.json["source"], "store");
+    assert_eq!(history.json["signal"], b);
+    let points = history.json["points"].as_array().unwrap();
+    assert!(points.len() >= 55, "{} points", points.len());
+    assert!(
+        points.iter().all(|p| p[1].is_null() || p[1] == 20.0),
+        "{points:?}"
+    );
+}

@@ -34,7 +34,7 @@ pub struct DriftEntrySpec {
     pub seasonal: Option<SeasonalEntry>,
 }
 
-/// `seasonal: {period, below, above, for, severity}`.
+/// `seasonal: {period, below, above, for, severity, timezone}`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeasonalEntry {
@@ -49,6 +49,9 @@ pub struct SeasonalEntry {
     pub window: Option<Spanned<String>>,
     /// `page` (default) or `ticket`.
     pub severity: Option<Spanned<String>>,
+    /// IANA time zone whose days and weeks the profile follows (`Europe/Berlin`); UTC when
+    /// absent.
+    pub timezone: Option<Spanned<String>>,
 }
 
 /// The seasonal spec an entry asks for, or every problem with it.
@@ -97,11 +100,25 @@ fn seasonal_spec(
             Severity::Page
         }
     };
+    let timezone = match &entry.timezone {
+        None => None,
+        Some(zone) => match jiff::tz::TimeZone::get(&zone.value) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                problems.push((
+                    zone.pos,
+                    format!("{field}.timezone: unknown time zone {:?}", zone.value),
+                ));
+                None
+            }
+        },
+    };
     let spec = SeasonalSpec {
         below,
         above,
         severity,
         interval,
+        timezone,
         ..SeasonalSpec::new(period?, window?)
     };
     // A share that did not parse is reported already; the rest is still checked.
@@ -217,6 +234,12 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Whether `name` is this watch's signal or one of its series (`value{partner="b"}`).
+    pub fn covers(&self, name: &str) -> bool {
+        name.strip_prefix(self.signal.as_str())
+            .is_some_and(|rest| rest.is_empty() || (rest.starts_with('{') && rest.ends_with('}')))
+    }
+
     /// The watched value of one run: its signal, or for `success` (the `slo:` burn rate) 1.0
     /// or 0.0.
     pub fn value(&self, outcome: &crate::probe::Outcome) -> Option<f64> {

@@ -18,7 +18,10 @@
 //! longer or a deeper shortfall than a large one before it pages, and never pages at night
 //! because four orders became two. Pure: time is passed in, as unix seconds.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+
+use jiff::tz::TimeZone;
 
 use super::verdict::{DetectorInfo, Severity, Transition, Unit, Verdict, format_duration};
 use super::{Context, Detect, DetectorState, Observe};
@@ -63,6 +66,9 @@ pub struct SeasonalSpec {
     pub severity: Severity,
     /// Seconds between samples (the probe's interval), 0 when unknown.
     pub interval: f64,
+    /// The time zone whose days and weeks the profile follows (`timezone:`); UTC when
+    /// absent. A shop's dinner peak stays at 19:00 local across a DST change.
+    pub timezone: Option<TimeZone>,
 }
 
 impl SeasonalSpec {
@@ -75,6 +81,7 @@ impl SeasonalSpec {
             window,
             severity: Severity::Page,
             interval: 0.0,
+            timezone: None,
         }
     }
 
@@ -196,6 +203,9 @@ pub struct Seasonal {
     /// Samples up to here were judged by an alert that resolved: not judged again.
     judged_until: f64,
     last: Option<Judgement>,
+    /// The UTC offset (seconds) in force from `.0` until `.1`, cached: a zone changes its
+    /// offset twice a year, so one lookup serves months of samples.
+    offset: Cell<(f64, f64, f64)>,
 }
 
 impl Detect for Seasonal {
@@ -251,7 +261,28 @@ impl Seasonal {
             judged_until: f64::NEG_INFINITY,
             level: (0.0, 0.0, 0),
             last: None,
+            offset: Cell::new((0.0, f64::NEG_INFINITY, 0.0)),
         }
+    }
+
+    /// `t` (unix seconds) as seconds of the profile's local clock: the zone's wall time read
+    /// as if it were UTC, so that slot `k` is the same local hour every period.
+    fn local(&self, t: f64) -> f64 {
+        let Some(zone) = &self.spec.timezone else {
+            return t;
+        };
+        let (from, until, offset) = self.offset.get();
+        if t >= from && t < until {
+            return t + offset;
+        }
+        let Ok(at) = jiff::Timestamp::from_second(t.floor() as i64) else {
+            return t;
+        };
+        let offset = f64::from(zone.to_offset(at).seconds());
+        let until = (zone.following(at).next())
+            .map_or(f64::INFINITY, |next| next.timestamp().as_second() as f64);
+        self.offset.set((t.floor(), until, offset));
+        t + offset
     }
 
     /// How many periods the profile has in effect learned from: each full period seen, up to
@@ -297,7 +328,7 @@ impl Seasonal {
         let width = self.spec.slot_width();
         let n = self.slots.len() as i64;
         // Between the centres of the two nearest slots, linearly.
-        let position = t / width - 0.5;
+        let position = self.local(t) / width - 0.5;
         let below = position.floor();
         let frac = position - below;
         let at = |k: i64| self.slots[(k.rem_euclid(n)) as usize];
@@ -330,7 +361,7 @@ impl Seasonal {
     /// Folds a sample into its slot; a slot that closes is learned into the profile.
     fn learn(&mut self, t: f64, v: f64) {
         let width = self.spec.slot_width();
-        let number = (t / width).floor() as i64;
+        let number = (self.local(t) / width).floor() as i64;
         match &mut self.open {
             Some(open) if open.number == number => {
                 open.count += 1;
@@ -533,7 +564,7 @@ impl Seasonal {
     }
 
     fn verdict(&self, now: f64, transition: Transition, j: &Judgement, began: f64) -> Verdict {
-        let described = self.describe(j, &usual_time(now, self.spec.period));
+        let described = self.describe(j, &self.usual_time(now));
         let message = match transition {
             Transition::Firing => described,
             Transition::Resolved => format!("{described}; back to usual"),
@@ -550,6 +581,21 @@ impl Seasonal {
             began_at: Some(began),
             message,
         }
+    }
+
+    /// ` on Fridays 18:30` for a weekly period, ` at 18:30` for a daily one, in the
+    /// profile's time zone (UTC when none is given).
+    fn usual_time(&self, t: f64) -> String {
+        let Ok(at) = jiff::Timestamp::from_second(t.floor() as i64) else {
+            return String::new();
+        };
+        let zone = self.spec.timezone.clone().unwrap_or(TimeZone::UTC);
+        let format = if self.spec.period >= 7.0 * 86_400.0 {
+            " on %As %H:%M"
+        } else {
+            " at %H:%M"
+        };
+        at.to_zoned(zone).strftime(format).to_string()
     }
 
     /// For people: learning, or what the last window saw against the usual.
@@ -569,18 +615,6 @@ impl Seasonal {
             Some(j) => self.describe(j, ""),
             None => "waiting for a full window".into(),
         }
-    }
-}
-
-/// ` on Fridays 18:30` for a weekly period, ` at 18:30` for a daily one (UTC).
-fn usual_time(t: f64, period: f64) -> String {
-    let Ok(at) = jiff::Timestamp::from_second(t.floor() as i64) else {
-        return String::new();
-    };
-    if period >= 7.0 * 86_400.0 {
-        at.strftime(" on %As %H:%M").to_string()
-    } else {
-        at.strftime(" at %H:%M").to_string()
     }
 }
 

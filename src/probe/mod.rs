@@ -11,8 +11,10 @@
 
 pub mod cert;
 pub mod dns;
+pub mod grpc;
 pub mod heartbeat;
 pub mod http;
+pub mod icmp;
 pub mod log;
 pub mod net;
 pub mod postgres;
@@ -155,6 +157,8 @@ kinds! {
     prometheus => Prometheus(prometheus::PrometheusProbe),
     heartbeat => Heartbeat(heartbeat::HeartbeatProbe),
     log => Log(log::LogProbe),
+    icmp => Icmp(icmp::IcmpProbe),
+    grpc => Grpc(grpc::GrpcProbe),
 }
 
 /// What every probe kind implements; [`kinds!`] dispatches to it.
@@ -256,6 +260,7 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> Outcome {
         failure: result.err(),
         checks: trace.checks.into(),
         notes: trace.notes.into(),
+        series: trace.series.into(),
         log: trace.log,
         certificate: trace.certificate,
     }
@@ -281,6 +286,10 @@ pub struct Outcome {
     pub checks: Box<[Check]>,
     /// Evidence for people: offending sessions, matched processes, redirect hops.
     pub notes: Box<[String]>,
+    /// Sub-signals of a signal that came as several series (a `prometheus:` query answering
+    /// a vector): the signal's name, the series' labels written PromQL-style, its value.
+    /// Each is watched as `signal{labels}`, with detectors of its own.
+    pub series: Box<[(&'static str, Box<str>, f64)]>,
     /// A log probe's checkpoint, new signatures and counters.
     pub log: Option<Box<log::Report>>,
     /// The leaf certificate a TLS peer presented (http and tcp over TLS).
@@ -377,6 +386,20 @@ pub enum Failure {
     Unreadable(String),
     #[error("journal: {0}")]
     Journal(String),
+    /// No ICMP socket may be opened (neither a ping socket nor a raw one).
+    #[error("permission: {0}")]
+    Permission(String),
+    #[error("icmp: {0}")]
+    Icmp(String),
+    /// An unreachable or time-exceeded answer, or no route at all.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// A gRPC error status, or an answer that is not gRPC.
+    #[error("grpc: {0}")]
+    Grpc(String),
+    /// A health check answered, but not `SERVING`.
+    #[error("not serving: {0}")]
+    NotServing(String),
 }
 
 impl Failure {
@@ -412,6 +435,11 @@ impl Failure {
             Failure::Missing(_) => "missing",
             Failure::Unreadable(_) => "unreadable",
             Failure::Journal(_) => "journal",
+            Failure::Permission(_) => "permission",
+            Failure::Icmp(_) => "icmp",
+            Failure::Unreachable(_) => "unreachable",
+            Failure::Grpc(_) => "grpc",
+            Failure::NotServing(_) => "not_serving",
         }
     }
 }
@@ -427,6 +455,7 @@ pub struct Trace {
     pub signals: Vec<(&'static str, f64)>,
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
+    pub series: Vec<(&'static str, Box<str>, f64)>,
     pub log: Option<Box<log::Report>>,
     pub certificate: Option<Box<cert::Certificate>>,
 }
@@ -449,6 +478,7 @@ impl Trace {
             signals: Vec::with_capacity(12),
             checks: Vec::new(),
             notes: Vec::new(),
+            series: Vec::new(),
             log: None,
             certificate: None,
         }
@@ -478,6 +508,11 @@ impl Trace {
             Some(slot) => slot.1 = value,
             None => self.signals.push((name, value)),
         }
+    }
+
+    /// Records the value of one series of `signal` (keyed by its labels, e.g. `{job="api"}`).
+    pub fn series(&mut self, signal: &'static str, labels: &str, value: f64) {
+        self.series.push((signal, labels.into(), value));
     }
 
     /// Records an assertion. Returns the failure so the caller can keep the first one.

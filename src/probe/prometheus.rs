@@ -3,7 +3,8 @@
 //!
 //! A scalar or a vector of one series is the signal `value`. A vector of several series is
 //! judged series by series against `expect:` (each series named by its labels in the run's
-//! notes) and bounded by `max_series`: more is the failure `cardinality`, never a silent
+//! notes), and each is a sub-signal `value{labels}` that `drift:` on `value` watches with
+//! detectors of its own (the results task keeps them). Several series are bounded by `max_series`: more is the failure `cardinality`, never a silent
 //! truncation. An empty result is `no_data` unless `on_no_data: ok`. Errors carry Prometheus'
 //! own message. The answer is read up to a fixed size, so a query that returns a million
 //! series costs a few MiB, and a non-JSON answer (an HTML login page from a proxy) is named as
@@ -284,8 +285,12 @@ impl PrometheusProbe {
             trace.signal("value", *value);
         }
         let mut first = None;
+        let several = series.len() > 1;
         for (labels, value) in &series {
             trace.notes.push(format!("{labels} = {value}"));
+            if several && value.is_finite() {
+                trace.series("value", labels, *value);
+            }
             if !value.is_finite() {
                 first.get_or_insert(Failure::Query(format!("{labels} is {value}")));
                 continue;

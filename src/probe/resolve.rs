@@ -87,7 +87,7 @@ impl IpPreference {
                 return Err(SpecError::new(
                     pos,
                     "preferred_ip_protocol",
-                    format!("{p:?} is not ip4 or ip6"),
+                    format!("{p:?} is not one of ip4, ip6"),
                 ));
             }
         };

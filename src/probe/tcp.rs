@@ -274,7 +274,7 @@ impl Captured {
 }
 
 /// Splits `host:port` (or `[v6]:port`).
-fn split_host_port(address: &str) -> Result<(String, u16), String> {
+pub(super) fn split_host_port(address: &str) -> Result<(String, u16), String> {
     let err = || format!("invalid address {address:?}: expected host:port");
     let (host, port) = address.rsplit_once(':').ok_or_else(err)?;
     let port: u16 = port.parse().map_err(|_| err())?;

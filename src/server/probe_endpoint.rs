@@ -142,6 +142,7 @@ fn unusable(message: String) -> Outcome {
         failure: Some(Failure::Expect(message)),
         checks: Box::new([]),
         notes: Box::new([]),
+        series: Box::new([]),
         log: None,
         certificate: None,
     }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 mod migrations;
 mod pings;
@@ -267,6 +267,27 @@ impl Store {
                     })
                 })?
                 .collect()
+        })
+    }
+
+    /// The stored series of `signal` that came as several (`value{job="api"}`, …), in order.
+    /// Each is found with one index seek, however long its history.
+    pub fn series_of(&self, probe: &str, signal: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|db| {
+            let mut next = db.prepare_cached(
+                "SELECT signal FROM samples WHERE probe = ?1 AND signal > ?2 AND signal < ?3 \
+                 ORDER BY signal LIMIT 1",
+            )?;
+            let (mut after, end) = (format!("{signal}{{"), format!("{signal}|"));
+            let mut found = Vec::new();
+            while let Some(name) = next
+                .query_row(params![probe, after, end], |row| row.get::<_, String>(0))
+                .optional()?
+            {
+                after = name.clone();
+                found.push(name);
+            }
+            Ok(found)
         })
     }
 

@@ -345,3 +345,70 @@ fn the_cases_fall_where_their_names_say() {
     assert_eq!(at(CASES[1].start), "Tuesday 03:00");
     assert_eq!(at(CASES[2].start), "Tuesday 18:30");
 }
+
+/// Six weeks of a Berlin shop's orders (its day follows local time) from 2027-02-22, a
+/// Monday; clocks go forward on 2027-03-28, in the fifth week. `factor` scales the usual rate
+/// from the fifth week on.
+fn berlin_orders(seed: u64, factor: impl Fn(f64) -> f64) -> (Vec<(f64, f64)>, f64) {
+    let zone = jiff::tz::TimeZone::get("Europe/Berlin").expect("the system has tzdata");
+    let start: jiff::Timestamp = "2027-02-21T23:00:00Z".parse().unwrap();
+    let start = start.as_second() as f64;
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(60_480);
+    let mut t = start;
+    let test = start + 4.0 * WEEK;
+    while t < start + 6.0 * WEEK {
+        let at = jiff::Timestamp::from_second(t as i64).unwrap();
+        let local = t + f64::from(zone.to_offset(at).seconds());
+        let f = if t >= test { factor(t) } else { 1.0 };
+        out.push((t, poisson(&mut rng, usual(local, 120.0) * f)));
+        t += MIN;
+    }
+    (out, test)
+}
+
+fn berlin_spec(timezone: bool) -> DetectorSpec {
+    DetectorSpec::new("orders", Unit::Count).with_seasonal(SeasonalSpec {
+        below: Some(0.3),
+        interval: MIN,
+        timezone: timezone.then(|| jiff::tz::TimeZone::get("Europe/Berlin").unwrap()),
+        ..SeasonalSpec::new(WEEK, 10.0 * MIN)
+    })
+}
+
+#[test]
+fn a_profile_in_the_shops_time_zone_does_not_page_when_the_clocks_change() {
+    for seed in 1..=2 {
+        let (points, test) = berlin_orders(seed, |_| 1.0);
+        let local = run(berlin_spec(true), &points);
+        let pages: Vec<_> = firing(&local, Detector::SEASONAL, Severity::Page);
+        assert!(pages.is_empty(), "seed {seed}: {}", show(&local));
+        // The same profile kept in UTC sees every peak an hour early after the change.
+        let utc = run(berlin_spec(false), &points);
+        let after: Vec<_> = (firing(&utc, Detector::SEASONAL, Severity::Page).into_iter())
+            .filter(|v| v.t >= test)
+            .collect();
+        assert!(
+            !after.is_empty(),
+            "seed {seed}: a UTC profile should misread the DST week"
+        );
+    }
+}
+
+#[test]
+fn a_page_names_the_usual_time_in_the_profiles_time_zone() {
+    // Thursday 2027-04-01 from 18:30 CEST (16:30 UTC), a week after the change: orders at 40%.
+    let drop: jiff::Timestamp = "2027-04-01T16:30:00Z".parse().unwrap();
+    let drop = drop.as_second() as f64;
+    let (points, _) = berlin_orders(3, from(drop, 2.0, 0.4));
+    let verdicts = run(berlin_spec(true), &points);
+    let pages = firing(&verdicts, Detector::SEASONAL, Severity::Page);
+    assert_eq!(pages.len(), 1, "{}", show(&verdicts));
+    let page = pages[0];
+    assert!(page.t - drop <= 20.0 * MIN, "{}", show(&verdicts));
+    assert!(
+        page.message.contains("on Thursdays 18:") || page.message.contains("on Thursdays 19:"),
+        "local time, not UTC: {}",
+        page.message
+    );
+}

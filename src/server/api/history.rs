@@ -71,7 +71,7 @@ pub(super) async fn history(
         .filter(|s| !s.is_empty())
         .cloned()
         .unwrap_or_else(|| probe.main_signal.to_string());
-    let watch = probe.config.watches.iter().find(|w| w.signal == signal);
+    let watch = probe.config.watches.iter().find(|w| w.covers(&signal));
     let (source, points): (&str, Vec<(f64, Option<f64>)>) = if watch.is_some() {
         let store = shared.store.clone();
         let (p, s) = (name.clone(), signal.clone());

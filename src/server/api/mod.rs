@@ -68,6 +68,8 @@ pub(super) fn signal_unit(probe: &ProbeState, signal: &str) -> Option<crate::det
     if signal == "success" {
         return Some(crate::detect::Unit::Ratio);
     }
+    // A series of a signal (`value{partner="b"}`) has the signal's unit.
+    let signal = signal.split_once('{').map_or(signal, |(name, _)| name);
     probe.config.probe.info().signal(signal).map(|s| s.unit)
 }
 
