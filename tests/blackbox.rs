@@ -56,6 +56,28 @@ const MODULES: &str = r#"modules:
       valid_status_codes: [200]
       valid_http_versions: ["HTTP/1.1"]
       fail_if_body_matches_regexp: ["maintenance"]
+  http_header_bad:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_matches: [{header: Connection, regexp: "close"}]
+  http_header_missing:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_matches:
+        - {header: X-Missing, regexp: "x"}
+  http_header_missing_ok:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_matches:
+        - {header: X-Missing, regexp: "x", allow_missing: true}
+      fail_if_header_not_matches:
+        - {header: Content-Length, regexp: "^[0-9]+$"}
   http_ip6:
     prober: http
     timeout: 5s
@@ -88,6 +110,33 @@ const MODULES: &str = r#"modules:
       validate_answer_rrs:
         fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
 "#;
+
+/// The web targets both tests probe, and the modules pointed at their CA.
+struct Web {
+    modules: String,
+    /// Plain HTTP: `/down` answers 503 "maintenance", anything else 200.
+    plain: std::net::SocketAddr,
+    /// HTTPS for `localhost`, its certificate in the modules' `ca_file`.
+    tls: std::net::SocketAddr,
+}
+
+impl Web {
+    async fn start(dir: &Path) -> Web {
+        let cert = test_cert(&["localhost"], (2099, 1, 1));
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &cert.pem).unwrap();
+        let plain = http_server(None, |path, _| match path {
+            "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+            _ => ok("all good"),
+        })
+        .await;
+        Web {
+            modules: MODULES.replace("CA_FILE", &ca.display().to_string()),
+            plain,
+            tls: http_server(Some(cert.server.clone()), |_, _| ok("secure")).await,
+        }
+    }
+}
 
 /// A child process killed on drop, with its log for messages.
 struct Process {
@@ -222,17 +271,11 @@ async fn probe_answers_as_blackbox_exporter_does() {
         "apt-get install prometheus",
     );
     let dir = temp_dir("blackbox-parity");
-    let cert = test_cert(&["localhost"], (2099, 1, 1));
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &cert.pem).unwrap();
-    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
-
-    let plain = http_server(None, |path, _| match path {
-        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
-        _ => ok("all good"),
-    })
-    .await;
-    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let Web {
+        modules,
+        plain,
+        tls,
+    } = Web::start(&dir).await;
     let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     let dns = dns_server().await;
     let refused = refused_addr();
@@ -258,6 +301,9 @@ async fn probe_answers_as_blackbox_exporter_does() {
             format!("https://localhost:{}/", tls.port()),
             false,
         ),
+        ("http_header_bad", format!("http://{plain}/"), false),
+        ("http_header_missing", format!("http://{plain}/"), false),
+        ("http_header_missing_ok", format!("http://{plain}/"), true),
         ("http_ip6", format!("http://[::1]:{v6}/"), true),
         (
             "http_ip6",
@@ -471,16 +517,11 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
         return;
     };
     let dir = temp_dir("blackbox-scrape");
-    let cert = test_cert(&["localhost"], (2099, 1, 1));
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &cert.pem).unwrap();
-    let modules = MODULES.replace("CA_FILE", &ca.display().to_string());
-    let plain = http_server(None, |path, _| match path {
-        "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
-        _ => ok("all good"),
-    })
-    .await;
-    let tls = http_server(Some(cert.server.clone()), |_, _| ok("secure")).await;
+    let Web {
+        modules,
+        plain,
+        tls,
+    } = Web::start(&dir).await;
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let client = client();
     // Both answer before Prometheus starts scraping them.
@@ -619,7 +660,8 @@ fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() 
             "server: {{listen: 127.0.0.1:{port}}}\nstorage: {{path: state.db}}\n\
              modules:\n  tcp_connect: {{prober: tcp, timeout: 1s}}\n\
              probes:\n  - name: ports\n    interval: 1s\n    tcp: {{}}\n    targets_file: ports.json\n\
-             \x20 - name: fleet\n    interval: 1s\n    module: tcp_connect\n    labels: {{instance: edge}}\n    targets: [\"{down}\"]\n"
+             \x20 - name: fleet\n    interval: 1s\n    module: tcp_connect\n    labels: {{instance: edge}}\n    targets: [\"{down}\"]\n\
+             \x20 - name: apis\n    interval: 1s\n    http: {{expect: {{status: [200]}}}}\n    targets: [\"http://{down}/health\"]\n"
         ),
     )
     .unwrap();
@@ -629,7 +671,18 @@ fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() 
     let body = support::daemon::wait_metrics(addr, Duration::from_secs(15), |b| {
         success_line(b, &format!("ports/{up}")).is_some()
             && success_line(b, &format!("fleet/{down}")).is_some()
+            && success_line(b, &format!("apis/http://{down}/health")).is_some()
     });
+    // An http kind without `url` took the target as its URL; refused, its status reads 0
+    // (as in blackbox_exporter) instead of the series vanishing.
+    let status = body
+        .lines()
+        .find(|l| {
+            l.starts_with("probe_http_status_code{")
+                && l.contains(&format!("probe=\"apis/http://{down}/health\""))
+        })
+        .unwrap_or_else(|| panic!("no status series for the refused target:\n{body}"));
+    assert!(status.ends_with(" 0"), "{status}");
     let line = success_line(&body, &format!("ports/{up}")).unwrap();
     for label in [
         format!("target=\"{up}\""),

@@ -325,8 +325,8 @@ const INVALID: &[(&str, &[Expected])] = &[
         &[
             (
                 5,
-                18,
-                "module \"http_2xx\": http.proxy_url: not supported by slowburn yet",
+                20,
+                "module \"http_2xx\": http.compression: not supported by slowburn yet",
             ),
             (6, 37, "http.fail_if_body_matches_regexp: invalid regex"),
             (

@@ -13,25 +13,12 @@ use support::{failure, http_server, ok, run_probe};
 /// A self-signed certificate for `names` marked as a CA (basicConstraints CA:TRUE), the way
 /// `openssl req -x509` makes one by default, and a server presenting it.
 fn ca_flagged_cert(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
-    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key_der)
-    .unwrap();
-    (cert.pem(), Arc::new(server))
+    let cert = support::test_cert_marked(
+        names,
+        (2099, 1, 1),
+        rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained),
+    );
+    (cert.pem, cert.server)
 }
 
 fn http(url: &str, ca: &std::path::Path) -> String {

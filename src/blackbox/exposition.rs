@@ -11,9 +11,12 @@ use super::Prober;
 use crate::probe::net::tls_version_name;
 use crate::probe::{Failure, Outcome};
 
+/// One family: its name, help text and samples (label text, value).
+type Family = (&'static str, &'static str, Vec<(String, f64)>);
+
 /// The families and samples of one probe, before they are written.
 #[derive(Default)]
-struct Families(Vec<(&'static str, &'static str, Vec<(String, f64)>)>);
+struct Families(Vec<Family>);
 
 impl Families {
     fn gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
@@ -341,8 +344,8 @@ fn format_value(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
     }
-    if v == 0.0 {
-        return "0".into();
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        return itoa::Buffer::new().format(v as i64).to_string();
     }
     let scientific = format!("{v:e}");
     let Some((mantissa, exp)) = scientific.split_once('e') else {

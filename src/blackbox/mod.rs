@@ -25,7 +25,8 @@ const CACHE_LIMIT: usize = 10_000;
 pub struct Modules {
     modules: HashMap<String, Arc<Module>>,
     ctx: Option<BuildContext>,
-    cache: Mutex<HashMap<(String, String), Arc<Probe>>>,
+    /// Per module name, per target: looked up by `&str`, so a hit allocates nothing.
+    cache: Mutex<HashMap<String, HashMap<String, Arc<Probe>>>>,
 }
 
 impl std::fmt::Debug for Modules {
@@ -68,8 +69,7 @@ impl Modules {
 
     /// The probe `module` runs against `target`, built once and then reused.
     pub fn probe(&self, module: &Module, target: &str) -> Result<Arc<Probe>, String> {
-        let key = (module.name.clone(), target.to_string());
-        if let Some(probe) = self.lock().get(&key) {
+        if let Some(probe) = self.lock().get(&module.name).and_then(|m| m.get(target)) {
             return Ok(probe.clone());
         }
         let ctx = self
@@ -78,14 +78,17 @@ impl Modules {
             .ok_or_else(|| "no modules are configured".to_string())?;
         let probe = Arc::new(module.probe(target, ctx)?);
         let mut cache = self.lock();
-        if cache.len() >= CACHE_LIMIT {
+        if cache.values().map(HashMap::len).sum::<usize>() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, probe.clone());
+        cache
+            .entry(module.name.clone())
+            .or_default()
+            .insert(target.to_string(), probe.clone());
         Ok(probe)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Probe>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Arc<Probe>>>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

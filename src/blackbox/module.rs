@@ -102,7 +102,7 @@ pub struct HttpModule {
     pub skip_resolve_phase_with_proxy: Unsupported,
     pub authorization: Unsupported,
     pub oauth2: Unsupported,
-    pub proxy_url: Unsupported,
+    pub proxy_url: Option<Spanned<String>>,
     pub no_proxy: Unsupported,
     pub proxy_from_environment: Unsupported,
     pub proxy_connect_header: Unsupported,
@@ -235,6 +235,8 @@ pub struct Module {
     pub timeout: Option<Duration>,
     spec: ModuleSpec,
     pos: Pos,
+    /// The module as written in its file, for `/probe?debug=true`.
+    source: String,
 }
 
 /// A target to validate a module with while it is loaded (the real target comes later).
@@ -312,6 +314,7 @@ impl Module {
             timeout,
             spec,
             pos,
+            source: String::new(),
         };
         module.unsupported(&mut errors);
         {
@@ -345,8 +348,14 @@ impl Module {
     }
 
     /// The module as written, for `/probe?debug=true`.
-    pub fn describe(&self) -> String {
-        format!("{:#?}", self.spec)
+    pub fn describe(&self) -> &str {
+        &self.source
+    }
+
+    /// Keeps the module's text as written (its lines in the probe file).
+    pub fn with_source(mut self, source: String) -> Self {
+        self.source = source;
+        self
     }
 
     /// Every key the module gives that slowburn does not carry out yet.
@@ -371,7 +380,6 @@ impl Module {
                 ),
                 ("http.authorization", &h.authorization),
                 ("http.oauth2", &h.oauth2),
-                ("http.proxy_url", &h.proxy_url),
                 ("http.no_proxy", &h.no_proxy),
                 ("http.proxy_from_environment", &h.proxy_from_environment),
                 ("http.proxy_connect_header", &h.proxy_connect_header),
@@ -397,9 +405,6 @@ impl Module {
                     ": answers are read as sent",
                 );
             }
-            for header in &h.fail_if_header_matches {
-                refuse("http.fail_if_header_matches", Some(header.pos), "");
-            }
             for header in &h.fail_if_header_not_matches {
                 if header.allow_missing {
                     refuse(
@@ -413,7 +418,7 @@ impl Module {
                 refuse(
                     "http.fail_if_body_not_matches_regexp",
                     Some(h.fail_if_body_not_matches_regexp[1].pos),
-                    ": give one regex (join them with lookarounds-free alternatives)",
+                    ": give one regex (slowburn checks one that must match)",
                 );
             }
             tls_unsupported("http.tls_config", h.tls_config.as_ref(), &mut refuse);
@@ -550,11 +555,23 @@ impl Module {
                             .join("|"),
                     }),
                 };
-                let headers = h
+                let mut headers = h
                     .fail_if_header_not_matches
                     .iter()
                     .map(|m| (m.header.clone(), m.regexp.clone()))
                     .collect::<BTreeMap<_, _>>();
+                let mut headers_not = BTreeMap::new();
+                for m in &h.fail_if_header_matches {
+                    // blackbox fails a missing header unless `allow_missing`: that is a
+                    // presence check (any value) beside the regex that must not match.
+                    if !m.allow_missing {
+                        headers.entry(m.header.clone()).or_insert_with(|| Spanned {
+                            pos: m.regexp.pos,
+                            value: String::new(),
+                        });
+                    }
+                    headers_not.insert(m.header.clone(), m.regexp.clone());
+                }
                 let max_body = match &h.body_size_limit {
                     None => None,
                     Some(limit) => Some(Spanned {
@@ -599,6 +616,7 @@ impl Module {
                         max_redirects: None,
                         max_body,
                         tls_config: h.tls_config.as_ref().map(tls_spec),
+                        proxy_url: h.proxy_url,
                         resolver: None,
                         preferred_ip_protocol: Some(preferred(
                             h.preferred_ip_protocol.as_ref(),
@@ -610,6 +628,7 @@ impl Module {
                             body_regex: h.fail_if_body_not_matches_regexp.first().cloned(),
                             body_not_regex,
                             headers: (!headers.is_empty()).then_some(headers),
+                            headers_not: (!headers_not.is_empty()).then_some(headers_not),
                             http_versions: h.valid_http_versions,
                             ssl,
                             ..HttpExpectSpec::default()
@@ -818,6 +837,7 @@ fn blackbox_field(prober: Prober, field: &str) -> String {
         (Prober::Http, "expect.body_not_regex") => "fail_if_body_matches_regexp",
         (Prober::Http, "expect.body_regex") => "fail_if_body_not_matches_regexp",
         (Prober::Http, "expect.headers") => "fail_if_header_not_matches",
+        (Prober::Http, "expect.headers_not") => "fail_if_header_matches",
         (Prober::Http, "max_body") => "body_size_limit",
         (Prober::Dns, "name") => "query_name",
         (Prober::Dns, "type") => "query_type",

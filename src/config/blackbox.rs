@@ -21,6 +21,7 @@ use crate::probe::{self, KindSpecs, Probe};
 /// A module read from one file, not yet validated.
 pub(super) struct PendingModule {
     file: PathBuf,
+    source: String,
     name: Spanned<String>,
     spec: Spanned<ModuleSpec>,
 }
@@ -34,7 +35,7 @@ impl ProbeEntry {
 
 impl Loader<'_> {
     /// Reads `modules:`, each module on its own so one mistake hides no other.
-    pub(super) fn modules_section(&mut self, file: &Path, node: &Node) {
+    pub(super) fn modules_section(&mut self, file: &Path, text: &str, node: &Node) {
         let Value::Map(entries) = &node.value else {
             if !node
                 .as_str()
@@ -54,6 +55,7 @@ impl Loader<'_> {
             if let Some(spec) = self.read::<ModuleSpec>(file, value, &context) {
                 self.module_specs.push(PendingModule {
                     file: file.to_path_buf(),
+                    source: block_at(text, key.pos),
                     name: Spanned {
                         pos: key.pos,
                         value: name,
@@ -86,21 +88,10 @@ impl Loader<'_> {
             first.insert(name.clone(), (pending.file.clone(), pending.name.pos));
             match Module::new(&name, pending.spec, self.ctx) {
                 Ok(module) => {
-                    built.insert(name, Arc::new(module));
+                    built.insert(name, Arc::new(module.with_source(pending.source)));
                 }
                 Err(errors) => {
-                    for e in errors {
-                        let field = if e.field.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{}: ", e.field)
-                        };
-                        self.error(
-                            &pending.file,
-                            Some(e.pos),
-                            format!("module {name:?}: {field}{}", e.message),
-                        );
-                    }
+                    self.spec_errors(&pending.file, &format!("module {name:?}: "), errors);
                     // Known, so entries that name it report nothing more.
                     self.failed_modules.push(name);
                 }
@@ -297,6 +288,27 @@ impl Loader<'_> {
     }
 }
 
+/// The YAML block that starts at `pos`: its line and the lines after it indented deeper.
+fn block_at(text: &str, pos: Pos) -> String {
+    let mut lines = text.lines().skip(pos.line.saturating_sub(1));
+    let Some(first) = lines.next() else {
+        return String::new();
+    };
+    let indent = pos.col.saturating_sub(1);
+    let mut block = vec![first.get(indent..).unwrap_or(first).to_string()];
+    for line in lines {
+        let deeper = line.len() - line.trim_start().len() > indent;
+        if !line.trim().is_empty() && !deeper {
+            break;
+        }
+        block.push(line.get(indent..).unwrap_or(line.trim_start()).to_string());
+    }
+    while block.last().is_some_and(|l| l.trim().is_empty()) {
+        block.pop();
+    }
+    block.join("\n")
+}
+
 /// `path` as written in `file`: a relative path is beside the file.
 fn beside(file: &Path, path: &str) -> PathBuf {
     let path = PathBuf::from(path);
@@ -341,4 +353,31 @@ fn with_target(kinds: &Node, key: &str, target: &targets::Target) -> Node {
         }
     }
     node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_block_is_its_line_and_the_deeper_ones() {
+        let text = "modules:\n  http_2xx:\n    prober: http\n\n    http:\n      method: GET\n  tcp: {prober: tcp}\nprobes: []\n";
+        assert_eq!(
+            block_at(text, Pos { line: 2, col: 3 }),
+            "http_2xx:\n  prober: http\n\n  http:\n    method: GET"
+        );
+        assert_eq!(
+            block_at(text, Pos { line: 7, col: 3 }),
+            "tcp: {prober: tcp}"
+        );
+    }
+
+    #[test]
+    fn targets_become_names_probes_allow() {
+        assert_eq!(
+            probe_name("https://a.example.com/x?y=1&z"),
+            "https://a.example.com/x_y_1_z"
+        );
+        assert_eq!(probe_name("[::1]:53"), "_::1_:53");
+    }
 }

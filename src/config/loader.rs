@@ -99,6 +99,23 @@ impl<'c> Loader<'c> {
         shared
     }
 
+    /// Records the errors of a spec's build, each as `{context}{field}: {message}`.
+    pub(super) fn spec_errors(
+        &mut self,
+        file: &Path,
+        context: &str,
+        errors: Vec<crate::basics::SpecError>,
+    ) {
+        for e in errors {
+            let field = if e.field.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.field)
+            };
+            self.error(file, Some(e.pos), format!("{context}{field}{}", e.message));
+        }
+    }
+
     pub(super) fn error(&mut self, file: &Path, pos: Option<Pos>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: file.to_path_buf(),
@@ -157,7 +174,7 @@ impl<'c> Loader<'c> {
                     set_once(&mut l.watchdog, &mut l.errors, "watchdog", f, p, s)
                 }),
                 "probes" => self.probes(file, value),
-                "modules" => self.modules_section(file, value),
+                "modules" => self.modules_section(file, text, value),
                 "notifiers" => {
                     for (_, entry) in self.list::<NotifierEntry>(file, value, "notifiers") {
                         self.notifiers.push((file.to_path_buf(), entry));
@@ -610,18 +627,7 @@ impl<'c> Loader<'c> {
                         match Notifier::new(entry, &ctx) {
                             Ok(notifier) => alerting.notifiers.push(Arc::new(notifier)),
                             Err(errors) => {
-                                for e in errors {
-                                    let field = if e.field.is_empty() {
-                                        String::new()
-                                    } else {
-                                        format!("{}: ", e.field)
-                                    };
-                                    self.error(
-                                        &file,
-                                        Some(e.pos),
-                                        format!("notifier {name:?}: {field}{}", e.message),
-                                    );
-                                }
+                                self.spec_errors(&file, &format!("notifier {name:?}: "), errors)
                             }
                         }
                     }

@@ -6,7 +6,7 @@
 //! A small DER walk, like `net::not_after`, rather than an X.509 crate: only names and one
 //! extension are read, and nothing here decides whether the certificate is trusted.
 
-use super::net::der_element;
+use super::net::{der_element, tbs_fields};
 
 /// The leaf certificate a handshake presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +20,7 @@ pub struct Certificate {
 impl Certificate {
     /// Reads a DER certificate; `None` when it is not one.
     pub fn from_der(der: &[u8]) -> Option<Certificate> {
-        let (_, cert, _) = der_element(der)?;
-        let (_, tbs, _) = der_element(cert)?;
-        let mut rest = tbs;
-        let (tag, _, after) = der_element(rest)?;
-        if tag == 0xA0 {
-            rest = after;
-        }
+        let mut rest = tbs_fields(der)?;
         rest = der_element(rest)?.2; // serial
         rest = der_element(rest)?.2; // signature algorithm
         let (_, issuer, after) = der_element(rest)?;

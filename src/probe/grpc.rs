@@ -82,6 +82,12 @@ impl GrpcProbe {
         let address = super::tcp::split_host_port(&spec.address)
             .map_err(|m| errors.push(SpecError::new(spec.address.pos, "address", m)))
             .ok();
+        let family = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = if spec.tls {
             ctx.net
@@ -91,13 +97,11 @@ impl GrpcProbe {
         } else {
             None
         };
-        let resolver = net::IpPreference::from_spec(
-            spec.preferred_ip_protocol.as_ref(),
-            spec.ip_protocol_fallback,
-        )
-        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference))
-        .map_err(|e| errors.push(e))
-        .ok();
+        let resolver = ctx
+            .net
+            .resolver(spec.resolver.as_deref(), family)
+            .map_err(|e| errors.push(e))
+            .ok();
         match (address, resolver) {
             (Some((host, port)), Some(resolver)) if errors.is_empty() => Ok(GrpcProbe {
                 tls: tls

@@ -61,6 +61,12 @@ impl IcmpProbe {
         if spec.host.trim().is_empty() {
             errors.push(SpecError::new(spec.host.pos, "host", "must not be empty"));
         }
+        let family = net::IpPreference::from_spec(
+            spec.preferred_ip_protocol.as_ref(),
+            spec.ip_protocol_fallback,
+        )
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
         let payload = match &spec.payload_size {
             Some(size) if size.value > MAX_PAYLOAD => {
                 errors.push(SpecError::new(
@@ -84,13 +90,11 @@ impl IcmpProbe {
             }
             other => other.as_ref().map(|t| t.value),
         };
-        let resolver = net::IpPreference::from_spec(
-            spec.preferred_ip_protocol.as_ref(),
-            spec.ip_protocol_fallback,
-        )
-        .and_then(|preference| ctx.net.resolver(spec.resolver.as_deref(), preference))
-        .map_err(|e| errors.push(e))
-        .ok();
+        let resolver = ctx
+            .net
+            .resolver(spec.resolver.as_deref(), family)
+            .map_err(|e| errors.push(e))
+            .ok();
         match resolver {
             Some(resolver) if errors.is_empty() => Ok(IcmpProbe {
                 host: spec.host.value.trim().to_string(),

@@ -20,6 +20,7 @@ pub mod net;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;
+pub mod resolve;
 pub mod tcp;
 pub mod trust;
 
@@ -473,7 +474,8 @@ impl Trace {
             current: None,
             current_since: now,
             phases: Vec::with_capacity(6),
-            signals: Vec::with_capacity(6),
+            // An http run records a dozen signals (blackbox's families among them).
+            signals: Vec::with_capacity(12),
             checks: Vec::new(),
             notes: Vec::new(),
             series: Vec::new(),

@@ -13,9 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{
-    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -26,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+pub use super::resolve::{IpPreference, Resolver, resolve};
 use super::{Failure, SpecError, Trace};
 use crate::basics::signal::{Family, gauge};
 use crate::basics::yaml::Spanned;
@@ -88,22 +87,20 @@ impl NetContext {
         let strategy = preference.strategy();
         let Some(servers) = servers else {
             let slot = &self.system[preference.slot()];
-            return Ok(Resolver {
-                lookup: Lookup::System(
-                    slot.get_or_init(|| {
-                        TokioResolver::builder_tokio()
-                            .map_err(|e| format!("cannot read the system resolver config: {e}"))
-                            .and_then(|mut builder| {
-                                fresh_answers(builder.options_mut());
-                                builder.options_mut().ip_strategy = strategy;
-                                builder.build().map_err(|e| e.to_string())
-                            })
-                            .map(Arc::new)
-                    })
-                    .clone(),
-                ),
+            return Ok(Resolver::system(
+                slot.get_or_init(|| {
+                    TokioResolver::builder_tokio()
+                        .map_err(|e| format!("cannot read the system resolver config: {e}"))
+                        .and_then(|mut builder| {
+                            fresh_answers(builder.options_mut());
+                            builder.options_mut().ip_strategy = strategy;
+                            builder.build().map_err(|e| e.to_string())
+                        })
+                        .map(Arc::new)
+                })
+                .clone(),
                 preference,
-            });
+            ));
         };
         let mut name_servers = Vec::new();
         for server in servers {
@@ -122,10 +119,7 @@ impl NetContext {
         builder.options_mut().ip_strategy = strategy;
         builder
             .build()
-            .map(|r| Resolver {
-                lookup: Lookup::Custom(Arc::new(r)),
-                preference,
-            })
+            .map(|r| Resolver::custom(Arc::new(r), preference))
             .map_err(|e| SpecError::new(servers[0].pos, "resolver", e.to_string()))
     }
 
@@ -292,144 +286,6 @@ pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)
         .collect()
-}
-
-/// Which resolver a probe asks, and which address family it prefers.
-#[derive(Clone, Debug)]
-pub struct Resolver {
-    lookup: Lookup,
-    preference: IpPreference,
-}
-
-#[derive(Clone)]
-enum Lookup {
-    System(Result<Arc<TokioResolver>, String>),
-    Custom(Arc<TokioResolver>),
-}
-
-impl std::fmt::Debug for Lookup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Lookup::System(_) => f.write_str("Resolver::System"),
-            Lookup::Custom(_) => f.write_str("Resolver::Custom"),
-        }
-    }
-}
-
-/// `preferred_ip_protocol` and `ip_protocol_fallback`, as in blackbox_exporter: the family
-/// tried first and whether the other one is taken when a name has none of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpPreference {
-    pub ipv6: bool,
-    pub fallback: bool,
-}
-
-impl Default for IpPreference {
-    /// IPv4 first, IPv6 when a name has no IPv4 address.
-    fn default() -> Self {
-        IpPreference {
-            ipv6: false,
-            fallback: true,
-        }
-    }
-}
-
-impl IpPreference {
-    /// Reads the two keys as written (`ip4` or `ip6`).
-    pub fn from_spec(
-        preferred: Option<&Spanned<String>>,
-        fallback: Option<bool>,
-    ) -> Result<IpPreference, SpecError> {
-        let ipv6 = match preferred.map(|p| (p.pos, p.to_ascii_lowercase())) {
-            None => false,
-            Some((_, p)) if p == "ip4" || p == "ipv4" => false,
-            Some((_, p)) if p == "ip6" || p == "ipv6" => true,
-            Some((pos, p)) => {
-                return Err(SpecError::new(
-                    pos,
-                    "preferred_ip_protocol",
-                    format!("{p:?} is not ip4 or ip6"),
-                ));
-            }
-        };
-        Ok(IpPreference {
-            ipv6,
-            fallback: fallback.unwrap_or(true),
-        })
-    }
-
-    fn wants(self, ip: &IpAddr) -> bool {
-        ip.is_ipv6() == self.ipv6
-    }
-
-    fn family(self) -> &'static str {
-        if self.ipv6 { "IPv6" } else { "IPv4" }
-    }
-
-    /// The hickory strategy that asks for the preferred family first (and only it without
-    /// fallback), so a preference for IPv6 queries AAAA even when the name has A records.
-    fn strategy(self) -> LookupIpStrategy {
-        match (self.ipv6, self.fallback) {
-            (false, true) => LookupIpStrategy::Ipv4thenIpv6,
-            (false, false) => LookupIpStrategy::Ipv4Only,
-            (true, true) => LookupIpStrategy::Ipv6thenIpv4,
-            (true, false) => LookupIpStrategy::Ipv6Only,
-        }
-    }
-
-    fn slot(self) -> usize {
-        usize::from(self.ipv6) * 2 + usize::from(self.fallback)
-    }
-}
-
-/// Resolves `host` to one address of the preferred family (or, with fallback, the other),
-/// timing the `resolve` phase.
-pub async fn resolve(
-    host: &str,
-    resolver: &Resolver,
-    trace: &mut Trace,
-) -> Result<IpAddr, Failure> {
-    trace.enter("resolve");
-    let prefer = resolver.preference;
-    let refuse = || {
-        Failure::Dns(format!(
-            "no {} address for {host} (ip_protocol_fallback: false)",
-            prefer.family()
-        ))
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return if prefer.wants(&ip) || prefer.fallback {
-            Ok(ip)
-        } else {
-            Err(refuse())
-        };
-    }
-    let lookup = match &resolver.lookup {
-        Lookup::System(Ok(r)) | Lookup::Custom(r) => r,
-        Lookup::System(Err(e)) => return Err(Failure::Dns(e.clone())),
-    };
-    match lookup.lookup_ip(host).await {
-        Ok(lookup) => {
-            let mut other = None;
-            for ip in lookup.iter() {
-                if prefer.wants(&ip) {
-                    return Ok(ip);
-                }
-                other.get_or_insert(ip);
-            }
-            match other {
-                Some(ip) if prefer.fallback => Ok(ip),
-                Some(_) => Err(refuse()),
-                None => Err(Failure::Dns(format!("no A/AAAA records for {host}"))),
-            }
-        }
-        Err(e) if e.is_nx_domain() => Err(Failure::Dns(format!("NXDOMAIN for {host}"))),
-        Err(e) if e.is_no_records_found() => {
-            Err(Failure::Dns(format!("no A/AAAA records for {host}")))
-        }
-        Err(e) => Err(Failure::Dns(format!("{host}: {e}"))),
-    }
 }
 
 /// Opens a TCP connection, timing the `connect` phase.
@@ -723,13 +579,7 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
 
 /// The `notBefore` and `notAfter` of a DER certificate, in unix seconds.
 pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
-    let (_, cert, _) = der_element(der)?;
-    let (_, tbs, _) = der_element(cert)?;
-    let mut rest = tbs;
-    let (tag, _, after) = der_element(rest)?;
-    if tag == 0xA0 {
-        rest = after;
-    }
+    let mut rest = tbs_fields(der)?;
     for _ in 0..3 {
         rest = der_element(rest)?.2; // serial, signature algorithm, issuer
     }
@@ -738,6 +588,15 @@ pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     let not_before = parse_der_time(tag, time)?;
     let (tag, time, _) = der_element(after_not_before)?;
     Some((not_before, parse_der_time(tag, time)?))
+}
+
+/// The fields of a DER certificate's TBSCertificate from its serial number on (the optional
+/// `[0]` version skipped).
+pub(super) fn tbs_fields(der: &[u8]) -> Option<&[u8]> {
+    let (_, cert, _) = der_element(der)?;
+    let (_, tbs, _) = der_element(cert)?;
+    let (tag, _, after) = der_element(tbs)?;
+    Some(if tag == 0xA0 { after } else { tbs })
 }
 
 /// Splits one DER element: (tag, contents, rest).

@@ -54,11 +54,12 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new().route("/probe", get(probe))
 }
 
-async fn probe(
-    State(shared): State<Shared>,
-    Query(params): Query<Params>,
-    headers: HeaderMap,
-) -> Response {
+async fn probe(State(shared): State<Shared>, request: axum::extract::Request) -> Response {
+    // Read from the request in place: the `HeaderMap` extractor would copy every header.
+    let Ok(Query(params)) = Query::<Params>::try_from_uri(request.uri()) else {
+        return refuse(StatusCode::BAD_REQUEST, "Invalid query string".into());
+    };
+    let headers = request.headers();
     let registry = shared.registry();
     let modules = &registry.modules;
     let name = params.module.as_deref().unwrap_or("http_2xx");
@@ -75,7 +76,7 @@ async fn probe(
             "Target parameter is missing".into(),
         );
     };
-    let timeout = match deadline(&headers, &module) {
+    let timeout = match deadline(headers, &module) {
         Ok(timeout) => timeout,
         Err(message) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, message),
     };

@@ -238,9 +238,16 @@ pub struct TestCert {
 }
 
 pub fn test_cert(names: &[&str], not_after: (i32, u8, u8)) -> TestCert {
+    test_cert_marked(names, not_after, rcgen::IsCa::NoCa)
+}
+
+/// As [`test_cert`], with basicConstraints `is_ca` (`openssl req -x509` marks its
+/// self-signed certificates as CAs).
+pub fn test_cert_marked(names: &[&str], not_after: (i32, u8, u8), is_ca: rcgen::IsCa) -> TestCert {
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .unwrap();
+    params.is_ca = is_ca;
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
     let key = rcgen::KeyPair::generate().unwrap();

@@ -24,6 +24,7 @@ pub(super) struct Expect {
     body_not_regex: Option<Regex>,
     json: Vec<(String, serde_json_path::JsonPath, serde_json::Value)>,
     headers: Vec<(HeaderName, Regex)>,
+    headers_not: Vec<(HeaderName, Regex)>,
     latency_below: Option<Duration>,
     cert_days_left: Option<f64>,
     /// Allowed versions as `version_number` gives them, with their text for messages.
@@ -118,11 +119,7 @@ impl Expect {
                 },
             ));
         }
-        // blackbox_exporter's `probe_failed_due_to_regex`: whether a body regex failed the run.
-        // As blackbox, only when the status was right: a wrong status fails the run first.
-        let regex_failed =
-            failures[0].is_none() && failures[body_checks..].iter().any(Option::is_some);
-        trace.signal("failed_due_to_regex", f64::from(u8::from(regex_failed)));
+        let body_failed = failures[body_checks..].iter().any(Option::is_some);
         if !expect.json.is_empty() {
             let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&response.body);
             for (text_path, path, want) in &expect.json {
@@ -133,6 +130,7 @@ impl Expect {
                 failures.push(trace.check("json", result));
             }
         }
+        let header_checks = failures.len();
         for (name, re) in &expect.headers {
             let values: Vec<&str> = response
                 .head
@@ -156,6 +154,31 @@ impl Expect {
                 },
             ));
         }
+        for (name, re) in &expect.headers_not {
+            let matched = response
+                .head
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| re.is_match(v));
+            failures.push(trace.check(
+                "header_not",
+                match matched {
+                    None => Ok(format!("no {name} value matches {:?}", re.as_str())),
+                    Some(value) => Err(Failure::Header(format!(
+                        "{name}: {value:?} matches {:?}",
+                        re.as_str()
+                    ))),
+                },
+            ));
+        }
+        // blackbox_exporter's `probe_failed_due_to_regex`: whether a body or header regex (or
+        // a required header's absence) failed the run; as in blackbox, only when the status
+        // was right, since a wrong status fails the run first.
+        let header_failed = failures[header_checks..].iter().any(Option::is_some);
+        let regex_failed = failures[0].is_none() && (body_failed || header_failed);
+        trace.signal("failed_due_to_regex", f64::from(u8::from(regex_failed)));
         if let Some(limit) = expect.latency_below {
             failures.push(trace.check(
                 "latency_below",
@@ -258,17 +281,26 @@ pub(super) fn build_expect(spec: HttpExpectSpec, errors: &mut Vec<SpecError>) ->
             )),
         }
     }
-    for (name, re) in spec.headers.iter().flatten() {
-        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-            errors.push(SpecError::new(
-                name.pos,
-                "expect.headers",
-                format!("invalid header name {:?}", name.value),
-            ));
-            continue;
-        };
-        if let Some(re) = regex("expect.headers", re, errors) {
-            expect.headers.push((header, re));
+    for (field, map, out) in [
+        ("expect.headers", &spec.headers, &mut expect.headers),
+        (
+            "expect.headers_not",
+            &spec.headers_not,
+            &mut expect.headers_not,
+        ),
+    ] {
+        for (name, re) in map.iter().flatten() {
+            let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+                errors.push(SpecError::new(
+                    name.pos,
+                    field,
+                    format!("invalid header name {:?}", name.value),
+                ));
+                continue;
+            };
+            if let Some(re) = regex(field, re, errors) {
+                out.push((header, re));
+            }
         }
     }
     if let Some(limit) = &spec.latency_below {

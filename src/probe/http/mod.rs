@@ -13,6 +13,7 @@
 //! `expect.rs` (the `expect:` section and the check of a response).
 
 mod expect;
+mod proxy;
 mod redirects;
 mod request;
 
@@ -51,6 +52,9 @@ pub struct HttpSpec {
     pub max_redirects: Option<u32>,
     pub max_body: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
+    /// A forward proxy (`http://host:port`): plain targets are asked of it, https ones
+    /// reached through a `CONNECT` tunnel.
+    pub proxy_url: Option<Spanned<String>>,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
@@ -128,6 +132,8 @@ pub struct HttpExpectSpec {
     pub body_not_regex: Option<Spanned<String>>,
     pub json: Option<BTreeMap<Spanned<String>, serde_json::Value>>,
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// Header → regex that fails the run when a value matches (a missing header passes).
+    pub headers_not: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub latency_below: Option<Spanned<String>>,
     pub cert_days_left: Option<Spanned<f64>>,
     /// The HTTP versions the final answer may come in (`HTTP/1.1`, `HTTP/2.0`).
@@ -150,6 +156,7 @@ pub struct HttpProbe {
     max_body: u64,
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
+    proxy: Option<proxy::Proxy>,
     resolver: Resolver,
     expect: Expect,
 }
@@ -266,6 +273,11 @@ impl HttpProbe {
                 }
             },
         };
+        let proxy = spec.proxy_url.as_ref().and_then(|url| {
+            proxy::Proxy::parse(url)
+                .map_err(|m| fail(url.pos, "proxy_url", m))
+                .ok()
+        });
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
         let resolver = net::IpPreference::from_spec(
@@ -297,6 +309,7 @@ impl HttpProbe {
             max_body,
             tls,
             tls_server_name: tls_spec.server_name,
+            proxy,
             resolver,
             expect,
         })

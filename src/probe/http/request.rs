@@ -33,7 +33,10 @@ impl HttpProbe {
         let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
         let server_name = self.tls_server_name.as_deref().unwrap_or(host);
         let tls = https.then(|| (server_name, self.tls.clone()));
-        let stream = net::open(host, port, &self.resolver, tls, trace).await?;
+        let stream = match &self.proxy {
+            None => net::open(host, port, &self.resolver, tls, trace).await?,
+            Some(proxy) => proxy.open(host, port, &self.resolver, tls, trace).await?,
+        };
 
         trace.enter("processing");
         let (mut sender, conn) =
@@ -91,8 +94,15 @@ impl HttpProbe {
         body: Bytes,
         credentials: bool,
     ) -> Result<Request<Full<Bytes>>, Failure> {
-        let path = url.path_and_query().map_or("/", |p| p.as_str());
-        let mut builder = Request::builder().method(method.clone()).uri(path);
+        // Through a proxy a plain request names the whole URL (absolute form); a tunnelled
+        // https one is the target's own, as without a proxy.
+        let through_proxy = self.proxy.is_some() && url.scheme() != Some(&http::uri::Scheme::HTTPS);
+        let target = if through_proxy {
+            url.to_string()
+        } else {
+            url.path_and_query().map_or("/", |p| p.as_str()).to_string()
+        };
+        let mut builder = Request::builder().method(method.clone()).uri(target);
         let host = match url.port() {
             Some(port) => format!("{}:{}", url.host().unwrap_or_default(), port),
             None => url.host().unwrap_or_default().to_string(),

@@ -1,0 +1,130 @@
+//! `proxy_url`: an http probe through a forward proxy. A plain `http://` target is asked of
+//! the proxy in absolute form (`GET http://host/path`); an `https://` target is reached
+//! through a `CONNECT host:port` tunnel, and TLS (verification included) is then spoken with
+//! the target itself, through the tunnel. The `resolve` and `connect` phases are the proxy's.
+//!
+//! This file opens the connection; the request itself is `request.rs`'s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Uri;
+use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::probe::net::{self, Resolver, Stream};
+use crate::probe::{Failure, Trace};
+
+/// How much of the proxy's answer to `CONNECT` is read, at most.
+const MAX_CONNECT_HEAD: usize = 8 * 1024;
+
+/// A validated `proxy_url`.
+#[derive(Debug, Clone)]
+pub(super) struct Proxy {
+    host: String,
+    port: u16,
+}
+
+impl Proxy {
+    /// Reads `http://host:port`; credentials in the URL are refused (they would be a secret
+    /// written inline).
+    pub(super) fn parse(text: &str) -> Result<Proxy, String> {
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| format!("invalid proxy URL {text:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "proxy URL {text:?}: only http:// proxies are supported"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("proxy URL {text:?} has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "proxy URL {text:?}: credentials in the URL are not supported (they would be a secret written inline)"
+            ));
+        }
+        Ok(Proxy {
+            host: authority.host().to_string(),
+            port: authority.port_u16().unwrap_or(80),
+        })
+    }
+
+    /// Opens the connection to `host:port` through the proxy: the proxy's own connection for
+    /// plain HTTP, a `CONNECT` tunnel with TLS inside it for HTTPS.
+    pub(super) async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        resolver: &Resolver,
+        tls: Option<(&str, Arc<ClientConfig>)>,
+        trace: &mut Trace,
+    ) -> Result<Stream, Failure> {
+        let ip = net::resolve(&self.host, resolver, trace).await?;
+        let mut tcp = net::connect(SocketAddr::new(ip, self.port), trace).await?;
+        let Some((server_name, config)) = tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let target = if host.contains(':') {
+            format!("[{}]:{port}", host.trim_matches(['[', ']']))
+        } else {
+            format!("{host}:{port}")
+        };
+        let proxy = format!("{}:{}", self.host, self.port);
+        let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| Failure::Connect(format!("proxy {proxy}: {e}")))?;
+        let mut head = Vec::with_capacity(256);
+        let mut chunk = [0u8; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head.len() > MAX_CONNECT_HEAD {
+                return Err(Failure::Connect(format!(
+                    "proxy {proxy} answered CONNECT with more than 8KiB of headers"
+                )));
+            }
+            // One byte at a time past the first read would be slow; the tunnel's first bytes
+            // are the target's and arrive only after our ClientHello, so nothing is lost.
+            let n = tcp
+                .read(&mut chunk)
+                .await
+                .map_err(|e| Failure::Connect(format!("proxy {proxy}: {e}")))?;
+            if n == 0 {
+                return Err(Failure::Connect(format!(
+                    "proxy {proxy} closed the connection during CONNECT"
+                )));
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&head);
+        let status_line = text.lines().next().unwrap_or("");
+        let status = status_line.split_whitespace().nth(1).unwrap_or("");
+        if !status.starts_with('2') {
+            return Err(Failure::Connect(format!(
+                "proxy {proxy} refused CONNECT to {target}: {status_line}"
+            )));
+        }
+        Ok(Stream::Tls(Box::new(
+            net::handshake(tcp, server_name, config, trace).await?,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls() {
+        let proxy = Proxy::parse("http://proxy.internal:3128").unwrap();
+        assert_eq!((proxy.host.as_str(), proxy.port), ("proxy.internal", 3128));
+        assert_eq!(Proxy::parse("http://proxy").unwrap().port, 80);
+        assert!(Proxy::parse("https://proxy:443").is_err());
+        assert!(
+            Proxy::parse("http://user:pw@proxy:3128")
+                .unwrap_err()
+                .contains("credentials")
+        );
+    }
+}

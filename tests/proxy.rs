@@ -1,0 +1,116 @@
+//! `proxy_url`: http probes through a real forward proxy on loopback (a small one written
+//! here: absolute-form requests forwarded, `CONNECT` tunnelled), for plain and TLS targets,
+//! and a proxy that refuses the tunnel.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use support::daemon::temp_dir;
+use support::{failure, http_server, ok, run_probe, test_cert};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A forward proxy; returns its address and the request lines it was sent. With `refuse`, it
+/// answers every `CONNECT` with 403.
+async fn forward_proxy(refuse: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or("").to_string();
+                log.lock().unwrap().push(line.clone());
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                if let Some(authority) = line.strip_prefix("CONNECT ").map(|_| target.clone()) {
+                    if refuse {
+                        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
+                        return;
+                    }
+                    let resolved = authority.replace("localhost", "127.0.0.1");
+                    let Ok(mut upstream) = TcpStream::connect(resolved).await else {
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                } else {
+                    let authority = target
+                        .strip_prefix("http://")
+                        .and_then(|rest| rest.split('/').next())
+                        .unwrap_or("")
+                        .to_string();
+                    let Ok(mut upstream) = TcpStream::connect(authority).await else {
+                        return;
+                    };
+                    let _ = upstream.write_all(&head).await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_plain_target_is_asked_of_the_proxy_in_absolute_form() {
+    let target = http_server(None, |_, _| ok("via proxy")).await;
+    let (proxy, seen) = forward_proxy(false).await;
+    let outcome = run_probe(&format!(
+        "http: {{url: \"http://{target}/health\", proxy_url: \"http://{proxy}\", expect: {{body_regex: via}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{:?}", outcome.failure);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("GET http://{target}/health HTTP/1.1")]
+    );
+}
+
+#[tokio::test]
+async fn an_https_target_is_reached_through_a_verified_tunnel() {
+    let dir = temp_dir("proxy-tls");
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    std::fs::write(dir.join("ca.pem"), &cert.pem).unwrap();
+    let target = http_server(Some(cert.server.clone()), |_, _| ok("tunnelled")).await;
+    let (proxy, seen) = forward_proxy(false).await;
+    let outcome = run_probe(&format!(
+        "http: {{url: \"https://localhost:{}/\", proxy_url: \"http://{proxy}\", tls_config: {{ca_file: \"{}\"}}}}",
+        target.port(),
+        dir.join("ca.pem").display()
+    ))
+    .await;
+    assert!(outcome.success, "{:?}", outcome.failure);
+    assert!(outcome.signal("cert_days_left").is_some());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("CONNECT localhost:{} HTTP/1.1", target.port())]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_tunnel_names_the_proxy_and_its_answer() {
+    let (proxy, _) = forward_proxy(true).await;
+    let outcome = run_probe(&format!(
+        "http: {{url: \"https://localhost:9/\", proxy_url: \"http://{proxy}\"}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        format!("connect: proxy {proxy} refused CONNECT to localhost:9: HTTP/1.1 403 Forbidden")
+    );
+}
