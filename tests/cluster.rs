@@ -230,3 +230,30 @@ where
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_send_goes_back_due_for_any_replica() {
+    let Some(rs) = replicas("retried", Timeouts::default()).await else {
+        return;
+    };
+    rs[0].open("flaky/run", "{}", &steps(1)).await.unwrap();
+    let first = rs[0].claim(1).await.unwrap().pop().unwrap();
+    assert_eq!(first.claims, 1);
+    assert!(rs[0].retry_later(&first, "503", 0.2).await.unwrap());
+    assert!(
+        rs[1].claim(1).await.unwrap().is_empty(),
+        "not before its backoff"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = rs[1].claim(1).await.unwrap().pop().expect("due again");
+    assert_eq!(
+        (second.claims, second.resend),
+        (2, false),
+        "a retry, not a re-send"
+    );
+    assert!(
+        !rs[0].complete(&first, true, None).await.unwrap(),
+        "the old claim is fenced"
+    );
+    assert!(rs[1].complete(&second, true, None).await.unwrap());
+}

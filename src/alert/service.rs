@@ -190,6 +190,13 @@ impl AlertService {
         self.lock().notifiers.get(name).cloned()
     }
 
+    /// The configured notifiers' names, sorted.
+    pub fn notifier_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().notifiers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// How deliveries are retried and timed out.
     pub fn retry(&self) -> Retry {
         self.retry

@@ -150,11 +150,16 @@ pub async fn run(
         }
         judge(&coordinator, &shard, &alerts, &mut judged, now).await;
         if let Ok(claims) = coordinator.claim(32).await {
+            metrics
+                .claims
+                .fetch_add(claims.len() as u64, std::sync::atomic::Ordering::Relaxed);
             for claim in claims {
                 deliver(&coordinator, &alerts, claim).await;
             }
         }
-        watch_coordination(&coordinator, &metrics.coordination);
+        if let Some(change) = watch_coordination(&coordinator, &metrics.coordination) {
+            notice(&alerts, &coordinator, change).await;
+        }
     }
     let _ = coordinator.leave().await;
 }
@@ -211,8 +216,10 @@ async fn judge(
     }
 }
 
-/// Marks coordination lost once the database has been unreachable long enough, once.
-fn watch_coordination(coordinator: &Coordinator, status: &Status) {
+/// Marks coordination lost once the database has been unreachable long enough, and clears
+/// it when it is back. Returns the change, if any: `Some(Some(message))` lost, `Some(None)`
+/// restored.
+fn watch_coordination(coordinator: &Coordinator, status: &Status) -> Option<Option<String>> {
     let bound = coordinator.timeouts.membership.as_secs_f64() * f64::from(LOST_AFTER);
     let now = crate::alert::service::unix_now();
     let lost = coordinator
@@ -226,12 +233,73 @@ fn watch_coordination(coordinator: &Coordinator, status: &Status) {
             )
         });
     let mut current = status.0.lock().unwrap_or_else(|e| e.into_inner());
-    match (&*current, &lost) {
-        (None, Some(message)) => tracing::error!(replica = %coordinator.me.replica, "{message}"),
-        (Some(_), None) => tracing::info!("coordination restored"),
-        _ => {}
-    }
+    let change = match (&*current, &lost) {
+        (None, Some(message)) => {
+            tracing::error!(replica = %coordinator.me.replica, "{message}");
+            Some(lost.clone())
+        }
+        (Some(_), None) => {
+            tracing::info!("coordination restored");
+            Some(None)
+        }
+        _ => None,
+    };
     *current = lost;
+    change
+}
+
+/// The one local notice a replica sends when coordination is lost (and its resolve when it
+/// is back), to every notifier it has: the database cannot record it, so it is this
+/// replica's own, keyed by its name (fail open, as Alertmanager does).
+async fn notice(alerts: &AlertService, coordinator: &Coordinator, change: Option<String>) {
+    let replica = &coordinator.me.replica;
+    let (event, summary) = match &change {
+        Some(message) => (
+            Event::Trigger,
+            format!("slowburn replica {replica}: {message}"),
+        ),
+        None => (
+            Event::Resolve,
+            format!("slowburn replica {replica}: coordination restored"),
+        ),
+    };
+    let now = std::time::SystemTime::now();
+    let labels = [
+        ("replica", replica.as_str()),
+        ("location", coordinator.me.location.as_str()),
+        ("reason", "coordination_lost"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let notification = crate::notify::Notification {
+        event,
+        dedup_key: format!("slowburn-coordination/{replica}"),
+        alert_id: 0,
+        probe: "slowburn".into(),
+        reason: "coordination_lost".into(),
+        severity: "page".into(),
+        details: format!(
+            "{summary}\nWhile the shared database is unreachable this replica claims no escalation step (so none is sent twice) and runs every probe of its location.\n"
+        ),
+        summary,
+        labels,
+        started_at: now,
+        ended_at: change.is_none().then_some(now),
+        acked_by: None,
+        runbook: None,
+        ack_hint: String::new(),
+        step: 0,
+        failures: 0,
+    };
+    let timeout = alerts.retry().timeout;
+    for name in alerts.notifier_names() {
+        if let Some(notifier) = alerts.notifier(&name)
+            && let Err(e) = notifier.send(&notification, timeout).await
+        {
+            tracing::warn!(notifier = %name, error = %e, "cannot send the coordination notice");
+        }
+    }
 }
 
 /// Hands one engine decision to the database: a fired alert is opened (one replica wins and
@@ -548,6 +616,20 @@ async fn deliver(coordinator: &Coordinator, alerts: &AlertService, claim: Claim)
     let notification = alerts.notification(&alert, event, claim.step as usize);
     let retry = alerts.retry();
     let result = notifier.send(&notification, retry.timeout).await;
+    if let Err(e) = &result
+        && e.retryable
+        && (claim.claims as u32) < retry.attempts
+    {
+        // Backoff doubles per attempt (at most a minute); the step goes back to the database,
+        // so the retry is anyone's and survives this replica.
+        let backoff = (retry.first_backoff.as_secs_f64() * 2f64.powi(claim.claims - 1)).min(60.0);
+        alerts.deliveries.add(&claim.notifier, "retried");
+        tracing::warn!(notifier = %claim.notifier, attempt = claim.claims, error = %e, "step failed; retrying");
+        if let Err(e) = coordinator.retry_later(&claim, &e.message, backoff).await {
+            tracing::warn!(error = %e, "cannot give a failed step back; its lease will");
+        }
+        return;
+    }
     let (sent, error) = match &result {
         Ok(()) => (true, None),
         Err(e) => (false, Some(e.message.as_str())),
