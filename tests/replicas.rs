@@ -534,37 +534,8 @@ fn a_replica_killed_mid_send_is_resent_once() {
 /// and duplicates are bounded by the sends in flight at the crash.
 #[test]
 fn a_database_crash_under_load_loses_no_step() {
-    let cluster = match pg::Cluster::start() {
-        Ok(c) => c,
-        Err(e) if e.starts_with("SKIPPED") => {
-            assert!(std::env::var("SLOWBURN_REQUIRE_PG").is_err(), "{e}");
-            eprintln!("{e}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database = runtime.block_on(async {
-        let database = cluster.database("crash").await;
-        // The test clusters trade durability for speed (`synchronous_commit = off` loses the
-        // last commits in a crash); a production database keeps it on, and so does this one.
-        let admin = cluster.connect("postgres").await;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {database} SET synchronous_commit = on"
-            ))
-            .await
-            .unwrap();
-        database
-    });
-    let cluster: &'static pg::Cluster = Box::leak(Box::new(cluster));
-    let mut fleet = Fleet {
-        runtime,
-        cluster,
-        database,
-        dir: temp_dir("replicas-crash"),
-        daemons: Vec::new(),
-        addrs: Vec::new(),
+    let Some(mut fleet) = Fleet::own("crash") else {
+        return;
     };
     let (receiver, hooks) = Receiver::start();
     let target = closed();
@@ -600,4 +571,94 @@ fn a_database_crash_under_load_loses_no_step() {
         "{} duplicates",
         got.len() - distinct.len()
     );
+}
+
+impl Fleet {
+    /// A fleet on a cluster of its own, for tests that stop or crash the server.
+    fn own(name: &str) -> Option<Fleet> {
+        let cluster = match pg::Cluster::start() {
+            Ok(c) => c,
+            Err(e) if e.starts_with("SKIPPED") => {
+                assert!(std::env::var("SLOWBURN_REQUIRE_PG").is_err(), "{e}");
+                eprintln!("{e}");
+                return None;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let database = runtime.block_on(async {
+            let database = cluster.database(name).await;
+            // The test clusters trade durability for speed (`synchronous_commit = off` loses
+            // the last commits in a crash); a production database keeps it on, so does this.
+            let admin = cluster.connect("postgres").await;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {database} SET synchronous_commit = on"
+                ))
+                .await
+                .unwrap();
+            database
+        });
+        Some(Fleet {
+            runtime,
+            cluster: Box::leak(Box::new(cluster)),
+            database,
+            dir: temp_dir(&format!("replicas-{name}")),
+            daemons: Vec::new(),
+            addrs: Vec::new(),
+        })
+    }
+}
+
+/// A replica cut off from the database (stopped) for three membership timeouts (1s each)
+/// says so in `/healthz` and the metrics and sends one local notice; when the database is
+/// back it resolves the notice and is healthy again.
+#[test]
+fn a_replica_cut_off_from_the_database_says_so_once() {
+    let Some(mut fleet) = Fleet::own("lost") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    let mut yaml =
+        head(hooks, "{notify: [hook]}").replace("membership_timeout: 2s", "membership_timeout: 1s");
+    yaml.push_str("  - {name: self, interval: 1s, tcp: {address: \"127.0.0.1:9\"}}\n");
+    let addr = fleet.start("solo", "seoul", &yaml);
+    let health = || {
+        support::daemon::get(addr, "/healthz")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    assert!(health().starts_with("ok"), "{}", health());
+    fleet.cluster.down().unwrap();
+    wait_until("degraded", Duration::from_secs(10), || {
+        health().starts_with("degraded: coordination lost")
+    });
+    let notices = || -> Vec<String> {
+        receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, j)| j["reason"] == "coordination_lost")
+            .map(|(_, j)| j["event"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    wait_until("the notice", Duration::from_secs(5), || {
+        !notices().is_empty()
+    });
+    let metrics = support::daemon::get(addr, "/metrics").unwrap().1;
+    assert_eq!(
+        support::daemon::metric_value(&metrics, "slowburn_coordination_lost"),
+        Some(1.0)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(notices(), ["trigger"], "one notice while cut off");
+    fleet.cluster.up().unwrap();
+    wait_until("healthy again", Duration::from_secs(10), || {
+        health().starts_with("ok")
+    });
+    wait_until("the resolve", Duration::from_secs(5), || {
+        notices().len() == 2
+    });
+    assert_eq!(notices(), ["trigger", "resolve"]);
 }
