@@ -758,7 +758,10 @@ fn the_cluster_manifests_validate_and_their_probes_load() {
     let out = Command::new(BIN)
         .args(["check", "-c", "probes.yaml"])
         .current_dir(&scratch)
-        .env("SLOWBURN_PG", "host=db.internal user=slowburn dbname=slowburn")
+        .env(
+            "SLOWBURN_PG",
+            "host=db.internal user=slowburn dbname=slowburn",
+        )
         .env("PD_ROUTING_KEY", "r0ut1ngk3y")
         .output()
         .unwrap();
@@ -781,7 +784,10 @@ fn the_cluster_manifests_validate_and_their_probes_load() {
         .collect();
     assert!(args.windows(2).any(|w| w == ["--replica", "$(POD_NAME)"]));
     assert!(args.windows(2).any(|w| w == ["--location", "seoul"]));
-    assert_eq!(container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(
+        container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
     assert_eq!(container["envFrom"][0]["secretRef"]["name"], "slowburn-pg");
 
     let Some(tool) = support::required_tool(

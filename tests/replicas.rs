@@ -269,6 +269,35 @@ fn probes_are_sharded_and_move_when_a_replica_dies() {
     for n in shares.values() {
         assert!((800..=1200).contains(n), "uneven shares {shares:?}");
     }
+    // `slowburn cluster` sees the three members and shares the probes out as they do.
+    let dsn = fleet.cluster.dsn("postgres", &fleet.database);
+    let out = std::process::Command::new(support::daemon::BIN)
+        .args(["cluster", "-c", "r1.yaml", "--json"])
+        .current_dir(&fleet.dir)
+        .env("SLOWBURN_PG", &dsn)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members = report["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{report}");
+    let mut owned = 0;
+    for m in members {
+        let name = m["replica"].as_str().unwrap();
+        let owns = m["owns"].as_i64().unwrap();
+        assert_eq!(m["live"], true);
+        assert!(
+            (owns - shares[name]).abs() <= 30,
+            "{name}: {report} vs {shares:?}"
+        );
+        assert_eq!(m["probes"].as_i64(), Some(owns), "its own count: {report}");
+        owned += owns;
+    }
+    assert_eq!(owned, PROBES);
     let killed_share = shares["r2"];
     fleet.daemons[1].take(); // kill -9
     let killed_at: f64 = fleet.query("SELECT extract(epoch FROM now())::float8")[0].get(0);
@@ -661,4 +690,47 @@ fn a_replica_cut_off_from_the_database_says_so_once() {
         notices().len() == 2
     });
     assert_eq!(notices(), ["trigger", "resolve"]);
+}
+
+/// The replica that opened an alert dies; the probe recovers on the replica that takes it
+/// over, which adopts the alert and resolves it (one resolve for the notifier paged).
+#[test]
+fn an_alert_whose_evaluator_died_is_resolved_by_its_new_owner() {
+    let Some(mut fleet) = Fleet::new("adopted") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    // The target refuses until the test starts listening on it.
+    let port = free_port();
+    let mut yaml = head(hooks, "{notify: [hook]}");
+    yaml.push_str(&format!(
+        "  - {{name: flaky, interval: 500ms, timeout: 300ms, tcp: {{address: \"127.0.0.1:{port}\"}}, alert: {{after: 1, recover_after: 2, policy: p}}}}\n"
+    ));
+    fleet.start("a", "seoul", &yaml);
+    fleet.start("b", "seoul", &yaml);
+    wait_until("the page", Duration::from_secs(15), || {
+        !triggers(&receiver).is_empty()
+    });
+    let opener: String = fleet.query("SELECT opened_by FROM slowburn_alerts")[0].get(0);
+    fleet.daemons[if opener == "a" { 0 } else { 1 }].take(); // kill -9
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s)
+        }
+    });
+    wait_until(
+        "resolved by the other replica",
+        Duration::from_secs(15),
+        || fleet.count("SELECT count(*) FROM slowburn_alerts WHERE state = 'resolved'") == 1,
+    );
+    wait_until("the resolve notice", Duration::from_secs(5), || {
+        receiver.events("/hook").iter().any(|(e, _)| e == "resolve")
+    });
+    let resolves = receiver
+        .events("/hook")
+        .iter()
+        .filter(|(e, _)| e == "resolve")
+        .count();
+    assert_eq!(resolves, 1);
 }

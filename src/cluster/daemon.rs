@@ -137,6 +137,7 @@ pub async fn run(
         }
         backlog.drain(..applied);
         if backlog.is_empty() {
+            let _ = adopt(&coordinator, &shard, &alerts, &mut opened).await;
             let _ = follow(&coordinator, &alerts, &mut opened).await;
         }
         let runs = shard.take_runs();
@@ -351,6 +352,42 @@ async fn apply(
         tell_paged(coordinator, id, &alert.dedup_key, event, alert.epoch).await?;
     }
     Ok(shared)
+}
+
+/// Takes over the open alerts of probes this replica now evaluates and does not hold (their
+/// evaluator died or handed them over), so that its runs resolve them.
+async fn adopt(
+    coordinator: &Coordinator,
+    shard: &Shard,
+    alerts: &AlertService,
+    opened: &mut HashMap<u64, i64>,
+) -> Result<(), super::pg::PgError> {
+    for row in coordinator.alerts(0).await? {
+        if row.state == "resolved" || opened.values().any(|id| *id == row.id) {
+            continue;
+        }
+        let Ok(mut alert) = serde_json::from_str::<Alert>(&row.body) else {
+            continue;
+        };
+        if !shard.evaluates(&alert.probe) {
+            continue;
+        }
+        if row.state == "acknowledged" {
+            alert.state = crate::alert::State::Acknowledged;
+            alert.acked_by = row.acked_by.clone();
+        }
+        if let Some(local) = alerts.adopt(alert) {
+            tracing::info!(key = %row.dedup_key, id = row.id, "took over an alert whose evaluator is gone");
+            opened.insert(local, row.id);
+        } else if let Some(a) = alerts
+            .alerts()
+            .into_iter()
+            .find(|a| a.dedup_key == row.dedup_key && a.state != crate::alert::State::Resolved)
+        {
+            opened.insert(a.id, row.id);
+        }
+    }
+    Ok(())
 }
 
 /// Brings acks and resolves made on other replicas into this replica's engine, for the

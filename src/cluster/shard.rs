@@ -112,6 +112,16 @@ impl Shard {
             .is_some_and(|p| p.quorum.is_some())
     }
 
+    /// Whether this replica decides the alerts of `probe`: the judge of its quorum, or the
+    /// replica that runs it.
+    pub fn evaluates(&self, probe: &str) -> bool {
+        if self.judged_by_quorum(probe) {
+            self.owns(&format!("quorum/{probe}"), false)
+        } else {
+            self.runs(probe)
+        }
+    }
+
     /// Notes one finished run, for the database.
     pub fn ran(&self, probe: &str, at: SystemTime, success: bool, reason: Option<&str>) {
         let interval = self
