@@ -43,29 +43,26 @@ def cpu_seconds(pid):
         return 0.0
 
 
-def postgres_pids():
-    pids = []
-    for path in glob.glob("/proc/[0-9]*/cmdline"):
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def postgres_cpu(data):
+    """CPU seconds of this benchmark's server: the postmaster with its exited children
+    (cutime, cstime) and its live backends and workers."""
+    with open(os.path.join(data, "postmaster.pid")) as f:
+        master = int(f.readline())
+    fields = stat(master)
+    total = sum(int(x) for x in fields[11:15]) / TICK
+    for path in glob.glob("/proc/[0-9]*"):
+        pid = int(path.split("/")[2])
         try:
-            with open(path, "rb") as f:
-                cmd = f.read()
+            fields = stat(pid)
         except OSError:
             continue
-        if b"postgres" in cmd:
-            pids.append(int(path.split("/")[2]))
-    return pids
-
-
-def postgres_cpu():
-    # Exited backends are counted through their parent's cumulative children time.
-    total = 0.0
-    for pid in postgres_pids():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / TICK
-        except OSError:
-            pass
+        if int(fields[1]) == master:
+            total += (int(fields[11]) + int(fields[12])) / TICK
     return total
 
 
@@ -187,11 +184,11 @@ def main():
             time.sleep(args.warmup)
             t0 = pg.psql("SELECT extract(epoch FROM now())", "bench")
             cpu0 = [cpu_seconds(p.pid) for p in procs]
-            pg0, w0 = postgres_cpu(), time.time()
+            pg0, w0 = postgres_cpu(pg.data), time.time()
             time.sleep(args.window)
             t1 = pg.psql("SELECT extract(epoch FROM now())", "bench")
             cpu1 = [cpu_seconds(p.pid) for p in procs]
-            pg1, w1 = postgres_cpu(), time.time()
+            pg1, w1 = postgres_cpu(pg.data), time.time()
             rows = int(pg.psql(f"SELECT count(*) FROM slowburn_results WHERE at BETWEEN to_timestamp({t0}) AND to_timestamp({t1})", "bench"))
             counts = pg.psql(
                 "SELECT string_agg(replica || '=' || n, ',') FROM (SELECT replica, count(*) n"
@@ -215,13 +212,13 @@ def main():
         file = probe_file(dir, failing, "1s", ("127.0.0.1", free_port()), hook, failing=True)
         Hook.received = 0
         procs = start(args.binary, dir, file, 3, pg.dsn())
-        pg0, w0 = postgres_cpu(), time.time()
+        pg0, w0 = postgres_cpu(pg.data), time.time()
         while Hook.received < failing * 3 and time.time() - w0 < 60:
             time.sleep(0.05)
         first = time.time()
         steps = int(pg.psql("SELECT count(*) FROM slowburn_steps WHERE state = 'sent'", "bench"))
         span = float(pg.psql("SELECT extract(epoch FROM max(sent_at) - min(sent_at)) FROM slowburn_steps", "bench"))
-        pg1 = postgres_cpu()
+        pg1 = postgres_cpu(pg.data)
         print(f"claims: 3 replicas sent {steps} steps of {failing} alerts ({Hook.received} received) "
               f"in {span:.1f}s of sending ({steps / max(span, 0.001):.0f} claims/s; due times spread them over 2s); "
               f"PG CPU {(pg1 - pg0) / (first - w0):.2f} cores while opening and escalating")

@@ -20,6 +20,10 @@ use crate::alert::service::{AlertService, Decision};
 use crate::alert::{Alert, Send};
 use crate::notify::Event;
 
+/// Escalation steps one replica sends at once, and claims in one statement.
+const IN_FLIGHT: usize = 256;
+const CLAIM_BATCH: usize = 64;
+
 /// Membership timeouts of silence from the database before coordination counts as lost.
 pub const LOST_AFTER: u32 = 3;
 
@@ -87,6 +91,7 @@ pub async fn run(
     // heartbeat reports is the mean over the runs started since.
     let (mut runs, mut lag_sum) = (0u64, 0.0f64);
     let mut opened: HashMap<u64, i64> = HashMap::new();
+    let mut sending = tokio::task::JoinSet::new();
     let mut judged: HashMap<String, f64> = HashMap::new();
     let mut pruned = 0.0;
     loop {
@@ -150,18 +155,37 @@ pub async fn run(
             let _ = coordinator.prune_results(KEEP_RESULTS).await;
         }
         judge(&coordinator, &shard, &alerts, &mut judged, now).await;
-        if let Ok(claims) = coordinator.claim(32).await {
+        // Claim as many due steps as there is room in flight for; each is sent on its own
+        // task, so a slow notifier holds its lease, not this loop or the heartbeat.
+        while sending.try_join_next().is_some() {}
+        loop {
+            let room = IN_FLIGHT.saturating_sub(sending.len()).min(CLAIM_BATCH);
+            if room == 0 {
+                break;
+            }
+            let Ok(claims) = coordinator.claim(room as i64).await else {
+                break;
+            };
             metrics
                 .claims
                 .fetch_add(claims.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let full = claims.len() == room;
             for claim in claims {
-                deliver(&coordinator, &alerts, claim).await;
+                sending.spawn(deliver(coordinator.clone(), alerts.clone(), claim));
+            }
+            if !full {
+                break;
             }
         }
         if let Some(change) = watch_coordination(&coordinator, &metrics.coordination) {
             notice(&alerts, &coordinator, change).await;
         }
     }
+    // Sends in flight finish (or their leases run out for another replica to take over).
+    let _ = tokio::time::timeout(alerts.retry().timeout, async {
+        while sending.join_next().await.is_some() {}
+    })
+    .await;
     let _ = coordinator.leave().await;
 }
 
@@ -623,7 +647,7 @@ pub fn plan(alert: &Alert) -> Vec<PlannedStep> {
 
 /// Sends one claimed step: the fence is checked right before the send and the completion
 /// carries it, so a late claimer neither sends nor overwrites.
-async fn deliver(coordinator: &Coordinator, alerts: &AlertService, claim: Claim) {
+async fn deliver(coordinator: Arc<Coordinator>, alerts: Arc<AlertService>, claim: Claim) {
     let Ok(mut alert) = serde_json::from_str::<Alert>(&claim.body) else {
         let _ = coordinator
             .complete(&claim, false, Some("unreadable alert"))
