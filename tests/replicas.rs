@@ -275,6 +275,7 @@ fn probes_are_sharded_and_move_when_a_replica_dies() {
         .args(["cluster", "-c", "r1.yaml", "--json"])
         .current_dir(&fleet.dir)
         .env("SLOWBURN_PG", &dsn)
+        .env("SLOWBURN_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(

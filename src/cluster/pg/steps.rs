@@ -397,9 +397,9 @@ impl Coordinator {
     pub async fn pending_steps(&self) -> Result<(i64, i64, f64), PgError> {
         let rows = self
             .query(
-                "SELECT count(*) FILTER (WHERE state = 'due' AND due_at <= now()),
-                        count(*) FILTER (WHERE state = 'claimed'),
-                        COALESCE(extract(epoch FROM now() - min(due_at) FILTER (WHERE state = 'due' AND due_at <= now())), 0)::float8
+                "SELECT count(*) FILTER (WHERE s.state = 'due' AND s.due_at <= now()),
+                        count(*) FILTER (WHERE s.state = 'claimed'),
+                        COALESCE(extract(epoch FROM now() - min(s.due_at) FILTER (WHERE s.state = 'due' AND s.due_at <= now())), 0)::float8
                  FROM slowburn_steps s JOIN slowburn_alerts a ON a.id = s.alert_id
                  WHERE s.state IN ('due', 'claimed') AND (s.event <> 'trigger' OR a.state = 'firing')",
                 &[],
