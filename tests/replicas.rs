@@ -104,6 +104,21 @@ probes:
     )
 }
 
+/// `n` probes that fail every second, each paging a 3-step policy (0, 2s, 4s).
+fn failing(hooks: SocketAddr, n: usize) -> String {
+    let target = closed();
+    let mut yaml = head(
+        hooks,
+        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - {{name: p{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    yaml
+}
+
 /// An address where nothing listens: every run fails at once (connect: refused).
 fn closed() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -136,17 +151,8 @@ fn three_replicas_page_each_of_600_steps_exactly_once() {
         return;
     };
     let (receiver, hooks) = Receiver::start();
-    let target = closed();
-    let mut yaml = head(
-        hooks,
-        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
-    );
     const PROBES: usize = 200;
-    for i in 0..PROBES {
-        yaml.push_str(&format!(
-            "  - {{name: p{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
-        ));
-    }
+    let yaml = failing(hooks, PROBES);
     for name in ["r1", "r2", "r3"] {
         fleet.start(name, "seoul", &yaml);
     }
@@ -568,17 +574,8 @@ fn a_database_crash_under_load_loses_no_step() {
         return;
     };
     let (receiver, hooks) = Receiver::start();
-    let target = closed();
-    let mut yaml = head(
-        hooks,
-        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
-    );
     const PROBES: usize = 40;
-    for i in 0..PROBES {
-        yaml.push_str(&format!(
-            "  - {{name: c{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
-        ));
-    }
+    let yaml = failing(hooks, PROBES);
     fleet.start("r1", "seoul", &yaml);
     fleet.start("r2", "seoul", &yaml);
     wait_until("first steps", Duration::from_secs(15), || {
