@@ -402,6 +402,11 @@ fn a_quorum_of_locations_opens_one_alert() {
     assert_eq!(results["seoul"], "failing", "{locations}");
     assert_eq!(results["tokyo"], "passing");
     assert_eq!(locations["min_failing"], 2);
+    let (_, probe) = request_json(frankfurt, "GET", "/api/v1/probes/checkout", None, "");
+    assert_eq!(
+        probe["locations"],
+        serde_json::json!(["seoul", "tokyo", "frankfurt"])
+    );
     // Tokyo fails too: after `for` (2s) and an interval or two, one alert.
     tokyo_open.store(false, std::sync::atomic::Ordering::Relaxed);
     let failing_since = Instant::now();
