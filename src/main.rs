@@ -846,15 +846,6 @@ async fn cluster(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
         eprintln!("slowburn: these probe files name no storage: postgres: there is no cluster");
         return ExitCode::FAILURE;
     };
-    let me = Identity::new(Some("slowburn-cluster".into()), None, 0);
-    let coordinator =
-        match pg::Coordinator::connect((*postgres).clone(), me, pg::Timeouts::default()).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("slowburn: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
     let runs: Vec<report::Runs> = config
         .probes
         .iter()
@@ -863,7 +854,14 @@ async fn cluster(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
             locations: p.placement.as_ref().map(|pl| pl.locations.as_slice()),
         })
         .collect();
-    let report = match report::report(&coordinator, &runs).await {
+    // Not a member: it reads the rows and shares the probes out as the members do.
+    let me = Identity::new(Some("slowburn-cluster".into()), None, 0);
+    let report = async {
+        let coordinator = pg::Coordinator::connect((*postgres).clone(), me, postgres.timeouts);
+        report::report(&coordinator.await?, &runs).await
+    }
+    .await;
+    let report = match report {
         Ok(r) => r,
         Err(e) => {
             eprintln!("slowburn: {e}");
@@ -874,42 +872,8 @@ async fn cluster(paths: Vec<PathBuf>, as_json: bool) -> ExitCode {
         out!("{}", serde_json::to_string(&report).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    out!("{}: {} member(s)", report.target, report.members.len());
-    out!(
-        "{:<24} {:<12} {:>6} {:>8} {:>9}  listen",
-        "replica",
-        "location",
-        "owns",
-        "lag",
-        "seen"
-    );
-    for m in &report.members {
-        let seen = if m.member.live {
-            format!("{:.0}s ago", m.member.seen_seconds_ago)
-        } else {
-            format!("gone {:.0}s", m.member.seen_seconds_ago)
-        };
-        out!(
-            "{:<24} {:<12} {:>6} {:>7.2}s {:>9}  {}",
-            m.member.replica,
-            m.member.location,
-            m.owns,
-            m.member.lag_seconds,
-            seen,
-            m.member.listen
-        );
+    for line in report.lines() {
+        out!("{line}");
     }
-    if report.unowned > 0 {
-        out!(
-            "{} probe location(s) have no live replica: nobody runs them",
-            report.unowned
-        );
-    }
-    out!(
-        "escalation steps: {} due, {} claimed, oldest due {:.0}s ago",
-        report.steps_due,
-        report.steps_claimed,
-        report.oldest_due_seconds
-    );
     ExitCode::SUCCESS
 }

@@ -101,6 +101,8 @@ families! {
     LOG_TRUNCATIONS = "probe_log_truncations_total", "counter", "Followed files found shorter than where reading stood (truncated in place).";
     LOG_NEW_SIGNATURES = "probe_log_new_signatures_total", "counter", "Error signatures a log probe met for the first time and reported.";
     LOG_CURSOR_RESETS = "probe_log_cursor_resets_total", "counter", "Journal cursors journalctl refused, each followed by reading on from the end.";
+    COORDINATION_LOST = "slowburn_coordination_lost", "gauge", "1 while the shared database (storage.postgres) has been unreachable for three membership timeouts: nothing is claimed, probes run on every replica of the location; 0 otherwise.";
+    ESCALATION_CLAIMS = "slowburn_escalation_claims_total", "counter", "Escalation steps this replica claimed from the shared database (each is sent once, or fenced off).";
     STORE_ERRORS = "slowburn_store_errors_total", "counter", "Store problems by kind: corrupt (the file was unreadable at start, kept aside, and a fresh store began without the alerts, silences and history of before) and failed (reads and writes that failed).";
 }
 
@@ -187,8 +189,10 @@ pub struct DaemonMetrics {
     pub server_connections_max: AtomicU64,
     pub server_refused: AtomicU64,
     pub server_evicted: AtomicU64,
-    /// With replicas sharing `storage: postgres:`: whether coordination is lost.
+    /// With replicas sharing `storage: postgres:`: whether coordination is lost, and the
+    /// escalation steps claimed.
     pub coordination: Arc<crate::cluster::daemon::Status>,
+    pub claims: AtomicU64,
 }
 
 impl DaemonMetrics {
@@ -533,6 +537,14 @@ fn render_into(
     out.single(
         &SERVER_EVICTED,
         daemon.server_evicted.load(Ordering::Relaxed) as f64,
+    );
+    out.single(
+        &COORDINATION_LOST,
+        f64::from(u8::from(daemon.coordination.lost().is_some())),
+    );
+    out.single(
+        &ESCALATION_CLAIMS,
+        daemon.claims.load(Ordering::Relaxed) as f64,
     );
     out.header(&BUILD_INFO);
     let mut labels = String::new();

@@ -783,3 +783,67 @@ fn the_kubernetes_manifests_validate_and_their_probes_load() {
     let (passed, text) = kubernetes_validate(&tool, &[broken_file]);
     assert!(!passed && text.contains("servicName"), "{text}");
 }
+
+#[test]
+fn the_cluster_manifests_validate_and_their_probes_load() {
+    let dir = root().join("deploy/kubernetes/cluster");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+
+    // The probe file shares PostgreSQL and loads, with the secrets it names set.
+    let configmap = yaml_as_json(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap());
+    let probes = configmap["data"]["probes.yaml"].as_str().unwrap();
+    assert!(schema_errors(&schema_validator(), probes).is_empty());
+    let scratch = temp_dir("k8s-cluster-probes");
+    std::fs::write(scratch.join("probes.yaml"), probes).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", "probes.yaml"])
+        .current_dir(&scratch)
+        .env(
+            "SLOWBURN_PG",
+            "host=db.internal user=slowburn dbname=slowburn",
+        )
+        .env("PD_ROUTING_KEY", "r0ut1ngk3y")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Each pod is a replica named after itself, in the StatefulSet's location, with the DSN.
+    let sts = yaml_as_json(&std::fs::read_to_string(dir.join("statefulset-seoul.yaml")).unwrap());
+    assert!(sts["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.windows(2).any(|w| w == ["--replica", "$(POD_NAME)"]));
+    assert!(args.windows(2).any(|w| w == ["--location", "seoul"]));
+    assert_eq!(
+        container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(container["envFrom"][0]["secretRef"]["name"], "slowburn-pg");
+
+    let Some(tool) = support::required_tool(
+        "kubernetes-validate",
+        "SLOWBURN_REQUIRE_KUBERNETES_VALIDATE",
+        "pip install kubernetes-validate",
+    ) else {
+        return;
+    };
+    let (passed, text) = kubernetes_validate(&tool, &files);
+    assert!(passed, "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 4, "{text}");
+}

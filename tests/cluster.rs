@@ -230,3 +230,56 @@ where
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_send_goes_back_due_for_any_replica() {
+    let Some(rs) = replicas("retried", Timeouts::default()).await else {
+        return;
+    };
+    rs[0].open("flaky/run", "{}", &steps(1)).await.unwrap();
+    let first = rs[0].claim(1).await.unwrap().pop().unwrap();
+    assert_eq!(first.claims, 1);
+    assert!(rs[0].retry_later(&first, "503", 0.2).await.unwrap());
+    assert!(
+        rs[1].claim(1).await.unwrap().is_empty(),
+        "not before its backoff"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = rs[1].claim(1).await.unwrap().pop().expect("due again");
+    assert_eq!(
+        (second.claims, second.resend),
+        (2, false),
+        "a retry, not a re-send"
+    );
+    assert!(
+        !rs[0].complete(&first, true, None).await.unwrap(),
+        "the old claim is fenced"
+    );
+    assert!(rs[1].complete(&second, true, None).await.unwrap());
+}
+
+/// The claim path's capacity, for the README's benchmark (run it with
+/// `cargo test --release --test cluster -- --ignored --nocapture claims_per_second`): 3
+/// replicas claim, fence and complete 6,000 due steps as fast as the database lets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints claims per second"]
+async fn claims_per_second() {
+    let Some(rs) = replicas("claims_bench", Timeouts::default()).await else {
+        return;
+    };
+    for i in 0..2000 {
+        rs[0]
+            .open(&format!("bench-{i}/run"), "{}", &steps(3))
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let sent = futures_join(rs.iter().map(|r| drain(r.clone()))).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let total: usize = sent.iter().map(Vec::len).sum();
+    assert_eq!(total, 6000);
+    println!(
+        "claims: {total} steps claimed, fenced and completed by 3 replicas in {elapsed:.2}s = {:.0}/s (batches of 16, 3 statements per step)",
+        total as f64 / elapsed
+    );
+}

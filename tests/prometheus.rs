@@ -79,6 +79,8 @@ const EXERCISED: &[&str] = &[
     "slowburn_notifications_total",
     "slowburn_oldest_unacknowledged_page_age_seconds",
     "slowburn_store_errors_total",
+    "slowburn_coordination_lost",
+    "slowburn_escalation_claims_total",
 ];
 
 /// Where `name` is on `PATH`, or a loud skip (a panic when Prometheus is required).

@@ -104,6 +104,21 @@ probes:
     )
 }
 
+/// `n` probes that fail every second, each paging a 3-step policy (0, 2s, 4s).
+fn failing(hooks: SocketAddr, n: usize) -> String {
+    let target = closed();
+    let mut yaml = head(
+        hooks,
+        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - {{name: p{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    yaml
+}
+
 /// An address where nothing listens: every run fails at once (connect: refused).
 fn closed() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -136,17 +151,8 @@ fn three_replicas_page_each_of_600_steps_exactly_once() {
         return;
     };
     let (receiver, hooks) = Receiver::start();
-    let target = closed();
-    let mut yaml = head(
-        hooks,
-        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
-    );
     const PROBES: usize = 200;
-    for i in 0..PROBES {
-        yaml.push_str(&format!(
-            "  - {{name: p{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
-        ));
-    }
+    let yaml = failing(hooks, PROBES);
     for name in ["r1", "r2", "r3"] {
         fleet.start(name, "seoul", &yaml);
     }
@@ -269,6 +275,36 @@ fn probes_are_sharded_and_move_when_a_replica_dies() {
     for n in shares.values() {
         assert!((800..=1200).contains(n), "uneven shares {shares:?}");
     }
+    // `slowburn cluster` sees the three members and shares the probes out as they do.
+    let dsn = fleet.cluster.dsn("postgres", &fleet.database);
+    let out = std::process::Command::new(support::daemon::BIN)
+        .args(["cluster", "-c", "r1.yaml", "--json"])
+        .current_dir(&fleet.dir)
+        .env("SLOWBURN_PG", &dsn)
+        .env("SLOWBURN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members = report["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{report}");
+    let mut owned = 0;
+    for m in members {
+        let name = m["replica"].as_str().unwrap();
+        let owns = m["owns"].as_i64().unwrap();
+        assert_eq!(m["live"], true);
+        assert!(
+            (owns - shares[name]).abs() <= 30,
+            "{name}: {report} vs {shares:?}"
+        );
+        assert_eq!(m["probes"].as_i64(), Some(owns), "its own count: {report}");
+        owned += owns;
+    }
+    assert_eq!(owned, PROBES);
     let killed_share = shares["r2"];
     fleet.daemons[1].take(); // kill -9
     let killed_at: f64 = fleet.query("SELECT extract(epoch FROM now())::float8")[0].get(0);
@@ -366,6 +402,11 @@ fn a_quorum_of_locations_opens_one_alert() {
     assert_eq!(results["seoul"], "failing", "{locations}");
     assert_eq!(results["tokyo"], "passing");
     assert_eq!(locations["min_failing"], 2);
+    let (_, probe) = request_json(frankfurt, "GET", "/api/v1/probes/checkout", None, "");
+    assert_eq!(
+        probe["locations"],
+        serde_json::json!(["seoul", "tokyo", "frankfurt"])
+    );
     // Tokyo fails too: after `for` (2s) and an interval or two, one alert.
     tokyo_open.store(false, std::sync::atomic::Ordering::Relaxed);
     let failing_since = Instant::now();
@@ -534,50 +575,12 @@ fn a_replica_killed_mid_send_is_resent_once() {
 /// and duplicates are bounded by the sends in flight at the crash.
 #[test]
 fn a_database_crash_under_load_loses_no_step() {
-    let cluster = match pg::Cluster::start() {
-        Ok(c) => c,
-        Err(e) if e.starts_with("SKIPPED") => {
-            assert!(std::env::var("SLOWBURN_REQUIRE_PG").is_err(), "{e}");
-            eprintln!("{e}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database = runtime.block_on(async {
-        let database = cluster.database("crash").await;
-        // The test clusters trade durability for speed (`synchronous_commit = off` loses the
-        // last commits in a crash); a production database keeps it on, and so does this one.
-        let admin = cluster.connect("postgres").await;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {database} SET synchronous_commit = on"
-            ))
-            .await
-            .unwrap();
-        database
-    });
-    let cluster: &'static pg::Cluster = Box::leak(Box::new(cluster));
-    let mut fleet = Fleet {
-        runtime,
-        cluster,
-        database,
-        dir: temp_dir("replicas-crash"),
-        daemons: Vec::new(),
-        addrs: Vec::new(),
+    let Some(mut fleet) = Fleet::own("crash") else {
+        return;
     };
     let (receiver, hooks) = Receiver::start();
-    let target = closed();
-    let mut yaml = head(
-        hooks,
-        "{notify: [hook]}, {after: 2s, notify: [hook]}, {after: 4s, notify: [hook]}",
-    );
     const PROBES: usize = 40;
-    for i in 0..PROBES {
-        yaml.push_str(&format!(
-            "  - {{name: c{i}, interval: 1s, timeout: 500ms, tcp: {{address: \"{target}\"}}, alert: {{after: 1, policy: p}}}}\n"
-        ));
-    }
+    let yaml = failing(hooks, PROBES);
     fleet.start("r1", "seoul", &yaml);
     fleet.start("r2", "seoul", &yaml);
     wait_until("first steps", Duration::from_secs(15), || {
@@ -593,11 +596,144 @@ fn a_database_crash_under_load_loses_no_step() {
     let got = triggers(&receiver);
     let distinct: HashSet<_> = got.iter().collect();
     assert_eq!(distinct.len(), PROBES * 3, "no step lost");
-    // A step whose completion the crash cut off is re-sent once its lease ends; at most one
-    // claim batch per replica (32) is in flight.
+    // A step whose completion the crash cut off is re-sent once its lease ends: duplicates
+    // are at most the sends in flight at the crash (the steps due within a beat or two).
     assert!(
         got.len() - distinct.len() <= 64,
         "{} duplicates",
         got.len() - distinct.len()
     );
+}
+
+impl Fleet {
+    /// A fleet on a cluster of its own, for tests that stop or crash the server.
+    fn own(name: &str) -> Option<Fleet> {
+        let cluster = match pg::Cluster::start() {
+            Ok(c) => c,
+            Err(e) if e.starts_with("SKIPPED") => {
+                assert!(std::env::var("SLOWBURN_REQUIRE_PG").is_err(), "{e}");
+                eprintln!("{e}");
+                return None;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let database = runtime.block_on(async {
+            let database = cluster.database(name).await;
+            // The test clusters trade durability for speed (`synchronous_commit = off` loses
+            // the last commits in a crash); a production database keeps it on, so does this.
+            let admin = cluster.connect("postgres").await;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {database} SET synchronous_commit = on"
+                ))
+                .await
+                .unwrap();
+            database
+        });
+        Some(Fleet {
+            runtime,
+            cluster: Box::leak(Box::new(cluster)),
+            database,
+            dir: temp_dir(&format!("replicas-{name}")),
+            daemons: Vec::new(),
+            addrs: Vec::new(),
+        })
+    }
+}
+
+/// A replica cut off from the database (stopped) for three membership timeouts (1s each)
+/// says so in `/healthz` and the metrics and sends one local notice; when the database is
+/// back it resolves the notice and is healthy again.
+#[test]
+fn a_replica_cut_off_from_the_database_says_so_once() {
+    let Some(mut fleet) = Fleet::own("lost") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    let mut yaml =
+        head(hooks, "{notify: [hook]}").replace("membership_timeout: 2s", "membership_timeout: 1s");
+    yaml.push_str("  - {name: self, interval: 1s, tcp: {address: \"127.0.0.1:9\"}}\n");
+    let addr = fleet.start("solo", "seoul", &yaml);
+    let health = || {
+        support::daemon::get(addr, "/healthz")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    assert!(health().starts_with("ok"), "{}", health());
+    fleet.cluster.down().unwrap();
+    wait_until("degraded", Duration::from_secs(10), || {
+        health().starts_with("degraded: coordination lost")
+    });
+    let notices = || -> Vec<String> {
+        receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, j)| j["reason"] == "coordination_lost")
+            .map(|(_, j)| j["event"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    wait_until("the notice", Duration::from_secs(5), || {
+        !notices().is_empty()
+    });
+    let metrics = support::daemon::get(addr, "/metrics").unwrap().1;
+    assert_eq!(
+        support::daemon::metric_value(&metrics, "slowburn_coordination_lost"),
+        Some(1.0)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(notices(), ["trigger"], "one notice while cut off");
+    fleet.cluster.up().unwrap();
+    wait_until("healthy again", Duration::from_secs(10), || {
+        health().starts_with("ok")
+    });
+    wait_until("the resolve", Duration::from_secs(5), || {
+        notices().len() == 2
+    });
+    assert_eq!(notices(), ["trigger", "resolve"]);
+}
+
+/// The replica that opened an alert dies; the probe recovers on the replica that takes it
+/// over, which adopts the alert and resolves it (one resolve for the notifier paged).
+#[test]
+fn an_alert_whose_evaluator_died_is_resolved_by_its_new_owner() {
+    let Some(mut fleet) = Fleet::new("adopted") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    // The target refuses until the test starts listening on it.
+    let port = free_port();
+    let mut yaml = head(hooks, "{notify: [hook]}");
+    yaml.push_str(&format!(
+        "  - {{name: flaky, interval: 500ms, timeout: 300ms, tcp: {{address: \"127.0.0.1:{port}\"}}, alert: {{after: 1, recover_after: 2, policy: p}}}}\n"
+    ));
+    fleet.start("a", "seoul", &yaml);
+    fleet.start("b", "seoul", &yaml);
+    wait_until("the page", Duration::from_secs(15), || {
+        !triggers(&receiver).is_empty()
+    });
+    let opener: String = fleet.query("SELECT opened_by FROM slowburn_alerts")[0].get(0);
+    fleet.daemons[if opener == "a" { 0 } else { 1 }].take(); // kill -9
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s)
+        }
+    });
+    wait_until(
+        "resolved by the other replica",
+        Duration::from_secs(15),
+        || fleet.count("SELECT count(*) FROM slowburn_alerts WHERE state = 'resolved'") == 1,
+    );
+    wait_until("the resolve notice", Duration::from_secs(5), || {
+        receiver.events("/hook").iter().any(|(e, _)| e == "resolve")
+    });
+    let resolves = receiver
+        .events("/hook")
+        .iter()
+        .filter(|(e, _)| e == "resolve")
+        .count();
+    assert_eq!(resolves, 1);
 }

@@ -200,6 +200,31 @@ impl AlertService {
         self.lock().notifiers.get(name).cloned()
     }
 
+    /// Takes over an alert another replica opened (its evaluator died): the engine holds it
+    /// under a local id, so this replica's runs can resolve it. Returns that id, or `None`
+    /// when an alert with its dedup key is already active here.
+    pub fn adopt(&self, mut alert: Alert) -> Option<u64> {
+        let mut inner = self.lock();
+        if inner
+            .engine
+            .alerts()
+            .any(|a| a.dedup_key == alert.dedup_key && a.state != State::Resolved)
+        {
+            return None;
+        }
+        alert.id = inner.engine.alerts().map(|a| a.id).max().unwrap_or(0) + 1;
+        let id = alert.id;
+        inner.engine.restore(vec![alert]);
+        Some(id)
+    }
+
+    /// The configured notifiers' names, sorted.
+    pub fn notifier_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().notifiers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// How deliveries are retried and timed out.
     pub fn retry(&self) -> Retry {
         self.retry

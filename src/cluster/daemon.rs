@@ -20,6 +20,10 @@ use crate::alert::service::{AlertService, Decision};
 use crate::alert::{Alert, Send};
 use crate::notify::Event;
 
+/// Escalation steps one replica sends at once, and claims in one statement.
+const IN_FLIGHT: usize = 256;
+const CLAIM_BATCH: usize = 64;
+
 /// Membership timeouts of silence from the database before coordination counts as lost.
 pub const LOST_AFTER: u32 = 3;
 
@@ -87,6 +91,7 @@ pub async fn run(
     // heartbeat reports is the mean over the runs started since.
     let (mut runs, mut lag_sum) = (0u64, 0.0f64);
     let mut opened: HashMap<u64, i64> = HashMap::new();
+    let mut sending = tokio::task::JoinSet::new();
     let mut judged: HashMap<String, f64> = HashMap::new();
     let mut pruned = 0.0;
     loop {
@@ -137,6 +142,7 @@ pub async fn run(
         }
         backlog.drain(..applied);
         if backlog.is_empty() {
+            let _ = adopt(&coordinator, &shard, &alerts, &mut opened).await;
             let _ = follow(&coordinator, &alerts, &mut opened).await;
         }
         let runs = shard.take_runs();
@@ -149,13 +155,37 @@ pub async fn run(
             let _ = coordinator.prune_results(KEEP_RESULTS).await;
         }
         judge(&coordinator, &shard, &alerts, &mut judged, now).await;
-        if let Ok(claims) = coordinator.claim(32).await {
+        // Claim as many due steps as there is room in flight for; each is sent on its own
+        // task, so a slow notifier holds its lease, not this loop or the heartbeat.
+        while sending.try_join_next().is_some() {}
+        loop {
+            let room = IN_FLIGHT.saturating_sub(sending.len()).min(CLAIM_BATCH);
+            if room == 0 {
+                break;
+            }
+            let Ok(claims) = coordinator.claim(room as i64).await else {
+                break;
+            };
+            metrics
+                .claims
+                .fetch_add(claims.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let full = claims.len() == room;
             for claim in claims {
-                deliver(&coordinator, &alerts, claim).await;
+                sending.spawn(deliver(coordinator.clone(), alerts.clone(), claim));
+            }
+            if !full {
+                break;
             }
         }
-        watch_coordination(&coordinator, &metrics.coordination);
+        if let Some(change) = watch_coordination(&coordinator, &metrics.coordination) {
+            notice(&alerts, &coordinator, change).await;
+        }
     }
+    // Sends in flight finish (or their leases run out for another replica to take over).
+    let _ = tokio::time::timeout(alerts.retry().timeout, async {
+        while sending.join_next().await.is_some() {}
+    })
+    .await;
     let _ = coordinator.leave().await;
 }
 
@@ -211,8 +241,10 @@ async fn judge(
     }
 }
 
-/// Marks coordination lost once the database has been unreachable long enough, once.
-fn watch_coordination(coordinator: &Coordinator, status: &Status) {
+/// Marks coordination lost once the database has been unreachable long enough, and clears
+/// it when it is back. Returns the change, if any: `Some(Some(message))` lost, `Some(None)`
+/// restored.
+fn watch_coordination(coordinator: &Coordinator, status: &Status) -> Option<Option<String>> {
     let bound = coordinator.timeouts.membership.as_secs_f64() * f64::from(LOST_AFTER);
     let now = crate::alert::service::unix_now();
     let lost = coordinator
@@ -226,12 +258,75 @@ fn watch_coordination(coordinator: &Coordinator, status: &Status) {
             )
         });
     let mut current = status.0.lock().unwrap_or_else(|e| e.into_inner());
-    match (&*current, &lost) {
-        (None, Some(message)) => tracing::error!(replica = %coordinator.me.replica, "{message}"),
-        (Some(_), None) => tracing::info!("coordination restored"),
-        _ => {}
-    }
+    let change = match (&*current, &lost) {
+        (None, Some(message)) => {
+            tracing::error!(replica = %coordinator.me.replica, "{message}");
+            Some(lost.clone())
+        }
+        (Some(_), None) => {
+            tracing::info!("coordination restored");
+            Some(None)
+        }
+        _ => None,
+    };
     *current = lost;
+    change
+}
+
+/// The one local notice a replica sends when coordination is lost (and its resolve when it
+/// is back), to every notifier it has: the database cannot record it, so it is this
+/// replica's own, keyed by its name (fail open, as Alertmanager does).
+async fn notice(alerts: &AlertService, coordinator: &Coordinator, change: Option<String>) {
+    let replica = &coordinator.me.replica;
+    let (event, summary) = match &change {
+        Some(message) => (
+            Event::Trigger,
+            format!("slowburn replica {replica}: {message}"),
+        ),
+        None => (
+            Event::Resolve,
+            format!("slowburn replica {replica}: coordination restored"),
+        ),
+    };
+    let now = std::time::SystemTime::now();
+    let labels = [
+        ("replica", replica.as_str()),
+        ("location", coordinator.me.location.as_str()),
+        ("reason", "coordination_lost"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let notification = crate::notify::Notification {
+        event,
+        dedup_key: format!("slowburn-coordination/{replica}"),
+        alert_id: 0,
+        probe: "slowburn".into(),
+        reason: "coordination_lost".into(),
+        severity: "page".into(),
+        details: format!(
+            "{summary}\nWhile the shared database is unreachable this replica claims no escalation step (so none is sent twice) and runs every probe of its location.\n"
+        ),
+        summary,
+        labels,
+        started_at: now,
+        ended_at: change.is_none().then_some(now),
+        acked_by: None,
+        runbook: None,
+        ack_hint: String::new(),
+        step: 0,
+        failures: 0,
+        recipient: None,
+        links: None,
+    };
+    let timeout = alerts.retry().timeout;
+    for name in alerts.notifier_names() {
+        if let Some(notifier) = alerts.notifier(&name)
+            && let Err(e) = notifier.send(&notification, timeout).await
+        {
+            tracing::warn!(notifier = %name, error = %e, "cannot send the coordination notice");
+        }
+    }
 }
 
 /// Hands one engine decision to the database: a fired alert is opened (one replica wins and
@@ -283,6 +378,42 @@ async fn apply(
         tell_paged(coordinator, id, &alert.dedup_key, event, alert.epoch).await?;
     }
     Ok(shared)
+}
+
+/// Takes over the open alerts of probes this replica now evaluates and does not hold (their
+/// evaluator died or handed them over), so that its runs resolve them.
+async fn adopt(
+    coordinator: &Coordinator,
+    shard: &Shard,
+    alerts: &AlertService,
+    opened: &mut HashMap<u64, i64>,
+) -> Result<(), super::pg::PgError> {
+    for row in coordinator.alerts(0).await? {
+        if row.state == "resolved" || opened.values().any(|id| *id == row.id) {
+            continue;
+        }
+        let Ok(mut alert) = serde_json::from_str::<Alert>(&row.body) else {
+            continue;
+        };
+        if !shard.evaluates(&alert.probe) {
+            continue;
+        }
+        if row.state == "acknowledged" {
+            alert.state = crate::alert::State::Acknowledged;
+            alert.acked_by = row.acked_by.clone();
+        }
+        if let Some(local) = alerts.adopt(alert) {
+            tracing::info!(key = %row.dedup_key, id = row.id, "took over an alert whose evaluator is gone");
+            opened.insert(local, row.id);
+        } else if let Some(a) = alerts
+            .alerts()
+            .into_iter()
+            .find(|a| a.dedup_key == row.dedup_key && a.state != crate::alert::State::Resolved)
+        {
+            opened.insert(a.id, row.id);
+        }
+    }
+    Ok(())
 }
 
 /// Brings acks and resolves made on other replicas into this replica's engine, for the
@@ -521,7 +652,7 @@ pub fn plan(alert: &Alert) -> Vec<PlannedStep> {
 
 /// Sends one claimed step: the fence is checked right before the send and the completion
 /// carries it, so a late claimer neither sends nor overwrites.
-async fn deliver(coordinator: &Coordinator, alerts: &AlertService, claim: Claim) {
+async fn deliver(coordinator: Arc<Coordinator>, alerts: Arc<AlertService>, claim: Claim) {
     let Ok(mut alert) = serde_json::from_str::<Alert>(&claim.body) else {
         let _ = coordinator
             .complete(&claim, false, Some("unreadable alert"))
@@ -568,21 +699,40 @@ async fn deliver(coordinator: &Coordinator, alerts: &AlertService, claim: Claim)
     }
     alert.id = claim.alert_id as u64;
     let retry = alerts.retry();
-    let mut error = None;
+    // Each person or notifier the target came to; a retryable failure of any of them gives
+    // the whole step back to the database (the ones already reached hear it again, with the
+    // same dedup key).
+    let mut failure = None;
     for (name, notifier, recipient) in notifiers {
         // The alert's dedup key (PagerDuty's `dedup_key`) is the same on a re-send.
         let mut notification = alerts.notification(&alert, event, claim.step as usize);
         notification.with_recipient(recipient);
-        let result = notifier.send(&notification, retry.timeout).await;
-        alerts
-            .deliveries
-            .add(&name, if result.is_ok() { "sent" } else { "failed" });
-        if let Err(e) = result {
-            error.get_or_insert(e.message);
+        match notifier.send(&notification, retry.timeout).await {
+            Ok(()) => alerts.deliveries.add(&name, "sent"),
+            Err(e) => {
+                failure.get_or_insert((name, e));
+            }
         }
     }
-    let sent = error.is_none();
-    let error = error.as_deref();
+    if let Some((name, e)) = &failure
+        && e.retryable
+        && (claim.claims as u32) < retry.attempts
+    {
+        // Backoff doubles per attempt (at most a minute); the step goes back to the database,
+        // so the retry is anyone's and survives this replica.
+        let backoff = (retry.first_backoff.as_secs_f64() * 2f64.powi(claim.claims - 1)).min(60.0);
+        alerts.deliveries.add(name, "retried");
+        tracing::warn!(notifier = %name, attempt = claim.claims, error = %e, "step failed; retrying");
+        if let Err(e) = coordinator.retry_later(&claim, &e.message, backoff).await {
+            tracing::warn!(error = %e, "cannot give a failed step back; its lease will");
+        }
+        return;
+    }
+    if let Some((name, _)) = &failure {
+        alerts.deliveries.add(name, "failed");
+    }
+    let sent = failure.is_none();
+    let error = failure.as_ref().map(|(_, e)| e.message.as_str());
     match coordinator.complete(&claim, sent, error).await {
         Ok(true) => {}
         Ok(false) => {

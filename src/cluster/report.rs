@@ -32,6 +32,46 @@ pub struct Owned {
     pub owns: usize,
 }
 
+impl Report {
+    /// The report for people, line by line.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("{}: {} member(s)", self.target, self.members.len()),
+            format!(
+                "{:<24} {:<12} {:>6} {:>8} {:>9}  listen",
+                "replica", "location", "owns", "lag", "seen"
+            ),
+        ];
+        for m in &self.members {
+            let seen = if m.member.live {
+                format!("{:.0}s ago", m.member.seen_seconds_ago)
+            } else {
+                format!("gone {:.0}s", m.member.seen_seconds_ago)
+            };
+            lines.push(format!(
+                "{:<24} {:<12} {:>6} {:>7.2}s {:>9}  {}",
+                m.member.replica,
+                m.member.location,
+                m.owns,
+                m.member.lag_seconds,
+                seen,
+                m.member.listen
+            ));
+        }
+        if self.unowned > 0 {
+            lines.push(format!(
+                "{} probe location(s) have no live replica: nobody runs them",
+                self.unowned
+            ));
+        }
+        lines.push(format!(
+            "escalation steps: {} due, {} claimed, oldest due {:.0}s ago",
+            self.steps_due, self.steps_claimed, self.oldest_due_seconds
+        ));
+        lines
+    }
+}
+
 /// Reads the members and the steps and shares `probes` out as the replicas do.
 pub async fn report(
     coordinator: &Coordinator,

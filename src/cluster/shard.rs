@@ -6,7 +6,7 @@
 //! of its quorum key among every live replica, from the results all its locations stored.
 //! The scheduler asks [`Shard::runs`] at each tick; the cluster loop feeds the membership in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +35,9 @@ pub struct Shard {
     pending: Mutex<Vec<RunResult>>,
     /// The quorum of each probe this replica judges.
     quorums: Mutex<HashMap<String, QuorumState>>,
+    /// The probes this replica runs, worked out again only when the members or the places
+    /// change: the scheduler asks at every tick of every probe.
+    running: RwLock<HashSet<String>>,
 }
 
 impl Shard {
@@ -51,16 +54,43 @@ impl Shard {
         let mut quorums = self.quorums.lock().unwrap_or_else(|e| e.into_inner());
         quorums.retain(|name, _| places.get(name).is_some_and(|p| p.quorum.is_some()));
         *self.places.write().unwrap_or_else(|e| e.into_inner()) = places;
+        self.recompute();
     }
 
     /// Sets the live members, `(replica, location)`; `None` when they are unknown.
     pub fn set_members(&self, members: Option<Vec<(String, String)>>) {
-        *self.members.write().unwrap_or_else(|e| e.into_inner()) = members;
+        let mut current = self.members.write().unwrap_or_else(|e| e.into_inner());
+        if *current == members {
+            return;
+        }
+        *current = members;
+        drop(current);
+        self.recompute();
     }
 
     /// Whether this replica runs `probe` now. Unknown membership runs it (fail open: a
     /// duplicate run collapses on its slot, a missed one pages nobody).
     pub fn runs(&self, probe: &str) -> bool {
+        self.running
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(probe)
+    }
+
+    fn recompute(&self) {
+        let names: Vec<String> = self
+            .places
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let running = names.into_iter().filter(|p| self.decide(p)).collect();
+        *self.running.write().unwrap_or_else(|e| e.into_inner()) = running;
+    }
+
+    /// [`runs`](Self::runs), worked out from the members and places.
+    fn decide(&self, probe: &str) -> bool {
         let places = self.places.read().unwrap_or_else(|e| e.into_inner());
         let locations = places.get(probe).and_then(|p| p.locations.clone());
         drop(places);
@@ -92,14 +122,7 @@ impl Shard {
 
     /// How many of the configured probes this replica runs now.
     pub fn owned(&self) -> usize {
-        let probes: Vec<String> = self
-            .places
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        probes.iter().filter(|p| self.runs(p)).count()
+        self.running.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Whether the alert of `probe` waits for a quorum of locations (its own runs then open
@@ -110,6 +133,16 @@ impl Shard {
             .unwrap_or_else(|e| e.into_inner())
             .get(probe)
             .is_some_and(|p| p.quorum.is_some())
+    }
+
+    /// Whether this replica decides the alerts of `probe`: the judge of its quorum, or the
+    /// replica that runs it.
+    pub fn evaluates(&self, probe: &str) -> bool {
+        if self.judged_by_quorum(probe) {
+            self.owns(&format!("quorum/{probe}"), false)
+        } else {
+            self.runs(probe)
+        }
     }
 
     /// Notes one finished run, for the database.

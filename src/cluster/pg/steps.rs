@@ -36,6 +36,8 @@ pub struct Claim {
     pub fence: i64,
     /// Another claim of this step ran out of lease before it completed: this is a re-send.
     pub resend: bool,
+    /// Claims of this step so far, this one included: the attempt number.
+    pub claims: i32,
     /// The alert as it was written when it opened (JSON text).
     pub body: String,
 }
@@ -141,7 +143,7 @@ impl Coordinator {
                      = (due.alert_id, due.event, due.epoch, due.round, due.step, due.notifier)
                  RETURNING s.alert_id, s.event, s.epoch, s.round, s.step, s.notifier,
                     s.idempotency_key, s.fence, s.resent,
-                    (SELECT body FROM slowburn_alerts WHERE id = s.alert_id)",
+                    (SELECT body FROM slowburn_alerts WHERE id = s.alert_id), s.claims",
                 &[&self.me.replica, &limit, &lease],
             )
             .await?;
@@ -158,6 +160,7 @@ impl Coordinator {
                 fence: r.get(7),
                 resend: r.get(8),
                 body: r.get(9),
+                claims: r.get(10),
             })
             .collect())
     }
@@ -198,6 +201,25 @@ impl Coordinator {
                     &self.me.replica,
                     &error,
                 ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Gives a step whose send failed back, due again after `backoff` seconds, under the
+    /// claim's fence; any replica may try it then. False when the claim was fenced off.
+    pub async fn retry_later(
+        &self,
+        claim: &Claim,
+        error: &str,
+        backoff: f64,
+    ) -> Result<bool, PgError> {
+        let n = self
+            .execute(
+                "UPDATE slowburn_steps SET state = 'due', claimed_by = NULL, lease_until = NULL,
+                    due_at = now() + $3 * interval '1 second', error = $4
+                 WHERE idempotency_key = $1 AND fence = $2 AND state = 'claimed'",
+                &[&claim.idempotency_key, &claim.fence, &backoff, &error],
             )
             .await?;
         Ok(n == 1)
@@ -375,9 +397,9 @@ impl Coordinator {
     pub async fn pending_steps(&self) -> Result<(i64, i64, f64), PgError> {
         let rows = self
             .query(
-                "SELECT count(*) FILTER (WHERE state = 'due' AND due_at <= now()),
-                        count(*) FILTER (WHERE state = 'claimed'),
-                        COALESCE(extract(epoch FROM now() - min(due_at) FILTER (WHERE state = 'due' AND due_at <= now())), 0)::float8
+                "SELECT count(*) FILTER (WHERE s.state = 'due' AND s.due_at <= now()),
+                        count(*) FILTER (WHERE s.state = 'claimed'),
+                        COALESCE(extract(epoch FROM now() - min(s.due_at) FILTER (WHERE s.state = 'due' AND s.due_at <= now())), 0)::float8
                  FROM slowburn_steps s JOIN slowburn_alerts a ON a.id = s.alert_id
                  WHERE s.state IN ('due', 'claimed') AND (s.event <> 'trigger' OR a.state = 'firing')",
                 &[],

@@ -19,6 +19,7 @@ use super::authorize;
 use super::errors::ApiError;
 use crate::alert::service::unix_now;
 use crate::alert::{Alert, State as AlertState};
+use crate::cluster::daemon::Action;
 use crate::config::alerting::{self, SilenceSpec};
 use crate::server::Shared;
 use crate::store::Record;
@@ -141,24 +142,7 @@ async fn ack_alert(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&shared, &headers)?;
     let id = parse_id(&id)?;
-    if let Some(cluster) = &shared.cluster {
-        use crate::cluster::daemon::{self, Action};
-        let alert = daemon::act(
-            cluster,
-            &shared.alerts,
-            id,
-            &actor(&body),
-            Action::Ack,
-            unix_now(),
-        )
-        .await
-        .map_err(ApiError::from)?;
-        return Ok(Json(alert_json(&alert, None)));
-    }
-    let alert = shared
-        .alerts
-        .ack(id, &actor(&body), unix_now())
-        .map_err(ApiError::from)?;
+    let alert = act(&shared, id, &actor(&body), Action::Ack).await?;
     Ok(Json(alert_json(&alert, None)))
 }
 
@@ -170,25 +154,29 @@ async fn resolve_alert(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&shared, &headers)?;
     let id = parse_id(&id)?;
+    let alert = act(&shared, id, &actor(&body), Action::Resolve).await?;
+    Ok(Json(alert_json(&alert, None)))
+}
+
+/// An ack or a resolve: by shared id through the database when replicas share one, else by
+/// this daemon's engine.
+async fn act(shared: &Shared, id: u64, by: &str, action: Action) -> Result<Alert, ApiError> {
     if let Some(cluster) = &shared.cluster {
-        use crate::cluster::daemon::{self, Action};
-        let alert = daemon::act(
+        return Ok(crate::cluster::daemon::act(
             cluster,
             &shared.alerts,
             id,
-            &actor(&body),
-            Action::Resolve,
+            by,
+            action,
             unix_now(),
         )
-        .await
-        .map_err(ApiError::from)?;
-        return Ok(Json(alert_json(&alert, None)));
+        .await?);
     }
-    let alert = shared
-        .alerts
-        .resolve(id, &actor(&body), unix_now())
-        .map_err(ApiError::from)?;
-    Ok(Json(alert_json(&alert, None)))
+    let done = match action {
+        Action::Ack => shared.alerts.ack(id, by, unix_now()),
+        Action::Resolve => shared.alerts.resolve(id, by, unix_now()),
+    };
+    Ok(done?)
 }
 
 async fn list_silences(State(shared): State<Shared>) -> Json<Value> {

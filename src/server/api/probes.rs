@@ -145,6 +145,7 @@ pub fn probe_json(probe: &ProbeState) -> Value {
         "interval_seconds": probe.config.interval.as_secs_f64(),
         "timeout_seconds": probe.config.timeout.as_secs_f64(),
         "defined_at": probe.config.location(),
+        "locations": probe.config.placement.as_ref().map(|p| &p.locations),
         "last": last,
         "last_success": snap.last_success.map(unix_seconds),
         "runs": snap.runs,

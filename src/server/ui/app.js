@@ -447,6 +447,8 @@ async function renderProbe(name, params, seq) {
     get(`/probes/${encodeURIComponent(name)}/history?signal=${encodeURIComponent(sig)}&since=${win}`).catch((e) => ({ signal: sig, error: e }))));
   const alerts = (await get("/alerts")).filter((a) => a.probe === name).slice(-10).reverse();
   const uptime = await get(`/probes/${encodeURIComponent(name)}/uptime`).catch((e) => ({ error: e }));
+  // Each location's latest result, for probes with `locations:` (replicas sharing a database).
+  const places = probe.locations ? await get(`/probes/${encodeURIComponent(name)}/locations`).catch(() => null) : null;
   if (seq !== renderSeq) return;
   const last = probe.last;
   const status = probe.status || (!last ? "pending" : last.success ? "up" : "down");
@@ -477,6 +479,14 @@ async function renderProbe(name, params, seq) {
       h("div", {}, "Failures", h("b", {}, Object.values(probe.failures || {}).reduce((a, b) => a + b, 0)))),
     last && last.error ? h("p", { class: "error", id: "probe-error" }, last.error) : null);
   const sections = [info, uptimeCard(uptime), h("div", { class: "row" }, h("b", {}, "Window"), windowButtons), ...charts];
+  if (places && places.locations) {
+    const badge = { passing: "up", failing: "down", no_data: "pending" };
+    const quorum = places.min_failing ? ` · pages when ${places.min_failing} fail together for ${fmtDuration(places.for_seconds)}` : "";
+    sections.splice(1, 0, h("div", { class: "card", id: "locations" }, h("h2", {}, "Locations", h("span", { class: "muted small" }, quorum)),
+      h("table", {}, h("tbody", {}, places.locations.map((l) => h("tr", { "data-location": l.location },
+        h("td", {}, statusBadge(badge[l.result] || "pending")), h("td", {}, l.location),
+        h("td", {}, l.result.replace("_", " ")), h("td", { class: "num" }, l.seconds_ago === null ? "—" : `${fmtDuration(l.seconds_ago)} ago`)))))));
+  }
   if (last && Object.keys(last.phases).length) {
     const total = Object.values(last.phases).reduce((a, b) => a + b, 0) || 1;
     const entries = Object.entries(last.phases);
