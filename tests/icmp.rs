@@ -172,7 +172,7 @@ async fn bad_specs_are_refused_with_their_positions() {
     for at in ["p.yaml:3:44", "p.yaml:3:54", "p.yaml:3:71"] {
         assert!(all.contains(at), "{at}: {all}");
     }
-    assert!(all.contains("\"ip5\" is not ip4 or ip6"), "{all}");
+    assert!(all.contains("\"ip5\" is not one of ip4, ip6"), "{all}");
     assert!(
         all.contains("ttl: must be between 1 and 255, got 0"),
         "{all}"

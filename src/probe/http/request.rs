@@ -18,6 +18,9 @@ use crate::basics::units::format_size;
 use crate::probe::net;
 use crate::probe::{Failure, Trace};
 
+/// The most one read of a response takes in.
+const READ_BUFFER: usize = 64 * 1024;
+
 impl HttpProbe {
     /// One request on a fresh connection; returns the head and (up to `max_body`) the body.
     pub(super) async fn exchange(
@@ -39,10 +42,13 @@ impl HttpProbe {
         };
 
         trace.enter("processing");
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-                .await
-                .map_err(|e| Failure::Http(e.to_string()))?;
+        // A read buffer of 64 KiB (hyper's default grows to ~400 KB): a body past `max_body`
+        // is cut within one such read, and a response's head must fit in it.
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(READ_BUFFER)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| Failure::Http(e.to_string()))?;
         let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
