@@ -326,7 +326,7 @@ const INVALID: &[(&str, &[Expected])] = &[
             (
                 5,
                 20,
-                "module \"http_2xx\": http.compression: not supported by slowburn yet",
+                "module \"http_2xx\": http.compression: \"br\" is not one of gzip, deflate, identity",
             ),
             (6, 37, "http.fail_if_body_matches_regexp: invalid regex"),
             (

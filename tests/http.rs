@@ -607,3 +607,90 @@ mod dns {
         );
     }
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn compressed_answers_are_decompressed_up_to_max_body() {
+    let page = "<html>".to_string() + &"all systems operational ".repeat(2000) + "</html>";
+    let small = gzip(page.as_bytes());
+    // 64 MiB of zeros in about 64 KiB: a zip bomb.
+    let bomb = gzip(&vec![0u8; 64 * 1024 * 1024]);
+    let (small_len, page_len) = (small.len(), page.len());
+    let addr = http_server(None, move |path, _| {
+        let gz = |body: &[u8]| {
+            Reply::Full(
+                200,
+                vec![("Content-Encoding", "gzip".into())],
+                body.to_vec(),
+            )
+        };
+        match path {
+            "/page" => gz(&small),
+            "/bomb" => gz(&bomb),
+            "/broken" => gz(b"\x1f\x8b not really gzip"),
+            _ => ok("plain"),
+        }
+    })
+    .await;
+    let page_probe = run_probe(&http(
+        &format!("http://{addr}/page"),
+        ", compression: gzip, expect: {body_regex: 'systems operational </html>$'}",
+    ))
+    .await;
+    assert!(page_probe.success, "{page_probe:#?}");
+    assert_eq!(page_probe.signal("body_bytes"), Some(page_len as f64));
+    assert_eq!(page_probe.signal("content_length"), Some(small_len as f64));
+
+    let started = Instant::now();
+    let bomb_probe = run_probe(&http(
+        &format!("http://{addr}/bomb"),
+        ", compression: gzip, max_body: 1MiB",
+    ))
+    .await;
+    assert_eq!(
+        failure(&bomb_probe),
+        "body: decompressed body larger than max_body 1.0MiB, stopped reading"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let broken = run_probe(&http(
+        &format!("http://{addr}/broken"),
+        ", compression: gzip",
+    ))
+    .await;
+    assert!(
+        failure(&broken).starts_with("body: cannot decompress the gzip body"),
+        "{}",
+        failure(&broken)
+    );
+    // An answer sent uncompressed is read as it is.
+    let plain = run_probe(&http(
+        &format!("http://{addr}/plain"),
+        ", compression: gzip",
+    ))
+    .await;
+    assert!(plain.success, "{plain:#?}");
+
+    let text = "probes:\n  - name: a\n    http: {url: 'http://h/', compression: br}\n";
+    let ctx = slowburn::probe::BuildContext {
+        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
+    };
+    let errors = slowburn::config::load(
+        &slowburn::config::Source::Text {
+            name: "p.yaml".into(),
+            text: text.into(),
+        },
+        &ctx,
+    )
+    .expect_err("br is refused");
+    assert_eq!(
+        errors[0].to_string(),
+        "p.yaml:3:43: probe \"a\": http.compression: \"br\" is not one of gzip, deflate, identity"
+    );
+}

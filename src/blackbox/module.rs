@@ -396,15 +396,6 @@ impl Module {
                     ": probes speak HTTP/1.1 (write false)",
                 );
             }
-            if let Some(c) = &h.compression
-                && !c.is_empty()
-            {
-                refuse(
-                    "http.compression",
-                    Some(c.pos),
-                    ": answers are read as sent",
-                );
-            }
             for header in &h.fail_if_header_not_matches {
                 if header.allow_missing {
                     refuse(
@@ -602,6 +593,7 @@ impl Module {
                     self.pos,
                     HttpSpec {
                         url: at(url),
+                        compression: h.compression.clone(),
                         method: h.method,
                         headers: h.headers,
                         body: h.body,

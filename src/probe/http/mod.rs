@@ -51,6 +51,9 @@ pub struct HttpSpec {
     pub follow_redirects: Option<Spanned<FollowSpec>>,
     pub max_redirects: Option<u32>,
     pub max_body: Option<Spanned<String>>,
+    /// `gzip` or `deflate`: asked for with `Accept-Encoding` and decompressed, at most
+    /// `max_body` of it; `identity` (the default) asks for none.
+    pub compression: Option<Spanned<String>>,
     pub tls_config: Option<TlsSpec>,
     /// A forward proxy (`http://host:port`): plain targets are asked of it, https ones
     /// reached through a `CONNECT` tunnel.
@@ -154,6 +157,7 @@ pub struct HttpProbe {
     follow: Follow,
     max_redirects: u32,
     max_body: u64,
+    compression: Option<request::Encoding>,
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
     proxy: Option<proxy::Proxy>,
@@ -273,6 +277,24 @@ impl HttpProbe {
                 }
             },
         };
+        let compression = match spec
+            .compression
+            .as_ref()
+            .map(|c| (c, c.to_ascii_lowercase()))
+        {
+            None => None,
+            Some((_, c)) if c.is_empty() || c == "identity" => None,
+            Some((_, c)) if c == "gzip" => Some(request::Encoding::Gzip),
+            Some((_, c)) if c == "deflate" => Some(request::Encoding::Deflate),
+            Some((c, _)) => {
+                fail(
+                    c.pos,
+                    "compression",
+                    format!("{:?} is not one of gzip, deflate, identity", c.value),
+                );
+                None
+            }
+        };
         let proxy = spec.proxy_url.as_ref().and_then(|url| {
             proxy::Proxy::parse(url)
                 .map_err(|m| fail(url.pos, "proxy_url", m))
@@ -307,6 +329,7 @@ impl HttpProbe {
             },
             max_redirects: spec.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             max_body,
+            compression,
             tls,
             tls_server_name: tls_spec.server_name,
             proxy,

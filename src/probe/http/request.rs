@@ -21,6 +21,44 @@ use crate::probe::{Failure, Trace};
 /// The most one read of a response takes in.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// A `compression:` the probe asks for and decompresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    /// HTTP's `deflate`: zlib-wrapped DEFLATE.
+    Deflate,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
+        }
+    }
+
+    /// The body decompressed, at most `limit` bytes of it: a small answer that inflates to
+    /// gigabytes (a "zip bomb") stops at the limit and fails the run.
+    fn decompress(self, body: &[u8], limit: u64) -> Result<Vec<u8>, Failure> {
+        use std::io::Read;
+        let reader: Box<dyn Read + '_> = match self {
+            Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(body)),
+            Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(body)),
+        };
+        let mut out = Vec::new();
+        reader.take(limit + 1).read_to_end(&mut out).map_err(|e| {
+            Failure::Body(format!("cannot decompress the {} body: {e}", self.name()))
+        })?;
+        if out.len() as u64 > limit {
+            return Err(Failure::Body(format!(
+                "decompressed body larger than max_body {}, stopped reading",
+                format_size(limit)
+            )));
+        }
+        Ok(out)
+    }
+}
+
 impl HttpProbe {
     /// One request on a fresh connection; returns the head and (up to `max_body`) the body.
     pub(super) async fn exchange(
@@ -64,7 +102,13 @@ impl HttpProbe {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let keep = self.expect.needs_body();
+        // A compressed body is kept to be decompressed (its size is what counts).
+        let encoding = self.compression.filter(|e| {
+            (head.headers.get(http::header::CONTENT_ENCODING))
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case(e.name()))
+        });
+        let keep = self.expect.needs_body() || encoding.is_some();
         let mut bytes = Vec::new();
         let mut size = 0u64;
         while let Some(frame) = incoming.frame().await {
@@ -83,6 +127,10 @@ impl HttpProbe {
                     bytes.extend_from_slice(&data);
                 }
             }
+        }
+        if let Some(encoding) = encoding {
+            bytes = encoding.decompress(&bytes, self.max_body)?;
+            size = bytes.len() as u64;
         }
         trace.signal("body_bytes", size as f64);
         trace.signal("status", head.status.as_u16() as f64);
@@ -125,6 +173,12 @@ impl HttpProbe {
             HeaderValue::from_static(concat!("slowburn/", env!("CARGO_PKG_VERSION"))),
         );
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        if let Some(encoding) = self.compression {
+            headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static(encoding.name()),
+            );
+        }
         // The target closes first and keeps the TIME_WAIT, as with blackbox_exporter.
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         for (name, value, credential) in &self.headers {
