@@ -54,6 +54,9 @@ async fn forward_proxy(refuse: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                         .and_then(|rest| rest.split('/').next())
                         .unwrap_or("")
                         .to_string();
+                    // `probe.test` stands for a host that is not loopback (those are never
+                    // proxied from the environment).
+                    let authority = authority.replace("probe.test", "127.0.0.1");
                     let Ok(mut upstream) = TcpStream::connect(authority).await else {
                         return;
                     };
@@ -113,4 +116,56 @@ async fn a_refused_tunnel_names_the_proxy_and_its_answer() {
         failure(&outcome),
         format!("connect: proxy {proxy} refused CONNECT to localhost:9: HTTP/1.1 403 Forbidden")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_from_environment_follows_the_standard_variables() {
+    let target = http_server(None, |_, _| ok("via env proxy")).await;
+    let (proxy, seen) = forward_proxy(false).await;
+    let dir = temp_dir("proxy-env");
+    let file = dir.join("probes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "probes:\n  - name: shop\n    http: {{url: \"http://probe.test:{port}/health\", proxy_from_environment: true, expect: {{body_regex: via}}}}\n  - name: internal\n    http: {{url: \"http://api.probe.test:{port}/health\", proxy_from_environment: true}}\n  - name: local\n    http: {{url: \"http://{target}/health\", proxy_from_environment: true}}\n",
+            port = target.port()
+        ),
+    )
+    .unwrap();
+    let run = |name: &'static str, no_proxy: &'static str| {
+        let file = file.clone();
+        async move {
+            let out = tokio::process::Command::new(support::daemon::BIN)
+                .args(["probe", name, "-c"])
+                .arg(&file)
+                .env("HTTP_PROXY", format!("http://{proxy}"))
+                .env("NO_PROXY", no_proxy)
+                .env_remove("http_proxy")
+                .env_remove("no_proxy")
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        }
+    };
+    let (code, out) = run("shop", "").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!(
+            "GET http://probe.test:{}/health HTTP/1.1",
+            target.port()
+        )]
+    );
+    // A NO_PROXY domain covers its subdomains: asked directly, so the name does not resolve.
+    let (code, out) = run("internal", "probe.test").await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("reason: dns"), "{out}");
+    // A loopback target is never proxied.
+    let (code, out) = run("local", "").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
 }

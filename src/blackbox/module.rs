@@ -104,7 +104,7 @@ pub struct HttpModule {
     pub oauth2: Unsupported,
     pub proxy_url: Option<Spanned<String>>,
     pub no_proxy: Unsupported,
-    pub proxy_from_environment: Unsupported,
+    pub proxy_from_environment: Option<Spanned<bool>>,
     pub proxy_connect_header: Unsupported,
     pub enable_http1: Unsupported,
 }
@@ -381,7 +381,6 @@ impl Module {
                 ("http.authorization", &h.authorization),
                 ("http.oauth2", &h.oauth2),
                 ("http.no_proxy", &h.no_proxy),
-                ("http.proxy_from_environment", &h.proxy_from_environment),
                 ("http.proxy_connect_header", &h.proxy_connect_header),
                 ("http.enable_http1", &h.enable_http1),
             ] {
@@ -594,6 +593,7 @@ impl Module {
                     HttpSpec {
                         url: at(url),
                         compression: h.compression.clone(),
+                        proxy_from_environment: h.proxy_from_environment.clone(),
                         method: h.method,
                         headers: h.headers,
                         body: h.body,

@@ -58,6 +58,9 @@ pub struct HttpSpec {
     /// A forward proxy (`http://host:port`): plain targets are asked of it, https ones
     /// reached through a `CONNECT` tunnel.
     pub proxy_url: Option<Spanned<String>>,
+    /// `true`: the proxies `HTTP_PROXY`/`HTTPS_PROXY` name, except for `NO_PROXY` hosts and
+    /// loopback targets, when `proxy_url` is not given.
+    pub proxy_from_environment: Option<Spanned<bool>>,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
@@ -161,6 +164,7 @@ pub struct HttpProbe {
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
     proxy: Option<proxy::Proxy>,
+    env_proxies: Option<proxy::EnvProxies>,
     resolver: Resolver,
     expect: Expect,
 }
@@ -300,6 +304,18 @@ impl HttpProbe {
                 .map_err(|m| fail(url.pos, "proxy_url", m))
                 .ok()
         });
+        let env_proxies = match &spec.proxy_from_environment {
+            Some(flag) if flag.value && spec.proxy_url.is_none() => {
+                match proxy::EnvProxies::from_env() {
+                    Ok(proxies) => Some(proxies),
+                    Err(m) => {
+                        fail(flag.pos, "proxy_from_environment", m);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
         let resolver = net::IpPreference::from_spec(
@@ -333,9 +349,15 @@ impl HttpProbe {
             tls,
             tls_server_name: tls_spec.server_name,
             proxy,
+            env_proxies,
             resolver,
             expect,
         })
+    }
+
+    /// The proxy a request to `url` goes through: `proxy_url`, or one from the environment.
+    fn proxy_for(&self, url: &Uri) -> Option<&proxy::Proxy> {
+        (self.proxy.as_ref()).or_else(|| self.env_proxies.as_ref()?.for_url(url))
     }
 
     pub fn target(&self) -> String {

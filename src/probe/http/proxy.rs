@@ -25,6 +25,72 @@ pub(super) struct Proxy {
     port: u16,
 }
 
+/// `proxy_from_environment: true`: the proxies `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`
+/// name (lower-case names first), read when the probe is built and chosen per URL. As Go's
+/// `ProxyFromEnvironment` (blackbox_exporter's) does, `localhost` and loopback addresses are
+/// never proxied.
+#[derive(Debug, Clone, Default)]
+pub(super) struct EnvProxies {
+    http: Option<Proxy>,
+    https: Option<Proxy>,
+    /// Host names (and their subdomains) and addresses reached directly; `*` is every host.
+    no_proxy: Vec<String>,
+}
+
+impl EnvProxies {
+    pub(super) fn from_env() -> Result<EnvProxies, String> {
+        fn var(names: [&'static str; 2]) -> Option<(&'static str, String)> {
+            names
+                .into_iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+                .map(|v| (names[1], v))
+        }
+        let proxy = |found: Option<(&str, String)>| {
+            found
+                .map(|(name, v)| Proxy::parse(v.trim()).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        Ok(EnvProxies {
+            http: proxy(var(["http_proxy", "HTTP_PROXY"]))?,
+            https: proxy(var(["https_proxy", "HTTPS_PROXY"]))?,
+            no_proxy: var(["no_proxy", "NO_PROXY"]).map_or_else(Vec::new, |(_, v)| {
+                v.split(',')
+                    .map(|h| h.trim().trim_start_matches('.').to_ascii_lowercase())
+                    .map(|h| match h.rsplit_once(':') {
+                        Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
+                        _ => h,
+                    })
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            }),
+        })
+    }
+
+    /// The proxy for `url`, if any.
+    pub(super) fn for_url(&self, url: &Uri) -> Option<&Proxy> {
+        let host = url.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let direct = self.no_proxy.iter().any(|n| {
+            n == "*"
+                || host == *n
+                || host
+                    .strip_suffix(n.as_str())
+                    .is_some_and(|r| r.ends_with('.'))
+        });
+        if loopback || direct {
+            return None;
+        }
+        if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            self.https.as_ref()
+        } else {
+            self.http.as_ref()
+        }
+    }
+}
+
 impl Proxy {
     /// Reads `http://host:port`; credentials in the URL are refused (they would be a secret
     /// written inline).
@@ -114,6 +180,29 @@ impl Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_proxies_skip_loopback_and_no_proxy_hosts() {
+        let proxies = EnvProxies {
+            http: Proxy::parse("http://proxy:3128").ok(),
+            https: Proxy::parse("http://tunnel:3128").ok(),
+            no_proxy: vec!["internal.example".into(), "10.0.0.5".into()],
+        };
+        let via = |url: &str| {
+            proxies
+                .for_url(&url.parse().unwrap())
+                .map(|p| p.host.clone())
+        };
+        assert_eq!(via("http://shop.example.com/"), Some("proxy".into()));
+        assert_eq!(via("https://shop.example.com/"), Some("tunnel".into()));
+        assert_eq!(via("http://api.internal.example/"), None);
+        assert_eq!(via("http://internal.example/"), None);
+        assert_eq!(via("http://notinternal.example/"), Some("proxy".into()));
+        assert_eq!(via("http://10.0.0.5:8080/"), None);
+        assert_eq!(via("http://127.0.0.1:8080/"), None);
+        assert_eq!(via("http://localhost/"), None);
+        assert_eq!(via("http://[::1]/"), None);
+    }
 
     #[test]
     fn proxy_urls() {

@@ -74,7 +74,7 @@ impl HttpProbe {
         let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
         let server_name = self.tls_server_name.as_deref().unwrap_or(host);
         let tls = https.then(|| (server_name, self.tls.clone()));
-        let stream = match &self.proxy {
+        let stream = match self.proxy_for(url) {
             None => net::open(host, port, &self.resolver, tls, trace).await?,
             Some(proxy) => proxy.open(host, port, &self.resolver, tls, trace).await?,
         };
@@ -150,7 +150,8 @@ impl HttpProbe {
     ) -> Result<Request<Full<Bytes>>, Failure> {
         // Through a proxy a plain request names the whole URL (absolute form); a tunnelled
         // https one is the target's own, as without a proxy.
-        let through_proxy = self.proxy.is_some() && url.scheme() != Some(&http::uri::Scheme::HTTPS);
+        let through_proxy =
+            self.proxy_for(url).is_some() && url.scheme() != Some(&http::uri::Scheme::HTTPS);
         let target = if through_proxy {
             url.to_string()
         } else {
