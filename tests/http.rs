@@ -694,3 +694,75 @@ async fn compressed_answers_are_decompressed_up_to_max_body() {
         "p.yaml:3:43: probe \"a\": http.compression: \"br\" is not one of gzip, deflate, identity"
     );
 }
+
+/// An HTTPS server that speaks only HTTP/2 (ALPN `h2`), answering every request 200 "h2 ok".
+async fn h2_server(cert: &TestCert) -> std::net::SocketAddr {
+    let mut config = (*cert.server).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let authority = request
+                            .uri()
+                            .authority()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(format!(
+                                "h2 ok for {authority}"
+                            ))),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http2_is_offered_in_alpn_and_spoken_when_the_server_picks_it() {
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let dir = support::daemon::temp_dir("http2");
+    std::fs::write(dir.join("ca.pem"), &cert.pem).unwrap();
+    let addr = h2_server(&cert).await;
+    let url = format!("https://localhost:{}/health", addr.port());
+    let outcome = run_probe(&http(
+        &url,
+        &format!(
+            ", http2: true, tls_config: {{ca_file: '{}'}}, expect: {{http_versions: [HTTP/2.0], body_regex: 'h2 ok for localhost:{}'}}",
+            dir.join("ca.pem").display(),
+            addr.port()
+        ),
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(outcome.signal("http_version"), Some(2.0));
+    // Without `http2`, only HTTP/1.1 is offered, which this server refuses in the handshake.
+    let refused = run_probe(&http(
+        &url,
+        &format!(
+            ", tls_config: {{ca_file: '{}'}}",
+            dir.join("ca.pem").display()
+        ),
+    ))
+    .await;
+    assert_eq!(
+        refused.failure.as_ref().map(|f| f.reason()),
+        Some("tls"),
+        "{refused:#?}"
+    );
+}

@@ -386,15 +386,6 @@ impl Module {
             ] {
                 refuse(field, spanned(value), "");
             }
-            if let Some(v) = &h.enable_http2
-                && v.value
-            {
-                refuse(
-                    "http.enable_http2",
-                    Some(v.pos),
-                    ": probes speak HTTP/1.1 (write false)",
-                );
-            }
             for header in &h.fail_if_header_not_matches {
                 if header.allow_missing {
                     refuse(
@@ -593,6 +584,7 @@ impl Module {
                     HttpSpec {
                         url: at(url),
                         compression: h.compression.clone(),
+                        http2: h.enable_http2.as_ref().map(|v| v.value),
                         proxy_from_environment: h.proxy_from_environment.clone(),
                         method: h.method,
                         headers: h.headers,

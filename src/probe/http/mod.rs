@@ -54,6 +54,9 @@ pub struct HttpSpec {
     /// `gzip` or `deflate`: asked for with `Accept-Encoding` and decompressed, at most
     /// `max_body` of it; `identity` (the default) asks for none.
     pub compression: Option<Spanned<String>>,
+    /// `true`: offer HTTP/2 over TLS (ALPN `h2` before `http/1.1`) and speak whichever the
+    /// server picks; default HTTP/1.1 only.
+    pub http2: Option<bool>,
     pub tls_config: Option<TlsSpec>,
     /// A forward proxy (`http://host:port`): plain targets are asked of it, https ones
     /// reached through a `CONNECT` tunnel.
@@ -317,7 +320,12 @@ impl HttpProbe {
             _ => None,
         };
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
-        let tls = ctx.net.tls_config(&tls_spec, &[b"http/1.1"]);
+        let alpn: &[&[u8]] = if spec.http2 == Some(true) {
+            &[b"h2", b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
+        let tls = ctx.net.tls_config(&tls_spec, alpn);
         let resolver = net::IpPreference::from_spec(
             spec.preferred_ip_protocol.as_ref(),
             spec.ip_protocol_fallback,

@@ -79,22 +79,45 @@ impl HttpProbe {
             Some(proxy) => proxy.open(host, port, &self.resolver, tls, trace).await?,
         };
 
+        // HTTP/2 when the probe offered it (`http2: true`) and the server chose it in ALPN.
+        let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
-        // A read buffer of 64 KiB (hyper's default grows to ~400 KB): a body past `max_body`
-        // is cut within one such read, and a response's head must fit in it.
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(READ_BUFFER)
-            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-            .await
-            .map_err(|e| Failure::Http(e.to_string()))?;
-        let _driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
-        let request = self.request(url, method, body, credentials)?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Failure::Http(describe_request_error(&e)))?;
+        let mut request = self.request(url, method, body, credentials)?;
+        let (response, _driver) = if h2 {
+            // HTTP/2 names the target in `:authority` and has no connection headers.
+            *request.uri_mut() = url.clone();
+            request.headers_mut().remove(http::header::HOST);
+            request.headers_mut().remove(http::header::CONNECTION);
+            let (mut sender, conn) =
+                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| Failure::Http(e.to_string()))?;
+            let driver = AbortOnDrop(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| Failure::Http(describe_request_error(&e)))?;
+            (response, driver)
+        } else {
+            // A read buffer of 64 KiB (hyper's default grows to ~400 KB): a body past
+            // `max_body` is cut within one such read, and a response's head must fit in it.
+            let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+                .max_buf_size(READ_BUFFER)
+                .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| Failure::Http(e.to_string()))?;
+            let driver = AbortOnDrop(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| Failure::Http(describe_request_error(&e)))?;
+            (response, driver)
+        };
         trace.enter("transfer");
         let (head, mut incoming) = response.into_parts();
         let promised = head
