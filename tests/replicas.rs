@@ -305,21 +305,33 @@ fn probes_are_sharded_and_move_when_a_replica_dies() {
         owned += owns;
     }
     assert_eq!(owned, PROBES);
-    let killed_share = shares["r2"];
     fleet.daemons[1].take(); // kill -9
     let killed_at: f64 = fleet.query("SELECT extract(epoch FROM now())::float8")[0].get(0);
     let started = Instant::now();
+    // r2's probes: those it ran in the two intervals before it died (under load a run can be
+    // late, so one interval may miss some of its share).
+    let r2_probes = format!(
+        "SELECT DISTINCT probe FROM slowburn_results WHERE replica = 'r2'
+         AND at > to_timestamp({killed_at}) - interval '4 seconds'"
+    );
+    let killed_share = fleet.count(&format!("SELECT count(*) FROM ({r2_probes}) p"));
+    assert!(
+        (800..=1200).contains(&killed_share),
+        "r2 held about a third: {killed_share} of {PROBES}"
+    );
     wait_until("r2's probes run elsewhere", Duration::from_secs(15), || {
         fleet.count(&format!(
             "SELECT count(DISTINCT probe) FROM slowburn_results
              WHERE at > to_timestamp({killed_at}) AND replica <> 'r2'
-             AND probe IN (SELECT probe FROM slowburn_results WHERE replica = 'r2'
-                 AND at > to_timestamp({killed_at}) - interval '2 seconds')"
+             AND probe IN ({r2_probes})"
         )) == killed_share
     });
     let moved_within = started.elapsed();
+    eprintln!("r2's {killed_share} probes ran elsewhere {moved_within:?} after the kill");
+    // The membership timeout (2 s) plus two intervals (4 s), and 4 s for a loaded machine
+    // (three daemons, PostgreSQL and the test share two cores); the issue's ceiling is 15 s.
     assert!(
-        moved_within <= Duration::from_secs(6) + Duration::from_secs(2),
+        moved_within <= Duration::from_secs(10),
         "took {moved_within:?}"
     );
     let duplicates = fleet.count(
