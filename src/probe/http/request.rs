@@ -83,6 +83,8 @@ impl HttpProbe {
         let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
         let mut request = self.request(url, method, body, credentials)?;
+        let handshake_failed = |e: hyper::Error| Failure::Http(e.to_string());
+        let send_failed = |e: hyper::Error| Failure::Http(describe_request_error(&e));
         let (response, _driver) = if h2 {
             // HTTP/2 names the target in `:authority` and has no connection headers.
             *request.uri_mut() = url.clone();
@@ -92,15 +94,12 @@ impl HttpProbe {
                 hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                     .await
-                    .map_err(|e| Failure::Http(e.to_string()))?;
-            let driver = AbortOnDrop(tokio::spawn(async move {
-                let _ = conn.await;
-            }));
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| Failure::Http(describe_request_error(&e)))?;
-            (response, driver)
+                    .map_err(handshake_failed)?;
+            let driver = AbortOnDrop::spawn(conn);
+            (
+                sender.send_request(request).await.map_err(send_failed)?,
+                driver,
+            )
         } else {
             // A read buffer of 64 KiB (hyper's default grows to ~400 KB): a body past
             // `max_body` is cut within one such read, and a response's head must fit in it.
@@ -108,15 +107,12 @@ impl HttpProbe {
                 .max_buf_size(READ_BUFFER)
                 .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                 .await
-                .map_err(|e| Failure::Http(e.to_string()))?;
-            let driver = AbortOnDrop(tokio::spawn(async move {
-                let _ = conn.await;
-            }));
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| Failure::Http(describe_request_error(&e)))?;
-            (response, driver)
+                .map_err(handshake_failed)?;
+            let driver = AbortOnDrop::spawn(conn);
+            (
+                sender.send_request(request).await.map_err(send_failed)?,
+                driver,
+            )
         };
         trace.enter("transfer");
         let (head, mut incoming) = response.into_parts();
@@ -310,6 +306,15 @@ fn describe_body_error(e: &hyper::Error, read: u64, promised: Option<u64>) -> St
 
 /// Aborts the connection task when the run ends, also when a deadline drops the run.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Drives a connection in its own task until the exchange is done with it.
+    fn spawn<C: Future + Send + 'static>(conn: C) -> AbortOnDrop {
+        AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }))
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
