@@ -79,13 +79,21 @@ impl HttpProbe {
             Some(proxy) => proxy.open(host, port, &self.resolver, tls, trace).await?,
         };
 
+        if let net::Stream::Plain(tcp) = &stream {
+            // Once the answer is read the connection is done: closing it with a reset
+            // (SO_LINGER 0, as HAProxy's health checks do) leaves no TIME_WAIT on either side
+            // and costs the target one packet instead of a FIN exchange.
+            let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+        }
         // HTTP/2 when the probe offered it (`http2: true`) and the server chose it in ALPN.
         let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
         let mut request = self.request(url, method, body, credentials)?;
         let handshake_failed = |e: hyper::Error| Failure::Http(e.to_string());
         let send_failed = |e: hyper::Error| Failure::Http(describe_request_error(&e));
-        let (response, _driver) = if h2 {
+        // The connection is driven in this task beside the exchange: no task per probe, and
+        // a deadline that drops the run drops the connection with it.
+        if h2 {
             // HTTP/2 names the target in `:authority` and has no connection headers.
             *request.uri_mut() = url.clone();
             request.headers_mut().remove(http::header::HOST);
@@ -95,11 +103,11 @@ impl HttpProbe {
                     .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                     .await
                     .map_err(handshake_failed)?;
-            let driver = AbortOnDrop::spawn(conn);
-            (
-                sender.send_request(request).await.map_err(send_failed)?,
-                driver,
-            )
+            alongside(conn, async {
+                let response = sender.send_request(request).await.map_err(send_failed)?;
+                self.read(response, https, trace).await
+            })
+            .await
         } else {
             // A read buffer of 64 KiB (hyper's default grows to ~400 KB): a body past
             // `max_body` is cut within one such read, and a response's head must fit in it.
@@ -108,12 +116,21 @@ impl HttpProbe {
                 .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                 .await
                 .map_err(handshake_failed)?;
-            let driver = AbortOnDrop::spawn(conn);
-            (
-                sender.send_request(request).await.map_err(send_failed)?,
-                driver,
-            )
-        };
+            alongside(conn, async {
+                let response = sender.send_request(request).await.map_err(send_failed)?;
+                self.read(response, https, trace).await
+            })
+            .await
+        }
+    }
+
+    /// The head and (up to `max_body`, decompressed) the body of `response`.
+    async fn read(
+        &self,
+        response: http::Response<hyper::body::Incoming>,
+        https: bool,
+        trace: &mut Trace,
+    ) -> Result<Response, Failure> {
         trace.enter("transfer");
         let (head, mut incoming) = response.into_parts();
         let promised = head
@@ -304,22 +321,19 @@ fn describe_body_error(e: &hyper::Error, read: u64, promised: Option<u64>) -> St
     }
 }
 
-/// Aborts the connection task when the run ends, also when a deadline drops the run.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl AbortOnDrop {
-    /// Drives a connection in its own task until the exchange is done with it.
-    fn spawn<C: Future + Send + 'static>(conn: C) -> AbortOnDrop {
-        AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }))
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Polls `conn` (the connection's I/O) beside `exchange` until the exchange is done; the
+/// connection may finish first (the peer closed after the body), the exchange then ends alone.
+async fn alongside<C: Future, E: Future>(conn: C, exchange: E) -> E::Output {
+    let mut conn = std::pin::pin!(conn);
+    let mut exchange = std::pin::pin!(exchange);
+    let mut conn_done = false;
+    std::future::poll_fn(|cx| {
+        if !conn_done && conn.as_mut().poll(cx).is_ready() {
+            conn_done = true;
+        }
+        exchange.as_mut().poll(cx)
+    })
+    .await
 }
 
 #[cfg(test)]
