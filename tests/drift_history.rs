@@ -78,7 +78,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
 
     let drift = registry.get("worker").unwrap().drift();
     let (signal, state) = &drift[0];
@@ -120,7 +120,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store, again.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
     let before: Vec<u64> = alerts
         .alerts()
         .iter()
@@ -193,7 +193,7 @@ async fn a_seasonal_profile_learned_from_stored_days_pages_right_after_a_restart
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
 
     let drift = registry.get("orders").unwrap().drift();
     let (signal, state) = &drift[0];
@@ -303,7 +303,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
     let state = registry.get("handoffs").unwrap();
 
     // The last 20 minutes live: partner b at half its usual rate, a as usual, and a
@@ -322,7 +322,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
         results.handle(state, &run);
         t += 60.0;
     }
-    results.flush();
+    results.flush().await;
 
     let drift: HashMap<String, _> = state.drift().into_iter().collect();
     assert!(!drift[&name_a].any_firing(), "{:?}", drift[&name_a]);
@@ -355,7 +355,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
     assert!(workers.is_empty());
     let fresh = Arc::new(Registry::new(load(text).probes, None));
     let mut results = Results::new(store.clone(), again.clone());
-    results.configure(&fresh);
+    results.configure(&fresh).await;
     let drift: HashMap<String, _> = fresh.get("handoffs").unwrap().drift().into_iter().collect();
     assert_eq!(
         drift.len(),
@@ -381,7 +381,7 @@ async fn series_that_come_and_go_keep_a_bounded_number_of_detectors() {
     let registry = Arc::new(Registry::new(config.probes, None));
     let alerts = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
     let mut results = Results::new(store, alerts);
-    results.configure(&registry);
+    results.configure(&registry).await;
     let state = registry.get("pods").unwrap();
     // Every run a new pod (a rollout that never ends): the oldest series are dropped.
     let start = unix_now() - 86_400.0;
