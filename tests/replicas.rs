@@ -916,3 +916,56 @@ probes:
         status == 200 && history["points"].as_array().is_some_and(|p| p.len() >= 2)
     });
 }
+
+/// While the shared database is away a silence cannot be added or removed on one replica
+/// alone: the API answers 503 with a sentence and changes nothing; the listing answers from
+/// the replica's copy; samples that cannot be written are dropped and counted while the
+/// probes go on running.
+#[test]
+fn shared_state_writes_are_refused_while_the_database_is_away() {
+    let Some(mut fleet) = Fleet::own("shared_away") else {
+        return;
+    };
+    let (_receiver, hooks) = Receiver::start();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = open.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in open.incoming() {
+            drop(s)
+        }
+    });
+    let mut yaml = head(hooks, "{notify: [hook]}");
+    yaml.push_str(&format!(
+        "  - {{name: h, interval: 200ms, timeout: 150ms, tcp: {{address: \"{target}\"}}, drift: {{latency: {{limit: 2s, horizon: 1h}}}}}}\n"
+    ));
+    let addr = fleet.start("solo", "seoul", &yaml);
+    let silence = |id: &str| {
+        format!(
+            r#"{{"id": "{id}", "match": {{"probe": "h"}}, "starts": "2020-01-01T00:00:00Z", "ends": "2099-01-01T00:00:00Z", "comment": "c", "created_by": "alice"}}"#
+        )
+    };
+    let post = |id: &str| request_json(addr, "POST", "/api/v1/silences", Some(TOKEN), &silence(id));
+    assert_eq!(post("kept").0, 201);
+    fleet.cluster.down().unwrap();
+    let (status, refused) = post("refused");
+    assert_eq!(status, 503, "{refused}");
+    let sentence = refused["error"].as_str().unwrap();
+    assert!(sentence.contains("nothing was changed"), "{sentence}");
+    let (status, _) = request_json(addr, "DELETE", "/api/v1/silences/kept", Some(TOKEN), "");
+    assert_eq!(status, 503);
+    let (_, listed) = request_json(addr, "GET", "/api/v1/silences", None, "");
+    let ids: Vec<&str> = (listed.as_array().unwrap().iter())
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["kept"], "the copy stays in effect");
+    let runs = |metrics: &str| {
+        support::daemon::metric_value(metrics, "slowburn_probe_runs_total{probe=\"h\"")
+    };
+    let before = runs(&support::daemon::get(addr, "/metrics").unwrap().1);
+    let metrics = support::daemon::wait_metrics(addr, Duration::from_secs(15), |m| {
+        support::daemon::metric_value(m, "slowburn_history_samples_dropped_total")
+            .is_some_and(|n| n > 0.0)
+    });
+    assert!(runs(&metrics) > before, "probing went on: {before:?}");
+    fleet.cluster.up().unwrap();
+}

@@ -118,6 +118,7 @@ CREATE TABLE slowburn_samples (
     v double precision NOT NULL,
     PRIMARY KEY (probe, signal, t)
 );
+CREATE INDEX slowburn_samples_age ON slowburn_samples (t);
 ",
 ];
 
