@@ -42,6 +42,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Flushes of samples that may wait for the shared database (about a minute of them); past
 /// that, a flush's samples are dropped and counted.
 pub const HISTORY_QUEUE: usize = 64;
+/// Intervals without a run here after which a probe's next run means this replica took it
+/// over (see [`Results::catch_up`]).
+pub const TAKEN_OVER_AFTER: f64 = 3.0;
 /// Tries of one batch of samples against the shared database before it is dropped.
 const HISTORY_TRIES: u32 = 3;
 
@@ -86,6 +89,9 @@ pub struct Results {
     uptime: HashMap<(String, i64), Bucket>,
     /// The latest checkpoint of each stream-reading probe, written with the samples.
     checkpoints: HashMap<String, String>,
+    /// When each probe's latest outcome was handled here (or the detectors were built), for
+    /// [`catch_up`](Self::catch_up).
+    handled: HashMap<String, f64>,
 }
 
 impl Results {
@@ -100,6 +106,7 @@ impl Results {
             batch: Vec::new(),
             uptime: HashMap::new(),
             checkpoints: HashMap::new(),
+            handled: HashMap::new(),
         }
     }
 
@@ -121,38 +128,68 @@ impl Results {
         self.flush().await;
         let now = unix_now();
         self.watched.clear();
+        self.handled.clear();
         for state in &registry.probes {
-            let mut list = Vec::new();
-            for watch in &state.config.watches {
-                let Some((detectors, _)) = self.restore(state, watch.spec.clone(), now).await
-                else {
-                    continue;
-                };
-                let mut series = HashMap::new();
-                let stored =
-                    (self.history.series_of(state.name(), &watch.signal).await).unwrap_or_default();
-                for name in stored.into_iter().take(SERIES_MAX) {
-                    let mut spec = watch.spec.clone();
-                    spec.signal = name;
-                    let labels: Box<str> = spec.signal[watch.signal.len()..].into();
-                    if let Some((detectors, seen)) = self.restore(state, spec, now).await {
-                        series.insert(labels, Series { detectors, seen });
-                    }
+            self.rebuild(state, now).await;
+            if self.writer.is_some() && !state.config.watches.is_empty() {
+                self.handled.insert(state.name().to_string(), now);
+            }
+        }
+    }
+
+    /// With the shared database: before the outcome of a probe this replica has not run for
+    /// [`TAKEN_OVER_AFTER`] intervals (it took the probe over from another replica), its
+    /// detectors are rebuilt from the shared history, so the runs the other replica made in
+    /// between are not lost to its trends. The results task calls it before [`handle`](Self::handle).
+    pub async fn catch_up(&mut self, state: &ProbeState) {
+        if self.writer.is_none() || state.config.watches.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        let last = self.handled.insert(state.name().to_string(), now);
+        let idle = last.map_or(f64::INFINITY, |t| now - t);
+        if idle > TAKEN_OVER_AFTER * state.interval().as_secs_f64() {
+            tracing::info!(
+                probe = state.name(),
+                idle,
+                "probe taken over: detectors rebuilt from the shared history"
+            );
+            self.rebuild(state, now).await;
+        }
+    }
+
+    /// Builds the detectors of one probe's watched signals from their stored history.
+    async fn rebuild(&mut self, state: &ProbeState, now: f64) {
+        self.watched.remove(state.name());
+        let mut list = Vec::new();
+        for watch in &state.config.watches {
+            let Some((detectors, _)) = self.restore(state, watch.spec.clone(), now).await else {
+                continue;
+            };
+            let mut series = HashMap::new();
+            let stored =
+                (self.history.series_of(state.name(), &watch.signal).await).unwrap_or_default();
+            for name in stored.into_iter().take(SERIES_MAX) {
+                let mut spec = watch.spec.clone();
+                spec.signal = name;
+                let labels: Box<str> = spec.signal[watch.signal.len()..].into();
+                if let Some((detectors, seen)) = self.restore(state, spec, now).await {
+                    series.insert(labels, Series { detectors, seen });
                 }
-                list.push(Watched {
-                    watch: watch.clone(),
-                    detectors,
-                    series,
-                });
             }
-            if !list.is_empty() {
-                tracing::info!(
-                    probe = state.name(),
-                    signals = list.len(),
-                    "drift detectors ready"
-                );
-                self.watched.insert(state.name().to_string(), list);
-            }
+            list.push(Watched {
+                watch: watch.clone(),
+                detectors,
+                series,
+            });
+        }
+        if !list.is_empty() {
+            tracing::info!(
+                probe = state.name(),
+                signals = list.len(),
+                "drift detectors ready"
+            );
+            self.watched.insert(state.name().to_string(), list);
         }
     }
 
@@ -434,7 +471,10 @@ pub async fn run(
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
-            Some((state, outcome)) = outcomes.recv() => results.handle(&state, &outcome),
+            Some((state, outcome)) = outcomes.recv() => {
+                results.catch_up(&state).await;
+                results.handle(&state, &outcome);
+            }
             Some(registry) = registries.recv() => results.configure(&registry).await,
             _ = flush.tick() => {
                 results.flush().await;

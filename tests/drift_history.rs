@@ -403,3 +403,55 @@ async fn series_that_come_and_go_keep_a_bounded_number_of_detectors() {
     );
     assert!(drift.contains(&newest));
 }
+
+/// With a shared history (`storage: postgres:`; here a second store stands in for it), a
+/// replica that takes a probe over — its next run comes after three intervals without one —
+/// rebuilds the probe's detectors from the samples the other replica wrote meanwhile, and a
+/// probe it runs without a pause is not rebuilt.
+#[tokio::test]
+async fn a_probe_taken_over_is_judged_on_the_history_its_last_replica_wrote() {
+    let text = "probes:\n  - name: worker\n    interval: 500ms\n    process: {match: {name: no-such-process-here}}\n    drift:\n      rss: {limit: 2GiB, horizon: 6h}\n";
+    let config = load(text);
+    let local = Arc::new(Store::open(std::path::Path::new(":memory:")).unwrap());
+    let shared = Arc::new(Store::open(std::path::Path::new(":memory:")).unwrap());
+    let registry = Arc::new(Registry::new(config.probes, None));
+    let alerts = AlertService::new(local.clone(), "http://127.0.0.1:9464".into());
+    let info = ProbeInfo {
+        rule: None,
+        labels: BTreeMap::new(),
+        target: String::new(),
+        parents: Vec::new(),
+    };
+    let workers = alerts.configure(
+        HashMap::from([("worker".to_string(), info)]),
+        HashMap::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    assert!(workers.is_empty());
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let metrics = Arc::new(slowburn::metrics::DaemonMetrics::new());
+    let mut results = Results::new(local, alerts).with_shared_history(shared.clone(), tx, metrics);
+    results.configure(&registry).await;
+    let state = registry.get("worker").unwrap().clone();
+    let firing = || state.drift()[0].1.is_firing("trend");
+    assert!(!firing(), "no history yet");
+
+    // Another replica ran it: 90 minutes of a leak after six flat hours.
+    let now = unix_now();
+    let onset = now - 90.0 * 60.0;
+    let rows: Vec<(&str, &str, Sample)> = (0..=(7.5 * 240.0) as usize)
+        .map(|i| {
+            let t = onset - 6.0 * 3600.0 + 15.0 * i as f64;
+            let leak = (t - onset).max(0.0) * (2048.0 - 400.0) * MIB / (6.0 * 3600.0);
+            let v = 400.0 * MIB + leak + if i % 2 == 0 { MIB } else { -MIB };
+            ("worker", "rss", Sample { t, v })
+        })
+        .collect();
+    shared.append_samples(&rows).unwrap();
+    results.catch_up(&state).await;
+    assert!(!firing(), "run here a moment ago: not taken over");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    results.catch_up(&state).await;
+    assert!(firing(), "{:?}", state.drift());
+}
