@@ -808,6 +808,10 @@ probes:
         fleet.start("a", "seoul", &yaml),
         fleet.start("b", "seoul", &yaml),
     ];
+    // A replica listens before it has joined (and created the schema); it serves after.
+    for addr in addrs {
+        assert!(support::daemon::get(addr, "/healthz").is_some());
+    }
     let runner = |probe: &str| -> Option<usize> {
         let rows = fleet.query(&format!(
             "SELECT replica FROM slowburn_results WHERE probe = '{probe}' ORDER BY slot DESC LIMIT 1"
@@ -902,6 +906,31 @@ probes:
     });
     let (_, listed) = request_json(addrs[1], "GET", "/api/v1/overrides", None, "");
     assert_eq!(listed[0]["id"], row["id"], "{listed}");
+    // `slowburn oncall` reads the shared overrides too, with no daemon asked.
+    let out = std::process::Command::new(support::daemon::BIN)
+        .args([
+            "oncall",
+            "primary",
+            "-c",
+            "b.yaml",
+            "--at",
+            &now.to_string(),
+        ])
+        .current_dir(&fleet.dir)
+        .env(
+            "SLOWBURN_PG",
+            fleet.cluster.dsn("postgres", &fleet.database),
+        )
+        .env("SLOWBURN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.trim(),
+        "dave",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The history of `h` from the replica that does not run it.
     let other = addrs[1 - runner("h").unwrap()];
