@@ -175,9 +175,11 @@ async fn stored_overrides(
     if let Some(postgres) = &storage.postgres {
         let me = Identity::new(Some("slowburn-oncall".into()), None, 0);
         let read = async {
-            let coordinator =
-                Coordinator::connect((**postgres).clone(), me, postgres.timeouts).await?;
-            Ok::<_, slowburn::store::BackendError>(coordinator.overrides().await?)
+            let connected = Coordinator::connect((**postgres).clone(), me, postgres.timeouts);
+            let coordinator = connected
+                .await
+                .map_err(slowburn::store::BackendError::from)?;
+            coordinator.overrides().await
         };
         return match read.await {
             Ok(rows) => rows,
