@@ -90,19 +90,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(worker.run());
     }
 
-    service.add_silence(
-        Silence {
-            id: "maint-api".into(),
-            matchers: BTreeMap::from([("probe".to_string(), "api".to_string())]),
-            window: Window::Once {
-                starts: T0 - 60.0,
-                ends: T0 + 10.0 * 365.0 * 86400.0,
+    service
+        .add_silence(
+            Silence {
+                id: "maint-api".into(),
+                matchers: BTreeMap::from([("probe".to_string(), "api".to_string())]),
+                window: Window::Once {
+                    starts: T0 - 60.0,
+                    ends: T0 + 10.0 * 365.0 * 86400.0,
+                },
+                comment: "api migration".into(),
+                created_by: "bob".into(),
             },
-            comment: "api migration".into(),
-            created_by: "bob".into(),
-        },
-        T0,
-    )?;
+            T0,
+        )
+        .await?;
     for (i, probe) in ["web", "db", "api"].into_iter().enumerate() {
         let t = T0 + i as f64;
         service.observe(probe, Some(("connect", "connect: refused")), t);

@@ -184,12 +184,25 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         store.clone(),
         runner.clone(),
     )
-    .with_cluster(coordinator);
+    .with_cluster(coordinator.clone());
     let (registry_tx, registry_rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = registry_tx.send(registry.clone());
     let (results_stop, results_stopped) = watch::channel(false);
+    let mut results = Results::new(store, alerts.clone());
+    // With a shared database, signal history is kept there, written by its own task so a
+    // slow database never holds the results task (and so the probes) up.
+    let mut history_task = None;
+    if let Some(coordinator) = coordinator {
+        let (tx, rx) = tokio::sync::mpsc::channel(results::HISTORY_QUEUE);
+        results = results.with_shared_history(coordinator.clone(), tx, metrics.clone());
+        history_task = Some(tokio::spawn(results::write_history(
+            coordinator,
+            rx,
+            metrics.clone(),
+        )));
+    }
     let results_task = tokio::spawn(results::run(
-        Results::new(store, alerts.clone()),
+        results,
         outcome_rx,
         registry_rx,
         results_stopped,
@@ -254,6 +267,11 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     drop(daemon.runner);
     let _ = results_stop.send(true);
     let _ = results_task.await;
+    // The results task dropped its queue: the samples still in it are written, or given up
+    // at the grace period.
+    if let Some(task) = history_task {
+        let _ = tokio::time::timeout(options.grace, task).await;
+    }
     // Nothing decides any more: close the queues and let each worker finish what it holds.
     // What is still unsent at the deadline stays recorded as intended and goes out on the
     // next start.

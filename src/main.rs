@@ -249,7 +249,7 @@ fn main() -> ExitCode {
                 days,
                 json,
             } => match schedule {
-                Some(name) => cli::oncall::oncall(&name, config, at, days, json),
+                Some(name) => cli::oncall::oncall(&name, config, at, days, json).await,
                 None => {
                     eprintln!("slowburn: name a schedule: slowburn oncall SCHEDULE");
                     ExitCode::FAILURE

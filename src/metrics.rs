@@ -103,6 +103,7 @@ families! {
     LOG_CURSOR_RESETS = "probe_log_cursor_resets_total", "counter", "Journal cursors journalctl refused, each followed by reading on from the end.";
     COORDINATION_LOST = "slowburn_coordination_lost", "gauge", "1 while the shared database (storage.postgres) has been unreachable for three membership timeouts: nothing is claimed, probes run on every replica of the location; 0 otherwise.";
     ESCALATION_CLAIMS = "slowburn_escalation_claims_total", "counter", "Escalation steps this replica claimed from the shared database (each is sent once, or fenced off).";
+    HISTORY_DROPPED = "slowburn_history_samples_dropped_total", "counter", "Samples of signal history dropped because the shared database (storage.postgres) was unreachable or behind; probing goes on.";
     STORE_ERRORS = "slowburn_store_errors_total", "counter", "Store problems by kind: corrupt (the file was unreadable at start, kept aside, and a fresh store began without the alerts, silences and history of before) and failed (reads and writes that failed).";
 }
 
@@ -193,6 +194,8 @@ pub struct DaemonMetrics {
     /// escalation steps claimed.
     pub coordination: Arc<crate::cluster::daemon::Status>,
     pub claims: AtomicU64,
+    /// Samples of signal history the shared database did not take in time (dropped).
+    pub history_dropped: AtomicU64,
 }
 
 impl DaemonMetrics {
@@ -545,6 +548,10 @@ fn render_into(
     out.single(
         &ESCALATION_CLAIMS,
         daemon.claims.load(Ordering::Relaxed) as f64,
+    );
+    out.single(
+        &HISTORY_DROPPED,
+        daemon.history_dropped.load(Ordering::Relaxed) as f64,
     );
     out.header(&BUILD_INFO);
     let mut labels = String::new();

@@ -8,9 +8,15 @@
 //! buckets, and the checkpoints of log probes, are written to the store in batches, one
 //! transaction a second, however many probes ran in it; a log probe's new error signatures
 //! become tickets.
+//!
+//! Signal history goes through [`Backend`]: the store, or with `storage: postgres:` the shared
+//! database, so a replica that takes a probe over restores its detectors from the runs of the
+//! replica that had it. Writes to the shared database go through a bounded queue to
+//! [`write_history`]: a slow or lost database costs samples (counted), never a probe run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -23,7 +29,7 @@ use crate::detect::{self, DetectorSpec, SignalDetectors, Transition, Verdict};
 use crate::probe::Outcome;
 use crate::probe::log::NewSignature;
 use crate::state::{ProbeState, Registry};
-use crate::store::{Bucket, RETENTION_MINUTES, Sample, Store};
+use crate::store::{Backend, Bucket, RETENTION_MINUTES, Sample, Store};
 
 /// History kept in the store: four weeks and a day, so a weekly seasonal profile learns from
 /// four earlier weeks after a restart (and the 3-day burn-rate window is covered).
@@ -33,6 +39,17 @@ pub const HISTORY_AGE: f64 = 29.0 * 86_400.0;
 pub const HISTORY_MAX: usize = 50_000;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Flushes of samples that may wait for the shared database (about a minute of them); past
+/// that, a flush's samples are dropped and counted.
+pub const HISTORY_QUEUE: usize = 64;
+/// Intervals without a run here after which a probe's next run means this replica took it
+/// over (see [`Results::catch_up`]).
+pub const TAKEN_OVER_AFTER: f64 = 3.0;
+/// Tries of one batch of samples against the shared database before it is dropped.
+const HISTORY_TRIES: u32 = 3;
+
+/// A flush's samples on their way to the shared database.
+pub type SampleBatch = Vec<(String, String, Sample)>;
 
 /// The detectors of one watched signal.
 struct Watched {
@@ -57,6 +74,13 @@ pub const SERIES_MAX: usize = 500;
 /// The results task's state.
 pub struct Results {
     store: Arc<Store>,
+    /// Where signal history is read and kept: the store, or the shared database.
+    history: Arc<dyn Backend>,
+    /// With the shared database: the queue to [`write_history`], and where drops are counted.
+    writer: Option<(
+        mpsc::Sender<SampleBatch>,
+        Arc<crate::metrics::DaemonMetrics>,
+    )>,
     alerts: Arc<AlertService>,
     watched: HashMap<String, Vec<Watched>>,
     restarts: HashMap<String, f64>,
@@ -65,11 +89,16 @@ pub struct Results {
     uptime: HashMap<(String, i64), Bucket>,
     /// The latest checkpoint of each stream-reading probe, written with the samples.
     checkpoints: HashMap<String, String>,
+    /// When each probe's latest outcome was handled here (or the detectors were built), for
+    /// [`catch_up`](Self::catch_up).
+    handled: HashMap<String, f64>,
 }
 
 impl Results {
     pub fn new(store: Arc<Store>, alerts: Arc<AlertService>) -> Self {
         Results {
+            history: store.clone(),
+            writer: None,
             store,
             alerts,
             watched: HashMap::new(),
@@ -77,54 +106,100 @@ impl Results {
             batch: Vec::new(),
             uptime: HashMap::new(),
             checkpoints: HashMap::new(),
+            handled: HashMap::new(),
         }
     }
 
+    /// Reads and keeps signal history in the shared database (`storage: postgres:`) instead of
+    /// the store; samples are handed to `writer` (the queue of [`write_history`]).
+    pub fn with_shared_history(
+        mut self,
+        history: Arc<dyn Backend>,
+        writer: mpsc::Sender<SampleBatch>,
+        metrics: Arc<crate::metrics::DaemonMetrics>,
+    ) -> Self {
+        self.history = history;
+        self.writer = Some((writer, metrics));
+        self
+    }
+
     /// Rebuilds the detectors for a (new) registry and replays each series' stored history.
-    pub fn configure(&mut self, registry: &Registry) {
-        self.flush();
+    pub async fn configure(&mut self, registry: &Registry) {
+        self.flush().await;
         let now = unix_now();
         self.watched.clear();
+        self.handled.clear();
         for state in &registry.probes {
-            let mut list = Vec::new();
-            for watch in &state.config.watches {
-                let Some((detectors, _)) = self.restore(state, watch.spec.clone(), now) else {
-                    continue;
-                };
-                let mut series = HashMap::new();
-                let stored =
-                    (self.store.series_of(state.name(), &watch.signal)).unwrap_or_default();
-                for name in stored.into_iter().take(SERIES_MAX) {
-                    let mut spec = watch.spec.clone();
-                    spec.signal = name;
-                    let labels: Box<str> = spec.signal[watch.signal.len()..].into();
-                    if let Some((detectors, seen)) = self.restore(state, spec, now) {
-                        series.insert(labels, Series { detectors, seen });
-                    }
+            self.rebuild(state, now).await;
+            if self.writer.is_some() && !state.config.watches.is_empty() {
+                self.handled.insert(state.name().to_string(), now);
+            }
+        }
+    }
+
+    /// With the shared database: before the outcome of a probe this replica has not run for
+    /// [`TAKEN_OVER_AFTER`] intervals (it took the probe over from another replica), its
+    /// detectors are rebuilt from the shared history, so the runs the other replica made in
+    /// between are not lost to its trends. The results task calls it before [`handle`](Self::handle).
+    pub async fn catch_up(&mut self, state: &ProbeState) {
+        if self.writer.is_none() || state.config.watches.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        let last = self.handled.insert(state.name().to_string(), now);
+        let idle = last.map_or(f64::INFINITY, |t| now - t);
+        if idle > TAKEN_OVER_AFTER * state.interval().as_secs_f64() {
+            tracing::info!(
+                probe = state.name(),
+                idle,
+                "probe taken over: detectors rebuilt from the shared history"
+            );
+            self.rebuild(state, now).await;
+        }
+    }
+
+    /// Builds the detectors of one probe's watched signals from their stored history.
+    async fn rebuild(&mut self, state: &ProbeState, now: f64) {
+        self.watched.remove(state.name());
+        let mut list = Vec::new();
+        for watch in &state.config.watches {
+            let Some((detectors, _)) = self.restore(state, watch.spec.clone(), now).await else {
+                continue;
+            };
+            let mut series = HashMap::new();
+            let stored =
+                (self.history.series_of(state.name(), &watch.signal).await).unwrap_or_default();
+            for name in stored.into_iter().take(SERIES_MAX) {
+                let mut spec = watch.spec.clone();
+                spec.signal = name;
+                let labels: Box<str> = spec.signal[watch.signal.len()..].into();
+                if let Some((detectors, seen)) = self.restore(state, spec, now).await {
+                    series.insert(labels, Series { detectors, seen });
                 }
-                list.push(Watched {
-                    watch: watch.clone(),
-                    detectors,
-                    series,
-                });
             }
-            if !list.is_empty() {
-                tracing::info!(
-                    probe = state.name(),
-                    signals = list.len(),
-                    "drift detectors ready"
-                );
-                self.watched.insert(state.name().to_string(), list);
-            }
+            list.push(Watched {
+                watch: watch.clone(),
+                detectors,
+                series,
+            });
+        }
+        if !list.is_empty() {
+            tracing::info!(
+                probe = state.name(),
+                signals = list.len(),
+                "drift detectors ready"
+            );
+            self.watched.insert(state.name().to_string(), list);
         }
     }
 
     /// Builds the detectors of one series and feeds them its stored history. Alerts restored
     /// from the store already reflect the past; they are reconciled with where the replay
     /// ended, so nothing is paged twice and nothing stays stuck. Returns the detectors and
-    /// the time of the last stored sample (0 for none).
-    fn restore(
-        &self,
+    /// the time of the last stored sample (0 for none). (`&mut self` only so that the future
+    /// needs no `Sync`: detectors keep cells.)
+    async fn restore(
+        &mut self,
         state: &ProbeState,
         spec: DetectorSpec,
         now: f64,
@@ -138,8 +213,9 @@ impl Results {
             }
         };
         let history = self
-            .store
+            .history
             .samples(state.name(), &signal, now - HISTORY_AGE)
+            .await
             .unwrap_or_default();
         let points: Vec<(f64, f64)> = history.iter().map(|s| (s.t, s.v)).collect();
         let verdicts = detect::replay(&mut detectors, &points);
@@ -285,7 +361,7 @@ impl Results {
     }
 
     /// Writes the pending samples, uptime buckets and checkpoints.
-    pub fn flush(&mut self) {
+    pub async fn flush(&mut self) {
         if !self.uptime.is_empty() {
             let mut buckets: Vec<((String, i64), Bucket)> = self.uptime.drain().collect();
             buckets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -311,6 +387,24 @@ impl Results {
         if self.batch.is_empty() {
             return;
         }
+        if let Some((writer, metrics)) = &self.writer {
+            let batch = std::mem::take(&mut self.batch);
+            if let Err(e) = writer.try_send(batch) {
+                let lost = match e {
+                    mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => {
+                        b.len()
+                    }
+                };
+                metrics
+                    .history_dropped
+                    .fetch_add(lost as u64, Ordering::Relaxed);
+                tracing::debug!(
+                    samples = lost,
+                    "the shared database is behind: samples dropped"
+                );
+            }
+            return;
+        }
         let rows: Vec<(&str, &str, Sample)> = self
             .batch
             .iter()
@@ -322,10 +416,11 @@ impl Results {
         self.batch.clear();
     }
 
-    fn prune(&self) {
+    async fn prune(&mut self) {
         match self
-            .store
+            .history
             .prune_samples(unix_now() - HISTORY_AGE, HISTORY_MAX)
+            .await
         {
             Ok(removed) if removed > 0 => tracing::debug!(removed, "old samples pruned"),
             Ok(_) => {}
@@ -376,18 +471,49 @@ pub async fn run(
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
-            Some((state, outcome)) = outcomes.recv() => results.handle(&state, &outcome),
-            Some(registry) = registries.recv() => results.configure(&registry),
+            Some((state, outcome)) = outcomes.recv() => {
+                results.catch_up(&state).await;
+                results.handle(&state, &outcome);
+            }
+            Some(registry) = registries.recv() => results.configure(&registry).await,
             _ = flush.tick() => {
-                results.flush();
+                results.flush().await;
                 results.alerts.tick(unix_now());
             }
-            _ = prune.tick() => results.prune(),
+            _ = prune.tick() => results.prune().await,
             _ = stop.changed() => break,
         }
     }
     while let Ok((state, outcome)) = outcomes.try_recv() {
         results.handle(&state, &outcome);
     }
-    results.flush();
+    results.flush().await;
+}
+
+/// Writes the batches of samples [`Results`] queues for the shared database, each in one
+/// statement, retried with a short backoff; a batch that still fails is dropped and counted
+/// (`slowburn_history_samples_dropped_total`). Ends when the results task has ended and the
+/// queue is empty.
+pub async fn write_history(
+    history: Arc<dyn Backend>,
+    mut batches: mpsc::Receiver<SampleBatch>,
+    metrics: Arc<crate::metrics::DaemonMetrics>,
+) {
+    while let Some(batch) = batches.recv().await {
+        for attempt in 1..=HISTORY_TRIES {
+            match history.append_samples(&batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < HISTORY_TRIES => {
+                    tracing::debug!(error = %e, attempt, "signal history not written yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    metrics
+                        .history_dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    tracing::warn!(error = %e, samples = batch.len(), "cannot write signal history to the shared database: samples dropped");
+                }
+            }
+        }
+    }
 }

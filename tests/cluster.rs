@@ -283,3 +283,128 @@ async fn claims_per_second() {
         total as f64 / elapsed
     );
 }
+
+/// Silences, overrides and samples written through one replica's [`Backend`] are read
+/// through another's: the PostgreSQL side of the trait the embedded store also implements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_state_written_on_one_replica_is_read_on_another() {
+    use slowburn::store::oncall::OverrideRow;
+    use slowburn::store::{Backend, Sample};
+    let Some(rs) = replicas("shared_state", Timeouts::default()).await else {
+        return;
+    };
+    let (a, b): (Arc<dyn Backend>, Arc<dyn Backend>) = (rs[0].clone(), rs[1].clone());
+    assert!(a.is_shared());
+    a.save_silence("s1", r#"{"v":1}"#).await.unwrap();
+    a.save_silence("s1", r#"{"v":2}"#).await.unwrap();
+    b.save_silence("s0", "{}").await.unwrap();
+    assert_eq!(b.silences().await.unwrap(), ["{}", r#"{"v":2}"#]);
+    assert!(b.delete_silence("s1").await.unwrap());
+    assert!(!a.delete_silence("s1").await.unwrap());
+    assert_eq!(a.silences().await.unwrap(), ["{}"]);
+
+    let row = OverrideRow {
+        id: 0,
+        schedule: "primary".into(),
+        user: "dave".into(),
+        start: 100.0,
+        end: 200.0,
+        created_by: "alice".into(),
+        created_at: 50.0,
+    };
+    let first = a.add_override(&row).await.unwrap();
+    let second = b.add_override(&row).await.unwrap();
+    assert!(second > first);
+    let listed = b.overrides().await.unwrap();
+    assert_eq!(
+        listed[0],
+        OverrideRow {
+            id: first,
+            ..row.clone()
+        }
+    );
+    assert_eq!(listed.len(), 2);
+    assert!(a.delete_override(second).await.unwrap());
+    assert!(!b.delete_override(second).await.unwrap());
+
+    // History: labelled series are found bytewise (`{`…`|`), never a signal that only shares
+    // the prefix; a batch written twice (a retry after a lost answer) adds nothing.
+    let mut rows = Vec::new();
+    for (signal, n) in [
+        ("value", 3),
+        ("value{job=\"api\"}", 2),
+        ("value{job=\"web\"}", 1),
+        ("valuex", 1),
+    ] {
+        for i in 0..n {
+            let s = Sample {
+                t: 1000.0 + f64::from(i),
+                v: f64::from(i),
+            };
+            rows.push(("p".to_string(), signal.to_string(), s));
+        }
+    }
+    a.append_samples(&rows).await.unwrap();
+    a.append_samples(&rows).await.unwrap();
+    assert_eq!(
+        b.series_of("p", "value").await.unwrap(),
+        ["value{job=\"api\"}", "value{job=\"web\"}"]
+    );
+    let since: Vec<f64> = (b.samples("p", "value", 1001.0).await.unwrap().iter())
+        .map(|s| s.t)
+        .collect();
+    assert_eq!(since, [1001.0, 1002.0]);
+    // Older than 1001 goes, then at most one per series stays.
+    assert_eq!(b.prune_samples(1001.0, 1).await.unwrap(), 4 + 1);
+    assert_eq!(
+        a.samples("p", "value", 0.0).await.unwrap(),
+        [Sample { t: 1002.0, v: 2.0 }]
+    );
+}
+
+/// Two alert services on their own stores, sharing one database: a silence added through
+/// one is in effect in the other after its next refresh (the cluster loop's beat), and one
+/// removed is gone from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_added_through_one_replica_is_in_effect_on_another() {
+    use slowburn::alert::Silence;
+    use slowburn::alert::service::AlertService;
+    use slowburn::alert::silence::Window;
+    use slowburn::store::Store;
+    let Some(rs) = replicas("shared_silences", Timeouts::default()).await else {
+        return;
+    };
+    let mut services = Vec::new();
+    for r in &rs[..2] {
+        let store = Arc::new(Store::open(std::path::Path::new(":memory:")).unwrap());
+        let service = AlertService::new(store, "http://127.0.0.1:1".into());
+        service.share_state(r.clone()).await.unwrap();
+        services.push(service);
+    }
+    let silence = Silence {
+        id: "maintenance".into(),
+        matchers: [("probe".to_string(), "db".to_string())].into(),
+        window: Window::Once {
+            starts: 0.0,
+            ends: 4e9,
+        },
+        comment: "upgrade".into(),
+        created_by: "alice".into(),
+    };
+    let labels = silence.matchers.clone();
+    services[0].add_silence(silence, 10.0).await.unwrap();
+    assert!(services[0].is_silenced(&labels, 10.0));
+    assert!(!services[1].is_silenced(&labels, 10.0), "not refreshed yet");
+    services[1].refresh_shared(11.0).await.unwrap();
+    assert!(services[1].is_silenced(&labels, 11.0));
+    assert_eq!(services[1].silences().len(), 1);
+    assert!(
+        services[1]
+            .remove_silence("maintenance", 12.0)
+            .await
+            .unwrap()
+    );
+    services[0].refresh_shared(13.0).await.unwrap();
+    assert!(!services[0].is_silenced(&labels, 13.0));
+    assert!(services[0].silences().is_empty());
+}

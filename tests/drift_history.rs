@@ -78,7 +78,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
 
     let drift = registry.get("worker").unwrap().drift();
     let (signal, state) = &drift[0];
@@ -120,7 +120,7 @@ async fn a_leak_recorded_before_a_restart_is_still_seen_after_it() {
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store, again.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
     let before: Vec<u64> = alerts
         .alerts()
         .iter()
@@ -193,7 +193,7 @@ async fn a_seasonal_profile_learned_from_stored_days_pages_right_after_a_restart
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
 
     let drift = registry.get("orders").unwrap().drift();
     let (signal, state) = &drift[0];
@@ -303,7 +303,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
     let state = registry.get("handoffs").unwrap();
 
     // The last 20 minutes live: partner b at half its usual rate, a as usual, and a
@@ -322,7 +322,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
         results.handle(state, &run);
         t += 60.0;
     }
-    results.flush();
+    results.flush().await;
 
     let drift: HashMap<String, _> = state.drift().into_iter().collect();
     assert!(!drift[&name_a].any_firing(), "{:?}", drift[&name_a]);
@@ -355,7 +355,7 @@ async fn each_series_of_a_query_is_judged_on_its_own_and_kept_across_a_restart()
     assert!(workers.is_empty());
     let fresh = Arc::new(Registry::new(load(text).probes, None));
     let mut results = Results::new(store.clone(), again.clone());
-    results.configure(&fresh);
+    results.configure(&fresh).await;
     let drift: HashMap<String, _> = fresh.get("handoffs").unwrap().drift().into_iter().collect();
     assert_eq!(
         drift.len(),
@@ -381,7 +381,7 @@ async fn series_that_come_and_go_keep_a_bounded_number_of_detectors() {
     let registry = Arc::new(Registry::new(config.probes, None));
     let alerts = AlertService::new(store.clone(), "http://127.0.0.1:9464".into());
     let mut results = Results::new(store, alerts);
-    results.configure(&registry);
+    results.configure(&registry).await;
     let state = registry.get("pods").unwrap();
     // Every run a new pod (a rollout that never ends): the oldest series are dropped.
     let start = unix_now() - 86_400.0;
@@ -402,4 +402,56 @@ async fn series_that_come_and_go_keep_a_bounded_number_of_detectors() {
         slowburn::results::SERIES_MAX + extra - 1
     );
     assert!(drift.contains(&newest));
+}
+
+/// With a shared history (`storage: postgres:`; here a second store stands in for it), a
+/// replica that takes a probe over — its next run comes after three intervals without one —
+/// rebuilds the probe's detectors from the samples the other replica wrote meanwhile, and a
+/// probe it runs without a pause is not rebuilt.
+#[tokio::test]
+async fn a_probe_taken_over_is_judged_on_the_history_its_last_replica_wrote() {
+    let text = "probes:\n  - name: worker\n    interval: 500ms\n    process: {match: {name: no-such-process-here}}\n    drift:\n      rss: {limit: 2GiB, horizon: 6h}\n";
+    let config = load(text);
+    let local = Arc::new(Store::open(std::path::Path::new(":memory:")).unwrap());
+    let shared = Arc::new(Store::open(std::path::Path::new(":memory:")).unwrap());
+    let registry = Arc::new(Registry::new(config.probes, None));
+    let alerts = AlertService::new(local.clone(), "http://127.0.0.1:9464".into());
+    let info = ProbeInfo {
+        rule: None,
+        labels: BTreeMap::new(),
+        target: String::new(),
+        parents: Vec::new(),
+    };
+    let workers = alerts.configure(
+        HashMap::from([("worker".to_string(), info)]),
+        HashMap::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    assert!(workers.is_empty());
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let metrics = Arc::new(slowburn::metrics::DaemonMetrics::new());
+    let mut results = Results::new(local, alerts).with_shared_history(shared.clone(), tx, metrics);
+    results.configure(&registry).await;
+    let state = registry.get("worker").unwrap().clone();
+    let firing = || state.drift()[0].1.is_firing("trend");
+    assert!(!firing(), "no history yet");
+
+    // Another replica ran it: 90 minutes of a leak after six flat hours.
+    let now = unix_now();
+    let onset = now - 90.0 * 60.0;
+    let rows: Vec<(&str, &str, Sample)> = (0..=(7.5 * 240.0) as usize)
+        .map(|i| {
+            let t = onset - 6.0 * 3600.0 + 15.0 * i as f64;
+            let leak = (t - onset).max(0.0) * (2048.0 - 400.0) * MIB / (6.0 * 3600.0);
+            let v = 400.0 * MIB + leak + if i % 2 == 0 { MIB } else { -MIB };
+            ("worker", "rss", Sample { t, v })
+        })
+        .collect();
+    shared.append_samples(&rows).unwrap();
+    results.catch_up(&state).await;
+    assert!(!firing(), "run here a moment ago: not taken over");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    results.catch_up(&state).await;
+    assert!(firing(), "{:?}", state.drift());
 }

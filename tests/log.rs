@@ -447,7 +447,7 @@ async fn a_new_signature_raises_one_ticket_and_its_tenth_occurrence_none() {
     );
     assert!(workers.is_empty());
     let mut results = Results::new(store.clone(), alerts.clone());
-    results.configure(&registry);
+    results.configure(&registry).await;
     let state = registry.get("app").unwrap().clone();
     let tickets = || {
         alerts

@@ -81,6 +81,7 @@ const EXERCISED: &[&str] = &[
     "slowburn_store_errors_total",
     "slowburn_coordination_lost",
     "slowburn_escalation_claims_total",
+    "slowburn_history_samples_dropped_total",
 ];
 
 /// Where `name` is on `PATH`, or a loud skip (a panic when Prometheus is required).

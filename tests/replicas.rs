@@ -749,3 +749,252 @@ fn an_alert_whose_evaluator_died_is_resolved_by_its_new_owner() {
         .count();
     assert_eq!(resolves, 1);
 }
+
+/// Silences, overrides and history are shared state: a silence added through replica A's API
+/// is listed by B and holds the page of the alert B evaluates (while an unsilenced probe on
+/// the same target pages); an override added on A is who B's schedule resolves to; the
+/// history of a probe B runs is answered by A from the shared database.
+#[test]
+fn silences_overrides_and_history_added_on_one_replica_hold_on_another() {
+    let Some(mut fleet) = Fleet::new("shared_state") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    // Open until the test closes it: runs succeed, then fail (refused) at once.
+    let flaky = TcpListener::bind("127.0.0.1:0").unwrap();
+    let flaky_addr = flaky.local_addr().unwrap();
+    flaky.set_nonblocking(true).unwrap();
+    let close = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closing = close.clone();
+    std::thread::spawn(move || {
+        while !closing.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((s, _)) = flaky.accept() {
+                drop(s)
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_addr = open.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in open.incoming() {
+            drop(s)
+        }
+    });
+    let mut yaml = format!(
+        "server: {{api_token: env:SLOWBURN_TOKEN}}
+storage: {{postgres: {{dsn: env:SLOWBURN_PG, lease: 5s, membership_timeout: 2s}}}}
+people:
+  - {{name: alice, notify: [{{notifier: hook, to: U-alice}}]}}
+  - {{name: dave, notify: [{{notifier: hook, to: U-dave}}]}}
+schedules:
+  - {{name: primary, timezone: UTC, layers: [{{users: [alice], start: \"2026-01-05T09:00\", turn: 1w}}]}}
+notifiers:
+  - {{name: hook, webhook: {{url: \"http://{hooks}/hook\"}}}}
+policies:
+  - {{name: p, repeat: 0, steps: [{{notify: [hook]}}]}}
+probes:
+"
+    );
+    for name in ["db0", "db1", "db2", "db3", "web"] {
+        yaml.push_str(&format!(
+            "  - {{name: {name}, interval: 500ms, timeout: 300ms, tcp: {{address: \"{flaky_addr}\"}}, alert: {{after: 1, policy: p}}}}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "  - {{name: h, interval: 500ms, timeout: 300ms, tcp: {{address: \"{open_addr}\"}}, drift: {{latency: {{limit: 2s, horizon: 1h}}}}}}\n"
+    ));
+    let addrs = [
+        fleet.start("a", "seoul", &yaml),
+        fleet.start("b", "seoul", &yaml),
+    ];
+    // A replica listens before it has joined (and created the schema); it serves after.
+    for addr in addrs {
+        assert!(support::daemon::get(addr, "/healthz").is_some());
+    }
+    let runner = |probe: &str| -> Option<usize> {
+        let rows = fleet.query(&format!(
+            "SELECT replica FROM slowburn_results WHERE probe = '{probe}' ORDER BY slot DESC LIMIT 1"
+        ));
+        let replica: String = rows.first()?.get(0);
+        Some(usize::from(replica == "b"))
+    };
+    wait_until("every probe runs", Duration::from_secs(15), || {
+        ["db0", "db1", "db2", "db3", "web", "h"]
+            .iter()
+            .all(|p| runner(p).is_some())
+    });
+    // The silence goes in through the replica that does not run the silenced probes.
+    let evaluator = runner("db0").unwrap();
+    let silenced: Vec<&str> = ["db0", "db1", "db2", "db3"]
+        .into_iter()
+        .filter(|p| runner(p) == Some(evaluator))
+        .collect();
+    let (writer, reader) = (addrs[1 - evaluator], addrs[evaluator]);
+    let mut ids = Vec::new();
+    for probe in &silenced {
+        let body = format!(
+            r#"{{"match": {{"probe": "{probe}"}}, "starts": "2020-01-01T00:00:00Z", "ends": "2099-01-01T00:00:00Z", "comment": "migration", "created_by": "alice"}}"#
+        );
+        let (status, made) = request_json(writer, "POST", "/api/v1/silences", Some(TOKEN), &body);
+        assert_eq!(status, 201, "{made}");
+        ids.push(made["id"].as_str().unwrap().to_string());
+    }
+    let started = Instant::now();
+    wait_until(
+        "the silences listed on the other replica",
+        Duration::from_secs(5),
+        || {
+            let (_, list) = request_json(reader, "GET", "/api/v1/silences", None, "");
+            list.as_array().unwrap().len() == silenced.len()
+        },
+    );
+    eprintln!(
+        "silences of {silenced:?} reached their evaluator in {:?}",
+        started.elapsed()
+    );
+    // Every probe on the flaky target fails from now on.
+    close.store(true, std::sync::atomic::Ordering::Relaxed);
+    wait_until("web pages", Duration::from_secs(10), || {
+        receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, j)| j["probe"] == "web")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let paged: HashSet<String> = (receiver.0.lock().unwrap().iter())
+        .filter(|(p, j)| p == "/hook" && j["event"] == "trigger")
+        .map(|(_, j)| j["probe"].as_str().unwrap().to_string())
+        .collect();
+    for probe in &silenced {
+        assert!(!paged.contains(*probe), "{probe} is silenced: {paged:?}");
+    }
+    // Removed on the evaluator, the silence is gone from the writer's list too.
+    let (status, _) = request_json(
+        reader,
+        "DELETE",
+        &format!("/api/v1/silences/{}", ids[0]),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(status, 204);
+    wait_until(
+        "the removal listed on the writer",
+        Duration::from_secs(5),
+        || {
+            let (_, list) = request_json(writer, "GET", "/api/v1/silences", None, "");
+            list.as_array().unwrap().len() == silenced.len() - 1
+        },
+    );
+
+    // An override added on one replica is who the schedule resolves to on the other.
+    let now = jiff::Timestamp::now();
+    let hour = jiff::SignedDuration::from_hours(1);
+    let body = serde_json::json!({"schedule": "primary", "user": "dave", "start": (now - hour).to_string(), "end": (now + hour).to_string()});
+    let (status, row) = request_json(
+        addrs[0],
+        "POST",
+        "/api/v1/overrides",
+        Some(TOKEN),
+        &body.to_string(),
+    );
+    assert_eq!(status, 201, "{row}");
+    wait_until("dave on call on b", Duration::from_secs(5), || {
+        request_json(addrs[1], "GET", "/api/v1/oncall", None, "").1["primary"] == "dave"
+    });
+    let (_, listed) = request_json(addrs[1], "GET", "/api/v1/overrides", None, "");
+    assert_eq!(listed[0]["id"], row["id"], "{listed}");
+    // `slowburn oncall` reads the shared overrides too, with no daemon asked.
+    let out = std::process::Command::new(support::daemon::BIN)
+        .args([
+            "oncall",
+            "primary",
+            "-c",
+            "b.yaml",
+            "--at",
+            &now.to_string(),
+        ])
+        .current_dir(&fleet.dir)
+        .env(
+            "SLOWBURN_PG",
+            fleet.cluster.dsn("postgres", &fleet.database),
+        )
+        .env("SLOWBURN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.trim(),
+        "dave",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The history of `h` from the replica that does not run it.
+    let other = addrs[1 - runner("h").unwrap()];
+    wait_until("h's history elsewhere", Duration::from_secs(5), || {
+        let (status, history) = request_json(
+            other,
+            "GET",
+            "/api/v1/probes/h/history?signal=latency&since=10m",
+            None,
+            "",
+        );
+        status == 200 && history["points"].as_array().is_some_and(|p| p.len() >= 2)
+    });
+}
+
+/// While the shared database is away a silence cannot be added or removed on one replica
+/// alone: the API answers 503 with a sentence and changes nothing; the listing answers from
+/// the replica's copy; samples that cannot be written are dropped and counted while the
+/// probes go on running.
+#[test]
+fn shared_state_writes_are_refused_while_the_database_is_away() {
+    let Some(mut fleet) = Fleet::own("shared_away") else {
+        return;
+    };
+    let (_receiver, hooks) = Receiver::start();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = open.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in open.incoming() {
+            drop(s)
+        }
+    });
+    let mut yaml = head(hooks, "{notify: [hook]}");
+    yaml.push_str(&format!(
+        "  - {{name: h, interval: 200ms, timeout: 150ms, tcp: {{address: \"{target}\"}}, drift: {{latency: {{limit: 2s, horizon: 1h}}}}}}\n"
+    ));
+    let addr = fleet.start("solo", "seoul", &yaml);
+    let silence = |id: &str| {
+        format!(
+            r#"{{"id": "{id}", "match": {{"probe": "h"}}, "starts": "2020-01-01T00:00:00Z", "ends": "2099-01-01T00:00:00Z", "comment": "c", "created_by": "alice"}}"#
+        )
+    };
+    let post = |id: &str| request_json(addr, "POST", "/api/v1/silences", Some(TOKEN), &silence(id));
+    assert_eq!(post("kept").0, 201);
+    fleet.cluster.down().unwrap();
+    let (status, refused) = post("refused");
+    assert_eq!(status, 503, "{refused}");
+    let sentence = refused["error"].as_str().unwrap();
+    assert!(sentence.contains("nothing was changed"), "{sentence}");
+    let (status, _) = request_json(addr, "DELETE", "/api/v1/silences/kept", Some(TOKEN), "");
+    assert_eq!(status, 503);
+    let (_, listed) = request_json(addr, "GET", "/api/v1/silences", None, "");
+    let ids: Vec<&str> = (listed.as_array().unwrap().iter())
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["kept"], "the copy stays in effect");
+    let runs = |metrics: &str| {
+        support::daemon::metric_value(metrics, "slowburn_probe_runs_total{probe=\"h\"")
+    };
+    let before = runs(&support::daemon::get(addr, "/metrics").unwrap().1);
+    let metrics = support::daemon::wait_metrics(addr, Duration::from_secs(15), |m| {
+        support::daemon::metric_value(m, "slowburn_history_samples_dropped_total")
+            .is_some_and(|n| n > 0.0)
+    });
+    assert!(runs(&metrics) > before, "probing went on: {before:?}");
+    fleet.cluster.up().unwrap();
+}

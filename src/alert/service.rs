@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 
 use super::{Alert, Engine, Event, Policy, ProbeInfo, Refusal, Send, Silence, State};
 use crate::notify::{Notification, Notifier};
-use crate::store::{Record, Store};
+use crate::store::oncall::OverrideRow;
+use crate::store::{Backend, BackendError, Record, Store};
 
 mod oncall;
 
@@ -131,6 +132,21 @@ pub struct AlertService {
     /// Set when replicas share a database: decisions go there to be claimed and sent once
     /// across the cluster, instead of to this daemon's queues.
     shared: std::sync::OnceLock<mpsc::UnboundedSender<Decision>>,
+    /// Set when replicas share a database: where API silences and overrides are written
+    /// (instead of the store), and the copy of them last read from it.
+    backend: std::sync::OnceLock<Arc<dyn Backend>>,
+    mirror: Mutex<Mirror>,
+}
+
+/// The shared database's API silences and overrides as this replica last read or wrote them:
+/// what the engine runs with, and what listings fall back to while the database is away.
+#[derive(Default)]
+struct Mirror {
+    silences: Vec<Silence>,
+    overrides: Vec<OverrideRow>,
+    /// Bumped by every write of this replica: a refresh that read before a write is dropped,
+    /// so it cannot take back what the write just put in.
+    generation: u64,
 }
 
 struct Inner {
@@ -186,6 +202,8 @@ impl AlertService {
             retry,
             deliveries: Arc::default(),
             shared: std::sync::OnceLock::new(),
+            backend: std::sync::OnceLock::new(),
+            mirror: Mutex::new(Mirror::default()),
         })
     }
 
@@ -193,6 +211,87 @@ impl AlertService {
     /// queues: the shared database records, claims and sends them.
     pub fn share_decisions(&self, decisions: mpsc::UnboundedSender<Decision>) {
         let _ = self.shared.set(decisions);
+    }
+
+    /// Keeps API silences and overrides in `backend` (the shared database) instead of the
+    /// store, and reads them from it once; [`refresh_shared`](Self::refresh_shared) keeps the
+    /// copy current. Call before [`configure`](Self::configure).
+    pub async fn share_state(&self, backend: Arc<dyn Backend>) -> Result<(), BackendError> {
+        let _ = self.backend.set(backend);
+        self.refresh_shared(unix_now()).await
+    }
+
+    /// Where API silences and overrides are kept: the shared database, or the store.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        match self.backend.get() {
+            Some(backend) => backend.clone(),
+            None => self.store.clone(),
+        }
+    }
+
+    /// Reads the shared database's silences and overrides and brings the engine in line with
+    /// them: a silence or override added or removed on another replica takes effect here.
+    /// The cluster loop calls it every beat; on an error the last copy stays in effect.
+    pub async fn refresh_shared(&self, now: f64) -> Result<(), BackendError> {
+        let Some(backend) = self.backend.get().cloned() else {
+            return Ok(());
+        };
+        let generation = self.mirror().generation;
+        let silences: Vec<Silence> = (backend.silences().await?.iter())
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect();
+        let overrides = backend.overrides().await?;
+        let (old_silences, old_overrides) = {
+            let mut mirror = self.mirror();
+            if mirror.generation != generation {
+                return Ok(()); // A write of this replica came between: the next beat reads it.
+            }
+            (
+                std::mem::replace(&mut mirror.silences, silences.clone()),
+                std::mem::replace(&mut mirror.overrides, overrides.clone()),
+            )
+        };
+        if old_silences != silences {
+            let mut inner = self.lock();
+            let mut sends = Vec::new();
+            for gone in old_silences
+                .iter()
+                .filter(|o| !silences.iter().any(|s| s.id == o.id))
+            {
+                if !inner.file_silences.iter().any(|f| f.id == gone.id) {
+                    sends.extend(inner.engine.remove_silence(&gone.id, now).1);
+                }
+            }
+            for new in silences.iter().filter(|s| !old_silences.contains(s)) {
+                sends.extend(inner.engine.add_silence(new.clone(), now));
+            }
+            self.commit(inner, sends, now);
+        }
+        if old_overrides != overrides {
+            let file = self.lock().file_directory.clone();
+            let running = self.with_stored_overrides(file);
+            *self.lock().engine.directory_mut() = running;
+        }
+        Ok(())
+    }
+
+    fn mirror(&self) -> MutexGuard<'_, Mirror> {
+        self.mirror.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a write of this replica to the copy of the shared state (when there is one).
+    fn remember(&self, change: impl FnOnce(&mut Mirror)) {
+        if self.backend.get().is_some() {
+            let mut mirror = self.mirror();
+            mirror.generation += 1;
+            change(&mut mirror);
+        }
+    }
+
+    /// Whether an active silence (from the probe files, the API or another replica) covers
+    /// these labels: a step planned before the silence began is not sent while it lasts.
+    pub fn is_silenced(&self, labels: &BTreeMap<String, String>, now: f64) -> bool {
+        (self.lock().engine.silences().iter()).any(|s| s.active(now) && s.matches(labels))
     }
 
     /// A configured notifier, by name.
@@ -341,10 +440,15 @@ impl AlertService {
         alert
     }
 
-    /// Adds a silence created through the API (kept in the store).
-    pub fn add_silence(&self, silence: Silence, now: f64) -> Result<(), crate::store::StoreError> {
+    /// Adds a silence created through the API, kept in the store (or the shared database,
+    /// where every replica reads it; when that is unreachable nothing changes anywhere).
+    pub async fn add_silence(&self, silence: Silence, now: f64) -> Result<(), BackendError> {
         let body = serde_json::to_string(&silence).unwrap_or_default();
-        self.store.save_silence(&silence.id, &body)?;
+        self.backend().save_silence(&silence.id, &body).await?;
+        self.remember(|m| {
+            m.silences.retain(|s| s.id != silence.id);
+            m.silences.push(silence.clone());
+        });
         let mut inner = self.lock();
         let sends = inner.engine.add_silence(silence, now);
         self.commit(inner, sends, now);
@@ -352,10 +456,11 @@ impl AlertService {
     }
 
     /// Removes an API silence; silences from probe files are removed by editing the files.
-    pub fn remove_silence(&self, id: &str, now: f64) -> Result<bool, crate::store::StoreError> {
-        if !self.store.delete_silence(id)? {
+    pub async fn remove_silence(&self, id: &str, now: f64) -> Result<bool, BackendError> {
+        if !self.backend().delete_silence(id).await? {
             return Ok(false);
         }
+        self.remember(|m| m.silences.retain(|s| s.id != id));
         let mut inner = self.lock();
         let (_, sends) = inner.engine.remove_silence(id, now);
         self.commit(inner, sends, now);
@@ -430,7 +535,11 @@ impl AlertService {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// API silences: the copy of the shared database's, or the store's.
     fn stored_silences(&self) -> Vec<Silence> {
+        if self.backend.get().is_some() {
+            return self.mirror().silences.clone();
+        }
         self.store
             .silences()
             .unwrap_or_default()

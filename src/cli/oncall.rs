@@ -29,11 +29,12 @@ pub enum OncallAction {
     },
 }
 
-/// Prints a schedule from the probe files and the overrides in the daemon's store: its
+/// Prints a schedule from the probe files and the overrides in the daemon's store (with
+/// `storage: postgres:`, the shared database's, which every replica runs with): its
 /// shifts over `days` from `at` (default now, 7 days), or with `--at` alone the name of who
 /// is on call then (exit 1 for nobody). `at` is RFC 3339, or a local time in the schedule's
 /// zone (`2027-04-12T09:00`).
-pub fn oncall(
+pub async fn oncall(
     name: &str,
     config: Vec<PathBuf>,
     at: Option<String>,
@@ -44,17 +45,8 @@ pub fn oncall(
         return ExitCode::FAILURE;
     };
     let mut directory = config.alerting.directory;
-    // The daemon's overrides, when its store is here; read only if it exists.
-    if let Some(store) = config
-        .storage
-        .path
-        .exists()
-        .then(|| slowburn::store::Store::open(&config.storage.path).ok())
-        .flatten()
-    {
-        for row in store.overrides().unwrap_or_default() {
-            let _ = directory.add_override(&row.schedule, slowburn::oncall::stored(&row));
-        }
+    for row in stored_overrides(&config.storage).await {
+        let _ = directory.add_override(&row.schedule, slowburn::oncall::stored(&row));
     }
     let Some(schedule) = directory.schedules.get(name) else {
         let mut names: Vec<&str> = directory.schedules.keys().map(String::as_str).collect();
@@ -171,4 +163,36 @@ pub async fn page(service: &str, message: &str, ticket: bool, remote: Remote) ->
             ExitCode::FAILURE
         }
     }
+}
+
+/// The overrides the daemon runs with: the shared database's (a warning and none when it
+/// cannot be read), or those of its store when the store is here (read only if it exists).
+async fn stored_overrides(
+    storage: &slowburn::config::StorageConfig,
+) -> Vec<slowburn::store::oncall::OverrideRow> {
+    use slowburn::cluster::{Identity, pg::Coordinator};
+    use slowburn::store::Backend;
+    if let Some(postgres) = &storage.postgres {
+        let me = Identity::new(Some("slowburn-oncall".into()), None, 0);
+        let read = async {
+            let connected = Coordinator::connect((**postgres).clone(), me, postgres.timeouts);
+            let coordinator = connected
+                .await
+                .map_err(slowburn::store::BackendError::from)?;
+            coordinator.overrides().await
+        };
+        return match read.await {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("slowburn: warning: overrides not shown: {e}");
+                Vec::new()
+            }
+        };
+    }
+    let store = (storage.path.exists())
+        .then(|| slowburn::store::Store::open(&storage.path).ok())
+        .flatten();
+    store
+        .map(|s| s.overrides().unwrap_or_default())
+        .unwrap_or_default()
 }

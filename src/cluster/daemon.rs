@@ -1,7 +1,9 @@
 //! A replica's part in the cluster, for `app.rs` to spawn: heartbeat the membership row,
 //! learn the live members (which decide the probes this replica runs, [`Shard`]), hand the
 //! alert engine's decisions to the shared database, and claim, fence, send and complete the
-//! escalation steps that are due.
+//! escalation steps that are due. Every beat it also reads the API silences and on-call
+//! overrides any replica added ([`AlertService::refresh_shared`]), so each takes effect
+//! everywhere within one beat (a quarter of the membership timeout).
 //!
 //! While PostgreSQL is unreachable nothing is claimed, so nothing is sent twice; probes keep
 //! running (a replica that lost its members runs every probe of its location: fail open), and
@@ -59,6 +61,13 @@ pub async fn join(
     let coordinator =
         Arc::new(Coordinator::connect(postgres.clone(), me, postgres.timeouts).await?);
     tracing::info!(replica = %coordinator.me.replica, location = %coordinator.me.location, postgres = %coordinator.target(), "joined the cluster");
+    alerts
+        .share_state(coordinator.clone())
+        .await
+        .map_err(|e| match e {
+            crate::store::BackendError::Postgres(e) => e,
+            other => coordinator.error(other.to_string()),
+        })?;
     let (tx, decisions) = mpsc::unbounded_channel();
     alerts.share_decisions(tx);
     let task = run(
@@ -141,6 +150,12 @@ pub async fn run(
             applied += 1;
         }
         backlog.drain(..applied);
+        if let Err(e) = alerts
+            .refresh_shared(crate::alert::service::unix_now())
+            .await
+        {
+            tracing::debug!(error = %e, "silences and overrides not refreshed: the last copy stays in effect");
+        }
         if backlog.is_empty() {
             let _ = adopt(&coordinator, &shard, &alerts, &mut opened).await;
             let _ = follow(&coordinator, &alerts, &mut opened).await;
@@ -660,6 +675,15 @@ async fn deliver(coordinator: Arc<Coordinator>, alerts: Arc<AlertService>, claim
         return;
     };
     let event = Event::parse(&claim.event).unwrap_or(Event::Trigger);
+    if event == Event::Trigger
+        && alerts.is_silenced(&alert.labels, crate::alert::service::unix_now())
+    {
+        // Planned before the silence began (perhaps on another replica): held, as the
+        // engine holds its own steps; when the silence ends the evaluator pages again.
+        tracing::info!(key = %claim.idempotency_key, "step silenced: not sent");
+        let _ = coordinator.complete(&claim, false, Some("silenced")).await;
+        return;
+    }
     // The step's target resolved now: a notifier is itself, a person their contacts, a
     // schedule whoever is on call at this instant.
     let target = crate::oncall::Target::parse(&claim.notifier);

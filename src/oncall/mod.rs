@@ -102,6 +102,9 @@ pub enum OverrideError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The store or the shared database could not keep it.
+    #[error(transparent)]
+    Backend(#[from] crate::store::BackendError),
 }
 
 /// The override a stored row describes.

@@ -43,6 +43,9 @@ pub struct Shared {
     /// Signal history, read by `/api/v1/probes/{name}/history`; heartbeat pings, written by
     /// `/ping/…`.
     pub store: Arc<Store>,
+    /// Where signal history is read: the store, or with `storage: postgres:` the shared
+    /// database, so any replica answers for probes another ran.
+    pub history: Arc<dyn crate::store::Backend>,
     /// The ping routes' rate limiter and the runner that judges a pinged probe at once.
     pings: Arc<ping::Desk>,
     /// The in-flight bound of blackbox's `/probe`.
@@ -65,6 +68,7 @@ impl Shared {
             metrics,
             alerts,
             api_token: Arc::new(RwLock::new(api_token)),
+            history: store.clone(),
             store,
             pings: Arc::new(ping::Desk::new(runner)),
             probe_slots: Default::default(),
@@ -73,7 +77,11 @@ impl Shared {
     }
 
     /// Sends acks and resolves to the shared database (replicas sharing `storage: postgres:`).
+    /// Signal history is then read from there too.
     pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::pg::Coordinator>>) -> Self {
+        if let Some(cluster) = &cluster {
+            self.history = cluster.clone();
+        }
         self.cluster = cluster;
         self
     }

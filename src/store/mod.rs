@@ -14,10 +14,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+pub mod backend;
 mod migrations;
 pub mod oncall;
 mod pings;
 mod uptime;
+pub use self::backend::{Backend, BackendError};
 pub use self::migrations::SCHEMA_VERSION;
 use self::migrations::{MIGRATIONS, migrate};
 pub use self::pings::PingRow;

@@ -10,7 +10,7 @@ use super::AlertService;
 use crate::alert::{Alert, Severity};
 use crate::oncall::links::Signer;
 use crate::oncall::{Directory, OverrideError, Route, stored};
-use crate::store::StoreError;
+use crate::store::BackendError;
 use crate::store::oncall::OverrideRow;
 
 impl AlertService {
@@ -25,32 +25,62 @@ impl AlertService {
 
     /// Adds an override (from the API or `slowburn oncall override`): checked against the
     /// running schedules, kept in the store, then in effect.
-    pub fn add_override(&self, mut row: OverrideRow) -> Result<OverrideRow, OverrideError> {
-        let mut inner = self.lock();
-        let mut check = inner.engine.directory().clone();
+    /// With a shared database the override is kept there (every replica reads it), and when
+    /// that is unreachable it is refused, not kept here alone.
+    pub async fn add_override(&self, mut row: OverrideRow) -> Result<OverrideRow, OverrideError> {
+        let mut check = self.lock().engine.directory().clone();
         check
             .add_override(&row.schedule, stored(&row))
             .map_err(OverrideError::Invalid)?;
-        row.id = self.store.add_override(&row)?;
-        *inner.engine.directory_mut() = check;
+        row.id = self.backend().add_override(&row).await?;
+        self.remember(|m| m.overrides.push(row.clone()));
+        let mut inner = self.lock();
+        if let Err(why) = (inner.engine.directory_mut()).add_override(&row.schedule, stored(&row)) {
+            // A reload between the check and now dropped its schedule.
+            tracing::warn!(id = row.id, schedule = %row.schedule, %why, "stored override ignored");
+        }
         Ok(row)
     }
 
     /// Removes a stored override (those of the probe files are removed by editing the files);
     /// false when there is none with that id.
-    pub fn remove_override(&self, id: i64) -> Result<bool, StoreError> {
-        if !self.store.delete_override(id)? {
+    pub async fn remove_override(&self, id: i64) -> Result<bool, BackendError> {
+        if !self.backend().delete_override(id).await? {
             return Ok(false);
         }
+        self.remember(|m| m.overrides.retain(|o| o.id != id));
         let file = self.lock().file_directory.clone();
         let running = self.with_stored_overrides(file);
         *self.lock().engine.directory_mut() = running;
         Ok(true)
     }
 
-    /// `directory` with the overrides kept in the store after its own.
-    fn with_stored_overrides(&self, mut directory: Directory) -> Directory {
-        for row in self.store.overrides().unwrap_or_default() {
+    /// The stored overrides, oldest first: read from the shared database (or, while it is
+    /// unreachable, this replica's latest copy of them), or from the store.
+    pub async fn overrides(&self) -> Result<Vec<OverrideRow>, BackendError> {
+        if self.backend.get().is_none() {
+            return Ok(self.store.overrides()?);
+        }
+        match self.backend().overrides().await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                tracing::debug!(error = %e, "overrides listed from this replica's copy");
+                Ok(self.mirror().overrides.clone())
+            }
+        }
+    }
+
+    /// The overrides the engine runs with: the copy of the shared database's, or the store's.
+    fn running_overrides(&self) -> Vec<OverrideRow> {
+        if self.backend.get().is_some() {
+            return self.mirror().overrides.clone();
+        }
+        self.store.overrides().unwrap_or_default()
+    }
+
+    /// `directory` with the stored overrides after its own.
+    pub(super) fn with_stored_overrides(&self, mut directory: Directory) -> Directory {
+        for row in self.running_overrides() {
             if let Err(why) = directory.add_override(&row.schedule, stored(&row)) {
                 tracing::warn!(id = row.id, schedule = %row.schedule, %why, "stored override ignored");
             }

@@ -14,6 +14,10 @@
 //! - **Results**: one row per (probe, location, slot): runs duplicated during a membership
 //!   change collapse on that key.
 //!
+//! - **Shared state** ([`shared`]): API silences, on-call overrides and signal history, the
+//!   PostgreSQL side of [`crate::store::Backend`]. Sample times are the probes' run times, data
+//!   like the values, not leases.
+//!
 //! Every time compared here is the database's: replica clocks do not matter.
 
 use std::sync::Mutex;
@@ -24,6 +28,7 @@ use tokio_postgres::{Client, NoTls};
 use super::{Identity, Postgres};
 
 mod members;
+pub mod shared;
 mod steps;
 
 pub use self::members::{Member, RunResult, slot};
@@ -39,7 +44,8 @@ pub struct PgError {
 
 /// The coordination schema, one migration per version; the version is kept in
 /// `slowburn_schema`. A migration that has shipped is never edited, only followed.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE slowburn_members (
     replica text PRIMARY KEY,
     location text NOT NULL,
@@ -94,7 +100,27 @@ CREATE TABLE slowburn_results (
     PRIMARY KEY (probe, location, slot)
 );
 CREATE TABLE slowburn_silences (id text PRIMARY KEY, body text NOT NULL);
-"];
+",
+    "
+CREATE TABLE slowburn_overrides (
+    id bigserial PRIMARY KEY,
+    schedule text NOT NULL,
+    person text NOT NULL,
+    start_at double precision NOT NULL,
+    end_at double precision NOT NULL,
+    created_by text NOT NULL,
+    created_at double precision NOT NULL
+);
+CREATE TABLE slowburn_samples (
+    probe text COLLATE \"C\" NOT NULL,
+    signal text COLLATE \"C\" NOT NULL,
+    t double precision NOT NULL,
+    v double precision NOT NULL,
+    PRIMARY KEY (probe, signal, t)
+);
+CREATE INDEX slowburn_samples_age ON slowburn_samples (t);
+",
+];
 
 /// Leases and membership, in seconds of the database's clock.
 #[derive(Debug, Clone, Copy)]
@@ -306,7 +332,7 @@ impl Coordinator {
         self.error(message)
     }
 
-    fn error(&self, message: String) -> PgError {
+    pub(crate) fn error(&self, message: String) -> PgError {
         PgError {
             target: self.pg.target().to_string(),
             message,

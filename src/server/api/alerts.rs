@@ -234,7 +234,7 @@ async fn add_silence(
     shared
         .alerts
         .add_silence(silence.clone(), unix_now())
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::to_value(&silence).unwrap_or(Value::Null)),
@@ -247,12 +247,12 @@ async fn remove_silence(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     authorize(&shared, &headers)?;
-    match shared.alerts.remove_silence(&id, unix_now()) {
+    match shared.alerts.remove_silence(&id, unix_now()).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::NotFound(format!(
             "no API silence {id:?} (silences from probe files are removed by editing the files)"
         ))),
-        Err(e) => Err(ApiError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// 500: the store or a blocking task failed.
     #[error("{0}")]
     Internal(String),
+    /// 503: the shared database (`storage: postgres:`) is unreachable, so a change every
+    /// replica must see was made nowhere.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The body of every error response.
@@ -54,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -81,6 +86,18 @@ impl From<Refusal> for ApiError {
             Refusal::AlreadyAcknowledged { .. } | Refusal::Resolved(_) => {
                 ApiError::Conflict(r.to_string())
             }
+        }
+    }
+}
+
+impl From<crate::store::BackendError> for ApiError {
+    fn from(e: crate::store::BackendError) -> Self {
+        if e.unavailable() {
+            ApiError::Unavailable(format!(
+                "{e}; nothing was changed (replicas share this state, so it is not kept on one alone): try again once the database is back"
+            ))
+        } else {
+            ApiError::internal(e)
         }
     }
 }
@@ -132,6 +149,15 @@ mod tests {
                 ApiError::internal("disk full"),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 r#"{"error":"disk full"}"#,
+            ),
+            (
+                crate::store::BackendError::Postgres(crate::cluster::pg::PgError {
+                    target: "postgres://db:5432/slowburn".into(),
+                    message: "connection refused".into(),
+                })
+                .into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"postgres postgres://db:5432/slowburn: connection refused; nothing was changed (replicas share this state, so it is not kept on one alone): try again once the database is back"}"#,
             ),
         ] {
             let response = error.into_response();

@@ -73,12 +73,17 @@ pub(super) async fn history(
         .unwrap_or_else(|| probe.main_signal.to_string());
     let watch = probe.config.watches.iter().find(|w| w.covers(&signal));
     let (source, points): (&str, Vec<(f64, Option<f64>)>) = if watch.is_some() {
-        let store = shared.store.clone();
-        let (p, s) = (name.clone(), signal.clone());
-        let samples = tokio::task::spawn_blocking(move || store.samples(&p, &s, since))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
+        let samples = if shared.history.is_shared() {
+            // Whichever replica ran the probe, its samples are in the shared database.
+            (shared.history.samples(&name, &signal, since).await)?
+        } else {
+            let store = shared.store.clone();
+            let (p, s) = (name.clone(), signal.clone());
+            tokio::task::spawn_blocking(move || store.samples(&p, &s, since))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?
+        };
         let raw: Vec<(f64, f64)> = samples.iter().map(|s| (s.t, s.v)).collect();
         ("store", downsample(&raw, since, now))
     } else if signal == probe.main_signal {

@@ -65,7 +65,7 @@ async fn shifts(
 }
 
 async fn list_overrides(State(shared): State<Shared>) -> Result<Json<Value>, ApiError> {
-    let rows = shared.store.overrides().map_err(ApiError::internal)?;
+    let rows = shared.alerts.overrides().await?;
     Ok(Json(json!(rows)))
 }
 
@@ -100,10 +100,11 @@ async fn add_override(
         created_by: body.by.unwrap_or_else(|| "api".into()),
         created_at: unix_now(),
     };
-    match shared.alerts.add_override(row) {
+    match shared.alerts.add_override(row).await {
         Ok(row) => Ok((StatusCode::CREATED, Json(json!(row)))),
         Err(OverrideError::Invalid(why)) => Err(ApiError::BadRequest(why)),
         Err(OverrideError::Store(e)) => Err(ApiError::internal(e)),
+        Err(OverrideError::Backend(e)) => Err(e.into()),
     }
 }
 
@@ -116,12 +117,12 @@ async fn remove_override(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not an override id")))?;
-    match shared.alerts.remove_override(id) {
+    match shared.alerts.remove_override(id).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::NotFound(format!(
             "no stored override {id} (overrides in probe files are removed by editing the files)"
         ))),
-        Err(e) => Err(ApiError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -423,9 +423,19 @@ fn overview_row(shared: &Shared, probe: &ProbeState, status: &str, now: f64) -> 
         .iter()
         .any(|w| w.signal == probe.main_signal);
     let recent: Vec<Option<f64>> = if watched {
-        shared
-            .store
-            .samples(probe.name(), &probe.main_signal, since)
+        let stored = if shared.history.is_shared() {
+            // On a blocking thread (see `overview`): waiting here holds no async worker.
+            let read = shared
+                .history
+                .samples(probe.name(), &probe.main_signal, since);
+            tokio::runtime::Handle::current().block_on(read).ok()
+        } else {
+            (shared
+                .store
+                .samples(probe.name(), &probe.main_signal, since))
+            .ok()
+        };
+        stored
             .unwrap_or_default()
             .iter()
             .map(|s| Some(s.v))
