@@ -292,7 +292,7 @@ pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, Failure> {
     trace.enter("connect");
     address_signals(addr.ip(), trace);
-    let stream = TcpStream::connect(addr).await.map_err(|e| {
+    open_tcp(addr).await.map_err(|e| {
         Failure::Connect(match e.kind() {
             io::ErrorKind::ConnectionRefused => "refused".to_string(),
             io::ErrorKind::TimedOut => format!("timed out to {addr}"),
@@ -301,8 +301,34 @@ pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, F
             }
             _ => format!("{addr}: {e}"),
         })
-    })?;
-    let _ = stream.set_nodelay(true);
+    })
+}
+
+/// A non-blocking connect that goes on at once when the handshake finished within the call
+/// (a target on this host or a near one): only a connect still in progress waits for the
+/// socket to turn writable, which costs a trip through the event loop.
+async fn open_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    let in_progress = match socket.connect(&addr.into()) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    if in_progress && stream.peer_addr().is_err() {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        // Writable without an error yet not connected: read the reason the kernel gives.
+        stream.peer_addr()?;
+    }
     Ok(stream)
 }
 
