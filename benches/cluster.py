@@ -3,6 +3,7 @@
 and 3 replicas, escalation claims per second, and the load PostgreSQL carries for them.
 
     cargo build --release && python3 benches/cluster.py [--probes 3000] [--window 20]
+        [--replicas 1,2,3] [--no-claims]
 
 It starts a throw-away PostgreSQL (initdb in a temporary directory; as root the server runs as
 the `postgres` user), a TCP sink every probe connects to, and real `slowburn run` processes,
@@ -163,6 +164,8 @@ def main():
     ap.add_argument("--interval", default="1s")
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=12.0)
+    ap.add_argument("--replicas", default="1,2,3", help="replica counts to measure, in turn")
+    ap.add_argument("--no-claims", action="store_true", help="skip the escalation claims run")
     ap.add_argument("--binary", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "slowburn"))
     args = ap.parse_args()
@@ -177,7 +180,7 @@ def main():
     dir = tempfile.mkdtemp(prefix="slowburn-bench-")
     try:
         print("replicas | probes/s | CPU s per 1k probes, each replica | PG CPU cores | PG s per 1k probes")
-        for n in (1, 2, 3):
+        for n in (int(x) for x in args.replicas.split(",")):
             pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public", "bench")
             file = probe_file(dir, args.probes, args.interval, target, hook, failing=False)
             procs = start(args.binary, dir, file, n, pg.dsn())
@@ -206,6 +209,8 @@ def main():
                 p.terminate()
             for p in procs:
                 p.wait()
+        if args.no_claims:
+            return 0
         # Claims: every probe fails at once and pages three steps.
         pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public", "bench")
         failing = 600

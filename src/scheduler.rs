@@ -11,6 +11,12 @@
 //! back. A probe still running at its next tick is skipped and counted. How late each run
 //! starts (including any wait for the in-flight limit) goes to `slowburn_schedule_lag_seconds`.
 //!
+//! With replicas the heap holds only the probes this replica runs ([`Shard::runs`]); the rest
+//! are parked, so a replica does not wake for slots another one owns. When the owners change
+//! ([`Shard::changes`]) newly owned probes go back on at their next stable slot and the ones
+//! given away are parked. While the members are unknown the shard runs every probe of this
+//! location, so nothing is parked (fail open).
+//!
 //! The scheduler only decides *when*; running is [`crate::probe::execute`], and results go to
 //! [`ProbeState`] and to the optional outcome channel.
 
@@ -23,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::cluster::shard::Shard;
 use crate::metrics::DaemonMetrics;
 use crate::probe::{self, Outcome};
 use crate::state::{ProbeState, Registry};
@@ -37,7 +44,7 @@ pub struct Runner {
     pub metrics: Arc<DaemonMetrics>,
     pub outcomes: Option<OutcomeSender>,
     /// With replicas sharing `storage: postgres:`, which probes this replica runs.
-    pub shard: Option<Arc<crate::cluster::shard::Shard>>,
+    pub shard: Option<Arc<Shard>>,
 }
 
 /// A stable offset of `name` within `interval`: FNV-1a of the name, so it is the same on
@@ -87,52 +94,145 @@ pub fn until_first_slot(name: &str, interval: Duration, now: SystemTime) -> Dura
 
 /// Runs the schedule of `registry` until `stop` turns true.
 pub async fn run(registry: Arc<Registry>, runner: Runner, mut stop: watch::Receiver<bool>) {
-    let start = Instant::now();
-    let wall = SystemTime::now();
-    // The stable slot each probe goes to after an early first run.
-    let mut slots: Vec<Option<Instant>> = vec![None; registry.probes.len()];
-    let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = registry
-        .probes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (first, slot) = first_runs(p.name(), p.interval(), wall, p.last().is_none());
-            slots[i] = slot.map(|slot| start + slot);
-            Reverse((start + first, i))
-        })
-        .collect();
-    tracing::info!(probes = registry.probes.len(), "scheduler started");
+    let mut due = Due::new(&registry, Instant::now(), SystemTime::now());
+    // With replicas, the heap holds only the probes this replica runs, so it does not wake
+    // for the slots of probes another replica owns; a change of owners re-parks them.
+    let mut owners = runner.shard.as_ref().map(|shard| {
+        let mut changes = shard.changes();
+        changes.mark_unchanged();
+        due.follow(shard, &registry, Instant::now(), SystemTime::now());
+        changes
+    });
+    tracing::info!(
+        probes = registry.probes.len(),
+        scheduled = due.heap.len(),
+        "scheduler started"
+    );
     loop {
-        let Some(&Reverse((next, _))) = heap.peek() else {
-            let _ = stop.changed().await;
-            return;
-        };
+        let next = due.next();
         tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
+            _ = sleep_until(next) => {}
             _ = stop.changed() => return,
+            changed = owners_changed(&mut owners) => {
+                match (changed, &runner.shard) {
+                    (true, Some(shard)) => {
+                        due.follow(shard, &registry, Instant::now(), SystemTime::now());
+                    }
+                    _ => owners = None,
+                }
+                continue;
+            }
         }
         if *stop.borrow() {
             return;
         }
         let now = Instant::now();
-        while let Some(&Reverse((due, i))) = heap.peek() {
-            if due > now {
-                break;
-            }
-            heap.pop();
+        while let Some((at, i)) = due.pop(now) {
             let state = &registry.probes[i];
-            dispatch(state, due, &runner);
-            // Fixed rate: the next slot is one interval after this one, whatever this run takes;
-            // after an early first run, it is the probe's stable slot.
-            let mut next = slots[i].take().unwrap_or(due + state.interval());
-            if next <= now {
-                // The process was suspended or badly overloaded: realign instead of bursting.
-                let behind =
-                    now.duration_since(next).as_nanos() / state.interval().as_nanos().max(1);
-                next += state.interval() * (behind as u32 + 1);
-            }
-            heap.push(Reverse((next, i)));
+            dispatch(state, at, &runner);
+            due.reschedule(i, at, state.interval(), now);
         }
+    }
+}
+
+/// Sleeps until `next`, or forever when nothing is scheduled.
+async fn sleep_until(next: Option<Instant>) {
+    match next {
+        Some(next) => tokio::time::sleep_until(next).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the probes this replica runs change; false if they never can again (no
+/// shard, or its sender is gone).
+async fn owners_changed(owners: &mut Option<watch::Receiver<u64>>) -> bool {
+    match owners {
+        Some(changes) => changes.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The due times of the probes this task runs, earliest first, and which probes are parked
+/// (owned by another replica) and so have none.
+struct Due {
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// The stable slot each probe goes to after an early first run.
+    slots: Vec<Option<Instant>>,
+    parked: Vec<bool>,
+}
+
+impl Due {
+    /// Every probe at its first run (see [`first_runs`]), none parked.
+    fn new(registry: &Registry, start: Instant, wall: SystemTime) -> Due {
+        let mut slots: Vec<Option<Instant>> = vec![None; registry.probes.len()];
+        let heap = registry
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (first, slot) = first_runs(p.name(), p.interval(), wall, p.last().is_none());
+                slots[i] = slot.map(|slot| start + slot);
+                Reverse((start + first, i))
+            })
+            .collect();
+        Due {
+            heap,
+            slots,
+            parked: vec![false; registry.probes.len()],
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next probe due by `now`, with the time it was due.
+    fn pop(&mut self, now: Instant) -> Option<(Instant, usize)> {
+        let &Reverse((at, i)) = self.heap.peek()?;
+        if at > now {
+            return None;
+        }
+        self.heap.pop();
+        Some((at, i))
+    }
+
+    /// Puts probe `i`, just run for `at`, back at its next slot.
+    fn reschedule(&mut self, i: usize, at: Instant, interval: Duration, now: Instant) {
+        // Fixed rate: the next slot is one interval after this one, whatever this run takes;
+        // after an early first run, it is the probe's stable slot.
+        let mut next = self.slots[i].take().unwrap_or(at + interval);
+        if next <= now {
+            // The process was suspended or badly overloaded: realign instead of bursting.
+            let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
+            next += interval * (behind as u32 + 1);
+        }
+        self.heap.push(Reverse((next, i)));
+    }
+
+    /// Parks the probes `shard` no longer runs and puts back the ones it now runs, at their
+    /// next stable slot: a probe that moves here runs where its phase says, so it keeps its
+    /// cadence (the old owner ran the slots before) and runs again within one interval.
+    fn follow(&mut self, shard: &Shard, registry: &Registry, now: Instant, wall: SystemTime) {
+        let mut parked = 0;
+        for (i, p) in registry.probes.iter().enumerate() {
+            let runs = shard.runs(p.name());
+            if runs && self.parked[i] {
+                let slot = until_first_slot(p.name(), p.interval(), wall);
+                self.heap.push(Reverse((now + slot, i)));
+            } else if !runs && !self.parked[i] {
+                self.slots[i] = None;
+                parked += 1;
+            }
+            self.parked[i] = !runs;
+        }
+        if parked > 0 {
+            let still = &self.parked;
+            self.heap.retain(|Reverse((_, i))| !still[*i]);
+        }
+        tracing::debug!(
+            scheduled = self.heap.len(),
+            "the probes this replica runs changed"
+        );
     }
 }
 
@@ -201,6 +301,8 @@ pub async fn drain(limit: &Semaphore, permits: u32, grace: Duration) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
@@ -273,6 +375,79 @@ mod tests {
             .expect("the first run comes within the first window");
         assert!(first.is_some());
         assert!(started.elapsed() <= limit, "{:?}", started.elapsed());
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    /// Twenty 1 s probes shared with another replica: only the owned ones are on the heap and
+    /// run; when the other replica leaves, its probes come back at their next stable slot, so
+    /// each runs within one interval, on its phase.
+    #[tokio::test(start_paused = true)]
+    async fn parks_the_probes_another_replica_owns() {
+        use crate::cluster::shard::{Place, Shard};
+        let mut text = String::from("probes:\n");
+        for i in 0..20 {
+            text.push_str(&format!(
+                "  - {{name: p{i}, interval: 1s, timeout: 100ms, tcp: {{address: \"127.0.0.1:1\"}}}}\n"
+            ));
+        }
+        let ctx = crate::probe::BuildContext {
+            net: Arc::new(crate::probe::net::NetContext::new()),
+        };
+        let source = crate::config::Source::Text {
+            name: "s.yaml".into(),
+            text,
+        };
+        let config = crate::config::load(&source, &ctx).unwrap();
+        let me = crate::cluster::Identity::new(Some("me".into()), Some("here".into()), 0);
+        let shard = Arc::new(Shard::new(&me));
+        let place = Place {
+            locations: None,
+            quorum: None,
+            interval: Duration::from_secs(1),
+        };
+        shard.set_places(
+            config
+                .probes
+                .iter()
+                .map(|p| (p.name.clone(), place.clone()))
+                .collect(),
+        );
+        let both = vec![
+            ("me".to_string(), "here".to_string()),
+            ("other".into(), "here".into()),
+        ];
+        shard.set_members(Some(both));
+        let owned = shard.owned();
+        assert!((1..20).contains(&owned), "{owned} of 20");
+
+        let registry = Arc::new(Registry::new(config.probes, None));
+        let runner = Runner {
+            limit: Arc::new(Semaphore::new(32)),
+            shard: Some(shard.clone()),
+            metrics: Arc::new(DaemonMetrics::new()),
+            outcomes: None,
+        };
+        let mut due = Due::new(&registry, Instant::now(), SystemTime::now());
+        due.follow(&shard, &registry, Instant::now(), SystemTime::now());
+        assert_eq!(due.heap.len(), owned, "only the owned probes are scheduled");
+
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(registry, runner, stopped));
+        tokio::time::sleep(FIRST_RUN_WITHIN + Duration::from_secs(3)).await;
+        let ran: HashSet<String> = shard.take_runs().into_iter().map(|r| r.probe).collect();
+        assert_eq!(ran.len(), owned, "{ran:?}");
+        assert!(ran.iter().all(|p| shard.runs(p)));
+
+        shard.set_members(Some(vec![("me".into(), "here".into())]));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let runs = shard.take_runs();
+        let ran: HashSet<&str> = runs.iter().map(|r| r.probe.as_str()).collect();
+        assert_eq!(
+            ran.len(),
+            20,
+            "every probe within an interval of the move: {ran:?}"
+        );
         stop.send(true).unwrap();
         task.await.unwrap();
     }

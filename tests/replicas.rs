@@ -1,7 +1,8 @@
 //! Several real slowburn processes sharing one real PostgreSQL (the shared throw-away
 //! cluster of `support::pg`, a fresh database per test): each escalation step reaches the
 //! receiver exactly once, an ack on one replica stops steps another would claim, probes are
-//! shared out and move when a replica dies, and a quorum of locations opens one alert.
+//! shared out and move when a replica dies, and a quorum of locations opens one alert (and
+//! flaps shorter than its `for` open none).
 //!
 //! Membership timeouts and intervals are short (stated per test) so the whole file runs in
 //! well under a minute; the daemons' own clocks are real, since they are real processes.
@@ -432,6 +433,107 @@ fn a_quorum_of_locations_opens_one_alert() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(triggers(&receiver).len(), 1, "exactly one alert");
     assert_eq!(fleet.count("SELECT count(*) FROM slowburn_alerts"), 1);
+}
+
+/// An HTTP target that answers 200, or 503 while the flag it returns is set.
+fn flapping() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = failing.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let flag = flag.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let status = if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    reader.into_inner(),
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    (addr, failing)
+}
+
+/// The issue's "shorter flaps → none", with real daemons: seoul and tokyo fail together for
+/// 1s at a time, four times, under `quorum: {min_failing: 2, for: 3s}`; nothing pages. The
+/// same failure held past `for` then opens exactly one alert, so the quiet was not for want
+/// of failures reaching the judge.
+#[test]
+fn quorum_flaps_shorter_than_for_page_nobody() {
+    let Some(mut fleet) = Fleet::new("quorum_flaps") else {
+        return;
+    };
+    let (receiver, hooks) = Receiver::start();
+    let (flaky, failing) = flapping();
+    let ok = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ok_addr = ok.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in ok.incoming() {
+            drop(s)
+        }
+    });
+    let yaml = |target: &str| {
+        format!(
+            "{}  - {{name: checkout, interval: 500ms, timeout: 300ms, {target},
+      locations: [seoul, tokyo, frankfurt], quorum: {{min_failing: 2, for: 3s}}, alert: {{after: 1, policy: p}}}}\n",
+            head(hooks, "{notify: [hook]}")
+        )
+    };
+    let http = format!("http: {{url: \"http://{flaky}/\"}}");
+    fleet.start("seoul-1", "seoul", &yaml(&http));
+    fleet.start("tokyo-1", "tokyo", &yaml(&http));
+    fleet.start(
+        "frankfurt-1",
+        "frankfurt",
+        &yaml(&format!("tcp: {{address: \"{ok_addr}\"}}")),
+    );
+    wait_until(
+        "all three locations report",
+        Duration::from_secs(15),
+        || fleet.count("SELECT count(DISTINCT location) FROM slowburn_results") == 3,
+    );
+    let set = |on: bool| failing.store(on, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..4 {
+        set(true);
+        std::thread::sleep(Duration::from_secs(1));
+        set(false);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Both flapping locations stored failures; the judge saw them and held its page.
+    let failed = fleet.count(
+        "SELECT count(DISTINCT location) FROM slowburn_results
+         WHERE NOT success AND location IN ('seoul', 'tokyo')",
+    );
+    assert_eq!(failed, 2, "both flapping locations failed");
+    assert!(
+        triggers(&receiver).is_empty(),
+        "a flap shorter than `for` paged"
+    );
+    assert_eq!(fleet.count("SELECT count(*) FROM slowburn_alerts"), 0);
+    // Held past `for`: one alert.
+    set(true);
+    let failing_since = Instant::now();
+    wait_until("the quorum's alert", Duration::from_secs(10), || {
+        !triggers(&receiver).is_empty()
+    });
+    assert!(
+        failing_since.elapsed() >= Duration::from_secs(3),
+        "opened before `for`"
+    );
+    assert_eq!(triggers(&receiver).len(), 1, "exactly one alert");
 }
 
 /// A webhook receiver that holds its answer to the first request until told to answer (or

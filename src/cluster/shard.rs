@@ -4,11 +4,15 @@
 //! location; a probe without `locations:` runs once in the whole cluster, owned among every
 //! live replica. A probe with a `quorum:` is also *judged* once in the cluster, by the owner
 //! of its quorum key among every live replica, from the results all its locations stored.
-//! The scheduler asks [`Shard::runs`] at each tick; the cluster loop feeds the membership in.
+//! The scheduler keeps only the probes this replica runs on its heap and re-reads them when
+//! [`Shard::changes`] says they changed (it still asks [`Shard::runs`] before each run); the
+//! cluster loop feeds the membership in.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
 
 use super::pg::RunResult;
 use super::quorum::{Quorum, QuorumState};
@@ -36,8 +40,11 @@ pub struct Shard {
     /// The quorum of each probe this replica judges.
     quorums: Mutex<HashMap<String, QuorumState>>,
     /// The probes this replica runs, worked out again only when the members or the places
-    /// change: the scheduler asks at every tick of every probe.
+    /// change: the scheduler asks before every run.
     running: RwLock<HashSet<String>>,
+    /// Bumped each time `running` changes, so the scheduler parks and takes back probes then
+    /// instead of waking for every slot of every probe.
+    changes: watch::Sender<u64>,
 }
 
 impl Shard {
@@ -77,6 +84,11 @@ impl Shard {
             .contains(probe)
     }
 
+    /// A receiver that sees a change each time the probes this replica runs change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     fn recompute(&self) {
         let names: Vec<String> = self
             .places
@@ -85,8 +97,15 @@ impl Shard {
             .keys()
             .cloned()
             .collect();
-        let running = names.into_iter().filter(|p| self.decide(p)).collect();
-        *self.running.write().unwrap_or_else(|e| e.into_inner()) = running;
+        let running: HashSet<String> = names.into_iter().filter(|p| self.decide(p)).collect();
+        let mut current = self.running.write().unwrap_or_else(|e| e.into_inner());
+        if *current == running {
+            return;
+        }
+        *current = running;
+        drop(current);
+        // Sent even when no scheduler listens yet: the next one subscribes and reads `runs`.
+        self.changes.send_modify(|generation| *generation += 1);
     }
 
     /// [`runs`](Self::runs), worked out from the members and places.
@@ -200,5 +219,59 @@ impl Shard {
             .entry(probe.to_string())
             .or_insert_with(|| QuorumState::new(quorum, locations, place.interval));
         Some(f(state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_of(probes: usize) -> Shard {
+        let me = crate::cluster::Identity::new(Some("me".into()), Some("here".into()), 0);
+        let shard = Shard::new(&me);
+        let place = Place {
+            locations: None,
+            quorum: None,
+            interval: Duration::from_secs(1),
+        };
+        shard.set_places(
+            (0..probes)
+                .map(|i| (format!("p{i}"), place.clone()))
+                .collect(),
+        );
+        shard
+    }
+
+    /// The scheduler re-reads the owned probes only on a change: one comes when the set
+    /// changes, none when the members change but the set does not.
+    #[test]
+    fn a_change_of_owned_probes_is_signalled_once() {
+        let shard = shard_of(50);
+        let mut changes = shard.changes();
+        assert_eq!(shard.owned(), 50, "unknown members: every probe runs here");
+        let here = |r: &str| (r.to_string(), "here".to_string());
+        shard.set_members(Some(vec![here("me"), here("other")]));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert!(shard.owned() < 50);
+        // These probes have no `locations:`: a member in any location takes a share.
+        shard.set_members(Some(vec![
+            here("me"),
+            here("other"),
+            ("far".into(), "away".into()),
+        ]));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        // The same owners in another order: no change.
+        shard.set_members(Some(vec![
+            ("far".into(), "away".into()),
+            here("other"),
+            here("me"),
+        ]));
+        assert!(!changes.has_changed().unwrap());
+        // Members unknown again (the database lost): every probe, a change.
+        shard.set_members(None);
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(shard.owned(), 50);
     }
 }
