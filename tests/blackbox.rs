@@ -109,6 +109,76 @@ const MODULES: &str = r#"modules:
       query_type: A
       validate_answer_rrs:
         fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
+  dns_rrs:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: zone.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['^zone\.test\.\t60\tIN\tA\t127\.0\.0\.[12]$']
+        fail_if_none_matches_regexp: ['\t127\.0\.0\.2$', 'nothing']
+      validate_authority_rrs:
+        fail_if_none_matches_regexp: ['^zone\.test\.\t60\tIN\tNS\tns\.zone\.test\.$']
+      validate_additional_rrs:
+        fail_if_matches_regexp: ['10\.0\.0\.1']
+        fail_if_not_matches_regexp: ['^ns\.zone\.test\.\t60\tIN\tA\t']
+  dns_rrs_additional_bad:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: zone.test
+      query_type: A
+      validate_additional_rrs:
+        fail_if_matches_regexp: ['127\.0\.0\.53']
+  dns_all_match_one:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_all_match_regexp: ['127\.0\.0\.1$']
+  dns_all_match_two:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: zone.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_all_match_regexp: ['127\.0\.0\.1$']
+  dns_empty_all_match:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: AAAA
+      validate_answer_rrs:
+        fail_if_all_match_regexp: ['x']
+        fail_if_matches_regexp: ['x']
+  dns_empty_not_matches:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: AAAA
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['.']
+  dns_txt:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: txt.test
+      query_type: TXT
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['^txt\.test\.\t60\tIN\tTXT\t"v=1 \\"q\\"" "two"$']
 "#;
 
 /// The web targets both tests probe, and the modules pointed at their CA.
@@ -317,6 +387,14 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("tcp_banner", plain.to_string(), false),
         ("dns_a", dns.to_string(), true),
         ("dns_a", refused.to_string(), false),
+        ("dns_rrs", dns.to_string(), true),
+        ("dns_rrs_additional_bad", dns.to_string(), false),
+        // blackbox fails `fail_if_all_match_regexp` when some record does *not* match.
+        ("dns_all_match_one", dns.to_string(), true),
+        ("dns_all_match_two", dns.to_string(), false),
+        ("dns_empty_all_match", dns.to_string(), true),
+        ("dns_empty_not_matches", dns.to_string(), false),
+        ("dns_txt", dns.to_string(), true),
         ("icmp", "127.0.0.1".to_string(), true),
         ("grpc_plain", grpc.to_string(), true),
         ("grpc_orders", grpc.to_string(), false),

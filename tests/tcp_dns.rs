@@ -134,3 +134,31 @@ async fn dns_over_tcp_to_a_closed_port_is_refused() {
     .await;
     assert_eq!(failure(&outcome), "connect: refused");
 }
+
+#[tokio::test]
+async fn dns_records_of_each_section_are_checked_as_blackbox_writes_them() {
+    let server = dns_server().await;
+    let outcome = run_probe(&format!(
+        "dns: {{name: zone.test, server: \"{server}\", expect: {{answer_rrs: {{fail_if_not_matches_regexp: ['^zone\\.test\\.\\t60\\tIN\\tA\\t127\\.0\\.0\\.[12]$']}}, authority_rrs: {{fail_if_none_matches_regexp: ['\\tNS\\tns\\.zone\\.test\\.$']}}}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+
+    let outcome = run_probe(&format!(
+        "dns: {{name: zone.test, server: \"{server}\", expect: {{additional_rrs: {{fail_if_matches_regexp: ['127\\.0\\.0\\.53']}}}}}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "answers: additional record \"ns.zone.test.\\t60\\tIN\\tA\\t127.0.0.53\" matches fail_if_matches_regexp \"127\\\\.0\\\\.0\\\\.53\""
+    );
+
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, type: AAAA, server: \"{server}\", expect: {{answer_rrs: {{fail_if_none_matches_regexp: ['.']}}}}}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "answers: no answer records to match \".\" against"
+    );
+}

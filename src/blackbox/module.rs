@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::basics::SpecError;
 use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, ScalarText, Spanned};
-use crate::probe::dns::{DnsExpectSpec, DnsSpec};
+use crate::probe::dns::{DnsExpectSpec, DnsSpec, RrCheckSpec};
 use crate::probe::grpc::GrpcSpec;
 use crate::probe::http::{BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec};
 use crate::probe::icmp::IcmpSpec;
@@ -180,28 +180,14 @@ pub struct DnsModule {
     pub transport_protocol: Option<Spanned<String>>,
     pub recursion_desired: Option<bool>,
     pub valid_rcodes: Option<Vec<Spanned<String>>>,
-    pub validate_answer_rrs: Option<RrValidator>,
-    pub validate_authority_rrs: Option<RrValidator>,
-    pub validate_additional_rrs: Option<RrValidator>,
+    pub validate_answer_rrs: Option<RrCheckSpec>,
+    pub validate_authority_rrs: Option<RrCheckSpec>,
+    pub validate_additional_rrs: Option<RrCheckSpec>,
     pub preferred_ip_protocol: Option<Spanned<String>>,
     pub ip_protocol_fallback: Option<Spanned<bool>>,
     pub source_ip_address: Unsupported,
     pub dns_over_tls: Unsupported,
     pub tls_config: Unsupported,
-}
-
-/// `validate_*_rrs:`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RrValidator {
-    #[serde(default)]
-    pub fail_if_matches_regexp: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub fail_if_all_match_regexp: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub fail_if_not_matches_regexp: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub fail_if_none_matches_regexp: Vec<Spanned<String>>,
 }
 
 /// The prober a module names.
@@ -434,44 +420,6 @@ impl Module {
             {
                 refuse("dns.query_class", Some(class.pos), ": only IN");
             }
-            if let Some(v) = &d.validate_answer_rrs {
-                for (field, list) in [
-                    ("fail_if_matches_regexp", &v.fail_if_matches_regexp),
-                    ("fail_if_all_match_regexp", &v.fail_if_all_match_regexp),
-                    ("fail_if_not_matches_regexp", &v.fail_if_not_matches_regexp),
-                ] {
-                    if let Some(first) = list.first() {
-                        refuse(
-                            &format!("dns.validate_answer_rrs.{field}"),
-                            Some(first.pos),
-                            "",
-                        );
-                    }
-                }
-                if let Some(second) = v.fail_if_none_matches_regexp.get(1) {
-                    refuse(
-                        "dns.validate_answer_rrs.fail_if_none_matches_regexp",
-                        Some(second.pos),
-                        ": give one regex",
-                    );
-                }
-            }
-            for (field, validator) in [
-                ("dns.validate_authority_rrs", &d.validate_authority_rrs),
-                ("dns.validate_additional_rrs", &d.validate_additional_rrs),
-            ] {
-                let first = validator.iter().find_map(|v| {
-                    [
-                        &v.fail_if_matches_regexp,
-                        &v.fail_if_all_match_regexp,
-                        &v.fail_if_not_matches_regexp,
-                        &v.fail_if_none_matches_regexp,
-                    ]
-                    .into_iter()
-                    .find_map(|l| l.first().map(|r| r.pos))
-                });
-                refuse(field, first, "");
-            }
             ip_protocol(
                 "dns",
                 d.preferred_ip_protocol.as_ref(),
@@ -676,9 +624,9 @@ impl Module {
                             rcode: Some(
                                 d.valid_rcodes.unwrap_or_else(|| vec![at("NOERROR".into())]),
                             ),
-                            answer_regex: d
-                                .validate_answer_rrs
-                                .and_then(|v| v.fail_if_none_matches_regexp.into_iter().next()),
+                            answer_rrs: d.validate_answer_rrs,
+                            authority_rrs: d.validate_authority_rrs,
+                            additional_rrs: d.validate_additional_rrs,
                             ..DnsExpectSpec::default()
                         }),
                     },
@@ -827,7 +775,20 @@ fn blackbox_field(prober: Prober, field: &str) -> String {
         (Prober::Dns, "type") => "query_type",
         (Prober::Dns, "transport") => "transport_protocol",
         (Prober::Dns, "expect.rcode") => "valid_rcodes",
-        (Prober::Dns, "expect.answer_regex") => "validate_answer_rrs.fail_if_none_matches_regexp",
+        (Prober::Dns, other) => {
+            let renamed = [
+                ("expect.answer_rrs", "validate_answer_rrs"),
+                ("expect.authority_rrs", "validate_authority_rrs"),
+                ("expect.additional_rrs", "validate_additional_rrs"),
+            ]
+            .into_iter()
+            .find_map(|(ours, theirs)| {
+                other
+                    .strip_prefix(ours)
+                    .map(|rest| format!("{theirs}{rest}"))
+            });
+            return format!("dns.{}", renamed.as_deref().unwrap_or(other));
+        }
         (_, other) => other,
     };
     format!("{}.{renamed}", prober.kind())

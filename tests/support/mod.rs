@@ -272,7 +272,8 @@ pub fn test_cert_marked(names: &[&str], not_after: (i32, u8, u8), is_ca: rcgen::
 /// `ok.test` A → 127.0.0.1, `nx.test` → NXDOMAIN, `fail.test` → SERVFAIL, `mute.test` → nothing.
 pub async fn dns_server() -> SocketAddr {
     use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    use hickory_resolver::proto::rr::rdata::{A, NS, TXT};
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
@@ -302,6 +303,34 @@ pub async fn dns_server() -> SocketAddr {
                     ));
                 }
                 "ok.test" => {}
+                // Every section filled, for blackbox's `validate_*_rrs`.
+                "zone.test" if q.query_type() == RecordType::A => {
+                    let ns = Name::from_utf8("ns.zone.test.").unwrap();
+                    for last in [1, 2] {
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A::new(127, 0, 0, last)),
+                        ));
+                    }
+                    reply.add_authority(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::NS(NS(ns.clone())),
+                    ));
+                    reply.add_additional(Record::from_rdata(
+                        ns,
+                        60,
+                        RData::A(A::new(127, 0, 0, 53)),
+                    ));
+                }
+                "txt.test" => {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::TXT(TXT::new(vec!["v=1 \"q\"".into(), "two".into()])),
+                    ));
+                }
                 "nx.test" => reply.metadata.response_code = ResponseCode::NXDomain,
                 "fail.test" => reply.metadata.response_code = ResponseCode::ServFail,
                 "mute.test" => continue,
