@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::daemon::{free_port, temp_dir};
-use support::{dns_server, http_server, ok, refused_addr, required_tool, test_cert};
+use support::{
+    Mail, dns_server, http_server, ok, refused_addr, required_tool, starttls_server, test_cert,
+};
 
 /// blackbox.yml's `modules:`, given as is to both exporters.
 const MODULES: &str = r#"modules:
@@ -109,6 +111,48 @@ const MODULES: &str = r#"modules:
       query_type: A
       validate_answer_rrs:
         fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
+  imap_starttls:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: CA_FILE
+      query_response:
+        - expect: "OK.*STARTTLS"
+        - send: ". STARTTLS"
+        - expect: "OK"
+        - starttls: true
+        - send: ". capability"
+        - expect: "CAPABILITY IMAP4rev1"
+  smtp_starttls:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: CA_FILE
+      query_response:
+        - expect: "^220 ([^ ]+) ESMTP (.+)$"
+        - send: "EHLO prober\r"
+        - expect: "^250-STARTTLS"
+        - send: "STARTTLS\r"
+        - expect: "^220"
+        - starttls: true
+        - send: "EHLO prober\r"
+        - expect: "^250-AUTH"
+        - send: "QUIT\r"
+  smtp_starttls_untrusted:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^220 ([^ ]+) ESMTP (.+)$"
+        - send: "STARTTLS\r"
+        - expect: "^220"
+        - starttls: true
+        - send: "QUIT\r"
   dns_rrs:
     prober: dns
     timeout: 5s
@@ -188,6 +232,8 @@ struct Web {
     plain: std::net::SocketAddr,
     /// HTTPS for `localhost`, its certificate in the modules' `ca_file`.
     tls: std::net::SocketAddr,
+    /// The TLS side of that certificate, for other servers the modules trust.
+    certified: std::sync::Arc<rustls::ServerConfig>,
 }
 
 impl Web {
@@ -204,6 +250,7 @@ impl Web {
             modules: MODULES.replace("CA_FILE", &ca.display().to_string()),
             plain,
             tls: http_server(Some(cert.server.clone()), |_, _| ok("secure")).await,
+            certified: cert.server,
         }
     }
 }
@@ -345,11 +392,14 @@ async fn probe_answers_as_blackbox_exporter_does() {
         modules,
         plain,
         tls,
+        certified,
     } = Web::start(&dir).await;
     let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     let dns = dns_server().await;
     let refused = refused_addr();
     let v6 = v6_http().await;
+    let smtp = starttls_server(certified.clone(), Mail::Smtp).await;
+    let imap = starttls_server(certified, Mail::Imap).await;
     let grpc = support::grpc::health_server(None).await;
 
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
@@ -385,6 +435,14 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("tcp_connect", refused.to_string(), false),
         ("tcp_banner", banner.to_string(), true),
         ("tcp_banner", plain.to_string(), false),
+        ("smtp_starttls", format!("localhost:{}", smtp.port()), true),
+        ("imap_starttls", format!("localhost:{}", imap.port()), true),
+        ("imap_starttls", format!("localhost:{}", smtp.port()), false),
+        (
+            "smtp_starttls_untrusted",
+            format!("localhost:{}", smtp.port()),
+            false,
+        ),
         ("dns_a", dns.to_string(), true),
         ("dns_a", refused.to_string(), false),
         ("dns_rrs", dns.to_string(), true),
@@ -599,6 +657,7 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
         modules,
         plain,
         tls,
+        ..
     } = Web::start(&dir).await;
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let client = client();

@@ -77,6 +77,31 @@ async fn tcp_over_tls() {
 }
 
 #[tokio::test]
+async fn tcp_starttls_upgrades_mid_dialogue_and_reports_the_certificate() {
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let addr = starttls_server(cert.server.clone(), Mail::Smtp).await;
+    let dialogue = |tls_config: &str| {
+        format!(
+            "tcp: {{address: \"localhost:{}\", {tls_config} query_response: [{{expect: \"^220 \"}}, {{send: \"EHLO prober\\r\\n\"}}, {{expect: \"250-STARTTLS\"}}, {{send: \"STARTTLS\\r\\n\"}}, {{expect: \"220 2.0.0\", starttls: true}}, {{send: \"EHLO prober\\r\\n\"}}, {{expect: \"250-AUTH\"}}]}}",
+            addr.port()
+        )
+    };
+    let outcome = run_probe(&dialogue("tls_config: {insecure_skip_verify: true},")).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let phases: Vec<&str> = outcome.phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(phases, ["resolve", "connect", "exchange", "tls"]);
+    assert!(outcome.signal("cert_days_left").unwrap() > 1000.0);
+    assert!(outcome.signal("tls_version").is_some());
+
+    let outcome = run_probe(&dialogue("")).await;
+    assert!(
+        failure(&outcome).starts_with("tls: certificate signed by unknown authority"),
+        "{outcome:#?}"
+    );
+    assert_eq!(outcome.signal("tls_version"), None);
+}
+
+#[tokio::test]
 async fn dns_answers_and_rcodes() {
     let server = dns_server().await;
     let outcome = run_probe(&format!(

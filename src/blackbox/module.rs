@@ -166,7 +166,8 @@ pub struct TcpModule {
 pub struct QueryResponse {
     pub expect: Option<Spanned<String>>,
     pub send: Option<String>,
-    pub starttls: Unsupported,
+    #[serde(default)]
+    pub starttls: bool,
 }
 
 /// blackbox's `dns:` module keys.
@@ -393,9 +394,6 @@ impl Module {
         if let Some(tcp) = &self.spec.tcp {
             let t = &tcp.value;
             refuse("tcp.source_ip_address", spanned(&t.source_ip_address), "");
-            for step in &t.query_response {
-                refuse("tcp.query_response.starttls", spanned(&step.starttls), "");
-            }
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
         }
         if let Some(icmp) = &self.spec.icmp {
@@ -589,8 +587,10 @@ impl Module {
                             .map(|step| StepSpec {
                                 expect: step.value.expect,
                                 send: step.value.send,
+                                starttls: step.value.starttls,
                             })
                             .collect(),
+                        lines: true,
                         resolver: None,
                         preferred_ip_protocol: Some(preferred(
                             t.preferred_ip_protocol.as_ref(),
