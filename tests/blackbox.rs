@@ -153,6 +153,26 @@ const MODULES: &str = r#"modules:
         - expect: "^220"
         - starttls: true
         - send: "QUIT\r"
+  tcp_source:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      source_ip_address: 127.0.0.2
+  icmp_source:
+    prober: icmp
+    timeout: 5s
+    icmp:
+      preferred_ip_protocol: ip4
+      source_ip_address: 127.0.0.2
+  dns_source:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      source_ip_address: 127.0.0.2
   dns_rrs:
     prober: dns
     timeout: 5s
@@ -445,6 +465,9 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ),
         ("dns_a", dns.to_string(), true),
         ("dns_a", refused.to_string(), false),
+        ("tcp_source", plain.to_string(), true),
+        ("icmp_source", "127.0.0.1".to_string(), true),
+        ("dns_source", dns.to_string(), true),
         ("dns_rrs", dns.to_string(), true),
         ("dns_rrs_additional_bad", dns.to_string(), false),
         // blackbox fails `fail_if_all_match_regexp` when some record does *not* match.

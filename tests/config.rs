@@ -350,17 +350,22 @@ const INVALID: &[(&str, &[Expected])] = &[
             ),
             (
                 13,
+                48,
+                "module \"from\": tcp.source_ip_address: \"nope\" is not an IP address",
+            ),
+            (
+                14,
                 93,
                 "module \"rrs\": dns.validate_authority_rrs.fail_if_matches_regexp: invalid regex",
             ),
-            (16, 11, "address: each target fills it"),
+            (17, 11, "address: each target fills it"),
             (
-                19,
+                20,
                 13,
-                "module: no module \"nope\"; modules: http_2xx, lookup, mail, ping, rrs, web",
+                "module: no module \"nope\"; modules: from, http_2xx, lookup, mail, ping, rrs, web",
             ),
-            (21, 5, "a process probe is not pointed at targets"),
-            (25, 13, "a module entry needs `targets:` or `targets_file:`"),
+            (22, 5, "a process probe is not pointed at targets"),
+            (26, 13, "a module entry needs `targets:` or `targets_file:`"),
         ],
     ),
     (

@@ -187,3 +187,54 @@ async fn dns_records_of_each_section_are_checked_as_blackbox_writes_them() {
         "answers: no answer records to match \".\" against"
     );
 }
+
+#[tokio::test]
+async fn source_ip_address_is_the_peer_the_server_sees() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", source_ip_address: 127.0.0.2}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(accepted.await.unwrap().ip().to_string(), "127.0.0.2");
+
+    let (server, peers) = dns_server_with_peers().await;
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, server: \"{server}\", source_ip_address: 127.0.0.3}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(peers.lock().unwrap()[0].ip().to_string(), "127.0.0.3");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+    let _ = run_probe_with(
+        &format!(
+            "dns: {{name: ok.test, server: \"{addr}\", transport: tcp, source_ip_address: 127.0.0.4}}"
+        ),
+        "300ms",
+    )
+    .await;
+    assert_eq!(accepted.await.unwrap().ip().to_string(), "127.0.0.4");
+
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", source_ip_address: \"::1\"}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "connect: source_ip_address ::1 is IPv6 and 127.0.0.1 is IPv4: give a source of the \
+         target's family (or preferred_ip_protocol to match it)"
+    );
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", source_ip_address: 192.0.2.7}}"
+    ))
+    .await;
+    assert!(
+        failure(&outcome).starts_with("connect: cannot bind source_ip_address 192.0.2.7: "),
+        "{outcome:#?}"
+    );
+}

@@ -49,7 +49,7 @@ pub struct IcmpModule {
     pub ip_protocol_fallback: Option<Spanned<bool>>,
     pub payload_size: Option<Spanned<usize>>,
     pub ttl: Option<Spanned<u32>>,
-    pub source_ip_address: Unsupported,
+    pub source_ip_address: Option<Spanned<String>>,
     pub dont_fragment: Unsupported,
 }
 
@@ -157,7 +157,7 @@ pub struct TcpModule {
     pub tls_config: Option<TlsModule>,
     pub preferred_ip_protocol: Option<Spanned<String>>,
     pub ip_protocol_fallback: Option<Spanned<bool>>,
-    pub source_ip_address: Unsupported,
+    pub source_ip_address: Option<Spanned<String>>,
 }
 
 /// One step of `query_response`.
@@ -186,7 +186,7 @@ pub struct DnsModule {
     pub validate_additional_rrs: Option<RrCheckSpec>,
     pub preferred_ip_protocol: Option<Spanned<String>>,
     pub ip_protocol_fallback: Option<Spanned<bool>>,
-    pub source_ip_address: Unsupported,
+    pub source_ip_address: Option<Spanned<String>>,
     pub dns_over_tls: Unsupported,
     pub tls_config: Unsupported,
 }
@@ -393,12 +393,10 @@ impl Module {
         }
         if let Some(tcp) = &self.spec.tcp {
             let t = &tcp.value;
-            refuse("tcp.source_ip_address", spanned(&t.source_ip_address), "");
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
         }
         if let Some(icmp) = &self.spec.icmp {
             let i = &icmp.value;
-            refuse("icmp.source_ip_address", spanned(&i.source_ip_address), "");
             refuse("icmp.dont_fragment", spanned(&i.dont_fragment), "");
         }
         if let Some(grpc) = &self.spec.grpc {
@@ -410,7 +408,6 @@ impl Module {
         }
         if let Some(dns) = &self.spec.dns {
             let d = &dns.value;
-            refuse("dns.source_ip_address", spanned(&d.source_ip_address), "");
             refuse("dns.dns_over_tls", spanned(&d.dns_over_tls), "");
             refuse("dns.tls_config", spanned(&d.tls_config), "");
             if let Some(class) = &d.query_class
@@ -597,6 +594,7 @@ impl Module {
                             self.pos,
                         )),
                         ip_protocol_fallback: t.ip_protocol_fallback.map(|f| f.value),
+                        source_ip_address: t.source_ip_address,
                     },
                 )));
             }
@@ -620,6 +618,7 @@ impl Module {
                         server: Some(at(server)),
                         transport: d.transport_protocol,
                         recursion_desired: d.recursion_desired,
+                        source_ip_address: d.source_ip_address,
                         expect: Some(DnsExpectSpec {
                             rcode: Some(
                                 d.valid_rcodes.unwrap_or_else(|| vec![at("NOERROR".into())]),
@@ -647,6 +646,7 @@ impl Module {
                         ip_protocol_fallback: i.ip_protocol_fallback.map(|f| f.value),
                         payload_size: i.payload_size,
                         ttl: i.ttl,
+                        source_ip_address: i.source_ip_address,
                         resolver: None,
                     },
                 )));

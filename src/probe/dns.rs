@@ -3,7 +3,7 @@
 //! so the probe sees the server's real rcode (a resolver would hide it behind retries).
 //! Phases: `connect` (TCP only) and `resolve`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use hickory_resolver::proto::op::{Message, Query, ResponseCode};
@@ -28,6 +28,9 @@ pub struct DnsSpec {
     pub server: Option<Spanned<String>>,
     pub transport: Option<Spanned<String>>,
     pub recursion_desired: Option<bool>,
+    /// The local address to send the query from (one of this host's, of the server's
+    /// family).
+    pub source_ip_address: Option<Spanned<String>>,
     pub expect: Option<DnsExpectSpec>,
 }
 
@@ -73,6 +76,7 @@ pub struct DnsProbe {
     record_type: RecordType,
     server: Result<SocketAddr, String>,
     tcp: bool,
+    source: Option<IpAddr>,
     recursion_desired: bool,
     rcodes: Vec<u16>,
     min_answers: usize,
@@ -278,6 +282,7 @@ impl DnsProbe {
                 .map_err(|e| fail(re.pos, "expect.answer_regex", format!("invalid regex: {e}")))
                 .ok()
         });
+        let source = super::net::source_address(spec.source_ip_address.as_ref(), &mut errors);
         let mut rr_checks = Vec::new();
         for (section, field, spec) in [
             (Section::Answer, "expect.answer_rrs", expect.answer_rrs),
@@ -302,6 +307,7 @@ impl DnsProbe {
                 record_type,
                 server,
                 tcp,
+                source,
                 recursion_desired: spec.recursion_desired.unwrap_or(true),
                 rcodes,
                 min_answers: expect.min_answers.map_or(0, |m| m.value),
@@ -324,15 +330,19 @@ impl DnsProbe {
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
         let server = self.server.clone().map_err(Failure::Dns)?;
         super::net::address_signals(server.ip(), trace);
+        // Checked here, not when built: a blackbox module is built for a sample server.
+        if let Some(source) = self.source {
+            super::net::same_family(source, server.ip()).map_err(Failure::Dns)?;
+        }
         let mut query = Message::query();
         query.metadata.recursion_desired = self.recursion_desired;
         query.add_query(Query::query(self.name.clone(), self.record_type));
         let bytes = query.to_vec().map_err(|e| Failure::Dns(e.to_string()))?;
         trace.signal("query_succeeded", 0.0);
         let reply = if self.tcp {
-            exchange_tcp(server, &bytes, trace).await?
+            exchange_tcp(server, self.source, &bytes, trace).await?
         } else {
-            exchange_udp(server, &bytes, query.metadata.id, trace).await?
+            exchange_udp(server, self.source, &bytes, query.metadata.id, trace).await?
         };
         trace.finish();
         trace.signal("latency", trace.elapsed().as_secs_f64());
@@ -476,19 +486,24 @@ fn quoted(part: &[u8]) -> String {
 
 async fn exchange_udp(
     server: SocketAddr,
+    source: Option<IpAddr>,
     query: &[u8],
     id: u16,
     trace: &mut Trace,
 ) -> Result<Vec<u8>, Failure> {
     trace.enter("resolve");
-    let bind: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
+    let unspecified: IpAddr = if server.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
     } else {
-        ([0u16; 8], 0).into()
+        Ipv6Addr::UNSPECIFIED.into()
     };
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| Failure::Dns(format!("bind: {e}")))?;
+    let bind = SocketAddr::new(source.unwrap_or(unspecified), 0);
+    let socket = UdpSocket::bind(bind).await.map_err(|e| {
+        Failure::Dns(match source {
+            Some(source) => format!("cannot bind source_ip_address {source}: {e}"),
+            None => format!("bind: {e}"),
+        })
+    })?;
     socket
         .connect(server)
         .await
@@ -517,10 +532,11 @@ async fn exchange_udp(
 
 async fn exchange_tcp(
     server: SocketAddr,
+    source: Option<IpAddr>,
     query: &[u8],
     trace: &mut Trace,
 ) -> Result<Vec<u8>, Failure> {
-    let mut stream = super::net::connect(server, trace).await?;
+    let mut stream = super::net::connect_from(server, source, trace).await?;
     trace.enter("resolve");
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&(query.len() as u16).to_be_bytes());

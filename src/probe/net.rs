@@ -290,9 +290,23 @@ pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 
 /// Opens a TCP connection, timing the `connect` phase.
 pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, Failure> {
+    connect_from(addr, None, trace).await
+}
+
+/// Opens a TCP connection from `source` (`source_ip_address`) when given, timing the
+/// `connect` phase.
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    trace: &mut Trace,
+) -> Result<TcpStream, Failure> {
     trace.enter("connect");
     address_signals(addr.ip(), trace);
-    let stream = TcpStream::connect(addr).await.map_err(|e| {
+    let stream = match source {
+        None => TcpStream::connect(addr).await,
+        Some(source) => bound_socket(addr, source)?.connect(addr).await,
+    }
+    .map_err(|e| {
         Failure::Connect(match e.kind() {
             io::ErrorKind::ConnectionRefused => "refused".to_string(),
             io::ErrorKind::TimedOut => format!("timed out to {addr}"),
@@ -304,6 +318,55 @@ pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, F
     })?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// A TCP socket bound to `source` (any port), ready to connect to `addr`.
+fn bound_socket(addr: SocketAddr, source: IpAddr) -> Result<tokio::net::TcpSocket, Failure> {
+    same_family(source, addr.ip()).map_err(Failure::Connect)?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| Failure::Connect(format!("cannot open a socket: {e}")))?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| Failure::Connect(format!("cannot bind source_ip_address {source}: {e}")))?;
+    Ok(socket)
+}
+
+/// Whether a socket bound to `source` can reach `target`: both IPv4 or both IPv6.
+pub fn same_family(source: IpAddr, target: IpAddr) -> Result<(), String> {
+    if source.is_ipv4() == target.is_ipv4() {
+        return Ok(());
+    }
+    let family = |ip: IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    Err(format!(
+        "source_ip_address {source} is {} and {target} is {}: give a source of the target's \
+         family (or preferred_ip_protocol to match it)",
+        family(source),
+        family(target)
+    ))
+}
+
+/// `source_ip_address` as written: the local address a probe sends from, parsed when the
+/// probe is built (blackbox only finds a bad one when it runs).
+pub fn source_address(
+    written: Option<&Spanned<String>>,
+    errors: &mut Vec<SpecError>,
+) -> Option<IpAddr> {
+    let written = written?;
+    written
+        .trim()
+        .parse()
+        .map_err(|_| {
+            errors.push(SpecError::new(
+                written.pos,
+                "source_ip_address",
+                format!("{:?} is not an IP address", written.value),
+            ))
+        })
+        .ok()
 }
 
 /// Runs the TLS handshake, timing the `tls` phase, and records certificate expiry signals.
@@ -511,8 +574,20 @@ pub async fn open(
     tls: Option<(&str, Arc<ClientConfig>)>,
     trace: &mut Trace,
 ) -> Result<Stream, Failure> {
+    open_from(host, port, resolver, tls, None, trace).await
+}
+
+/// As [`open`], the connection made from `source` when given (`source_ip_address`).
+pub async fn open_from(
+    host: &str,
+    port: u16,
+    resolver: &Resolver,
+    tls: Option<(&str, Arc<ClientConfig>)>,
+    source: Option<IpAddr>,
+    trace: &mut Trace,
+) -> Result<Stream, Failure> {
     let ip = resolve(host, resolver, trace).await?;
-    let tcp = connect(SocketAddr::new(ip, port), trace).await?;
+    let tcp = connect_from(SocketAddr::new(ip, port), source, trace).await?;
     match tls {
         Some((server_name, config)) => Ok(Stream::Tls(Box::new(
             handshake(tcp, server_name, config, trace).await?,

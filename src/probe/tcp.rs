@@ -2,6 +2,7 @@
 //! matching a regex, optionally upgrade to TLS mid-dialogue (STARTTLS). Phases: `resolve`,
 //! `connect`, `tls`, `exchange`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use regex::bytes::Regex;
@@ -47,6 +48,8 @@ pub struct TcpSpec {
     /// Whether the other family is taken when the name has none of the preferred (default
     /// true).
     pub ip_protocol_fallback: Option<bool>,
+    /// The local address to connect from (one of this host's, of the target's family).
+    pub source_ip_address: Option<Spanned<String>>,
 }
 
 /// One step of `query_response`.
@@ -77,6 +80,7 @@ pub struct TcpProbe {
     tls: Option<(String, Arc<ClientConfig>)>,
     steps: Vec<Step>,
     lines: bool,
+    source: Option<IpAddr>,
     resolver: Resolver,
 }
 
@@ -123,6 +127,7 @@ impl TcpProbe {
             });
             starttls.push(step.starttls);
         }
+        let source = net::source_address(spec.source_ip_address.as_ref(), &mut errors);
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
         let wants_starttls = starttls.contains(&true);
         if spec.tls && wants_starttls {
@@ -165,6 +170,7 @@ impl TcpProbe {
                     port,
                     steps,
                     lines: spec.lines,
+                    source,
                     resolver,
                 })
             }
@@ -181,7 +187,15 @@ impl TcpProbe {
             .tls
             .as_ref()
             .map(|(name, config)| (name.as_str(), config.clone()));
-        let mut stream = net::open(&self.host, self.port, &self.resolver, tls, trace).await?;
+        let mut stream = net::open_from(
+            &self.host,
+            self.port,
+            &self.resolver,
+            tls,
+            self.source,
+            trace,
+        )
+        .await?;
         if !self.steps.is_empty() {
             trace.enter("exchange");
             let expects = self.steps.iter().any(|s| s.expect.is_some());

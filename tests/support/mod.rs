@@ -348,7 +348,14 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 /// Answers queries like an authoritative server for a few names:
 /// `ok.test` A → 127.0.0.1, `nx.test` → NXDOMAIN, `fail.test` → SERVFAIL, `mute.test` → nothing.
 pub async fn dns_server() -> SocketAddr {
+    dns_server_with_peers().await.0
+}
+
+/// As [`dns_server`], with the address of every query's sender, in order.
+pub async fn dns_server_with_peers() -> (SocketAddr, Arc<std::sync::Mutex<Vec<SocketAddr>>>) {
     use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = peers.clone();
     use hickory_resolver::proto::rr::rdata::{A, NS, TXT};
     use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -359,6 +366,7 @@ pub async fn dns_server() -> SocketAddr {
             let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
                 return;
             };
+            seen.lock().unwrap().push(peer);
             let Ok(query) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
@@ -416,7 +424,7 @@ pub async fn dns_server() -> SocketAddr {
             let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
         }
     });
-    addr
+    (addr, peers)
 }
 
 /// Loads a one-probe config around `kind` (e.g. `http: {url: "…"}`) and runs it once.
