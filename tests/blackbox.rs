@@ -80,6 +80,19 @@ const MODULES: &str = r#"modules:
         - {header: X-Missing, regexp: "x", allow_missing: true}
       fail_if_header_not_matches:
         - {header: Content-Length, regexp: "^[0-9]+$"}
+  http_proxy:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      proxy_url: PROXY_URL
+  http_proxy_skip:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      proxy_url: PROXY_URL
+      skip_resolve_phase_with_proxy: true
   http_ip6:
     prober: http
     timeout: 5s
@@ -267,7 +280,9 @@ impl Web {
         })
         .await;
         Web {
-            modules: MODULES.replace("CA_FILE", &ca.display().to_string()),
+            modules: MODULES
+                .replace("CA_FILE", &ca.display().to_string())
+                .replace("PROXY_URL", &format!("http://{}", forward_proxy().await)),
             plain,
             tls: http_server(Some(cert.server.clone()), |_, _| ok("secure")).await,
             certified: cert.server,
@@ -444,6 +459,25 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("http_header_bad", format!("http://{plain}/"), false),
         ("http_header_missing", format!("http://{plain}/"), false),
         ("http_header_missing_ok", format!("http://{plain}/"), true),
+        // Through a proxy blackbox resolves the target itself first, unless told to skip
+        // that: then an unresolvable name is the proxy's to fail (502) and the address
+        // families are left out.
+        (
+            "http_proxy",
+            format!("http://localhost:{}/", plain.port()),
+            true,
+        ),
+        ("http_proxy", "http://nowhere.invalid/".to_string(), false),
+        (
+            "http_proxy_skip",
+            format!("http://localhost:{}/", plain.port()),
+            true,
+        ),
+        (
+            "http_proxy_skip",
+            "http://nowhere.invalid/".to_string(),
+            false,
+        ),
         ("http_ip6", format!("http://[::1]:{v6}/"), true),
         (
             "http_ip6",
@@ -531,6 +565,54 @@ async fn probe_answers_as_blackbox_exporter_does() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// A forward proxy for absolute-form requests (`GET http://host:port/path`): it connects to
+/// the host itself (502 when it cannot) and relays both ways.
+async fn forward_proxy() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let (line, rest) = head.split_once("\r\n").unwrap();
+                let mut words = line.split(' ');
+                let (method, target) = (words.next().unwrap(), words.next().unwrap());
+                let after_scheme = target.strip_prefix("http://").unwrap();
+                let (authority, path) = after_scheme
+                    .split_once('/')
+                    .map_or((after_scheme, String::from("/")), |(a, p)| {
+                        (a, format!("/{p}"))
+                    });
+                let authority = if authority.contains(':') {
+                    authority.to_string()
+                } else {
+                    format!("{authority}:80")
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(&authority).await else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                };
+                let forwarded = format!("{method} {path} HTTP/1.1\r\n{rest}");
+                if server.write_all(forwarded.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// An HTTP server on [::1] only: its port.

@@ -99,7 +99,7 @@ pub struct HttpModule {
     pub enable_http2: Option<Spanned<bool>>,
     pub compression: Option<Spanned<String>>,
     pub body_file: Unsupported,
-    pub skip_resolve_phase_with_proxy: Unsupported,
+    pub skip_resolve_phase_with_proxy: Option<Spanned<bool>>,
     pub authorization: Unsupported,
     pub oauth2: Unsupported,
     pub proxy_url: Option<Spanned<String>>,
@@ -361,10 +361,6 @@ impl Module {
             let h = &http.value;
             for (field, value) in [
                 ("http.body_file", &h.body_file),
-                (
-                    "http.skip_resolve_phase_with_proxy",
-                    &h.skip_resolve_phase_with_proxy,
-                ),
                 ("http.authorization", &h.authorization),
                 ("http.oauth2", &h.oauth2),
                 ("http.no_proxy", &h.no_proxy),
@@ -529,6 +525,11 @@ impl Module {
                         compression: h.compression.clone(),
                         http2: h.enable_http2.as_ref().map(|v| v.value),
                         proxy_from_environment: h.proxy_from_environment.clone(),
+                        resolve_target_with_proxy: Some(
+                            !h.skip_resolve_phase_with_proxy
+                                .as_ref()
+                                .is_some_and(|skip| skip.value),
+                        ),
                         method: h.method,
                         headers: h.headers,
                         body: h.body,
