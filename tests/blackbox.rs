@@ -957,3 +957,41 @@ fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() 
     assert!(line.contains("team=\"web\""), "{line}");
     drop(open);
 }
+
+/// blackbox 0.23's own `example.yml`, pasted as is: every module loads but the two that break
+/// slowburn's rules (an inline password; a CA file that is not on this machine).
+#[test]
+fn blackbox_own_example_file_loads_but_for_an_inline_secret_and_a_missing_file() {
+    let example = Path::new("/usr/share/doc/prometheus-blackbox-exporter/examples/example.yml");
+    if !example.exists() {
+        let message = "SKIPPED: blackbox's example.yml is not installed";
+        if std::env::var("SLOWBURN_REQUIRE_BLACKBOX").is_ok_and(|v| v == "1") {
+            panic!("{message}, and SLOWBURN_REQUIRE_BLACKBOX=1 requires it");
+        }
+        eprintln!("{message}");
+        return;
+    }
+    let dir = temp_dir("blackbox-example");
+    let copy = dir.join("example.yml");
+    std::fs::copy(example, &copy).unwrap();
+    let out = Command::new(support::daemon::BIN)
+        .args(["check", "-c"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("example.yml:"))
+        .map(|l| l.split_once("example.yml:").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "53:19: module \"http_basic_auth_example\": http.basic_auth.password: secrets must be written as env:NAME or file:/path, never inline",
+            "59:18: module \"http_custom_ca_example\": http.tls_config.ca_file: cannot read /certs/my_cert.crt: No such file or directory (os error 2)",
+        ],
+        "{text}"
+    );
+}
