@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::daemon::{free_port, temp_dir};
-use support::{dns_server, http_server, ok, refused_addr, required_tool, test_cert};
+use support::{
+    Mail, dns_server, http_server, ok, refused_addr, required_tool, starttls_server, test_cert,
+};
 
 /// blackbox.yml's `modules:`, given as is to both exporters.
 const MODULES: &str = r#"modules:
@@ -78,6 +80,19 @@ const MODULES: &str = r#"modules:
         - {header: X-Missing, regexp: "x", allow_missing: true}
       fail_if_header_not_matches:
         - {header: Content-Length, regexp: "^[0-9]+$"}
+  http_proxy:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      proxy_url: PROXY_URL
+  http_proxy_skip:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      proxy_url: PROXY_URL
+      skip_resolve_phase_with_proxy: true
   http_ip6:
     prober: http
     timeout: 5s
@@ -109,6 +124,138 @@ const MODULES: &str = r#"modules:
       query_type: A
       validate_answer_rrs:
         fail_if_none_matches_regexp: ["127\\.0\\.0\\.1"]
+  imap_starttls:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: CA_FILE
+      query_response:
+        - expect: "OK.*STARTTLS"
+        - send: ". STARTTLS"
+        - expect: "OK"
+        - starttls: true
+        - send: ". capability"
+        - expect: "CAPABILITY IMAP4rev1"
+  smtp_starttls:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: CA_FILE
+      query_response:
+        - expect: "^220 ([^ ]+) ESMTP (.+)$"
+        - send: "EHLO prober\r"
+        - expect: "^250-STARTTLS"
+        - send: "STARTTLS\r"
+        - expect: "^220"
+        - starttls: true
+        - send: "EHLO prober\r"
+        - expect: "^250-AUTH"
+        - send: "QUIT\r"
+  smtp_starttls_untrusted:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^220 ([^ ]+) ESMTP (.+)$"
+        - send: "STARTTLS\r"
+        - expect: "^220"
+        - starttls: true
+        - send: "QUIT\r"
+  tcp_source:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      source_ip_address: 127.0.0.2
+  icmp_source:
+    prober: icmp
+    timeout: 5s
+    icmp:
+      preferred_ip_protocol: ip4
+      source_ip_address: 127.0.0.2
+  dns_source:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      source_ip_address: 127.0.0.2
+  dns_rrs:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: zone.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['^zone\.test\.\t60\tIN\tA\t127\.0\.0\.[12]$']
+        fail_if_none_matches_regexp: ['\t127\.0\.0\.2$', 'nothing']
+      validate_authority_rrs:
+        fail_if_none_matches_regexp: ['^zone\.test\.\t60\tIN\tNS\tns\.zone\.test\.$']
+      validate_additional_rrs:
+        fail_if_matches_regexp: ['10\.0\.0\.1']
+        fail_if_not_matches_regexp: ['^ns\.zone\.test\.\t60\tIN\tA\t']
+  dns_rrs_additional_bad:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: zone.test
+      query_type: A
+      validate_additional_rrs:
+        fail_if_matches_regexp: ['127\.0\.0\.53']
+  dns_all_match_one:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_all_match_regexp: ['127\.0\.0\.1$']
+  dns_all_match_two:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: zone.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_all_match_regexp: ['127\.0\.0\.1$']
+  dns_empty_all_match:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: AAAA
+      validate_answer_rrs:
+        fail_if_all_match_regexp: ['x']
+        fail_if_matches_regexp: ['x']
+  dns_empty_not_matches:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: AAAA
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['.']
+  dns_txt:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: txt.test
+      query_type: TXT
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['^txt\.test\.\t60\tIN\tTXT\t"v=1 \\"q\\"" "two"$']
 "#;
 
 /// The web targets both tests probe, and the modules pointed at their CA.
@@ -118,6 +265,8 @@ struct Web {
     plain: std::net::SocketAddr,
     /// HTTPS for `localhost`, its certificate in the modules' `ca_file`.
     tls: std::net::SocketAddr,
+    /// The TLS side of that certificate, for other servers the modules trust.
+    certified: std::sync::Arc<rustls::ServerConfig>,
 }
 
 impl Web {
@@ -131,9 +280,12 @@ impl Web {
         })
         .await;
         Web {
-            modules: MODULES.replace("CA_FILE", &ca.display().to_string()),
+            modules: MODULES
+                .replace("CA_FILE", &ca.display().to_string())
+                .replace("PROXY_URL", &format!("http://{}", forward_proxy().await)),
             plain,
             tls: http_server(Some(cert.server.clone()), |_, _| ok("secure")).await,
+            certified: cert.server,
         }
     }
 }
@@ -275,11 +427,14 @@ async fn probe_answers_as_blackbox_exporter_does() {
         modules,
         plain,
         tls,
+        certified,
     } = Web::start(&dir).await;
     let banner = banner_tcp(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     let dns = dns_server().await;
     let refused = refused_addr();
     let v6 = v6_http().await;
+    let smtp = starttls_server(certified.clone(), Mail::Smtp).await;
+    let imap = starttls_server(certified, Mail::Imap).await;
     let grpc = support::grpc::health_server(None).await;
 
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
@@ -304,6 +459,25 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("http_header_bad", format!("http://{plain}/"), false),
         ("http_header_missing", format!("http://{plain}/"), false),
         ("http_header_missing_ok", format!("http://{plain}/"), true),
+        // Through a proxy blackbox resolves the target itself first, unless told to skip
+        // that: then an unresolvable name is the proxy's to fail (502) and the address
+        // families are left out.
+        (
+            "http_proxy",
+            format!("http://localhost:{}/", plain.port()),
+            true,
+        ),
+        ("http_proxy", "http://nowhere.invalid/".to_string(), false),
+        (
+            "http_proxy_skip",
+            format!("http://localhost:{}/", plain.port()),
+            true,
+        ),
+        (
+            "http_proxy_skip",
+            "http://nowhere.invalid/".to_string(),
+            false,
+        ),
         ("http_ip6", format!("http://[::1]:{v6}/"), true),
         (
             "http_ip6",
@@ -315,8 +489,27 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("tcp_connect", refused.to_string(), false),
         ("tcp_banner", banner.to_string(), true),
         ("tcp_banner", plain.to_string(), false),
+        ("smtp_starttls", format!("localhost:{}", smtp.port()), true),
+        ("imap_starttls", format!("localhost:{}", imap.port()), true),
+        ("imap_starttls", format!("localhost:{}", smtp.port()), false),
+        (
+            "smtp_starttls_untrusted",
+            format!("localhost:{}", smtp.port()),
+            false,
+        ),
         ("dns_a", dns.to_string(), true),
         ("dns_a", refused.to_string(), false),
+        ("tcp_source", plain.to_string(), true),
+        ("icmp_source", "127.0.0.1".to_string(), true),
+        ("dns_source", dns.to_string(), true),
+        ("dns_rrs", dns.to_string(), true),
+        ("dns_rrs_additional_bad", dns.to_string(), false),
+        // blackbox fails `fail_if_all_match_regexp` when some record does *not* match.
+        ("dns_all_match_one", dns.to_string(), true),
+        ("dns_all_match_two", dns.to_string(), false),
+        ("dns_empty_all_match", dns.to_string(), true),
+        ("dns_empty_not_matches", dns.to_string(), false),
+        ("dns_txt", dns.to_string(), true),
         ("icmp", "127.0.0.1".to_string(), true),
         ("grpc_plain", grpc.to_string(), true),
         ("grpc_orders", grpc.to_string(), false),
@@ -372,6 +565,54 @@ async fn probe_answers_as_blackbox_exporter_does() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// A forward proxy for absolute-form requests (`GET http://host:port/path`): it connects to
+/// the host itself (502 when it cannot) and relays both ways.
+async fn forward_proxy() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let (line, rest) = head.split_once("\r\n").unwrap();
+                let mut words = line.split(' ');
+                let (method, target) = (words.next().unwrap(), words.next().unwrap());
+                let after_scheme = target.strip_prefix("http://").unwrap();
+                let (authority, path) = after_scheme
+                    .split_once('/')
+                    .map_or((after_scheme, String::from("/")), |(a, p)| {
+                        (a, format!("/{p}"))
+                    });
+                let authority = if authority.contains(':') {
+                    authority.to_string()
+                } else {
+                    format!("{authority}:80")
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(&authority).await else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                };
+                let forwarded = format!("{method} {path} HTTP/1.1\r\n{rest}");
+                if server.write_all(forwarded.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// An HTTP server on [::1] only: its port.
@@ -521,6 +762,7 @@ async fn an_unchanged_blackbox_scrape_job_gets_the_same_answers() {
         modules,
         plain,
         tls,
+        ..
     } = Web::start(&dir).await;
     let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
     let client = client();
@@ -714,4 +956,42 @@ fn targets_and_a_file_sd_file_expand_into_labelled_probes_and_follow_the_file() 
     let line = success_line(&body, &format!("ports/{down}")).unwrap();
     assert!(line.contains("team=\"web\""), "{line}");
     drop(open);
+}
+
+/// blackbox 0.23's own `example.yml`, pasted as is: every module loads but the two that break
+/// slowburn's rules (an inline password; a CA file that is not on this machine).
+#[test]
+fn blackbox_own_example_file_loads_but_for_an_inline_secret_and_a_missing_file() {
+    let example = Path::new("/usr/share/doc/prometheus-blackbox-exporter/examples/example.yml");
+    if !example.exists() {
+        let message = "SKIPPED: blackbox's example.yml is not installed";
+        if std::env::var("SLOWBURN_REQUIRE_BLACKBOX").is_ok_and(|v| v == "1") {
+            panic!("{message}, and SLOWBURN_REQUIRE_BLACKBOX=1 requires it");
+        }
+        eprintln!("{message}");
+        return;
+    }
+    let dir = temp_dir("blackbox-example");
+    let copy = dir.join("example.yml");
+    std::fs::copy(example, &copy).unwrap();
+    let out = Command::new(support::daemon::BIN)
+        .args(["check", "-c"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("example.yml:"))
+        .map(|l| l.split_once("example.yml:").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "53:19: module \"http_basic_auth_example\": http.basic_auth.password: secrets must be written as env:NAME or file:/path, never inline",
+            "59:18: module \"http_custom_ca_example\": http.tls_config.ca_file: cannot read /certs/my_cert.crt: No such file or directory (os error 2)",
+        ],
+        "{text}"
+    );
 }

@@ -153,6 +153,54 @@ fn no_route_is_unreachable_and_an_ignored_echo_times_out_in_rtt() {
     assert!(out.contains("timeout after 1s in phase rtt"), "{out}");
 }
 
+/// The sources of the echo requests to 127.0.0.9 (an address no other test pings) that a raw
+/// socket sees within `wait` (root only).
+fn echo_request_sources(wait: std::time::Duration) -> std::thread::JoinHandle<Vec<String>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::Read;
+    let mut socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut sources = Vec::new();
+        let mut buf = [0u8; 1500];
+        while started.elapsed() < wait {
+            let Ok(n) = socket.read(&mut buf) else {
+                continue;
+            };
+            let packet = &buf[..n];
+            let header = usize::from(packet[0] & 0x0f) * 4;
+            if packet.get(header) == Some(&8) && packet[16..20] == [127, 0, 0, 9] {
+                sources.push(format!(
+                    "{}.{}.{}.{}",
+                    packet[12], packet[13], packet[14], packet[15]
+                ));
+            }
+        }
+        sources
+    })
+}
+
+#[tokio::test]
+async fn source_ip_address_is_the_echo_request_source() {
+    if !is_root() {
+        eprintln!("SKIPPED: seeing the echo request's source needs a raw socket (root)");
+        return;
+    }
+    let sniffer = echo_request_sources(std::time::Duration::from_millis(700));
+    let outcome = support::run_probe("icmp: {host: 127.0.0.9, source_ip_address: 127.0.0.2}").await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(sniffer.join().unwrap(), ["127.0.0.2"]);
+
+    let outcome = support::run_probe("icmp: {host: 127.0.0.1, source_ip_address: \"::1\"}").await;
+    assert!(
+        support::failure(&outcome).starts_with("icmp: source_ip_address ::1 is IPv6"),
+        "{outcome:#?}"
+    );
+}
+
 #[tokio::test]
 async fn bad_specs_are_refused_with_their_positions() {
     let text = "probes:\n  - name: a\n    icmp: {host: h, preferred_ip_protocol: ip5, ttl: 0, payload_size: 70000}\n";

@@ -77,6 +77,31 @@ async fn tcp_over_tls() {
 }
 
 #[tokio::test]
+async fn tcp_starttls_upgrades_mid_dialogue_and_reports_the_certificate() {
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    let addr = starttls_server(cert.server.clone(), Mail::Smtp).await;
+    let dialogue = |tls_config: &str| {
+        format!(
+            "tcp: {{address: \"localhost:{}\", {tls_config} query_response: [{{expect: \"^220 \"}}, {{send: \"EHLO prober\\r\\n\"}}, {{expect: \"250-STARTTLS\"}}, {{send: \"STARTTLS\\r\\n\"}}, {{expect: \"220 2.0.0\", starttls: true}}, {{send: \"EHLO prober\\r\\n\"}}, {{expect: \"250-AUTH\"}}]}}",
+            addr.port()
+        )
+    };
+    let outcome = run_probe(&dialogue("tls_config: {insecure_skip_verify: true},")).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let phases: Vec<&str> = outcome.phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(phases, ["resolve", "connect", "exchange", "tls"]);
+    assert!(outcome.signal("cert_days_left").unwrap() > 1000.0);
+    assert!(outcome.signal("tls_version").is_some());
+
+    let outcome = run_probe(&dialogue("")).await;
+    assert!(
+        failure(&outcome).starts_with("tls: certificate signed by unknown authority"),
+        "{outcome:#?}"
+    );
+    assert_eq!(outcome.signal("tls_version"), None);
+}
+
+#[tokio::test]
 async fn dns_answers_and_rcodes() {
     let server = dns_server().await;
     let outcome = run_probe(&format!(
@@ -133,4 +158,83 @@ async fn dns_over_tcp_to_a_closed_port_is_refused() {
     ))
     .await;
     assert_eq!(failure(&outcome), "connect: refused");
+}
+
+#[tokio::test]
+async fn dns_records_of_each_section_are_checked_as_blackbox_writes_them() {
+    let server = dns_server().await;
+    let outcome = run_probe(&format!(
+        "dns: {{name: zone.test, server: \"{server}\", expect: {{answer_rrs: {{fail_if_not_matches_regexp: ['^zone\\.test\\.\\t60\\tIN\\tA\\t127\\.0\\.0\\.[12]$']}}, authority_rrs: {{fail_if_none_matches_regexp: ['\\tNS\\tns\\.zone\\.test\\.$']}}}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+
+    let outcome = run_probe(&format!(
+        "dns: {{name: zone.test, server: \"{server}\", expect: {{additional_rrs: {{fail_if_matches_regexp: ['127\\.0\\.0\\.53']}}}}}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "answers: additional record \"ns.zone.test.\\t60\\tIN\\tA\\t127.0.0.53\" matches fail_if_matches_regexp \"127\\\\.0\\\\.0\\\\.53\""
+    );
+
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, type: AAAA, server: \"{server}\", expect: {{answer_rrs: {{fail_if_none_matches_regexp: ['.']}}}}}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "answers: no answer records to match \".\" against"
+    );
+}
+
+#[tokio::test]
+async fn source_ip_address_is_the_peer_the_server_sees() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", source_ip_address: 127.0.0.2}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(accepted.await.unwrap().ip().to_string(), "127.0.0.2");
+
+    let (server, peers) = dns_server_with_peers().await;
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, server: \"{server}\", source_ip_address: 127.0.0.3}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(peers.lock().unwrap()[0].ip().to_string(), "127.0.0.3");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+    let _ = run_probe_with(
+        &format!(
+            "dns: {{name: ok.test, server: \"{addr}\", transport: tcp, source_ip_address: 127.0.0.4}}"
+        ),
+        "300ms",
+    )
+    .await;
+    assert_eq!(accepted.await.unwrap().ip().to_string(), "127.0.0.4");
+
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", source_ip_address: \"::1\"}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "connect: source_ip_address ::1 is IPv6 and 127.0.0.1 is IPv4: give a source of the \
+         target's family (or preferred_ip_protocol to match it)"
+    );
+    let outcome = run_probe(&format!(
+        "tcp: {{address: \"{addr}\", source_ip_address: 192.0.2.7}}"
+    ))
+    .await;
+    assert!(
+        failure(&outcome).starts_with("connect: cannot bind source_ip_address 192.0.2.7: "),
+        "{outcome:#?}"
+    );
 }

@@ -73,28 +73,32 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
         "Returns how long the probe took to complete in seconds",
         outcome.duration.as_secs_f64(),
     );
-    // blackbox's meaning: the time taken to resolve the target's name (0 for an address;
-    // a dns probe's target is its server, given as an address).
-    let lookup = match prober {
-        Prober::Dns => 0.0,
-        _ => phase("resolve"),
-    };
-    f.gauge(
-        "probe_dns_lookup_time_seconds",
-        "Returns the time taken for probe dns lookup in seconds",
-        lookup,
-    );
-    // 0 when the target did not resolve to an address of an allowed family.
-    f.gauge(
-        "probe_ip_protocol",
-        "Specifies whether probe ip protocol is IP4 or IP6",
-        signal("ip_protocol").unwrap_or(0.0),
-    );
-    f.gauge(
-        "probe_ip_addr_hash",
-        "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-        signal("ip_addr_hash").unwrap_or(0.0),
-    );
+    // blackbox writes none of the three when its proxy resolves the target
+    // (`skip_resolve_phase_with_proxy`).
+    if signal("resolve_skipped").is_none() {
+        // blackbox's meaning: the time taken to resolve the target's name (0 for an address;
+        // a dns probe's target is its server, given as an address).
+        let lookup = match prober {
+            Prober::Dns => 0.0,
+            _ => phase("resolve"),
+        };
+        f.gauge(
+            "probe_dns_lookup_time_seconds",
+            "Returns the time taken for probe dns lookup in seconds",
+            lookup,
+        );
+        // 0 when the target did not resolve to an address of an allowed family.
+        f.gauge(
+            "probe_ip_protocol",
+            "Specifies whether probe ip protocol is IP4 or IP6",
+            signal("ip_protocol").unwrap_or(0.0),
+        );
+        f.gauge(
+            "probe_ip_addr_hash",
+            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+            signal("ip_addr_hash").unwrap_or(0.0),
+        );
+    }
     match prober {
         Prober::Http => http(&mut f, outcome, &phase),
         Prober::Tcp => {
@@ -123,7 +127,10 @@ fn http(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
     };
     // blackbox times a handshake only when it completes: a refused one reads 0.
     let handshake_failed = matches!(outcome.failure, Some(Failure::Tls(_)));
-    for &name in phases {
+    // When its proxy resolves the target, blackbox writes a resolve phase only for the
+    // requests after a redirect.
+    let no_resolve = outcome.signal("resolve_skipped").is_some() && signal("redirects") == 0.0;
+    for &name in phases.iter().filter(|n| !(no_resolve && **n == "resolve")) {
         let spent = if name == "tls" && handshake_failed {
             0.0
         } else {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::basics::SpecError;
 use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, ScalarText, Spanned};
-use crate::probe::dns::{DnsExpectSpec, DnsSpec};
+use crate::probe::dns::{DnsExpectSpec, DnsSpec, RrCheckSpec};
 use crate::probe::grpc::GrpcSpec;
 use crate::probe::http::{BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec};
 use crate::probe::icmp::IcmpSpec;
@@ -49,7 +49,7 @@ pub struct IcmpModule {
     pub ip_protocol_fallback: Option<Spanned<bool>>,
     pub payload_size: Option<Spanned<usize>>,
     pub ttl: Option<Spanned<u32>>,
-    pub source_ip_address: Unsupported,
+    pub source_ip_address: Option<Spanned<String>>,
     pub dont_fragment: Unsupported,
 }
 
@@ -99,7 +99,7 @@ pub struct HttpModule {
     pub enable_http2: Option<Spanned<bool>>,
     pub compression: Option<Spanned<String>>,
     pub body_file: Unsupported,
-    pub skip_resolve_phase_with_proxy: Unsupported,
+    pub skip_resolve_phase_with_proxy: Option<Spanned<bool>>,
     pub authorization: Unsupported,
     pub oauth2: Unsupported,
     pub proxy_url: Option<Spanned<String>>,
@@ -157,7 +157,7 @@ pub struct TcpModule {
     pub tls_config: Option<TlsModule>,
     pub preferred_ip_protocol: Option<Spanned<String>>,
     pub ip_protocol_fallback: Option<Spanned<bool>>,
-    pub source_ip_address: Unsupported,
+    pub source_ip_address: Option<Spanned<String>>,
 }
 
 /// One step of `query_response`.
@@ -166,7 +166,8 @@ pub struct TcpModule {
 pub struct QueryResponse {
     pub expect: Option<Spanned<String>>,
     pub send: Option<String>,
-    pub starttls: Unsupported,
+    #[serde(default)]
+    pub starttls: bool,
 }
 
 /// blackbox's `dns:` module keys.
@@ -180,28 +181,14 @@ pub struct DnsModule {
     pub transport_protocol: Option<Spanned<String>>,
     pub recursion_desired: Option<bool>,
     pub valid_rcodes: Option<Vec<Spanned<String>>>,
-    pub validate_answer_rrs: Option<RrValidator>,
-    pub validate_authority_rrs: Option<RrValidator>,
-    pub validate_additional_rrs: Option<RrValidator>,
+    pub validate_answer_rrs: Option<RrCheckSpec>,
+    pub validate_authority_rrs: Option<RrCheckSpec>,
+    pub validate_additional_rrs: Option<RrCheckSpec>,
     pub preferred_ip_protocol: Option<Spanned<String>>,
     pub ip_protocol_fallback: Option<Spanned<bool>>,
-    pub source_ip_address: Unsupported,
+    pub source_ip_address: Option<Spanned<String>>,
     pub dns_over_tls: Unsupported,
     pub tls_config: Unsupported,
-}
-
-/// `validate_*_rrs:`.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RrValidator {
-    #[serde(default)]
-    pub fail_if_matches_regexp: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub fail_if_all_match_regexp: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub fail_if_not_matches_regexp: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub fail_if_none_matches_regexp: Vec<Spanned<String>>,
 }
 
 /// The prober a module names.
@@ -374,10 +361,6 @@ impl Module {
             let h = &http.value;
             for (field, value) in [
                 ("http.body_file", &h.body_file),
-                (
-                    "http.skip_resolve_phase_with_proxy",
-                    &h.skip_resolve_phase_with_proxy,
-                ),
                 ("http.authorization", &h.authorization),
                 ("http.oauth2", &h.oauth2),
                 ("http.no_proxy", &h.no_proxy),
@@ -406,15 +389,10 @@ impl Module {
         }
         if let Some(tcp) = &self.spec.tcp {
             let t = &tcp.value;
-            refuse("tcp.source_ip_address", spanned(&t.source_ip_address), "");
-            for step in &t.query_response {
-                refuse("tcp.query_response.starttls", spanned(&step.starttls), "");
-            }
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
         }
         if let Some(icmp) = &self.spec.icmp {
             let i = &icmp.value;
-            refuse("icmp.source_ip_address", spanned(&i.source_ip_address), "");
             refuse("icmp.dont_fragment", spanned(&i.dont_fragment), "");
         }
         if let Some(grpc) = &self.spec.grpc {
@@ -426,51 +404,12 @@ impl Module {
         }
         if let Some(dns) = &self.spec.dns {
             let d = &dns.value;
-            refuse("dns.source_ip_address", spanned(&d.source_ip_address), "");
             refuse("dns.dns_over_tls", spanned(&d.dns_over_tls), "");
             refuse("dns.tls_config", spanned(&d.tls_config), "");
             if let Some(class) = &d.query_class
                 && !class.eq_ignore_ascii_case("IN")
             {
                 refuse("dns.query_class", Some(class.pos), ": only IN");
-            }
-            if let Some(v) = &d.validate_answer_rrs {
-                for (field, list) in [
-                    ("fail_if_matches_regexp", &v.fail_if_matches_regexp),
-                    ("fail_if_all_match_regexp", &v.fail_if_all_match_regexp),
-                    ("fail_if_not_matches_regexp", &v.fail_if_not_matches_regexp),
-                ] {
-                    if let Some(first) = list.first() {
-                        refuse(
-                            &format!("dns.validate_answer_rrs.{field}"),
-                            Some(first.pos),
-                            "",
-                        );
-                    }
-                }
-                if let Some(second) = v.fail_if_none_matches_regexp.get(1) {
-                    refuse(
-                        "dns.validate_answer_rrs.fail_if_none_matches_regexp",
-                        Some(second.pos),
-                        ": give one regex",
-                    );
-                }
-            }
-            for (field, validator) in [
-                ("dns.validate_authority_rrs", &d.validate_authority_rrs),
-                ("dns.validate_additional_rrs", &d.validate_additional_rrs),
-            ] {
-                let first = validator.iter().find_map(|v| {
-                    [
-                        &v.fail_if_matches_regexp,
-                        &v.fail_if_all_match_regexp,
-                        &v.fail_if_not_matches_regexp,
-                        &v.fail_if_none_matches_regexp,
-                    ]
-                    .into_iter()
-                    .find_map(|l| l.first().map(|r| r.pos))
-                });
-                refuse(field, first, "");
             }
             ip_protocol(
                 "dns",
@@ -586,6 +525,11 @@ impl Module {
                         compression: h.compression.clone(),
                         http2: h.enable_http2.as_ref().map(|v| v.value),
                         proxy_from_environment: h.proxy_from_environment.clone(),
+                        resolve_target_with_proxy: Some(
+                            !h.skip_resolve_phase_with_proxy
+                                .as_ref()
+                                .is_some_and(|skip| skip.value),
+                        ),
                         method: h.method,
                         headers: h.headers,
                         body: h.body,
@@ -641,14 +585,17 @@ impl Module {
                             .map(|step| StepSpec {
                                 expect: step.value.expect,
                                 send: step.value.send,
+                                starttls: step.value.starttls,
                             })
                             .collect(),
+                        lines: true,
                         resolver: None,
                         preferred_ip_protocol: Some(preferred(
                             t.preferred_ip_protocol.as_ref(),
                             self.pos,
                         )),
                         ip_protocol_fallback: t.ip_protocol_fallback.map(|f| f.value),
+                        source_ip_address: t.source_ip_address,
                     },
                 )));
             }
@@ -672,13 +619,14 @@ impl Module {
                         server: Some(at(server)),
                         transport: d.transport_protocol,
                         recursion_desired: d.recursion_desired,
+                        source_ip_address: d.source_ip_address,
                         expect: Some(DnsExpectSpec {
                             rcode: Some(
                                 d.valid_rcodes.unwrap_or_else(|| vec![at("NOERROR".into())]),
                             ),
-                            answer_regex: d
-                                .validate_answer_rrs
-                                .and_then(|v| v.fail_if_none_matches_regexp.into_iter().next()),
+                            answer_rrs: d.validate_answer_rrs,
+                            authority_rrs: d.validate_authority_rrs,
+                            additional_rrs: d.validate_additional_rrs,
                             ..DnsExpectSpec::default()
                         }),
                     },
@@ -699,6 +647,7 @@ impl Module {
                         ip_protocol_fallback: i.ip_protocol_fallback.map(|f| f.value),
                         payload_size: i.payload_size,
                         ttl: i.ttl,
+                        source_ip_address: i.source_ip_address,
                         resolver: None,
                     },
                 )));
@@ -827,7 +776,20 @@ fn blackbox_field(prober: Prober, field: &str) -> String {
         (Prober::Dns, "type") => "query_type",
         (Prober::Dns, "transport") => "transport_protocol",
         (Prober::Dns, "expect.rcode") => "valid_rcodes",
-        (Prober::Dns, "expect.answer_regex") => "validate_answer_rrs.fail_if_none_matches_regexp",
+        (Prober::Dns, other) => {
+            let renamed = [
+                ("expect.answer_rrs", "validate_answer_rrs"),
+                ("expect.authority_rrs", "validate_authority_rrs"),
+                ("expect.additional_rrs", "validate_additional_rrs"),
+            ]
+            .into_iter()
+            .find_map(|(ours, theirs)| {
+                other
+                    .strip_prefix(ours)
+                    .map(|rest| format!("{theirs}{rest}"))
+            });
+            return format!("dns.{}", renamed.as_deref().unwrap_or(other));
+        }
         (_, other) => other,
     };
     format!("{}.{renamed}", prober.kind())

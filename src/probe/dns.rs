@@ -3,11 +3,11 @@
 //! so the probe sees the server's real rcode (a resolver would hide it behind retries).
 //! Phases: `connect` (TCP only) and `resolve`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use hickory_resolver::proto::op::{Message, Query, ResponseCode};
-use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use regex::Regex;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +28,9 @@ pub struct DnsSpec {
     pub server: Option<Spanned<String>>,
     pub transport: Option<Spanned<String>>,
     pub recursion_desired: Option<bool>,
+    /// The local address to send the query from (one of this host's, of the server's
+    /// family).
+    pub source_ip_address: Option<Spanned<String>>,
     pub expect: Option<DnsExpectSpec>,
 }
 
@@ -38,6 +41,33 @@ pub struct DnsExpectSpec {
     pub min_answers: Option<Spanned<usize>>,
     pub max_answers: Option<Spanned<usize>>,
     pub answer_regex: Option<Spanned<String>>,
+    /// Regexes over each record of the answer section, as blackbox's `validate_answer_rrs`.
+    pub answer_rrs: Option<RrCheckSpec>,
+    /// The same over the authority section (`validate_authority_rrs`).
+    pub authority_rrs: Option<RrCheckSpec>,
+    /// The same over the additional section (`validate_additional_rrs`).
+    pub additional_rrs: Option<RrCheckSpec>,
+}
+
+/// Regexes matched against each record of one section of the reply, written as miekg/dns
+/// (blackbox_exporter's library) writes a record: `name.\tTTL\tIN\tTYPE\tRDATA`, e.g.
+/// `example.com.\t3600\tIN\tA\t127.0.0.1`. The keys and their meaning are blackbox's.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RrCheckSpec {
+    /// Fails when any record matches any of these.
+    #[serde(default)]
+    pub fail_if_matches_regexp: Vec<Spanned<String>>,
+    /// blackbox's meaning, whatever the name says: fails when some record does not match one
+    /// of these (an empty section passes).
+    #[serde(default)]
+    pub fail_if_all_match_regexp: Vec<Spanned<String>>,
+    /// Fails when some record does not match one of these, or the section is empty.
+    #[serde(default)]
+    pub fail_if_not_matches_regexp: Vec<Spanned<String>>,
+    /// Fails unless some record matches one of these (an empty section fails).
+    #[serde(default)]
+    pub fail_if_none_matches_regexp: Vec<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -46,11 +76,135 @@ pub struct DnsProbe {
     record_type: RecordType,
     server: Result<SocketAddr, String>,
     tcp: bool,
+    source: Option<IpAddr>,
     recursion_desired: bool,
     rcodes: Vec<u16>,
     min_answers: usize,
     max_answers: Option<usize>,
     answer_regex: Option<Regex>,
+    /// The answer, authority and additional sections' checks, in blackbox's order.
+    rr_checks: Vec<RrCheck>,
+}
+
+/// The sections of a reply whose records `RrCheck` validates.
+#[derive(Debug, Clone, Copy)]
+enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Section::Answer => "answer",
+            Section::Authority => "authority",
+            Section::Additional => "additional",
+        }
+    }
+
+    fn records(self, message: &Message) -> &[Record] {
+        match self {
+            Section::Answer => &message.answers,
+            Section::Authority => &message.authorities,
+            Section::Additional => &message.additionals,
+        }
+    }
+}
+
+/// A validated `RrCheckSpec` for one section.
+#[derive(Debug)]
+struct RrCheck {
+    section: Section,
+    matches: Vec<Regex>,
+    all_match: Vec<Regex>,
+    not_matches: Vec<Regex>,
+    none_matches: Vec<Regex>,
+}
+
+impl RrCheck {
+    /// Builds the check of one section; `field` is the spec's key, for errors.
+    fn new(
+        section: Section,
+        field: &str,
+        spec: RrCheckSpec,
+        errors: &mut Vec<SpecError>,
+    ) -> RrCheck {
+        let mut compile = |key: &str, list: Vec<Spanned<String>>| -> Vec<Regex> {
+            list.iter()
+                .filter_map(|re| {
+                    Regex::new(re)
+                        .map_err(|e| {
+                            errors.push(SpecError::new(
+                                re.pos,
+                                format!("{field}.{key}"),
+                                format!("invalid regex: {e}"),
+                            ))
+                        })
+                        .ok()
+                })
+                .collect()
+        };
+        RrCheck {
+            section,
+            matches: compile("fail_if_matches_regexp", spec.fail_if_matches_regexp),
+            all_match: compile("fail_if_all_match_regexp", spec.fail_if_all_match_regexp),
+            not_matches: compile(
+                "fail_if_not_matches_regexp",
+                spec.fail_if_not_matches_regexp,
+            ),
+            none_matches: compile(
+                "fail_if_none_matches_regexp",
+                spec.fail_if_none_matches_regexp,
+            ),
+        }
+    }
+
+    /// blackbox_exporter's `validRRs`, step for step: the same verdict for the same records.
+    fn verdict(&self, records: &[String]) -> Result<String, String> {
+        let section = self.section.name();
+        if records.is_empty()
+            && let Some(re) = self.not_matches.first().or(self.none_matches.first())
+        {
+            return Err(format!(
+                "no {section} records to match {:?} against",
+                re.as_str()
+            ));
+        }
+        let mut all_match = true;
+        let mut any_match = false;
+        for record in records {
+            if let Some(re) = self.matches.iter().find(|re| re.is_match(record)) {
+                return Err(format!(
+                    "{section} record {record:?} matches fail_if_matches_regexp {:?}",
+                    re.as_str()
+                ));
+            }
+            all_match &= self.all_match.iter().all(|re| re.is_match(record));
+            if let Some(re) = self.not_matches.iter().find(|re| !re.is_match(record)) {
+                return Err(format!(
+                    "{section} record {record:?} does not match fail_if_not_matches_regexp {:?}",
+                    re.as_str()
+                ));
+            }
+            any_match |= self.none_matches.iter().any(|re| re.is_match(record));
+        }
+        if !self.all_match.is_empty() && !all_match {
+            return Err(format!(
+                "not every {section} record matches fail_if_all_match_regexp (blackbox fails then)"
+            ));
+        }
+        if !self.none_matches.is_empty() && !any_match {
+            return Err(format!(
+                "no {section} record matches fail_if_none_matches_regexp {:?}",
+                self.none_matches
+                    .iter()
+                    .map(|re| re.as_str())
+                    .collect::<Vec<_>>()
+            ));
+        }
+        Ok(format!("{} {section} records valid", records.len()))
+    }
 }
 
 impl DnsProbe {
@@ -128,17 +282,38 @@ impl DnsProbe {
                 .map_err(|e| fail(re.pos, "expect.answer_regex", format!("invalid regex: {e}")))
                 .ok()
         });
+        let source = super::net::source_address(spec.source_ip_address.as_ref(), &mut errors);
+        let mut rr_checks = Vec::new();
+        for (section, field, spec) in [
+            (Section::Answer, "expect.answer_rrs", expect.answer_rrs),
+            (
+                Section::Authority,
+                "expect.authority_rrs",
+                expect.authority_rrs,
+            ),
+            (
+                Section::Additional,
+                "expect.additional_rrs",
+                expect.additional_rrs,
+            ),
+        ] {
+            if let Some(spec) = spec {
+                rr_checks.push(RrCheck::new(section, field, spec, &mut errors));
+            }
+        }
         match name {
             Some(name) if errors.is_empty() => Ok(DnsProbe {
                 name,
                 record_type,
                 server,
                 tcp,
+                source,
                 recursion_desired: spec.recursion_desired.unwrap_or(true),
                 rcodes,
                 min_answers: expect.min_answers.map_or(0, |m| m.value),
                 max_answers: expect.max_answers.map(|m| m.value),
                 answer_regex,
+                rr_checks,
             }),
             _ => Err(errors),
         }
@@ -155,15 +330,19 @@ impl DnsProbe {
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
         let server = self.server.clone().map_err(Failure::Dns)?;
         super::net::address_signals(server.ip(), trace);
+        // Checked here, not when built: a blackbox module is built for a sample server.
+        if let Some(source) = self.source {
+            super::net::same_family(source, server.ip()).map_err(Failure::Dns)?;
+        }
         let mut query = Message::query();
         query.metadata.recursion_desired = self.recursion_desired;
         query.add_query(Query::query(self.name.clone(), self.record_type));
         let bytes = query.to_vec().map_err(|e| Failure::Dns(e.to_string()))?;
         trace.signal("query_succeeded", 0.0);
         let reply = if self.tcp {
-            exchange_tcp(server, &bytes, trace).await?
+            exchange_tcp(server, self.source, &bytes, trace).await?
         } else {
-            exchange_udp(server, &bytes, query.metadata.id, trace).await?
+            exchange_udp(server, self.source, &bytes, query.metadata.id, trace).await?
         };
         trace.finish();
         trace.signal("latency", trace.elapsed().as_secs_f64());
@@ -235,25 +414,96 @@ impl DnsProbe {
                 },
             ));
         }
+        for check in &self.rr_checks {
+            let records: Vec<String> = check
+                .section
+                .records(&response)
+                .iter()
+                .map(rr_text)
+                .collect();
+            failures.push(trace.check("rrs", check.verdict(&records).map_err(Failure::Answers)));
+        }
         first_failure(failures)
     }
 }
 
+/// A record as miekg/dns's `RR.String()` writes it, which blackbox's regexes are written
+/// against: name, TTL, class and type, then the data, tab-separated.
+fn rr_text(record: &Record) -> String {
+    let class = match record.dns_class {
+        DNSClass::Unknown(n) => format!("CLASS{n}"),
+        other => other.to_string(),
+    };
+    let kind = match record.record_type() {
+        RecordType::Unknown(n) => format!("TYPE{n}"),
+        other => other.to_string(),
+    };
+    format!(
+        "{}\t{}\t{class}\t{kind}\t{}",
+        record.name,
+        record.ttl,
+        rdata_text(&record.data)
+    )
+}
+
+/// Record data in miekg/dns's text form: hickory's where they agree (addresses, names, MX,
+/// SOA, SRV), miekg's quoting for TXT, RFC 3597's `\# length hex` for unknown types.
+fn rdata_text(data: &RData) -> String {
+    match data {
+        RData::TXT(txt) => txt
+            .txt_data
+            .iter()
+            .map(|part| quoted(part))
+            .collect::<Vec<_>>()
+            .join(" "),
+        RData::Unknown { rdata, .. } => {
+            let bytes = &rdata.anything;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("\\# {} {hex}", bytes.len())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// One TXT string as miekg/dns quotes it: `"` and `\` escaped, other bytes outside
+/// printable ASCII as `\DDD`.
+fn quoted(part: &[u8]) -> String {
+    let mut out = String::with_capacity(part.len() + 2);
+    out.push('"');
+    for &b in part {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 async fn exchange_udp(
     server: SocketAddr,
+    source: Option<IpAddr>,
     query: &[u8],
     id: u16,
     trace: &mut Trace,
 ) -> Result<Vec<u8>, Failure> {
     trace.enter("resolve");
-    let bind: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
+    let unspecified: IpAddr = if server.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
     } else {
-        ([0u16; 8], 0).into()
+        Ipv6Addr::UNSPECIFIED.into()
     };
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| Failure::Dns(format!("bind: {e}")))?;
+    let bind = SocketAddr::new(source.unwrap_or(unspecified), 0);
+    let socket = UdpSocket::bind(bind).await.map_err(|e| {
+        Failure::Dns(match source {
+            Some(source) => format!("cannot bind source_ip_address {source}: {e}"),
+            None => format!("bind: {e}"),
+        })
+    })?;
     socket
         .connect(server)
         .await
@@ -282,10 +532,11 @@ async fn exchange_udp(
 
 async fn exchange_tcp(
     server: SocketAddr,
+    source: Option<IpAddr>,
     query: &[u8],
     trace: &mut Trace,
 ) -> Result<Vec<u8>, Failure> {
-    let mut stream = super::net::connect(server, trace).await?;
+    let mut stream = super::net::connect_from(server, source, trace).await?;
     trace.enter("resolve");
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&(query.len() as u16).to_be_bytes());

@@ -40,6 +40,9 @@ pub struct IcmpSpec {
     pub payload_size: Option<Spanned<usize>>,
     /// Time to live (hop limit) of the request, 1–255.
     pub ttl: Option<Spanned<u32>>,
+    /// The local address to send the echo request from (one of this host's, of the target's
+    /// family).
+    pub source_ip_address: Option<Spanned<String>>,
     pub resolver: Option<Vec<Spanned<String>>>,
 }
 
@@ -48,6 +51,7 @@ pub struct IcmpProbe {
     host: String,
     payload: usize,
     ttl: Option<u32>,
+    source: Option<IpAddr>,
     resolver: Resolver,
 }
 
@@ -90,6 +94,7 @@ impl IcmpProbe {
             }
             other => other.as_ref().map(|t| t.value),
         };
+        let source = net::source_address(spec.source_ip_address.as_ref(), &mut errors);
         let resolver = ctx
             .net
             .resolver(spec.resolver.as_deref(), family)
@@ -100,6 +105,7 @@ impl IcmpProbe {
                 host: spec.host.value.trim().to_string(),
                 payload,
                 ttl,
+                source,
                 resolver,
             }),
             _ => Err(errors),
@@ -114,7 +120,7 @@ impl IcmpProbe {
         let ip = net::resolve(&self.host, &self.resolver, trace).await?;
         trace.enter("setup");
         net::address_signals(ip, trace);
-        let (socket, raw) = open(ip, self.ttl)?;
+        let (socket, raw) = open(ip, self.ttl, self.source)?;
         trace.notes.push(
             if raw {
                 "raw ICMP socket (CAP_NET_RAW)"
@@ -172,9 +178,16 @@ impl IcmpProbe {
     }
 }
 
-/// Opens an ICMP socket for `ip`'s family: a ping socket if allowed, else a raw one. Returns
-/// the socket and whether it is raw.
-fn open(ip: IpAddr, ttl: Option<u32>) -> Result<(tokio::net::UdpSocket, bool), Failure> {
+/// Opens an ICMP socket for `ip`'s family: a ping socket if allowed, else a raw one, bound to
+/// `source` when given. Returns the socket and whether it is raw.
+fn open(
+    ip: IpAddr,
+    ttl: Option<u32>,
+    source: Option<IpAddr>,
+) -> Result<(tokio::net::UdpSocket, bool), Failure> {
+    if let Some(source) = source {
+        net::same_family(source, ip).map_err(Failure::Icmp)?;
+    }
     let (domain, protocol) = if ip.is_ipv4() {
         (Domain::IPV4, Protocol::ICMPV4)
     } else {
@@ -198,6 +211,11 @@ fn open(ip: IpAddr, ttl: Option<u32>) -> Result<(tokio::net::UdpSocket, bool), F
         } else {
             socket.set_unicast_hops_v6(ttl).map_err(setup)?;
         }
+    }
+    if let Some(source) = source {
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .map_err(|e| Failure::Icmp(format!("cannot bind source_ip_address {source}: {e}")))?;
     }
     socket.set_nonblocking(true).map_err(setup)?;
     let socket = tokio::net::UdpSocket::from_std(socket.into()).map_err(setup)?;

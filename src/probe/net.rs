@@ -290,9 +290,22 @@ pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 
 /// Opens a TCP connection, timing the `connect` phase.
 pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, Failure> {
+    connect_from(addr, None, trace).await
+}
+
+/// Opens a TCP connection from `source` (`source_ip_address`) when given, timing the
+/// `connect` phase.
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    trace: &mut Trace,
+) -> Result<TcpStream, Failure> {
     trace.enter("connect");
     address_signals(addr.ip(), trace);
-    open_tcp(addr).await.map_err(|e| {
+    if let Some(source) = source {
+        same_family(source, addr.ip()).map_err(Failure::Connect)?;
+    }
+    open_tcp(addr, source).await?.map_err(|e| {
         Failure::Connect(match e.kind() {
             io::ErrorKind::ConnectionRefused => "refused".to_string(),
             io::ErrorKind::TimedOut => format!("timed out to {addr}"),
@@ -304,17 +317,34 @@ pub async fn connect(addr: SocketAddr, trace: &mut Trace) -> Result<TcpStream, F
     })
 }
 
-/// A non-blocking connect that goes on at once when the handshake finished within the call
-/// (a target on this host or a near one): only a connect still in progress waits for the
-/// socket to turn writable, which costs a trip through the event loop.
-async fn open_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+/// A non-blocking connect (from `source` when given) that goes on at once when the handshake
+/// finished within the call (a target on this host or a near one): only a connect still in
+/// progress waits for the socket to turn writable, which costs a trip through the event loop.
+///
+/// The outer error is a socket that could not be made or bound; the inner one the connect's.
+async fn open_tcp(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> Result<io::Result<TcpStream>, Failure> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         Some(Protocol::TCP),
-    )?;
-    socket.set_tcp_nodelay(true)?;
+    )
+    .map_err(|e| Failure::Connect(format!("cannot open a socket: {e}")))?;
+    let _ = socket.set_tcp_nodelay(true);
+    if let Some(source) = source {
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .map_err(|e| {
+                Failure::Connect(format!("cannot bind source_ip_address {source}: {e}"))
+            })?;
+    }
+    Ok(finish_connect(socket, addr).await)
+}
+
+async fn finish_connect(socket: socket2::Socket, addr: SocketAddr) -> io::Result<TcpStream> {
     let in_progress = match socket.connect(&addr.into()) {
         Ok(()) => false,
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
@@ -330,6 +360,40 @@ async fn open_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
         stream.peer_addr()?;
     }
     Ok(stream)
+}
+
+/// Whether a socket bound to `source` can reach `target`: both IPv4 or both IPv6.
+pub fn same_family(source: IpAddr, target: IpAddr) -> Result<(), String> {
+    if source.is_ipv4() == target.is_ipv4() {
+        return Ok(());
+    }
+    let family = |ip: IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    Err(format!(
+        "source_ip_address {source} is {} and {target} is {}: give a source of the target's \
+         family (or preferred_ip_protocol to match it)",
+        family(source),
+        family(target)
+    ))
+}
+
+/// `source_ip_address` as written: the local address a probe sends from, parsed when the
+/// probe is built (blackbox only finds a bad one when it runs).
+pub fn source_address(
+    written: Option<&Spanned<String>>,
+    errors: &mut Vec<SpecError>,
+) -> Option<IpAddr> {
+    let written = written?;
+    written
+        .trim()
+        .parse()
+        .map_err(|_| {
+            errors.push(SpecError::new(
+                written.pos,
+                "source_ip_address",
+                format!("{:?} is not an IP address", written.value),
+            ))
+        })
+        .ok()
 }
 
 /// Runs the TLS handshake, timing the `tls` phase, and records certificate expiry signals.
@@ -541,8 +605,20 @@ pub async fn open(
     tls: Option<(&str, Arc<ClientConfig>)>,
     trace: &mut Trace,
 ) -> Result<Stream, Failure> {
+    open_from(host, port, resolver, tls, None, trace).await
+}
+
+/// As [`open`], the connection made from `source` when given (`source_ip_address`).
+pub async fn open_from(
+    host: &str,
+    port: u16,
+    resolver: &Resolver,
+    tls: Option<(&str, Arc<ClientConfig>)>,
+    source: Option<IpAddr>,
+    trace: &mut Trace,
+) -> Result<Stream, Failure> {
     let ip = resolve(host, resolver, trace).await?;
-    let tcp = connect(SocketAddr::new(ip, port), trace).await?;
+    let tcp = connect_from(SocketAddr::new(ip, port), source, trace).await?;
     match tls {
         Some((server_name, config)) => Ok(Stream::Tls(Box::new(
             handshake(tcp, server_name, config, trace).await?,

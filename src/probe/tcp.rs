@@ -1,6 +1,8 @@
 //! The `tcp:` probe: connect (optionally over TLS), optionally send bytes and wait for a reply
-//! matching a regex. Phases: `resolve`, `connect`, `tls`, `exchange`.
+//! matching a regex, optionally upgrade to TLS mid-dialogue (STARTTLS). Phases: `resolve`,
+//! `connect`, `tls`, `exchange`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use regex::bytes::Regex;
@@ -34,12 +36,20 @@ pub struct TcpSpec {
     /// of that step's match (blackbox_exporter's `query_response`).
     #[serde(default)]
     pub query_response: Vec<StepSpec>,
+    /// The dialogue as blackbox_exporter runs it: each `expect` is matched against one line at
+    /// a time (without its `\n` or `\r\n`) and each `send` gets a `\n`. Set for blackbox
+    /// modules only; a probe file cannot write it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub lines: bool,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
     /// Whether the other family is taken when the name has none of the preferred (default
     /// true).
     pub ip_protocol_fallback: Option<bool>,
+    /// The local address to connect from (one of this host's, of the target's family).
+    pub source_ip_address: Option<Spanned<String>>,
 }
 
 /// One step of `query_response`.
@@ -48,13 +58,19 @@ pub struct TcpSpec {
 pub struct StepSpec {
     pub expect: Option<Spanned<String>>,
     pub send: Option<String>,
+    /// After this step's `expect` and `send`, upgrade the connection to TLS with
+    /// `tls_config` (STARTTLS, as SMTP and IMAP do); the steps after it run over TLS.
+    #[serde(default)]
+    pub starttls: bool,
 }
 
-/// A validated step: wait for `expect` (if any), then write `send` (if any).
+/// A validated step: wait for `expect` (if any), write `send` (if any), then shake hands
+/// over the connection with `starttls`' server name and config (if any).
 #[derive(Debug)]
 struct Step {
     expect: Option<Regex>,
     send: Option<Vec<u8>>,
+    starttls: Option<(String, Arc<ClientConfig>)>,
 }
 
 #[derive(Debug)]
@@ -63,6 +79,8 @@ pub struct TcpProbe {
     port: u16,
     tls: Option<(String, Arc<ClientConfig>)>,
     steps: Vec<Step>,
+    lines: bool,
+    source: Option<IpAddr>,
     resolver: Resolver,
 }
 
@@ -86,15 +104,18 @@ impl TcpProbe {
                 steps.push(Step {
                     expect: None,
                     send: Some(send.clone().into_bytes()),
+                    starttls: None,
                 });
             }
             if let Some(re) = &spec.expect {
                 steps.push(Step {
                     expect: regex(re, "expect"),
                     send: None,
+                    starttls: None,
                 });
             }
         }
+        let mut starttls = Vec::new();
         for step in &spec.query_response {
             steps.push(Step {
                 expect: step
@@ -102,10 +123,22 @@ impl TcpProbe {
                     .as_ref()
                     .and_then(|re| regex(re, "query_response.expect")),
                 send: step.send.clone().map(String::into_bytes),
+                starttls: None,
             });
+            starttls.push(step.starttls);
         }
+        let source = net::source_address(spec.source_ip_address.as_ref(), &mut errors);
         let tls_spec = spec.tls_config.clone().unwrap_or_default();
-        let tls = if spec.tls {
+        let wants_starttls = starttls.contains(&true);
+        if spec.tls && wants_starttls {
+            errors.push(SpecError::new(
+                spec.address.pos,
+                "query_response.starttls",
+                "starttls upgrades a plain connection, and with tls: true it is TLS from the \
+                 start: remove one",
+            ));
+        }
+        let tls = if spec.tls || wants_starttls {
             ctx.net
                 .tls_config(&tls_spec, &[])
                 .map_err(|e| errors.push(e))
@@ -121,14 +154,26 @@ impl TcpProbe {
         .map_err(|e| errors.push(e))
         .ok();
         match (address, resolver) {
-            (Some((host, port)), Some(resolver)) if errors.is_empty() => Ok(TcpProbe {
-                tls: tls
-                    .map(|config| (tls_spec.server_name.unwrap_or_else(|| host.clone()), config)),
-                host,
-                port,
-                steps,
-                resolver,
-            }),
+            (Some((host, port)), Some(resolver)) if errors.is_empty() => {
+                // blackbox's default server name for both: the target's host.
+                let tls = tls
+                    .map(|config| (tls_spec.server_name.unwrap_or_else(|| host.clone()), config));
+                let first = steps.len() - starttls.len();
+                for (step, upgrade) in steps[first..].iter_mut().zip(starttls) {
+                    if upgrade {
+                        step.starttls = tls.clone();
+                    }
+                }
+                Ok(TcpProbe {
+                    tls: tls.filter(|_| spec.tls),
+                    host,
+                    port,
+                    steps,
+                    lines: spec.lines,
+                    source,
+                    resolver,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -142,7 +187,15 @@ impl TcpProbe {
             .tls
             .as_ref()
             .map(|(name, config)| (name.as_str(), config.clone()));
-        let mut stream = net::open(&self.host, self.port, &self.resolver, tls, trace).await?;
+        let mut stream = net::open_from(
+            &self.host,
+            self.port,
+            &self.resolver,
+            tls,
+            self.source,
+            trace,
+        )
+        .await?;
         if !self.steps.is_empty() {
             trace.enter("exchange");
             let expects = self.steps.iter().any(|s| s.expect.is_some());
@@ -153,23 +206,37 @@ impl TcpProbe {
             for step in &self.steps {
                 let mut send = step.send.clone();
                 if let Some(re) = &step.expect {
-                    let check = read_until_match(&mut stream, &mut reply, re).await;
-                    let matched = check.as_ref().ok().map(|(_, rest)| *rest);
-                    if let (Some(template), Ok((captured, _))) = (&step.send, &check) {
+                    let check = if self.lines {
+                        read_line_matching(&mut stream, &mut reply, re).await
+                    } else {
+                        // What follows the match is read by the next step's expect.
+                        read_until_match(&mut stream, &mut reply, re).await.map(
+                            |(captured, end)| {
+                                reply.drain(..end);
+                                captured
+                            },
+                        )
+                    };
+                    if let (Some(template), Ok(captured)) = (&step.send, &check) {
                         let mut expanded = Vec::new();
                         captured.expand(template, &mut expanded);
                         send = Some(expanded);
                     }
                     let failure = trace.check(
                         "expect",
-                        check.map(|(_, _)| format!("reply matches {:?}", re.as_str())),
+                        check.map(|_| format!("reply matches {:?}", re.as_str())),
                     );
                     if let Some(failure) = failure {
                         trace.signal("failed_due_to_regex", 1.0);
                         return Err(failure);
                     }
-                    // What follows the match is read by the next step's expect.
-                    reply.drain(..matched.unwrap_or(0));
+                }
+                if self.lines {
+                    // blackbox writes a non-empty send as a line and skips an empty one.
+                    send = send.filter(|s| !s.is_empty()).map(|mut s| {
+                        s.push(b'\n');
+                        s
+                    });
                 }
                 if let Some(bytes) = &send {
                     stream
@@ -177,12 +244,86 @@ impl TcpProbe {
                         .await
                         .map_err(|e| Failure::Expect(format!("send failed: {e}")))?;
                 }
+                if let Some((name, config)) = &step.starttls {
+                    stream = upgrade(stream, name, config.clone(), trace).await?;
+                    // Whatever arrived in plain text before the handshake is not the TLS
+                    // side's to read, as blackbox starts a new reader there too.
+                    reply.clear();
+                    trace.enter("exchange");
+                }
             }
         }
         trace.finish();
         trace.signal("latency", trace.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+/// The handshake of STARTTLS over a connection that was plain until now, recording the TLS
+/// signals as a connection that starts with TLS does.
+async fn upgrade(
+    stream: net::Stream,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    trace: &mut Trace,
+) -> Result<net::Stream, Failure> {
+    match stream {
+        net::Stream::Plain(tcp) => Ok(net::Stream::Tls(Box::new(
+            net::handshake(tcp, server_name, config, trace).await?,
+        ))),
+        tls @ net::Stream::Tls(_) => Ok(tls),
+    }
+}
+
+/// Reads lines until one matches `re`, as blackbox's line scanner does: a line is what comes
+/// before a `\n` (a `\r` before it dropped), or what is left when the peer closes. `pending`
+/// keeps what arrived after the matching line, for the next step.
+async fn read_line_matching(
+    stream: &mut net::Stream,
+    pending: &mut Vec<u8>,
+    re: &Regex,
+) -> Result<Captured, Failure> {
+    let mut chunk = [0u8; 4096];
+    let mut closed = false;
+    loop {
+        while let Some(line) = next_line(pending, closed) {
+            if let Some(captures) = re.captures(&line) {
+                return Ok(Captured::of(&captures));
+            }
+        }
+        if closed {
+            return Err(Failure::Expect(format!(
+                "connection closed without a line matching {:?}",
+                re.as_str()
+            )));
+        }
+        if pending.len() >= MAX_REPLY {
+            return Err(Failure::Expect("a line longer than 64KiB".into()));
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) => closed = true,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(Failure::Expect(format!("read failed: {e}"))),
+        }
+    }
+}
+
+/// The first line of `pending`, taken out of it: up to a `\n`, or, once the peer closed,
+/// whatever is left.
+fn next_line(pending: &mut Vec<u8>, closed: bool) -> Option<Vec<u8>> {
+    let mut line = match pending.iter().position(|b| *b == b'\n') {
+        Some(end) => {
+            let mut line: Vec<u8> = pending.drain(..=end).collect();
+            line.pop();
+            line
+        }
+        None if closed && !pending.is_empty() => std::mem::take(pending),
+        None => return None,
+    };
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Some(line)
 }
 
 /// Reads into `reply` until `re` matches it; the match's groups (owned) and where it ends.
@@ -336,6 +477,16 @@ mod tests {
         assert!(split_host_port("db").is_err());
         assert!(split_host_port(":80").is_err());
         assert!(split_host_port("db:http").is_err());
+    }
+
+    #[test]
+    fn lines_are_cut_as_blackbox_scanner_cuts_them() {
+        let mut pending = b"220 mx ESMTP\r\n250-STARTTLS\nhalf".to_vec();
+        assert_eq!(next_line(&mut pending, false).unwrap(), b"220 mx ESMTP");
+        assert_eq!(next_line(&mut pending, false).unwrap(), b"250-STARTTLS");
+        assert_eq!(next_line(&mut pending, false), None);
+        assert_eq!(next_line(&mut pending, true).unwrap(), b"half");
+        assert_eq!(next_line(&mut pending, true), None);
     }
 
     #[test]

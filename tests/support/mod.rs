@@ -268,11 +268,96 @@ pub fn test_cert_marked(names: &[&str], not_after: (i32, u8, u8), is_ca: rcgen::
     }
 }
 
+/// The mail dialects `starttls_server` speaks.
+#[derive(Debug, Clone, Copy)]
+pub enum Mail {
+    Smtp,
+    Imap,
+}
+
+/// A mail server that greets in plain text, answers `EHLO`/`capability` and upgrades to TLS
+/// (with `tls`) on `STARTTLS`, as Postfix and Dovecot do; after the upgrade its capabilities
+/// offer AUTH instead of STARTTLS.
+pub async fn starttls_server(tls: Arc<rustls::ServerConfig>, mail: Mail) -> SocketAddr {
+    use tokio::io::BufReader;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let greeting: &[u8] = match mail {
+                    Mail::Smtp => b"220 localhost ESMTP test\r\n",
+                    Mail::Imap => b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n",
+                };
+                let mut plain = BufReader::new(tcp);
+                if plain.get_mut().write_all(greeting).await.is_err()
+                    || !converse(&mut plain, mail, false).await
+                {
+                    return;
+                }
+                let Ok(secure) = tokio_rustls::TlsAcceptor::from(tls)
+                    .accept(plain.into_inner())
+                    .await
+                else {
+                    return;
+                };
+                converse(&mut BufReader::new(secure), mail, true).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Answers commands until the client asks for STARTTLS (`true`) or leaves (`false`).
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut tokio::io::BufReader<S>,
+    mail: Mail,
+    secure: bool,
+) -> bool {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if matches!(stream.read_line(&mut line).await, Ok(0) | Err(_)) {
+            return false;
+        }
+        let command = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = match (mail, command.as_str()) {
+            (Mail::Smtp, c) if c.starts_with("EHLO") && secure => {
+                b"250-localhost\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+            }
+            (Mail::Smtp, c) if c.starts_with("EHLO") => {
+                b"250-localhost\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+            }
+            (Mail::Smtp, "STARTTLS") if !secure => b"220 2.0.0 ready to start TLS\r\n",
+            (Mail::Smtp, "QUIT") => b"221 bye\r\n",
+            (Mail::Imap, ". STARTTLS") if !secure => b". OK begin TLS now\r\n",
+            (Mail::Imap, ". CAPABILITY") => b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n. OK done\r\n",
+            _ => b"500 unknown command\r\n",
+        };
+        if stream.get_mut().write_all(reply).await.is_err() || command == "QUIT" {
+            return false;
+        }
+        if command.ends_with("STARTTLS") && !secure {
+            return true;
+        }
+    }
+}
+
 /// Answers queries like an authoritative server for a few names:
 /// `ok.test` A → 127.0.0.1, `nx.test` → NXDOMAIN, `fail.test` → SERVFAIL, `mute.test` → nothing.
 pub async fn dns_server() -> SocketAddr {
+    dns_server_with_peers().await.0
+}
+
+/// As [`dns_server`], with the address of every query's sender, in order.
+pub async fn dns_server_with_peers() -> (SocketAddr, Arc<std::sync::Mutex<Vec<SocketAddr>>>) {
     use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    use hickory_resolver::proto::rr::rdata::{A, NS, TXT};
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
@@ -281,6 +366,7 @@ pub async fn dns_server() -> SocketAddr {
             let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
                 return;
             };
+            seen.lock().unwrap().push(peer);
             let Ok(query) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
@@ -302,6 +388,34 @@ pub async fn dns_server() -> SocketAddr {
                     ));
                 }
                 "ok.test" => {}
+                // Every section filled, for blackbox's `validate_*_rrs`.
+                "zone.test" if q.query_type() == RecordType::A => {
+                    let ns = Name::from_utf8("ns.zone.test.").unwrap();
+                    for last in [1, 2] {
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A::new(127, 0, 0, last)),
+                        ));
+                    }
+                    reply.add_authority(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::NS(NS(ns.clone())),
+                    ));
+                    reply.add_additional(Record::from_rdata(
+                        ns,
+                        60,
+                        RData::A(A::new(127, 0, 0, 53)),
+                    ));
+                }
+                "txt.test" => {
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::TXT(TXT::new(vec!["v=1 \"q\"".into(), "two".into()])),
+                    ));
+                }
                 "nx.test" => reply.metadata.response_code = ResponseCode::NXDomain,
                 "fail.test" => reply.metadata.response_code = ResponseCode::ServFail,
                 "mute.test" => continue,
@@ -310,7 +424,7 @@ pub async fn dns_server() -> SocketAddr {
             let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
         }
     });
-    addr
+    (addr, peers)
 }
 
 /// Loads a one-probe config around `kind` (e.g. `http: {url: "…"}`) and runs it once.

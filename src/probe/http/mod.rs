@@ -64,6 +64,14 @@ pub struct HttpSpec {
     /// `true`: the proxies `HTTP_PROXY`/`HTTPS_PROXY` name, except for `NO_PROXY` hosts and
     /// loopback targets, when `proxy_url` is not given.
     pub proxy_from_environment: Option<Spanned<bool>>,
+    /// How a blackbox module treats the target's name behind `proxy_url`: `Some(true)`
+    /// resolves it here first (blackbox's default), `Some(false)` leaves it to the proxy and
+    /// says so, so `/probe` leaves out the address families as blackbox does
+    /// (`skip_resolve_phase_with_proxy`). The kind (`None`) leaves it to the proxy. Set for
+    /// blackbox modules only; a probe file cannot write it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolve_target_with_proxy: Option<bool>,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
@@ -167,6 +175,9 @@ pub struct HttpProbe {
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
     proxy: Option<proxy::Proxy>,
+    /// `skip_resolve_phase_with_proxy` with a `proxy_url`: the run records that the target's
+    /// name was not resolved here.
+    resolve_skipped: bool,
     env_proxies: Option<proxy::EnvProxies>,
     resolver: Resolver,
     expect: Expect,
@@ -307,6 +318,8 @@ impl HttpProbe {
                 .map_err(|m| fail(url.pos, "proxy_url", m))
                 .ok()
         });
+        let resolve_skipped = proxy.is_some() && spec.resolve_target_with_proxy == Some(false);
+        let proxy = proxy.map(|p| p.resolving_target(spec.resolve_target_with_proxy == Some(true)));
         let env_proxies = match &spec.proxy_from_environment {
             Some(flag) if flag.value && spec.proxy_url.is_none() => {
                 match proxy::EnvProxies::from_env() {
@@ -357,6 +370,7 @@ impl HttpProbe {
             tls,
             tls_server_name: tls_spec.server_name,
             proxy,
+            resolve_skipped,
             env_proxies,
             resolver,
             expect,
@@ -373,6 +387,9 @@ impl HttpProbe {
     }
 
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
+        if self.resolve_skipped {
+            trace.signal("resolve_skipped", 1.0);
+        }
         let mut url = self.url.clone();
         let mut method = self.method.clone();
         let mut body = self.body.clone();

@@ -23,6 +23,10 @@ const MAX_CONNECT_HEAD: usize = 8 * 1024;
 pub(super) struct Proxy {
     host: String,
     port: u16,
+    /// Whether the target's name is resolved here before the proxy is asked, as
+    /// blackbox_exporter does unless `skip_resolve_phase_with_proxy`: the run then fails
+    /// when it does not resolve, and reports the target's address, not the proxy's.
+    resolve_target: bool,
 }
 
 /// `proxy_from_environment: true`: the proxies `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`
@@ -114,7 +118,16 @@ impl Proxy {
         Ok(Proxy {
             host: authority.host().to_string(),
             port: authority.port_u16().unwrap_or(80),
+            resolve_target: false,
         })
+    }
+
+    /// This proxy, with the target's name resolved here first (see `resolve_target`).
+    pub(super) fn resolving_target(self, resolve_target: bool) -> Proxy {
+        Proxy {
+            resolve_target,
+            ..self
+        }
     }
 
     /// Opens the connection to `host:port` through the proxy: the proxy's own connection for
@@ -127,8 +140,17 @@ impl Proxy {
         tls: Option<(&str, Arc<ClientConfig>)>,
         trace: &mut Trace,
     ) -> Result<Stream, Failure> {
+        let target_ip = match self.resolve_target {
+            true => Some(net::resolve(host, resolver, trace).await?),
+            false => None,
+        };
         let ip = net::resolve(&self.host, resolver, trace).await?;
-        let mut tcp = net::connect(SocketAddr::new(ip, self.port), trace).await?;
+        let connected = net::connect(SocketAddr::new(ip, self.port), trace).await;
+        if let Some(target_ip) = target_ip {
+            // blackbox's probe_ip_protocol/probe_ip_addr_hash are the target's.
+            net::address_signals(target_ip, trace);
+        }
+        let mut tcp = connected?;
         let Some((server_name, config)) = tls else {
             return Ok(Stream::Plain(tcp));
         };
