@@ -208,12 +208,12 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         results_stopped,
     ));
     let router = server::router(shared.clone());
-    let server = tokio::spawn(server::listen::serve(
-        listener,
-        router,
-        options.server,
-        metrics.clone(),
-    ));
+    let server =
+        server::listen::ServerThread::spawn(listener, router, options.server, metrics.clone())
+            .map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
     let ping_server = ping_listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving heartbeat pings");
@@ -289,7 +289,7 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
     if let Some(task) = cluster_task {
         let _ = task.await;
     }
-    server.abort();
+    server.stop().await;
     if let Some(ping_server) = ping_server {
         ping_server.abort();
     }
