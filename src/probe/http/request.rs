@@ -79,12 +79,6 @@ impl HttpProbe {
             Some(proxy) => proxy.open(host, port, &self.resolver, tls, trace).await?,
         };
 
-        if let net::Stream::Plain(tcp) = &stream {
-            // Once the answer is read the connection is done: closing it with a reset
-            // (SO_LINGER 0, as HAProxy's health checks do) leaves no TIME_WAIT on either side
-            // and costs the target one packet instead of a FIN exchange.
-            let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
-        }
         // HTTP/2 when the probe offered it (`http2: true`) and the server chose it in ALPN.
         let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
