@@ -150,3 +150,46 @@ async fn a_client_certificate_opens_a_server_that_requires_one() {
     .await;
     assert!(with.success, "{:?}", with.failure);
 }
+
+#[tokio::test]
+async fn min_and_max_version_bound_the_tls_versions_offered() {
+    let dir = temp_dir("tls-versions");
+    let cert = support::test_cert(&["localhost"], (2099, 1, 1));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    // A server of both versions, and one of TLS 1.2 only, with the same certificate.
+    let both = http_server(Some(cert.server.clone()), |_, _| ok("both")).await;
+    let key = cert.server.cert_resolver.clone();
+    let old = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(key);
+    let old = http_server(Some(Arc::new(old)), |_, _| ok("old")).await;
+    let probe = |addr: std::net::SocketAddr, versions: &str| {
+        format!(
+            "http: {{url: \"https://localhost:{}/\", tls_config: {{ca_file: \"{}\", {versions}}}}}",
+            addr.port(),
+            ca.display()
+        )
+    };
+
+    let capped = run_probe(&probe(both, "max_version: TLS12")).await;
+    assert!(capped.success, "{:?}", capped.failure);
+    assert_eq!(capped.signal("tls_version"), Some(1.2));
+    let newest = run_probe(&probe(both, "min_version: TLS12")).await;
+    assert_eq!(newest.signal("tls_version"), Some(1.3));
+
+    let refused = run_probe(&probe(old, "min_version: TLS13")).await;
+    assert!(!refused.success);
+    let message = failure(&refused);
+    assert!(
+        message.contains("the server speaks none of the TLS versions offered"),
+        "{message}"
+    );
+    // blackbox's TLS10 and TLS11 minimums mean "anything slowburn speaks".
+    let lenient = run_probe(&probe(old, "min_version: TLS10")).await;
+    assert!(lenient.success, "{:?}", lenient.failure);
+}

@@ -139,8 +139,8 @@ pub struct TlsModule {
     pub insecure_skip_verify: bool,
     pub cert_file: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
-    pub min_version: Unsupported,
-    pub max_version: Unsupported,
+    pub min_version: Option<Spanned<String>>,
+    pub max_version: Option<Spanned<String>>,
     pub ca: Unsupported,
     pub cert: Unsupported,
     pub key: Unsupported,
@@ -696,6 +696,8 @@ fn tls_spec(tls: &TlsModule) -> TlsSpec {
         server_name: tls.server_name.clone(),
         cert_file: tls.cert_file.clone(),
         key_file: tls.key_file.clone(),
+        min_version: tls.min_version.clone(),
+        max_version: tls.max_version.clone(),
     }
 }
 
@@ -706,13 +708,7 @@ fn tls_unsupported(
     refuse: &mut impl FnMut(&str, Option<Pos>, &str),
 ) {
     let Some(tls) = tls else { return };
-    for (key, value) in [
-        ("min_version", &tls.min_version),
-        ("max_version", &tls.max_version),
-        ("ca", &tls.ca),
-        ("cert", &tls.cert),
-        ("key", &tls.key),
-    ] {
+    for (key, value) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
         refuse(&format!("{field}.{key}"), value.as_ref().map(|v| v.pos), "");
     }
 }

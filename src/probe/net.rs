@@ -44,6 +44,57 @@ pub struct TlsSpec {
     pub cert_file: Option<Spanned<String>>,
     /// The PEM private key of `cert_file`.
     pub key_file: Option<Spanned<String>>,
+    /// The oldest TLS version offered: `TLS10`, `TLS11`, `TLS12` or `TLS13`. slowburn speaks
+    /// TLS 1.2 and 1.3 only, so the first three all mean 1.2.
+    pub min_version: Option<Spanned<String>>,
+    /// The newest TLS version offered: `TLS12` or `TLS13`.
+    pub max_version: Option<Spanned<String>>,
+}
+
+/// The TLS versions `min_version` and `max_version` allow, as `(TLS 1.2, TLS 1.3)`.
+fn tls_versions(spec: &TlsSpec) -> Result<(bool, bool), SpecError> {
+    // Prometheus' names, as numbers: 10 is TLS 1.0.
+    let number = |key: &str, v: &Spanned<String>| match v.trim() {
+        "TLS10" => Ok(10),
+        "TLS11" => Ok(11),
+        "TLS12" => Ok(12),
+        "TLS13" => Ok(13),
+        other => Err(SpecError::new(
+            v.pos,
+            format!("tls_config.{key}"),
+            format!("unknown TLS version {other:?} (expected TLS10, TLS11, TLS12 or TLS13)"),
+        )),
+    };
+    let min = spec
+        .min_version
+        .as_ref()
+        .map(|v| number("min_version", v))
+        .transpose()?;
+    let max = spec
+        .max_version
+        .as_ref()
+        .map(|v| number("max_version", v))
+        .transpose()?;
+    if let (Some(v), Some(max)) = (&spec.max_version, max) {
+        if max < 12 {
+            return Err(SpecError::new(
+                v.pos,
+                "tls_config.max_version",
+                format!(
+                    "{} is older than TLS 1.2, the oldest version slowburn speaks",
+                    v.trim()
+                ),
+            ));
+        }
+        if min.is_some_and(|min| min > max) {
+            return Err(SpecError::new(
+                v.pos,
+                "tls_config.max_version",
+                "older than min_version".to_string(),
+            ));
+        }
+    }
+    Ok((min.unwrap_or(12) <= 12, max.unwrap_or(13) >= 13))
 }
 
 /// Shared network state for building probes.
@@ -60,6 +111,7 @@ struct TlsKey {
     ca_file: Option<String>,
     client: Option<(String, String)>,
     alpn: Vec<Vec<u8>>,
+    versions: (bool, bool),
 }
 
 impl Default for NetContext {
@@ -138,14 +190,20 @@ impl NetContext {
                 .zip(spec.key_file.as_ref())
                 .map(|(c, k)| (c.value.clone(), k.value.clone())),
             alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+            versions: tls_versions(spec)?,
         };
         let mut cache = self.tls.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(config) = cache.get(&key) {
             return Ok(config.clone());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match key.versions {
+            (true, true) => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            (true, false) => &[&rustls::version::TLS12],
+            _ => &[&rustls::version::TLS13],
+        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|e| SpecError::new(Default::default(), "tls_config", e.to_string()))?;
         let identity = client_identity(spec)?;
         let wants_client = if spec.insecure_skip_verify {
@@ -535,6 +593,11 @@ fn describe_tls_error(e: &io::Error, server_name: &str) -> String {
         TlsError::InvalidMessage(_) => {
             "the server did not answer in TLS (a plain-text port?)".into()
         }
+        TlsError::AlertReceived(rustls::AlertDescription::ProtocolVersion) => {
+            "the server speaks none of the TLS versions offered (see tls_config.min_version and \
+             max_version)"
+                .into()
+        }
         TlsError::AlertReceived(alert) => {
             format!("the server ended the handshake with the alert {alert:?}")
         }
@@ -758,6 +821,33 @@ fn parse_der_time(tag: u8, bytes: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::basics::yaml::Pos;
+
+    #[test]
+    fn tls_versions_follow_prometheus_names() {
+        let spec = |min: Option<&str>, max: Option<&str>| TlsSpec {
+            min_version: min.map(|v| Spanned {
+                pos: Pos::default(),
+                value: v.to_string(),
+            }),
+            max_version: max.map(|v| Spanned {
+                pos: Pos::default(),
+                value: v.to_string(),
+            }),
+            ..Default::default()
+        };
+        let versions = |min, max| tls_versions(&spec(min, max)).map_err(|e| e.message);
+        assert_eq!(versions(None, None), Ok((true, true)));
+        assert_eq!(versions(Some("TLS10"), None), Ok((true, true)));
+        assert_eq!(versions(Some("TLS13"), None), Ok((false, true)));
+        assert_eq!(versions(None, Some("TLS12")), Ok((true, false)));
+        let err = versions(None, Some("TLS11")).unwrap_err();
+        assert!(err.contains("older than TLS 1.2"), "{err}");
+        let err = versions(Some("TLS13"), Some("TLS12")).unwrap_err();
+        assert!(err.contains("older than min_version"), "{err}");
+        let err = versions(Some("SSL3"), None).unwrap_err();
+        assert!(err.contains("unknown TLS version \"SSL3\""), "{err}");
+    }
 
     #[test]
     fn der_times() {
