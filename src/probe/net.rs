@@ -363,27 +363,25 @@ pub async fn connect_from(
     if let Some(source) = source {
         same_family(source, addr.ip()).map_err(Failure::Connect)?;
     }
-    open_tcp(addr, source).await?.map_err(|e| {
-        Failure::Connect(match e.kind() {
-            io::ErrorKind::ConnectionRefused => "refused".to_string(),
-            io::ErrorKind::TimedOut => format!("timed out to {addr}"),
-            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-                format!("{addr} unreachable")
-            }
-            _ => format!("{addr}: {e}"),
-        })
+    open_tcp(addr, source).await
+}
+
+/// The `Failure` a connect error reads as.
+fn connect_failed(addr: SocketAddr, e: &io::Error) -> Failure {
+    Failure::Connect(match e.kind() {
+        io::ErrorKind::ConnectionRefused => "refused".to_string(),
+        io::ErrorKind::TimedOut => format!("timed out to {addr}"),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            format!("{addr} unreachable")
+        }
+        _ => format!("{addr}: {e}"),
     })
 }
 
 /// A non-blocking connect (from `source` when given) that goes on at once when the handshake
 /// finished within the call (a target on this host or a near one): only a connect still in
 /// progress waits for the socket to turn writable, which costs a trip through the event loop.
-///
-/// The outer error is a socket that could not be made or bound; the inner one the connect's.
-async fn open_tcp(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-) -> Result<io::Result<TcpStream>, Failure> {
+async fn open_tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, Failure> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -399,7 +397,9 @@ async fn open_tcp(
                 Failure::Connect(format!("cannot bind source_ip_address {source}: {e}"))
             })?;
     }
-    Ok(finish_connect(socket, addr).await)
+    finish_connect(socket, addr)
+        .await
+        .map_err(|e| connect_failed(addr, &e))
 }
 
 async fn finish_connect(socket: socket2::Socket, addr: SocketAddr) -> io::Result<TcpStream> {
