@@ -50,7 +50,8 @@ pub struct IcmpModule {
     pub payload_size: Option<Spanned<usize>>,
     pub ttl: Option<Spanned<u32>>,
     pub source_ip_address: Option<Spanned<String>>,
-    pub dont_fragment: Unsupported,
+    /// The IPv4 don't-fragment bit; ignored for IPv6 targets, as in blackbox.
+    pub dont_fragment: Option<Spanned<bool>>,
 }
 
 /// blackbox's `grpc:` module keys.
@@ -391,10 +392,6 @@ impl Module {
             let t = &tcp.value;
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
         }
-        if let Some(icmp) = &self.spec.icmp {
-            let i = &icmp.value;
-            refuse("icmp.dont_fragment", spanned(&i.dont_fragment), "");
-        }
         if let Some(grpc) = &self.spec.grpc {
             tls_unsupported(
                 "grpc.tls_config",
@@ -647,6 +644,7 @@ impl Module {
                         ip_protocol_fallback: i.ip_protocol_fallback.map(|f| f.value),
                         payload_size: i.payload_size,
                         ttl: i.ttl,
+                        dont_fragment: i.dont_fragment.is_some_and(|d| d.value),
                         source_ip_address: i.source_ip_address,
                         resolver: None,
                     },
