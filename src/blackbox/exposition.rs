@@ -112,7 +112,10 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
         Prober::Icmp => icmp(&mut f, outcome, &phase),
         Prober::Grpc => grpc(&mut f, outcome, &phase),
     }
-    tls(&mut f, outcome);
+    // blackbox's dns prober writes no TLS families, even over TLS (`dns_over_tls`).
+    if prober != Prober::Dns {
+        tls(&mut f, outcome);
+    }
     f.write()
 }
 
@@ -189,10 +192,11 @@ fn http(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
 fn dns(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
     let signal = |name: &str| outcome.signal(name).unwrap_or(0.0);
     // The dns kind times the query as its `resolve` phase; blackbox calls that `request` and
-    // `resolve` the lookup of the server's name (none: it is an address).
+    // `resolve` the lookup of the server's name (none: it is an address). Its `connect` is
+    // the dial, which over TLS includes the handshake.
     for (name, value) in [
         ("resolve", 0.0),
-        ("connect", phase("connect")),
+        ("connect", phase("connect") + phase("tls")),
         ("request", phase("resolve")),
     ] {
         f.labelled(
