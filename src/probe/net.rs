@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-pub use super::resolve::{IpPreference, Resolver, resolve};
+pub use super::resolve::{HostsFile, IpPreference, Resolver, resolve};
 use super::{Failure, SpecError, Trace};
 use crate::basics::signal::{Family, gauge};
 use crate::basics::yaml::Spanned;
@@ -101,6 +101,8 @@ fn tls_versions(spec: &TlsSpec) -> Result<(bool, bool), SpecError> {
 pub struct NetContext {
     /// The system resolver, one per [`IpPreference::slot`] (its lookup strategy).
     system: [OnceLock<Result<Arc<TokioResolver>, String>>; 4],
+    /// The hosts file the system resolver reads first, shared by every probe.
+    hosts: Arc<HostsFile>,
     roots: OnceLock<Arc<RootCertStore>>,
     tls: Mutex<HashMap<TlsKey, Arc<ClientConfig>>>,
 }
@@ -124,6 +126,7 @@ impl NetContext {
     pub fn new() -> Self {
         NetContext {
             system: Default::default(),
+            hosts: Arc::new(HostsFile::system()),
             roots: OnceLock::new(),
             tls: Mutex::new(HashMap::new()),
         }
@@ -140,6 +143,7 @@ impl NetContext {
         let Some(servers) = servers else {
             let slot = &self.system[preference.slot()];
             return Ok(Resolver::system(
+                self.hosts.clone(),
                 slot.get_or_init(|| {
                     TokioResolver::builder_tokio()
                         .map_err(|e| format!("cannot read the system resolver config: {e}"))
