@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::Shared;
@@ -43,11 +42,29 @@ impl Default for Slots {
     }
 }
 
-#[derive(Deserialize)]
+/// The query of a `/probe` request. As Go's `URL.Query().Get`, which blackbox reads it
+/// with: the first value of a repeated key counts, and a malformed escape is kept as written.
+#[derive(Default)]
 pub(super) struct Params {
     target: Option<String>,
     module: Option<String>,
     debug: Option<String>,
+}
+
+impl Params {
+    fn parse(query: &str) -> Params {
+        let mut params = Params::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "target" => &mut params.target,
+                "module" => &mut params.module,
+                "debug" => &mut params.debug,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| value.into_owned());
+        }
+        params
+    }
 }
 
 pub(super) fn routes() -> Router<Shared> {
@@ -56,13 +73,15 @@ pub(super) fn routes() -> Router<Shared> {
 
 async fn probe(State(shared): State<Shared>, request: axum::extract::Request) -> Response {
     // Read from the request in place: the `HeaderMap` extractor would copy every header.
-    let Ok(Query(params)) = Query::<Params>::try_from_uri(request.uri()) else {
-        return refuse(StatusCode::BAD_REQUEST, "Invalid query string".into());
-    };
+    let params = Params::parse(request.uri().query().unwrap_or_default());
     let headers = request.headers();
     let registry = shared.registry();
     let modules = &registry.modules;
-    let name = params.module.as_deref().unwrap_or("http_2xx");
+    // As blackbox: no module, or an empty one, is `http_2xx`.
+    let name = match params.module.as_deref() {
+        None | Some("") => "http_2xx",
+        Some(name) => name,
+    };
     let Some(module) = modules.get(name).cloned() else {
         let known = modules.names().join(", ");
         return refuse(
@@ -215,4 +234,23 @@ fn refuse(status: StatusCode, message: String) -> Response {
         message + "\n",
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Params;
+
+    #[test]
+    fn the_query_reads_as_go_reads_it() {
+        let p = Params::parse(
+            "module=http_2xx&target=http%3A%2F%2Fa%3A80%2F%3Fx%3D1+2&target=b&debug=true&x=%zz",
+        );
+        assert_eq!(p.module.as_deref(), Some("http_2xx"));
+        assert_eq!(p.target.as_deref(), Some("http://a:80/?x=1 2"));
+        assert_eq!(p.debug.as_deref(), Some("true"));
+        let p = Params::parse("target=%zz&module=");
+        assert_eq!(p.target.as_deref(), Some("%zz"));
+        assert_eq!(p.module.as_deref(), Some(""));
+        assert!(Params::parse("").target.is_none());
+    }
 }
