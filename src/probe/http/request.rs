@@ -27,6 +27,8 @@ pub enum Encoding {
     Gzip,
     /// HTTP's `deflate`: zlib-wrapped DEFLATE.
     Deflate,
+    /// `br`: Brotli (RFC 7932).
+    Brotli,
 }
 
 impl Encoding {
@@ -34,6 +36,7 @@ impl Encoding {
         match self {
             Encoding::Gzip => "gzip",
             Encoding::Deflate => "deflate",
+            Encoding::Brotli => "br",
         }
     }
 
@@ -44,6 +47,7 @@ impl Encoding {
         let reader: Box<dyn Read + '_> = match self {
             Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(body)),
             Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(body)),
+            Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(body, 4096)),
         };
         let mut out = Vec::new();
         reader.take(limit + 1).read_to_end(&mut out).map_err(|e| {
@@ -82,7 +86,12 @@ impl HttpProbe {
         // HTTP/2 when the probe offered it (`http2: true`) and the server chose it in ALPN.
         let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
-        let mut request = self.request(url, method, body, credentials)?;
+        // The oauth2 token (kept, or fetched now) goes where the other credentials go.
+        let token = match (&self.oauth2, credentials) {
+            (Some(oauth2), true) => Some(oauth2.authorization().await?),
+            _ => None,
+        };
+        let mut request = self.request(url, method, body, credentials, token)?;
         let handshake_failed = |e: hyper::Error| Failure::Http(e.to_string());
         let send_failed = |e: hyper::Error| Failure::Http(describe_request_error(&e));
         // The connection is driven in this task beside the exchange: no task per probe, and
@@ -177,6 +186,7 @@ impl HttpProbe {
         method: &Method,
         body: Bytes,
         credentials: bool,
+        token: Option<HeaderValue>,
     ) -> Result<Request<Full<Bytes>>, Failure> {
         // Through a proxy a plain request names the whole URL (absolute form); a tunnelled
         // https one is the target's own, as without a proxy.
@@ -216,6 +226,9 @@ impl HttpProbe {
             if credentials || *credential == Credential::No {
                 headers.insert(name.clone(), value.clone());
             }
+        }
+        if let Some(token) = token {
+            headers.insert(http::header::AUTHORIZATION, token);
         }
         builder
             .body(Full::new(body))
