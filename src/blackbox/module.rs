@@ -582,6 +582,7 @@ impl Module {
                     HttpSpec {
                         url: at(url),
                         compression: h.compression.clone(),
+                        decompress_always: true,
                         http2: h.enable_http2.as_ref().map(|v| v.value),
                         proxy_from_environment: h.proxy_from_environment.clone(),
                         resolve_target_with_proxy: Some(

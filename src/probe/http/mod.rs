@@ -88,6 +88,13 @@ pub struct HttpSpec {
     #[serde(skip)]
     #[schemars(skip)]
     pub resolve_target_with_proxy: Option<bool>,
+    /// Whether every answer is decompressed as `compression` says whatever its
+    /// `Content-Encoding`, as blackbox_exporter does (an answer sent uncompressed then fails
+    /// the run); the kind decompresses only an answer that says it is compressed. Set for
+    /// blackbox modules only.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub decompress_always: bool,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
@@ -206,6 +213,8 @@ pub struct HttpProbe {
     max_redirects: u32,
     max_body: u64,
     compression: Option<request::Encoding>,
+    /// See [`HttpSpec::decompress_always`].
+    decompress_always: bool,
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
     proxy: Option<proxy::Proxy>,
@@ -509,6 +518,7 @@ impl HttpProbe {
             max_redirects: spec.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             max_body,
             compression,
+            decompress_always: spec.decompress_always,
             tls,
             tls_server_name: tls_spec.server_name,
             proxy,

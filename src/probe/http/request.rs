@@ -143,9 +143,10 @@ impl HttpProbe {
             .and_then(|v| v.parse::<u64>().ok());
         // A compressed body is kept to be decompressed (its size is what counts).
         let encoding = self.compression.filter(|e| {
-            (head.headers.get(http::header::CONTENT_ENCODING))
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case(e.name()))
+            self.decompress_always
+                || (head.headers.get(http::header::CONTENT_ENCODING))
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case(e.name()))
         });
         let keep = self.expect.needs_body() || encoding.is_some();
         let mut bytes = Vec::new();
@@ -167,16 +168,18 @@ impl HttpProbe {
                 }
             }
         }
-        if let Some(encoding) = encoding {
-            bytes = encoding.decompress(&bytes, self.max_body)?;
-            size = bytes.len() as u64;
-        }
-        trace.signal("body_bytes", size as f64);
         trace.signal("status", head.status.as_u16() as f64);
         trace.signal("http_version", version_number(head.version));
         trace.signal("http_ssl", f64::from(u8::from(https)));
         // As blackbox_exporter: -1 when the answer announced no length.
         trace.signal("content_length", promised.map_or(-1.0, |n| n as f64));
+        if let Some(encoding) = encoding {
+            // A body that does not decompress counts 0 bytes, as in blackbox_exporter.
+            trace.signal("body_bytes", 0.0);
+            bytes = encoding.decompress(&bytes, self.max_body)?;
+            size = bytes.len() as u64;
+        }
+        trace.signal("body_bytes", size as f64);
         Ok(Response { head, body: bytes })
     }
 
