@@ -86,6 +86,12 @@ const MODULES: &str = r#"modules:
     http:
       preferred_ip_protocol: ip4
       compression: br
+  http_deflate:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      compression: deflate
   http_body_all:
     prober: http
     timeout: 5s
@@ -363,6 +369,7 @@ impl Web {
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, &cert.pem).unwrap();
         let compressed = brotli("all good, compressed ".repeat(50).as_bytes());
+        let deflated = raw_deflate("all good, deflated ".repeat(50).as_bytes());
         let plain = http_server(None, move |path, head| {
             let head = head.to_ascii_lowercase();
             match path {
@@ -371,6 +378,11 @@ impl Web {
                     200,
                     vec![("Content-Encoding", "br".into())],
                     compressed.clone(),
+                ),
+                "/deflate" => support::Reply::Full(
+                    200,
+                    vec![("Content-Encoding", "deflate".into())],
+                    deflated.clone(),
                 ),
                 "/auth" if head.contains("\r\nauthorization: token k-123\r\n") => ok("let in"),
                 "/oauth" if head.contains("\r\nauthorization: bearer tok-xyz\r\n") => ok("let in"),
@@ -572,6 +584,8 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("http_br", format!("http://{plain}/br"), true),
         // blackbox decompresses every answer as the module says: one sent plain fails.
         ("http_br", format!("http://{plain}/"), false),
+        ("http_br", format!("http://{plain}/deflate"), false),
+        ("http_deflate", format!("http://{plain}/deflate"), true),
         ("http_body_all", format!("http://{plain}/"), true),
         ("http_body_all", format!("http://{plain}/down"), false),
         ("http_body_all_but_one", format!("http://{plain}/"), false),
@@ -765,6 +779,14 @@ fn brotli(data: &[u8]) -> Vec<u8> {
     let params = brotli::enc::BrotliEncoderParams::default();
     brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
     out
+}
+
+/// Raw DEFLATE (no zlib wrapper), which blackbox's `deflate` reads.
+fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }
 
 /// An OAuth 2.0 token endpoint that hands out `tok-xyz` (for an hour) only to the

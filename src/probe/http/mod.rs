@@ -437,6 +437,13 @@ impl HttpProbe {
                 None
             }
         };
+        // blackbox_exporter's `deflate` is raw DEFLATE; HTTP's (the kind's) is zlib-wrapped.
+        let compression = match compression {
+            Some(request::Encoding::Deflate) if spec.decompress_always => {
+                Some(request::Encoding::RawDeflate)
+            }
+            other => other,
+        };
         let proxy = spec.proxy_url.as_ref().and_then(|url| {
             proxy::Proxy::parse(url)
                 .map_err(|m| fail(url.pos, "proxy_url", m))

@@ -29,13 +29,16 @@ pub enum Encoding {
     Deflate,
     /// `br`: Brotli (RFC 7932).
     Brotli,
+    /// `deflate` as blackbox_exporter reads it: raw DEFLATE, without zlib's wrapper (Go's
+    /// `compress/flate`); for blackbox modules.
+    RawDeflate,
 }
 
 impl Encoding {
     pub fn name(self) -> &'static str {
         match self {
             Encoding::Gzip => "gzip",
-            Encoding::Deflate => "deflate",
+            Encoding::Deflate | Encoding::RawDeflate => "deflate",
             Encoding::Brotli => "br",
         }
     }
@@ -48,6 +51,7 @@ impl Encoding {
             Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(body)),
             Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(body)),
             Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(body, 4096)),
+            Encoding::RawDeflate => Box::new(flate2::read::DeflateDecoder::new(body)),
         };
         let mut out = Vec::new();
         reader.take(limit + 1).read_to_end(&mut out).map_err(|e| {
