@@ -90,9 +90,10 @@ impl HttpProbe {
         // HTTP/2 when the probe offered it (`http2: true`) and the server chose it in ALPN.
         let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
-        // The oauth2 token (kept, or fetched now) goes where the other credentials go.
+        // The oauth2 token (kept, or fetched now) goes where the other credentials go. Boxed:
+        // the token request's future would otherwise swell every probe's run, oauth2 or not.
         let token = match (&self.oauth2, credentials) {
-            (Some(oauth2), true) => Some(oauth2.authorization().await?),
+            (Some(oauth2), true) => Some(Box::pin(oauth2.authorization()).await?),
             _ => None,
         };
         let mut request = self.request(url, method, body, credentials, token)?;
