@@ -209,8 +209,8 @@ fn split_host_port(entry: &str) -> (&str, Option<u16>) {
 pub(super) struct EnvProxies {
     http: Option<Proxy>,
     https: Option<Proxy>,
-    /// Host names (and their subdomains) and addresses reached directly; `*` is every host.
-    no_proxy: Vec<String>,
+    /// The targets reached directly (read as `no_proxy` is), loopback among them.
+    no_proxy: NoProxy,
 }
 
 impl EnvProxies {
@@ -229,16 +229,9 @@ impl EnvProxies {
         Ok(EnvProxies {
             http: proxy(var(["http_proxy", "HTTP_PROXY"]))?,
             https: proxy(var(["https_proxy", "HTTPS_PROXY"]))?,
-            no_proxy: var(["no_proxy", "NO_PROXY"]).map_or_else(Vec::new, |(_, v)| {
-                v.split(',')
-                    .map(|h| h.trim().trim_start_matches('.').to_ascii_lowercase())
-                    .map(|h| match h.rsplit_once(':') {
-                        Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
-                        _ => h,
-                    })
-                    .filter(|h| !h.is_empty())
-                    .collect()
-            }),
+            no_proxy: NoProxy::parse(
+                &var(["no_proxy", "NO_PROXY"]).map_or_else(String::new, |(_, v)| v),
+            ),
         })
     }
 
@@ -254,19 +247,7 @@ impl EnvProxies {
 
     /// The proxy for `url`, if any.
     pub(super) fn for_url(&self, url: &Uri) -> Option<&Proxy> {
-        let host = url.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let direct = self.no_proxy.iter().any(|n| {
-            n == "*"
-                || host == *n
-                || host
-                    .strip_suffix(n.as_str())
-                    .is_some_and(|r| r.ends_with('.'))
-        });
-        if loopback || direct {
+        if self.no_proxy.direct(url) {
             return None;
         }
         if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
@@ -416,7 +397,7 @@ mod tests {
         let proxies = EnvProxies {
             http: Proxy::parse("http://proxy:3128").ok(),
             https: Proxy::parse("http://tunnel:3128").ok(),
-            no_proxy: vec!["internal.example".into(), "10.0.0.5".into()],
+            no_proxy: NoProxy::parse("internal.example,10.0.0.5"),
         };
         let via = |url: &str| {
             proxies
