@@ -9,8 +9,9 @@
 //! This file owns the spec and its validation, the built [`HttpProbe`] and its run (the
 //! redirect loop: each hop counted, timed and noted), its `Kind` impl and its signal table
 //! ([`KIND`]). Beside it: `redirects.rs` (URLs, `Location`, origins and which headers are
-//! credentials), `request.rs` (one exchange on a fresh connection and the body read) and
-//! `expect.rs` (the `expect:` section and the check of a response).
+//! credentials), `request.rs` (one exchange on a fresh connection and the body read), `proxy.rs`
+//! (the proxy's connection, `no_proxy`, `proxy_connect_header`), `oauth2.rs` (the
+//! client-credentials token) and `expect.rs` (the `expect:` section and the check of a response).
 
 mod expect;
 mod oauth2;
@@ -325,54 +326,9 @@ impl HttpProbe {
             }
         }
         if let Some(auth) = &spec.authorization {
-            let kind = auth.kind.as_ref().map_or("", |k| k.trim());
-            let kind = if kind.is_empty() { "Bearer" } else { kind };
-            if kind.eq_ignore_ascii_case("basic") {
-                fail(
-                    auth.kind.as_ref().map_or(auth.credentials.pos, |k| k.pos),
-                    "authorization.type",
-                    "cannot be \"Basic\": use basic_auth".into(),
-                );
-            }
-            match Secret::resolve(&auth.credentials) {
-                Ok(credentials) => {
-                    match HeaderValue::from_str(&format!("{kind} {}", credentials.expose())) {
-                        Ok(mut v) => {
-                            v.set_sensitive(true);
-                            headers.push((http::header::AUTHORIZATION, v, Credential::Yes));
-                        }
-                        Err(_) => fail(
-                            auth.credentials.pos,
-                            "authorization.credentials",
-                            "not a valid header value".into(),
-                        ),
-                    }
-                }
-                Err(m) => fail(auth.credentials.pos, "authorization.credentials", m),
-            }
+            headers.extend(authorization_header(auth, &mut fail));
         }
-        let given = [
-            (
-                "basic_auth",
-                spec.basic_auth.as_ref().map(|a| a.password.pos),
-            ),
-            ("bearer_token", spec.bearer_token.as_ref().map(|t| t.pos)),
-            (
-                "authorization",
-                spec.authorization.as_ref().map(|a| a.credentials.pos),
-            ),
-            ("oauth2", spec.oauth2.as_ref().map(|o| o.client_id.pos)),
-        ];
-        let mut given = given.iter().filter_map(|(k, at)| at.map(|at| (*k, at)));
-        if let (Some((first, _)), Some((second, at))) = (given.next(), given.next()) {
-            fail(
-                at,
-                second,
-                format!(
-                    "cannot be given with {first}: at most one of basic_auth, bearer_token, authorization and oauth2"
-                ),
-            );
-        }
+        one_credential(&spec, &mut fail);
         let oauth2 = spec
             .oauth2
             .as_ref()
@@ -385,24 +341,7 @@ impl HttpProbe {
                     None
                 }
             });
-        let body = match (&spec.body, &spec.body_file) {
-            (Some(_), Some(file)) => {
-                fail(file.pos, "body_file", "cannot be given with body".into());
-                Bytes::new()
-            }
-            (_, Some(file)) => match std::fs::read(&file.value) {
-                Ok(bytes) => Bytes::from(bytes),
-                Err(e) => {
-                    fail(
-                        file.pos,
-                        "body_file",
-                        format!("cannot read {}: {e}", file.value),
-                    );
-                    Bytes::new()
-                }
-            },
-            (body, None) => Bytes::from(body.clone().unwrap_or_default()),
-        };
+        let body = request_body(&spec, &mut fail);
         let max_body = match &spec.max_body {
             None => DEFAULT_MAX_BODY,
             Some(size) => match parse_size(size) {
@@ -620,6 +559,88 @@ impl HttpProbe {
         let latency = trace.elapsed();
         trace.signal("latency", latency.as_secs_f64());
         self.expect.assert(&response, latency, trace)
+    }
+}
+
+/// `authorization:` as the header it sends: `<type> <credentials>`, `Bearer` unless given.
+fn authorization_header(
+    auth: &AuthorizationSpec,
+    fail: &mut impl FnMut(Pos, &str, String),
+) -> Option<(HeaderName, HeaderValue, Credential)> {
+    let kind = auth.kind.as_ref().map_or("", |k| k.trim());
+    let kind = if kind.is_empty() { "Bearer" } else { kind };
+    if kind.eq_ignore_ascii_case("basic") {
+        fail(
+            auth.kind.as_ref().map_or(auth.credentials.pos, |k| k.pos),
+            "authorization.type",
+            "cannot be \"Basic\": use basic_auth".into(),
+        );
+    }
+    let credentials = Secret::resolve(&auth.credentials)
+        .map_err(|m| fail(auth.credentials.pos, "authorization.credentials", m))
+        .ok()?;
+    match HeaderValue::from_str(&format!("{kind} {}", credentials.expose())) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            Some((http::header::AUTHORIZATION, v, Credential::Yes))
+        }
+        Err(_) => {
+            fail(
+                auth.credentials.pos,
+                "authorization.credentials",
+                "not a valid header value".into(),
+            );
+            None
+        }
+    }
+}
+
+/// At most one way of sending `Authorization`, as Prometheus insists: the second one given is
+/// the error.
+fn one_credential(spec: &HttpSpec, fail: &mut impl FnMut(Pos, &str, String)) {
+    let given = [
+        (
+            "basic_auth",
+            spec.basic_auth.as_ref().map(|a| a.password.pos),
+        ),
+        ("bearer_token", spec.bearer_token.as_ref().map(|t| t.pos)),
+        (
+            "authorization",
+            spec.authorization.as_ref().map(|a| a.credentials.pos),
+        ),
+        ("oauth2", spec.oauth2.as_ref().map(|o| o.client_id.pos)),
+    ];
+    let mut given = given.iter().filter_map(|(k, at)| at.map(|at| (*k, at)));
+    if let (Some((first, _)), Some((second, at))) = (given.next(), given.next()) {
+        fail(
+            at,
+            second,
+            format!(
+                "cannot be given with {first}: at most one of basic_auth, bearer_token, authorization and oauth2"
+            ),
+        );
+    }
+}
+
+/// The request body: `body`, or `body_file` read now (so a missing file fails the load, not
+/// every run).
+fn request_body(spec: &HttpSpec, fail: &mut impl FnMut(Pos, &str, String)) -> Bytes {
+    match (&spec.body, &spec.body_file) {
+        (Some(_), Some(file)) => {
+            fail(file.pos, "body_file", "cannot be given with body".into());
+            Bytes::new()
+        }
+        (_, Some(file)) => std::fs::read(&file.value)
+            .map(Bytes::from)
+            .unwrap_or_else(|e| {
+                fail(
+                    file.pos,
+                    "body_file",
+                    format!("cannot read {}: {e}", file.value),
+                );
+                Bytes::new()
+            }),
+        (body, None) => Bytes::from(body.clone().unwrap_or_default()),
     }
 }
 
