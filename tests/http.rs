@@ -1128,3 +1128,26 @@ async fn authorization_body_file_and_optional_headers() {
         ["p.yaml:3:52: probe \"a\": http.authorization.type: cannot be \"Basic\": use basic_auth"]
     );
 }
+
+#[tokio::test]
+async fn an_oauth2_token_about_to_expire_is_renewed_on_the_next_run() {
+    // Within Go's ten-second margin: never kept.
+    let (token_addr, requests) =
+        token_endpoint(200, r#"{"access_token":"short","expires_in":"5"}"#).await;
+    let target = http_server(None, |_, _| ok("hello")).await;
+    let dir = support::daemon::temp_dir("oauth2-expiry");
+    std::fs::write(dir.join("secret"), "s").unwrap();
+    let config = build_one(&http(
+        &format!("http://{target}/"),
+        &format!(
+            ", oauth2: {{client_id: c, client_secret: 'file:{}', token_url: 'http://{token_addr}/t'}}",
+            dir.join("secret").display()
+        ),
+    ));
+    let probe = &config.probes[0];
+    for _ in 0..2 {
+        let outcome = slowburn::probe::execute(&probe.probe, probe.timeout).await;
+        assert!(outcome.success, "{outcome:#?}");
+    }
+    assert_eq!(requests.lock().unwrap().len(), 2);
+}
