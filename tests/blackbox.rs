@@ -1306,3 +1306,352 @@ async fn body_file_no_proxy_and_enable_http1_work_in_a_module() {
     assert!(head.starts_with("POST / HTTP/1.1\r\n"), "{head}");
     assert!(head.contains("\r\ncontent-length: 6\r\n"), "{head}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// dns over TLS, dns query classes, icmp dont_fragment and the inline TLS keys, against the real
+// blackbox_exporter (kept apart from the cases above).
+
+/// The modules of [`dns_tls_class_and_dont_fragment_answer_as_blackbox_exporter_does`].
+const DNS_ICMP_MODULES: &str = r#"modules:
+  dns_tls:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      transport_protocol: tcp
+      dns_over_tls: true
+      tls_config:
+        ca_file: CA_FILE
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['^ok\.test\.\t60\tIN\tA\t127\.0\.0\.1$']
+  dns_tls_named:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      transport_protocol: tcp
+      dns_over_tls: true
+      tls_config:
+        ca_file: CA_FILE
+        server_name: localhost
+  dns_tls_wrong_name:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      transport_protocol: tcp
+      dns_over_tls: true
+      tls_config:
+        ca_file: CA_FILE
+        server_name: elsewhere.test
+  dns_tls_untrusted:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      transport_protocol: tcp
+      dns_over_tls: true
+  dns_chaos:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: version.bind
+      query_type: TXT
+      query_class: CH
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ['^version\.bind\.\t0\tCH\tTXT\t"slowburn-test"$']
+  dns_chaos_over_tls:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: version.bind
+      query_type: TXT
+      query_class: CH
+      transport_protocol: tcp
+      dns_over_tls: true
+      tls_config:
+        insecure_skip_verify: true
+  dns_class_in:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: version.bind
+      query_type: TXT
+      query_class: IN
+  dns_class_any:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: ok.test
+      query_type: A
+      query_class: ANY
+      valid_rcodes: [REFUSED]
+  icmp_dont_fragment:
+    prober: icmp
+    timeout: 5s
+    icmp:
+      preferred_ip_protocol: ip4
+      dont_fragment: true
+      payload_size: 1200
+  icmp_dont_fragment_ip6:
+    prober: icmp
+    timeout: 5s
+    icmp:
+      preferred_ip_protocol: ip6
+      ip_protocol_fallback: false
+      dont_fragment: true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_tls_class_and_dont_fragment_answer_as_blackbox_exporter_does() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let promtool = required_tool(
+        "promtool",
+        "SLOWBURN_REQUIRE_PROMETHEUS",
+        "apt-get install prometheus",
+    );
+    let dir = temp_dir("blackbox-dns-icmp");
+    // One certificate for the address (blackbox's server name without `server_name`) and
+    // for `localhost`.
+    let cert = test_cert(&["127.0.0.1", "localhost"], (2099, 1, 1));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let modules = DNS_ICMP_MODULES.replace("CA_FILE", &ca.display().to_string());
+    let dot = support::dns_tls_server(cert.server).await;
+    let dns = dns_server().await;
+    let refused = refused_addr();
+    let (mut bb, bb_port, mut sb, sb_port) = exporters(&blackbox, &dir, &modules);
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("dns_tls", dot.to_string(), true),
+        // No port: 853, DNS over TLS's, where nothing listens here.
+        ("dns_tls", "127.0.0.1".to_string(), false),
+        ("dns_tls", refused.to_string(), false),
+        // A plain DNS server does not speak TLS.
+        ("dns_tls", dns.to_string(), false),
+        ("dns_tls_named", dot.to_string(), true),
+        ("dns_tls_wrong_name", dot.to_string(), false),
+        ("dns_tls_untrusted", dot.to_string(), false),
+        ("dns_chaos", dns.to_string(), true),
+        ("dns_chaos_over_tls", dot.to_string(), true),
+        ("dns_class_in", dns.to_string(), false),
+        ("dns_class_any", dns.to_string(), true),
+        ("icmp_dont_fragment", "127.0.0.1".to_string(), true),
+        ("icmp_dont_fragment_ip6", "::1".to_string(), true),
+    ];
+    let client = client();
+    let mut problems = Vec::new();
+    for (module, target, success) in &cases {
+        let query = format!("/probe?module={module}&target={}", urlencode(target));
+        let (bb_status, theirs) = get(
+            &client,
+            &format!("http://127.0.0.1:{bb_port}{query}"),
+            &mut bb,
+        )
+        .await;
+        let (sb_status, ours) = get(
+            &client,
+            &format!("http://127.0.0.1:{sb_port}{query}"),
+            &mut sb,
+        )
+        .await;
+        assert_eq!((bb_status, sb_status), (200, 200), "{module} {target}");
+        let want = if *success { 1.0 } else { 0.0 };
+        let case = format!("{module} {target}");
+        problems.extend(
+            differences(&case, want, &theirs, &ours, promtool.as_deref())
+                .into_iter()
+                // A gap of every IPv6 icmp probe, not of dont_fragment: reading an IPv6
+                // reply's hop limit takes IPV6_RECVHOPLIMIT, which no socket crate slowburn
+                // uses sets without `unsafe`.
+                .filter(|p| {
+                    *p != format!("{case}: probe_icmp_reply_hop_limit missing") || target != "::1"
+                }),
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Where slowburn's `/probe` answer `ours` differs from blackbox's `theirs` for one case
+/// (whose `probe_success` blackbox must give as `success`), and what promtool finds in ours.
+fn differences(
+    case: &str,
+    success: f64,
+    theirs: &str,
+    ours: &str,
+    promtool: Option<&Path>,
+) -> Vec<String> {
+    let (theirs, ours_text) = (samples(theirs), ours);
+    let ours = samples(ours);
+    assert_eq!(
+        theirs.get("probe_success"),
+        Some(&success),
+        "blackbox disagrees with the case {case}"
+    );
+    let mut problems = Vec::new();
+    for (key, value) in &theirs {
+        match ours.get(key) {
+            None => problems.push(format!("{case}: {key} missing")),
+            Some(got) if !same_meaning(key, *value, *got) => {
+                problems.push(format!("{case}: {key} is {got}, blackbox says {value}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for key in ours.keys().filter(|k| !theirs.contains_key(*k)) {
+        problems.push(format!("{case}: {key} is not blackbox's"));
+    }
+    if let Some(promtool) = promtool {
+        let (code, output) = promtool_check(promtool, ours_text);
+        if code != Some(0) {
+            problems.push(format!("{case}: promtool: {output}"));
+        }
+    }
+    problems
+}
+
+/// What both exporters say of modules neither can run: blackbox 0.23 refuses the inline
+/// `tls_config` keys (`ca`, `cert`, `key`) and an unknown or lower-case `query_class` when it
+/// loads its file, and slowburn refuses the same modules, each at its line and column.
+#[test]
+fn inline_tls_keys_and_unknown_query_classes_are_refused_by_both() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let dir = temp_dir("blackbox-refused");
+    for (module, ours) in [
+        (
+            "{prober: dns, dns: {query_name: a.test, transport_protocol: tcp, dns_over_tls: true, tls_config: {ca: x}}}",
+            "2:108: module \"m\": dns.tls_config.ca: not supported by slowburn yet, nor by blackbox_exporter 0.23, whose Prometheus common config (v0.37) has no `ca`: write `ca_file`",
+        ),
+        (
+            "{prober: tcp, tcp: {tls: true, tls_config: {cert: x}}}",
+            "2:56: module \"m\": tcp.tls_config.cert: not supported by slowburn yet, nor by blackbox_exporter 0.23, whose Prometheus common config (v0.37) has no `cert`: write `cert_file`",
+        ),
+        (
+            "{prober: http, http: {tls_config: {key: env:KEY}}}",
+            "2:46: module \"m\": http.tls_config.key: not supported by slowburn yet, nor by blackbox_exporter 0.23, whose Prometheus common config (v0.37) has no `key`: write `key_file` (slowburn would not take a private key written in the file anyway, only env:NAME or file:PATH)",
+        ),
+        (
+            "{prober: dns, dns: {query_name: a.test, query_class: ch}}",
+            "2:59: module \"m\": dns.query_class: unknown query class \"ch\" (blackbox's names, in capitals: IN, CS, CH, HS, NONE, ANY)",
+        ),
+        (
+            "{prober: dns, dns: {query_name: a.test, query_class: XX}}",
+            "2:59: module \"m\": dns.query_class: unknown query class \"XX\" (blackbox's names, in capitals: IN, CS, CH, HS, NONE, ANY)",
+        ),
+    ] {
+        let file = dir.join("modules.yml");
+        std::fs::write(&file, format!("modules:\n  m: {module}\n")).unwrap();
+        let theirs = Command::new(&blackbox)
+            .arg("--config.check")
+            .arg(format!("--config.file={}", file.display()))
+            .output()
+            .unwrap();
+        assert!(
+            !theirs.status.success(),
+            "blackbox loads {module}:\n{}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let out = Command::new(support::daemon::BIN)
+            .args(["check", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "slowburn loads {module}:\n{text}");
+        let errors: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_once("modules.yml:").map(|(_, rest)| rest))
+            .collect();
+        assert_eq!(errors, [ours], "{text}");
+    }
+}
+
+/// A module blackbox loads but whose every probe fails (`dns_over_tls` over udp, its default
+/// transport) and one whose `tls_config` it ignores (no `dns_over_tls`): slowburn refuses both
+/// when it loads them, saying why, rather than failing or ignoring at each probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_over_tls_needs_tcp_and_a_dns_tls_config_needs_dns_over_tls() {
+    let Some(blackbox) = required_tool(
+        "prometheus-blackbox-exporter",
+        "SLOWBURN_REQUIRE_BLACKBOX",
+        "apt-get install prometheus-blackbox-exporter",
+    ) else {
+        return;
+    };
+    let dir = temp_dir("blackbox-dot-udp");
+    let cert = test_cert(&["127.0.0.1"], (2099, 1, 1));
+    let dot = support::dns_tls_server(cert.server).await;
+    let modules = "modules:\n  dot_udp: {prober: dns, dns: {query_name: ok.test, preferred_ip_protocol: ip4, dns_over_tls: true, tls_config: {insecure_skip_verify: true}}}\n  stray: {prober: dns, dns: {query_name: ok.test, tls_config: {insecure_skip_verify: true}}}\n";
+    let file = dir.join("blackbox.yml");
+    std::fs::write(&file, modules).unwrap();
+    let port = free_port();
+    let mut bb = Process::spawn(
+        Command::new(&blackbox).args([
+            format!("--config.file={}", file.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ]),
+        dir.join("blackbox.log"),
+    );
+    let (_, theirs) = get(
+        &client(),
+        &format!(
+            "http://127.0.0.1:{port}/probe?module=dot_udp&target={}",
+            urlencode(&dot.to_string())
+        ),
+        &mut bb,
+    )
+    .await;
+    assert_eq!(
+        samples(&theirs).get("probe_success"),
+        Some(&0.0),
+        "{theirs}"
+    );
+    let out = Command::new(support::daemon::BIN)
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("blackbox.yml:").map(|(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "2:95: module \"dot_udp\": dns.dns_over_tls: needs transport_protocol: tcp (blackbox fails every probe of a module with dns_over_tls over udp, its default)",
+            "3:63: module \"stray\": dns.tls_config: has no effect without dns_over_tls: true (blackbox ignores it): remove it",
+        ],
+        "{text}"
+    );
+}

@@ -337,8 +337,8 @@ const INVALID: &[(&str, &[Expected])] = &[
             (8, 7, "unknown key `bogus`"),
             (
                 9,
-                46,
-                "module \"ping\": icmp.dont_fragment: not supported by slowburn yet",
+                57,
+                "module \"ping\": icmp.ttl: must be between 1 and 255, got 300",
             ),
             (10, 28, "`http:` has no effect with prober tcp"),
             (11, 11, "module \"lookup\": dns.query_name: required"),

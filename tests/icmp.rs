@@ -230,3 +230,33 @@ async fn bad_specs_are_refused_with_their_positions() {
         "{all}"
     );
 }
+
+const FRAGMENTS: &str = "probes:\n  - name: big\n    timeout: 1s\n    icmp: {host: 127.0.0.1, payload_size: 1400}\n  - name: big_df\n    timeout: 1s\n    icmp: {host: 127.0.0.1, payload_size: 1400, dont_fragment: true}\n  - name: small_df\n    timeout: 1s\n    icmp: {host: 127.0.0.1, payload_size: 1000, dont_fragment: true}\n  - name: big6_df\n    timeout: 1s\n    icmp: {host: \"::1\", payload_size: 1400, dont_fragment: true}\n";
+
+#[test]
+fn dont_fragment_fails_a_request_over_the_mtu_that_would_otherwise_arrive_in_pieces() {
+    if !namespaces() {
+        return;
+    }
+    // Loopback's MTU cut to 1280 (IPv6's least): 1400 bytes of payload need two fragments.
+    // Unprivileged ping sockets, as blackbox (which needs a raw socket for this) cannot.
+    let setup =
+        "ip link set lo mtu 1280 && echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range";
+    let (code, out) = probe_in_namespace(FRAGMENTS, "big", setup);
+    assert_eq!(code, 0, "fragmented and reassembled: {out}");
+    let (code, out) = probe_in_namespace(FRAGMENTS, "big_df", setup);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "the request to 127.0.0.1 is larger than the path MTU and dont_fragment forbids \
+             fragmenting it"
+        ),
+        "{out}"
+    );
+    let (code, out) = probe_in_namespace(FRAGMENTS, "small_df", setup);
+    assert_eq!(code, 0, "under the MTU: {out}");
+    // IPv6 has no don't-fragment bit: the key is ignored, as blackbox ignores it, and the
+    // sending host fragments the request as IPv6 lets it.
+    let (code, out) = probe_in_namespace(FRAGMENTS, "big6_df", setup);
+    assert_eq!(code, 0, "{out}");
+}

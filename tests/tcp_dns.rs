@@ -238,3 +238,108 @@ async fn source_ip_address_is_the_peer_the_server_sees() {
         "{outcome:#?}"
     );
 }
+
+#[tokio::test]
+async fn dns_over_tls_verifies_the_server_then_queries_inside_the_session() {
+    let cert = test_cert(&["127.0.0.1", "localhost"], (2099, 1, 1));
+    let ca = std::env::temp_dir().join(format!("slowburn-dot-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let server = dns_tls_server(cert.server).await;
+    let trusted = format!("ca_file: \"{}\"", ca.display());
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, server: \"{server}\", transport: tls, tls_config: {{{trusted}}}, expect: {{min_answers: 1}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    let phases: Vec<&str> = outcome.phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(phases, ["connect", "tls", "resolve"]);
+    assert_eq!(outcome.signal("answers"), Some(1.0));
+    assert_eq!(outcome.signal("tls_version"), Some(1.3));
+
+    // The name verified is the server's address unless `server_name` says otherwise.
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, server: \"{server}\", transport: tls, tls_config: {{{trusted}, server_name: elsewhere.test}}}}"
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "tls: certificate not valid for elsewhere.test"
+    );
+    let outcome = run_probe(&format!(
+        "dns: {{name: ok.test, server: \"{server}\", transport: tls}}"
+    ))
+    .await;
+    assert!(
+        failure(&outcome).starts_with("tls: certificate signed by unknown authority"),
+        "{outcome:#?}"
+    );
+    // A class other than IN, inside TLS.
+    let outcome = run_probe(&format!(
+        "dns: {{name: version.bind, type: TXT, class: ch, server: \"{server}\", transport: tls, tls_config: {{insecure_skip_verify: true}}, expect: {{answer_rrs: {{fail_if_not_matches_regexp: ['\\tCH\\tTXT\\t\"slowburn-test\"$']}}}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    // Without a port, DNS over TLS's own (853), where nothing listens here.
+    let outcome = run_probe("dns: {name: ok.test, server: 127.0.0.1, transport: tls}").await;
+    assert_eq!(failure(&outcome), "connect: refused");
+    let _ = std::fs::remove_file(&ca);
+}
+
+#[tokio::test]
+async fn dns_query_classes() {
+    let server = dns_server().await;
+    let outcome = run_probe(&format!(
+        "dns: {{name: version.bind, type: TXT, class: CH, server: \"{server}\", expect: {{min_answers: 1}}}}"
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(*outcome.notes, ["answer slowburn-test"]);
+    // The test server refuses every other class.
+    for class in ["HS", "CS", "NONE", "ANY"] {
+        let outcome = run_probe(&format!(
+            "dns: {{name: ok.test, class: {class}, server: \"{server}\", expect: {{rcode: [REFUSED]}}}}"
+        ))
+        .await;
+        assert!(outcome.success, "{class}: {outcome:#?}");
+    }
+}
+
+#[test]
+fn dns_class_and_tls_mistakes_are_refused_with_their_positions() {
+    let text = "probes:\n  - name: a\n    dns: {name: a.test, class: XY, transport: quic}\n  - name: b\n    dns: {name: a.test, transport: tcp, tls_config: {insecure_skip_verify: true}}\n";
+    let ctx = slowburn::probe::BuildContext {
+        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
+    };
+    let errors = slowburn::config::load(
+        &slowburn::config::Source::Text {
+            name: "p.yaml".into(),
+            text: text.into(),
+        },
+        &ctx,
+    )
+    .expect_err("three mistakes");
+    let all = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (at, message) in [
+        (
+            "p.yaml:3:32",
+            "dns.class: unknown class \"XY\" (expected IN, CS, CH, HS, NONE, ANY)",
+        ),
+        (
+            "p.yaml:3:47",
+            "dns.transport: transport \"quic\" is not udp, tcp or tls",
+        ),
+        (
+            "p.yaml:5:53",
+            "dns.tls_config: has no effect without transport: tls",
+        ),
+    ] {
+        assert!(
+            all.lines().any(|l| l.contains(at) && l.contains(message)),
+            "{at} {message}:\n{all}"
+        );
+    }
+}

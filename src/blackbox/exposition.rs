@@ -5,51 +5,93 @@
 //!
 //! It reads an [`Outcome`] and the signals the kinds record for this purpose; it runs nothing.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::Prober;
 use crate::probe::net::tls_version_name;
 use crate::probe::{Failure, Outcome};
 
-/// One family: its name, help text and samples (label text, value).
-type Family = (&'static str, &'static str, Vec<(String, f64)>);
+/// One sample: its family's name and help text, its label text and its value.
+struct Sample {
+    name: &'static str,
+    help: &'static str,
+    labels: Cow<'static, str>,
+    value: f64,
+}
 
-/// The families and samples of one probe, before they are written.
-#[derive(Default)]
-struct Families(Vec<Family>);
+/// The samples of one probe, before they are written: one flat list, sorted by family and
+/// label text when written, so a run costs one allocation here and not one per family.
+struct Families(Vec<Sample>);
 
 impl Families {
+    fn new() -> Self {
+        Families(Vec::with_capacity(32))
+    }
+
     fn gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
-        self.labelled(name, help, String::new(), value);
+        self.labelled(name, help, Cow::Borrowed(""), value);
     }
 
-    fn labelled(&mut self, name: &'static str, help: &'static str, labels: String, value: f64) {
-        match self.0.iter_mut().find(|(n, _, _)| *n == name) {
-            Some((_, _, samples)) => samples.push((labels, value)),
-            None => self.0.push((name, help, vec![(labels, value)])),
-        }
+    fn labelled(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: Cow<'static, str>,
+        value: f64,
+    ) {
+        self.0.push(Sample {
+            name,
+            help,
+            labels,
+            value,
+        });
     }
 
+    /// Families sorted by name, each with its HELP and TYPE lines once, its samples sorted
+    /// by label text, as blackbox writes them.
     fn write(mut self) -> String {
-        self.0.sort_by_key(|(name, _, _)| *name);
+        self.0
+            .sort_by(|a, b| (a.name, &a.labels).cmp(&(b.name, &b.labels)));
         let mut out = String::with_capacity(2048);
-        for (name, help, mut samples) in self.0 {
-            samples.sort_by(|a, b| a.0.cmp(&b.0));
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (labels, value) in samples {
-                out.push_str(name);
-                if !labels.is_empty() {
-                    out.push('{');
-                    out.push_str(&labels);
-                    out.push('}');
-                }
-                out.push(' ');
-                out.push_str(&format_value(value));
-                out.push('\n');
+        let mut family = "";
+        for sample in &self.0 {
+            if sample.name != family {
+                family = sample.name;
+                let _ = writeln!(
+                    out,
+                    "# HELP {family} {}\n# TYPE {family} gauge",
+                    sample.help
+                );
             }
+            out.push_str(family);
+            if !sample.labels.is_empty() {
+                out.push('{');
+                out.push_str(&sample.labels);
+                out.push('}');
+            }
+            out.push(' ');
+            write_value(&mut out, sample.value);
+            out.push('\n');
         }
         out
     }
+}
+
+/// The label text `phase="NAME"`, without formatting for the phases blackbox writes.
+fn phase_label(name: &'static str) -> Cow<'static, str> {
+    Cow::Borrowed(match name {
+        "resolve" => "phase=\"resolve\"",
+        "connect" => "phase=\"connect\"",
+        "tls" => "phase=\"tls\"",
+        "processing" => "phase=\"processing\"",
+        "transfer" => "phase=\"transfer\"",
+        "request" => "phase=\"request\"",
+        "setup" => "phase=\"setup\"",
+        "rtt" => "phase=\"rtt\"",
+        "check" => "phase=\"check\"",
+        _ => return Cow::Owned(format!("phase=\"{name}\"")),
+    })
 }
 
 /// The exposition of one run of `prober`.
@@ -62,7 +104,7 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
             .find(|(p, _)| *p == name)
             .map_or(0.0, |(_, d)| d.as_secs_f64())
     };
-    let mut f = Families::default();
+    let mut f = Families::new();
     f.gauge(
         "probe_success",
         "Displays whether or not the probe was a success",
@@ -112,7 +154,10 @@ pub fn render(prober: Prober, outcome: &Outcome) -> String {
         Prober::Icmp => icmp(&mut f, outcome, &phase),
         Prober::Grpc => grpc(&mut f, outcome, &phase),
     }
-    tls(&mut f, outcome);
+    // blackbox's dns prober writes no TLS families, even over TLS (`dns_over_tls`).
+    if prober != Prober::Dns {
+        tls(&mut f, outcome);
+    }
     f.write()
 }
 
@@ -139,7 +184,7 @@ fn http(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
         f.labelled(
             "probe_http_duration_seconds",
             "Duration of http request by phase, summed over all redirects",
-            format!("phase=\"{name}\""),
+            phase_label(name),
             spent,
         );
     }
@@ -189,16 +234,17 @@ fn http(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
 fn dns(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
     let signal = |name: &str| outcome.signal(name).unwrap_or(0.0);
     // The dns kind times the query as its `resolve` phase; blackbox calls that `request` and
-    // `resolve` the lookup of the server's name (none: it is an address).
+    // `resolve` the lookup of the server's name (none: it is an address). Its `connect` is
+    // the dial, which over TLS includes the handshake.
     for (name, value) in [
         ("resolve", 0.0),
-        ("connect", phase("connect")),
+        ("connect", phase("connect") + phase("tls")),
         ("request", phase("resolve")),
     ] {
         f.labelled(
             "probe_dns_duration_seconds",
             "Duration of DNS request by phase",
-            format!("phase=\"{name}\""),
+            phase_label(name),
             value,
         );
     }
@@ -234,7 +280,7 @@ fn icmp(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
         f.labelled(
             "probe_icmp_duration_seconds",
             "Duration of icmp request by phase",
-            format!("phase=\"{name}\""),
+            phase_label(name),
             phase(name),
         );
     }
@@ -252,7 +298,7 @@ fn grpc(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
         f.labelled(
             "probe_grpc_duration_seconds",
             "Duration of gRPC request by phase",
-            format!("phase=\"{name}\""),
+            phase_label(name),
             phase(name),
         );
     }
@@ -264,7 +310,7 @@ fn grpc(f: &mut Families, outcome: &Outcome, phase: &dyn Fn(&str) -> f64) {
         f.labelled(
             "probe_grpc_healthcheck_response",
             "Response HealthCheck response",
-            format!("serving_status=\"{status}\""),
+            format!("serving_status=\"{status}\"").into(),
             f64::from(u8::from(serving == Some(i as f64))),
         );
     }
@@ -303,7 +349,7 @@ fn tls(f: &mut Families, outcome: &Outcome) {
     f.labelled(
         "probe_tls_version_info",
         "Returns the TLS version used or NaN when unknown",
-        format!("version=\"{}\"", tls_version_name(version)),
+        format!("version=\"{}\"", tls_version_name(version)).into(),
         1.0,
     );
     if let Some(cert) = &outcome.certificate {
@@ -316,7 +362,8 @@ fn tls(f: &mut Families, outcome: &Outcome) {
                 label_value(&cert.issuer),
                 label_value(&cert.subject),
                 label_value(&cert.subject_alternative)
-            ),
+            )
+            .into(),
             1.0,
         );
     }
@@ -343,32 +390,87 @@ fn label_value(text: &str) -> String {
 
 /// A sample value as Go's Prometheus client writes it (`strconv.FormatFloat(v, 'g', -1)`):
 /// the shortest digits, in exponent form when the exponent is below -4 or at least 6
-/// (`1e-05`, `3.668918509e+09`), plainly otherwise (`8196`, `0.001969286`).
-fn format_value(v: f64) -> String {
+/// (`1e-05`, `3.668918509e+09`), plainly otherwise (`8196`, `0.001969286`). Written into
+/// `out` from one formatting of the digits, without a string of its own.
+fn write_value(out: &mut String, v: f64) {
     if v.is_nan() {
-        return "NaN".into();
+        return out.push_str("NaN");
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+        return out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     }
     if v.fract() == 0.0 && v.abs() < 1e6 {
-        return itoa::Buffer::new().format(v as i64).to_string();
+        return out.push_str(itoa::Buffer::new().format(v as i64));
     }
-    let scientific = format!("{v:e}");
-    let Some((mantissa, exp)) = scientific.split_once('e') else {
-        return scientific;
+    // Rust's `{:e}` gives the shortest digits that read back as `v`, as Go's -1 precision.
+    let mut scientific = Digits::default();
+    let _ = write!(scientific, "{v:e}");
+    let text = scientific.as_str();
+    let Some((mantissa, exp)) = text.split_once('e') else {
+        return out.push_str(text);
     };
     let exponent: i32 = exp.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        return format!("{v}");
+    if !(-4..6).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        let _ = write!(out, "{mantissa}e{sign}{:02}", exponent.abs());
+        return;
     }
-    let sign = if exponent < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exponent.abs())
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    if negative {
+        out.push('-');
+    }
+    let digits = mantissa.bytes().filter(|b| b.is_ascii_digit());
+    if exponent < 0 {
+        out.push_str("0.");
+        (1..-exponent).for_each(|_| out.push('0'));
+        digits.for_each(|d| out.push(char::from(d)));
+        return;
+    }
+    let whole = exponent as usize + 1;
+    let mut written = 0;
+    for d in digits {
+        if written == whole {
+            out.push('.');
+        }
+        out.push(char::from(d));
+        written += 1;
+    }
+    (written..whole).for_each(|_| out.push('0'));
+}
+
+/// A stack buffer for the digits of one `f64` in exponent form (at most 24 bytes).
+#[derive(Default)]
+struct Digits {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("NaN")
+    }
+}
+
+impl std::fmt::Write for Digits {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::format_value;
+    fn format_value(v: f64) -> String {
+        let mut out = String::new();
+        super::write_value(&mut out, v);
+        out
+    }
 
     #[test]
     fn values_are_written_as_go_writes_them() {
@@ -383,5 +485,26 @@ mod tests {
         assert_eq!(format_value(1e6), "1e+06");
         assert_eq!(format_value(0.0001), "0.0001");
         assert_eq!(format_value(1.7e9), "1.7e+09");
+        assert_eq!(format_value(-0.5), "-0.5");
+        assert_eq!(format_value(999999.5), "999999.5");
+        assert_eq!(format_value(-1.5e-7), "-1.5e-07");
+        assert_eq!(format_value(1e21), "1e+21");
+        assert_eq!(format_value(5e-324), "5e-324");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn plain_values_have_the_digits_rust_prints() {
+        for i in 1..2000u32 {
+            for scale in [1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4] {
+                let v = f64::from(i) / 7.0 * scale;
+                if !(1e-4..1e6).contains(&v) || v.fract() == 0.0 {
+                    continue;
+                }
+                assert_eq!(format_value(v), format!("{v}"), "{v:e}");
+                assert_eq!(format_value(-v), format!("{}", -v), "{v:e}");
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::basics::SpecError;
 use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, ScalarText, Spanned};
-use crate::probe::dns::{DnsExpectSpec, DnsSpec, RrCheckSpec};
+use crate::probe::dns::{DnsExpectSpec, DnsSpec, RrCheckSpec, class_from_name, class_names};
 use crate::probe::grpc::GrpcSpec;
 use crate::probe::http::{
     AuthorizationSpec, BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec, OAuth2Spec,
@@ -52,7 +52,8 @@ pub struct IcmpModule {
     pub payload_size: Option<Spanned<usize>>,
     pub ttl: Option<Spanned<u32>>,
     pub source_ip_address: Option<Spanned<String>>,
-    pub dont_fragment: Unsupported,
+    /// The IPv4 don't-fragment bit; ignored for IPv6 targets, as in blackbox.
+    pub dont_fragment: Option<Spanned<bool>>,
 }
 
 /// blackbox's `grpc:` module keys.
@@ -176,8 +177,11 @@ pub struct TlsModule {
     pub key_file: Option<Spanned<String>>,
     pub min_version: Option<Spanned<String>>,
     pub max_version: Option<Spanned<String>>,
+    /// Refused, as blackbox 0.23 (Prometheus common config v0.37) refuses it: use `ca_file`.
     pub ca: Unsupported,
+    /// Refused, as blackbox 0.23 refuses it: use `cert_file`.
     pub cert: Unsupported,
+    /// Refused, as blackbox 0.23 refuses it: use `key_file`.
     pub key: Unsupported,
 }
 
@@ -212,6 +216,7 @@ pub struct DnsModule {
     pub query_name: Option<Spanned<String>>,
     /// Default `ANY`, as in blackbox.
     pub query_type: Option<Spanned<String>>,
+    /// Default `IN`; blackbox's names, in capitals: `IN`, `CS`, `CH`, `HS`, `NONE`, `ANY`.
     pub query_class: Option<Spanned<String>>,
     pub transport_protocol: Option<Spanned<String>>,
     pub recursion_desired: Option<bool>,
@@ -222,8 +227,10 @@ pub struct DnsModule {
     pub preferred_ip_protocol: Option<Spanned<String>>,
     pub ip_protocol_fallback: Option<Spanned<bool>>,
     pub source_ip_address: Option<Spanned<String>>,
-    pub dns_over_tls: Unsupported,
-    pub tls_config: Unsupported,
+    /// DNS over TLS; blackbox wants `transport_protocol: tcp` with it.
+    pub dns_over_tls: Option<Spanned<bool>>,
+    /// Read only with `dns_over_tls`.
+    pub tls_config: Option<Spanned<TlsModule>>,
 }
 
 /// The prober a module names.
@@ -391,7 +398,6 @@ impl Module {
                 ));
             }
         };
-        let spanned = |v: &Unsupported| v.as_ref().map(|v| v.pos);
         if let Some(http) = &self.spec.http {
             let h = &http.value;
             if let Some(http1) = &h.enable_http1
@@ -416,10 +422,6 @@ impl Module {
             let t = &tcp.value;
             tls_unsupported("tcp.tls_config", t.tls_config.as_ref(), &mut refuse);
         }
-        if let Some(icmp) = &self.spec.icmp {
-            let i = &icmp.value;
-            refuse("icmp.dont_fragment", spanned(&i.dont_fragment), "");
-        }
         if let Some(grpc) = &self.spec.grpc {
             tls_unsupported(
                 "grpc.tls_config",
@@ -429,13 +431,11 @@ impl Module {
         }
         if let Some(dns) = &self.spec.dns {
             let d = &dns.value;
-            refuse("dns.dns_over_tls", spanned(&d.dns_over_tls), "");
-            refuse("dns.tls_config", spanned(&d.tls_config), "");
-            if let Some(class) = &d.query_class
-                && !class.eq_ignore_ascii_case("IN")
-            {
-                refuse("dns.query_class", Some(class.pos), ": only IN");
-            }
+            tls_unsupported(
+                "dns.tls_config",
+                d.tls_config.as_ref().map(|t| &t.value),
+                &mut refuse,
+            );
             ip_protocol(
                 "dns",
                 d.preferred_ip_protocol.as_ref(),
@@ -679,18 +679,34 @@ impl Module {
                     .as_ref()
                     .map(|d| d.value.clone())
                     .unwrap_or_default();
+                let (transport, tls_config) = dns_transport(&d)?;
                 let Some(name) = d.query_name else {
                     let at = self.spec.dns.as_ref().map_or(self.pos, |d| d.pos);
                     return Err(vec![SpecError::new(at, "dns.query_name", "required")]);
                 };
                 let server = target.strip_prefix("dns://").unwrap_or(target).to_string();
+                if let Some(class) = &d.query_class
+                    && class_from_name(class).is_none()
+                {
+                    return Err(vec![SpecError::new(
+                        class.pos,
+                        "dns.query_class",
+                        format!(
+                            "unknown query class {:?} (blackbox's names, in capitals: {})",
+                            class.value,
+                            class_names()
+                        ),
+                    )]);
+                }
                 specs.dns = Some(Box::new(at_spec(
                     self.pos,
                     DnsSpec {
                         name,
                         record_type: Some(d.query_type.unwrap_or_else(|| at("ANY".into()))),
+                        class: d.query_class,
                         server: Some(at(server)),
-                        transport: d.transport_protocol,
+                        transport,
+                        tls_config,
                         recursion_desired: d.recursion_desired,
                         source_ip_address: d.source_ip_address,
                         expect: Some(DnsExpectSpec {
@@ -720,6 +736,7 @@ impl Module {
                         ip_protocol_fallback: i.ip_protocol_fallback.map(|f| f.value),
                         payload_size: i.payload_size,
                         ttl: i.ttl,
+                        dont_fragment: i.dont_fragment.is_some_and(|d| d.value),
                         source_ip_address: i.source_ip_address,
                         resolver: None,
                     },
@@ -799,15 +816,70 @@ fn tls_spec(tls: &TlsModule) -> TlsSpec {
     }
 }
 
-/// The TLS keys slowburn does not carry out yet.
+/// The inline TLS keys of later Prometheus common configs, which blackbox 0.23 refuses too:
+/// its prometheus/common (v0.37) knows `ca_file`, `cert_file` and `key_file` only, so a module
+/// with them does not load there either.
 fn tls_unsupported(
     field: &str,
     tls: Option<&TlsModule>,
     refuse: &mut impl FnMut(&str, Option<Pos>, &str),
 ) {
     let Some(tls) = tls else { return };
-    for (key, value) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
-        refuse(&format!("{field}.{key}"), value.as_ref().map(|v| v.pos), "");
+    for (key, value, instead) in [
+        ("ca", &tls.ca, "ca_file"),
+        ("cert", &tls.cert, "cert_file"),
+        ("key", &tls.key, "key_file"),
+    ] {
+        let secret = if key == "key" {
+            " (slowburn would not take a private key written in the file anyway, only \
+             env:NAME or file:PATH)"
+        } else {
+            ""
+        };
+        let why = format!(
+            ", nor by blackbox_exporter 0.23, whose Prometheus common config (v0.37) has no \
+             `{key}`: write `{instead}`{secret}"
+        );
+        refuse(
+            &format!("{field}.{key}"),
+            value.as_ref().map(|v| v.pos),
+            &why,
+        );
+    }
+}
+
+/// The dns kind's `transport` and `tls_config`.
+type DnsTransport = (Option<Spanned<String>>, Option<Spanned<TlsSpec>>);
+
+/// The dns kind's `transport` and `tls_config` for a module's `transport_protocol`,
+/// `dns_over_tls` and `tls_config`, as blackbox reads them.
+fn dns_transport(d: &DnsModule) -> Result<DnsTransport, Vec<SpecError>> {
+    let over_tls = d.dns_over_tls.as_ref().filter(|t| t.value);
+    match (over_tls, &d.tls_config) {
+        (None, None) => Ok((d.transport_protocol.clone(), None)),
+        (None, Some(tls)) => Err(vec![SpecError::new(
+            tls.pos,
+            "dns.tls_config",
+            "has no effect without dns_over_tls: true (blackbox ignores it): remove it",
+        )]),
+        (Some(on), tls) => match &d.transport_protocol {
+            Some(t) if t.value == "tcp" => Ok((
+                Some(Spanned {
+                    pos: on.pos,
+                    value: "tls".into(),
+                }),
+                tls.as_ref().map(|t| Spanned {
+                    pos: t.pos,
+                    value: tls_spec(&t.value),
+                }),
+            )),
+            _ => Err(vec![SpecError::new(
+                on.pos,
+                "dns.dns_over_tls",
+                "needs transport_protocol: tcp (blackbox fails every probe of a module with \
+                 dns_over_tls over udp, its default)",
+            )]),
+        },
     }
 }
 

@@ -1,18 +1,20 @@
-//! The `dns:` probe: one query of one record type to one server, over UDP or TCP, with the
-//! response code and answers checked. The query is built and read with hickory-proto directly,
-//! so the probe sees the server's real rcode (a resolver would hide it behind retries).
-//! Phases: `connect` (TCP only) and `resolve`.
+//! The `dns:` probe: one query of one record type to one server, over UDP, TCP or TLS (DNS
+//! over TLS, RFC 7858), with the response code and answers checked. The query is built and read
+//! with hickory-proto directly, so the probe sees the server's real rcode (a resolver would hide
+//! it behind retries). Phases: `connect` and `tls` (TCP and TLS only) and `resolve`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use hickory_resolver::proto::op::{Message, Query, ResponseCode};
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use regex::Regex;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
+use super::net::TlsSpec;
 use super::{BuildContext, Failure, SpecError, Trace, first_failure};
 use crate::basics::signal::{Family, KindInfo, Signal, Unit, gauge};
 use crate::basics::yaml::Spanned;
@@ -24,9 +26,17 @@ pub struct DnsSpec {
     pub name: Spanned<String>,
     #[serde(rename = "type")]
     pub record_type: Option<Spanned<String>>,
-    /// `ip` or `ip:port`; the first system nameserver when absent.
+    /// The query's class: `IN` (the default), `CH` (e.g. `version.bind`), `HS`, `CS`, `NONE`
+    /// or `ANY`, the names blackbox_exporter's `query_class` takes.
+    pub class: Option<Spanned<String>>,
+    /// `ip` or `ip:port` (port 53, or 853 over TLS); the first system nameserver when absent.
     pub server: Option<Spanned<String>>,
+    /// `udp` (the default), `tcp`, or `tls`: DNS over TCP inside TLS, as blackbox_exporter's
+    /// `dns_over_tls`.
     pub transport: Option<Spanned<String>>,
+    /// TLS options of `transport: tls`. The name verified (and sent as SNI) is `server_name`,
+    /// else the server's address, as in blackbox_exporter.
+    pub tls_config: Option<Spanned<TlsSpec>>,
     pub recursion_desired: Option<bool>,
     /// The local address to send the query from (one of this host's, of the server's
     /// family).
@@ -74,8 +84,9 @@ pub struct RrCheckSpec {
 pub struct DnsProbe {
     name: Name,
     record_type: RecordType,
+    class: DNSClass,
     server: Result<SocketAddr, String>,
-    tcp: bool,
+    transport: Transport,
     source: Option<IpAddr>,
     recursion_desired: bool,
     rcodes: Vec<u16>,
@@ -84,6 +95,68 @@ pub struct DnsProbe {
     answer_regex: Option<Regex>,
     /// The answer, authority and additional sections' checks, in blackbox's order.
     rr_checks: Vec<RrCheck>,
+}
+
+/// How the query travels.
+#[derive(Debug)]
+enum Transport {
+    Udp,
+    Tcp,
+    /// DNS over TLS; `server_name` is `tls_config.server_name` (else the server's address).
+    Tls {
+        config: Arc<rustls::ClientConfig>,
+        server_name: Option<String>,
+    },
+}
+
+/// The transport a spec asks for: TLS (`tls`, from `transport: tls`) with its client config,
+/// else TCP or UDP. A `tls_config` without TLS is a mistake, not a silent no-op.
+fn transport(
+    tls: bool,
+    written: Option<&Spanned<String>>,
+    tls_config: Option<Spanned<TlsSpec>>,
+    ctx: &BuildContext,
+) -> Result<Transport, SpecError> {
+    match (written, tls_config) {
+        (_, tls_config) if tls => {
+            let tls_config = tls_config.map(|t| t.value).unwrap_or_default();
+            Ok(Transport::Tls {
+                config: ctx.net.tls_config(&tls_config, &[])?,
+                server_name: tls_config.server_name,
+            })
+        }
+        (_, Some(t)) => Err(SpecError::new(
+            t.pos,
+            "tls_config",
+            "has no effect without transport: tls",
+        )),
+        (Some(t), None) if t.value == "tcp" => Ok(Transport::Tcp),
+        _ => Ok(Transport::Udp),
+    }
+}
+
+/// The query classes blackbox_exporter takes by name (miekg/dns's `StringToClass`), with
+/// their numbers; hickory encodes each, `CS` as a class it has no name for.
+const CLASSES: [(&str, u16); 6] = [
+    ("IN", 1),
+    ("CS", 2),
+    ("CH", 3),
+    ("HS", 4),
+    ("NONE", 254),
+    ("ANY", 255),
+];
+
+/// A class by blackbox's name for it (exactly as written: miekg's names are capitals).
+pub fn class_from_name(name: &str) -> Option<DNSClass> {
+    CLASSES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, code)| DNSClass::from(*code))
+}
+
+/// The names [`class_from_name`] knows, for error messages.
+pub fn class_names() -> String {
+    CLASSES.map(|(n, _)| n).join(", ")
 }
 
 /// The sections of a reply whose records `RrCheck` validates.
@@ -208,7 +281,7 @@ impl RrCheck {
 }
 
 impl DnsProbe {
-    pub fn new(spec: Spanned<DnsSpec>, _ctx: &BuildContext) -> Result<DnsProbe, Vec<SpecError>> {
+    pub fn new(spec: Spanned<DnsSpec>, ctx: &BuildContext) -> Result<DnsProbe, Vec<SpecError>> {
         let spec = spec.value;
         let mut errors = Vec::new();
         let mut fail = |pos, field: &str, m: String| errors.push(SpecError::new(pos, field, m));
@@ -228,28 +301,43 @@ impl DnsProbe {
                 RecordType::A
             }),
         };
+        let class = match &spec.class {
+            None => DNSClass::IN,
+            Some(c) => class_from_name(&c.to_ascii_uppercase()).unwrap_or_else(|| {
+                fail(
+                    c.pos,
+                    "class",
+                    format!("unknown class {:?} (expected {})", c.value, class_names()),
+                );
+                DNSClass::IN
+            }),
+        };
+        let tls = match spec.transport.as_ref().map(|t| (t.pos, t.value.as_str())) {
+            None | Some((_, "udp")) | Some((_, "tcp")) => false,
+            Some((_, "tls")) => true,
+            Some((pos, other)) => {
+                fail(
+                    pos,
+                    "transport",
+                    format!("transport {other:?} is not udp, tcp or tls"),
+                );
+                false
+            }
+        };
+        let port = if tls { 853 } else { 53 };
         let server = match &spec.server {
-            Some(s) => match parse_server(s) {
+            Some(s) => match parse_server(s, port) {
                 Ok(addr) => Ok(addr),
                 Err(m) => {
                     fail(s.pos, "server", m.clone());
                     Err(m)
                 }
             },
-            None => system_server(),
+            None => system_server(port),
         };
-        let tcp = match spec.transport.as_ref().map(|t| (t.pos, t.value.as_str())) {
-            None | Some((_, "udp")) => false,
-            Some((_, "tcp")) => true,
-            Some((pos, other)) => {
-                fail(
-                    pos,
-                    "transport",
-                    format!("transport {other:?} is not udp or tcp"),
-                );
-                false
-            }
-        };
+        let transport = transport(tls, spec.transport.as_ref(), spec.tls_config, ctx)
+            .map_err(|e| fail(e.pos, &e.field, e.message))
+            .unwrap_or(Transport::Udp);
         let expect = spec.expect.unwrap_or_default();
         let mut rcodes = Vec::new();
         for rcode in expect.rcode.iter().flatten() {
@@ -305,8 +393,9 @@ impl DnsProbe {
             Some(name) if errors.is_empty() => Ok(DnsProbe {
                 name,
                 record_type,
+                class,
                 server,
-                tcp,
+                transport,
                 source,
                 recursion_desired: spec.recursion_desired.unwrap_or(true),
                 rcodes,
@@ -336,13 +425,31 @@ impl DnsProbe {
         }
         let mut query = Message::query();
         query.metadata.recursion_desired = self.recursion_desired;
-        query.add_query(Query::query(self.name.clone(), self.record_type));
+        let mut question = Query::query(self.name.clone(), self.record_type);
+        question.query_class = self.class;
+        query.add_query(question);
         let bytes = query.to_vec().map_err(|e| Failure::Dns(e.to_string()))?;
         trace.signal("query_succeeded", 0.0);
-        let reply = if self.tcp {
-            exchange_tcp(server, self.source, &bytes, trace).await?
-        } else {
-            exchange_udp(server, self.source, &bytes, query.metadata.id, trace).await?
+        let reply = match &self.transport {
+            Transport::Udp => {
+                exchange_udp(server, self.source, &bytes, query.metadata.id, trace).await?
+            }
+            Transport::Tcp => {
+                let stream = super::net::connect_from(server, self.source, trace).await?;
+                exchange_stream(stream, server, &bytes, trace).await?
+            }
+            Transport::Tls {
+                config,
+                server_name,
+            } => {
+                let stream = super::net::connect_from(server, self.source, trace).await?;
+                let name = match server_name {
+                    Some(name) => name.clone(),
+                    None => server.ip().to_string(),
+                };
+                let tls = super::net::handshake(stream, &name, config.clone(), trace).await?;
+                exchange_stream(tls, server, &bytes, trace).await?
+            }
         };
         trace.finish();
         trace.signal("latency", trace.elapsed().as_secs_f64());
@@ -431,7 +538,10 @@ impl DnsProbe {
 /// against: name, TTL, class and type, then the data, tab-separated.
 fn rr_text(record: &Record) -> String {
     let class = match record.dns_class {
-        DNSClass::Unknown(n) => format!("CLASS{n}"),
+        DNSClass::Unknown(n) => CLASSES
+            .iter()
+            .find(|(_, code)| *code == n)
+            .map_or_else(|| format!("CLASS{n}"), |(name, _)| name.to_string()),
         other => other.to_string(),
     };
     let kind = match record.record_type() {
@@ -530,13 +640,14 @@ async fn exchange_udp(
     }
 }
 
-async fn exchange_tcp(
+/// One query and its reply over a connected stream (TCP, or TLS over it), each framed by its
+/// two-byte length.
+async fn exchange_stream(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     server: SocketAddr,
-    source: Option<IpAddr>,
     query: &[u8],
     trace: &mut Trace,
 ) -> Result<Vec<u8>, Failure> {
-    let mut stream = super::net::connect_from(server, source, trace).await?;
     trace.enter("resolve");
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
@@ -557,24 +668,25 @@ async fn exchange_tcp(
     Ok(reply)
 }
 
-fn parse_server(server: &str) -> Result<SocketAddr, String> {
+/// `ip` or `ip:port`, `port` when none is given.
+fn parse_server(server: &str, port: u16) -> Result<SocketAddr, String> {
     if let Ok(addr) = server.parse::<SocketAddr>() {
         return Ok(addr);
     }
     server
         .parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
+        .map(|ip| SocketAddr::new(ip, port))
         .map_err(|_| format!("invalid DNS server {server:?}: expected IP or IP:port"))
 }
 
-fn system_server() -> Result<SocketAddr, String> {
+fn system_server(port: u16) -> Result<SocketAddr, String> {
     let (config, _) = hickory_resolver::system_conf::read_system_conf().map_err(|e| {
         format!("no server given and the system resolver config is unreadable: {e}")
     })?;
     config
         .name_servers()
         .first()
-        .map(|ns| SocketAddr::new(ns.ip, 53))
+        .map(|ns| SocketAddr::new(ns.ip, port))
         .ok_or_else(|| "no server given and the system has no nameserver".into())
 }
 
@@ -643,3 +755,39 @@ const RCODE: Family = gauge(
     "probe_dns_rcode",
     "The response code of the last DNS reply.",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_blackbox_names_in_capitals_and_cs_keeps_its_name() {
+        assert_eq!(class_from_name("CH"), Some(DNSClass::CH));
+        assert_eq!(class_from_name("ch"), None, "miekg's names are capitals");
+        assert_eq!(class_from_name("CS"), Some(DNSClass::Unknown(2)));
+        assert_eq!(u16::from(class_from_name("CS").unwrap()), 2);
+        assert_eq!(class_from_name("CHAOS"), None);
+        let mut record = Record::from_rdata(
+            Name::from_utf8("a.test.").unwrap(),
+            5,
+            RData::A(hickory_resolver::proto::rr::rdata::A::new(10, 0, 0, 1)),
+        );
+        record.dns_class = DNSClass::Unknown(2);
+        assert_eq!(rr_text(&record), "a.test.\t5\tCS\tA\t10.0.0.1");
+        record.dns_class = DNSClass::Unknown(7);
+        assert_eq!(rr_text(&record), "a.test.\t5\tCLASS7\tA\t10.0.0.1");
+    }
+
+    #[test]
+    fn the_port_is_dns_over_tls_own_without_one() {
+        assert_eq!(
+            parse_server("127.0.0.1", 853),
+            Ok(([127, 0, 0, 1], 853).into())
+        );
+        assert_eq!(
+            parse_server("127.0.0.1:53", 853),
+            Ok(([127, 0, 0, 1], 53).into())
+        );
+        assert!(parse_server("dns.test", 853).is_err());
+    }
+}

@@ -43,6 +43,12 @@ pub struct IcmpSpec {
     /// The local address to send the echo request from (one of this host's, of the target's
     /// family).
     pub source_ip_address: Option<Spanned<String>>,
+    /// Never fragment the echo request: the IPv4 don't-fragment bit, set by the kernel
+    /// (`IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`), so a request larger than the path MTU fails
+    /// instead of leaving in pieces, as blackbox_exporter's `dont_fragment`. IPv4 only, as
+    /// there; an IPv6 target ignores it.
+    #[serde(default)]
+    pub dont_fragment: bool,
     pub resolver: Option<Vec<Spanned<String>>>,
 }
 
@@ -52,6 +58,7 @@ pub struct IcmpProbe {
     payload: usize,
     ttl: Option<u32>,
     source: Option<IpAddr>,
+    dont_fragment: bool,
     resolver: Resolver,
 }
 
@@ -106,6 +113,7 @@ impl IcmpProbe {
                 payload,
                 ttl,
                 source,
+                dont_fragment: spec.dont_fragment,
                 resolver,
             }),
             _ => Err(errors),
@@ -120,7 +128,7 @@ impl IcmpProbe {
         let ip = net::resolve(&self.host, &self.resolver, trace).await?;
         trace.enter("setup");
         net::address_signals(ip, trace);
-        let (socket, raw) = open(ip, self.ttl, self.source)?;
+        let (socket, raw) = open(ip, self.ttl, self.source, self.dont_fragment)?;
         trace.notes.push(
             if raw {
                 "raw ICMP socket (CAP_NET_RAW)"
@@ -129,6 +137,13 @@ impl IcmpProbe {
             }
             .into(),
         );
+        if self.dont_fragment && ip.is_ipv6() {
+            trace.notes.push(
+                "dont_fragment ignored: it applies to IPv4 only, as in blackbox_exporter \
+                 (IPv6 routers never fragment)"
+                    .into(),
+            );
+        }
         let id = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let sequence = id.rotate_left(8);
         let token: [u8; 8] = rand_token(id);
@@ -179,11 +194,13 @@ impl IcmpProbe {
 }
 
 /// Opens an ICMP socket for `ip`'s family: a ping socket if allowed, else a raw one, bound to
-/// `source` when given. Returns the socket and whether it is raw.
+/// `source` when given, its IPv4 packets sent with the don't-fragment bit when
+/// `dont_fragment`. Returns the socket and whether it is raw.
 fn open(
     ip: IpAddr,
     ttl: Option<u32>,
     source: Option<IpAddr>,
+    dont_fragment: bool,
 ) -> Result<(tokio::net::UdpSocket, bool), Failure> {
     if let Some(source) = source {
         net::same_family(source, ip).map_err(Failure::Icmp)?;
@@ -211,6 +228,13 @@ fn open(
         } else {
             socket.set_unicast_hops_v6(ttl).map_err(setup)?;
         }
+    }
+    // blackbox writes the IPv4 header itself on a raw socket to set DF; the kernel sets it
+    // on either kind of socket when told to do path MTU discovery, so no privilege is needed.
+    if dont_fragment && ip.is_ipv4() {
+        use rustix::net::sockopt::{Ipv4PathMtuDiscovery, set_ip_mtu_discover};
+        set_ip_mtu_discover(&socket, Ipv4PathMtuDiscovery::DO)
+            .map_err(|e| setup(io::Error::from(e)))?;
     }
     if let Some(source) = source {
         socket
@@ -246,6 +270,10 @@ fn send_failure(ip: IpAddr, e: &io::Error) -> Failure {
         // ENETUNREACH, EHOSTUNREACH
         Some(101) | Some(113) => Failure::Unreachable(format!("no route to {ip}")),
         Some(1) | Some(13) => Failure::Permission(format!("sending to {ip} was refused: {e}")),
+        Some(libc::EMSGSIZE) => Failure::Icmp(format!(
+            "the request to {ip} is larger than the path MTU and dont_fragment forbids \
+             fragmenting it"
+        )),
         _ => Failure::Icmp(format!("sending to {ip}: {e}")),
     }
 }
@@ -344,6 +372,7 @@ fn parse(packet: &[u8], v4: bool, raw: bool) -> Option<Reply<'_>> {
         (true, false, 0) | (false, false, 0) => "network unreachable".to_string(),
         (true, false, 1) | (false, false, 3) => "host unreachable".to_string(),
         (true, false, 3) | (false, false, 4) => "port unreachable".to_string(),
+        (true, false, 4) => "fragmentation needed (with dont_fragment)".to_string(),
         (true, false, 13) | (false, false, 1) => "administratively prohibited".to_string(),
         (_, false, code) => format!("destination unreachable (code {code})"),
     };

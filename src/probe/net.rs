@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-pub use super::resolve::{IpPreference, Resolver, resolve};
+pub use super::resolve::{HostsFile, IpPreference, Resolver, resolve};
 use super::{Failure, SpecError, Trace};
 use crate::basics::signal::{Family, gauge};
 use crate::basics::yaml::Spanned;
@@ -101,6 +101,8 @@ fn tls_versions(spec: &TlsSpec) -> Result<(bool, bool), SpecError> {
 pub struct NetContext {
     /// The system resolver, one per [`IpPreference::slot`] (its lookup strategy).
     system: [OnceLock<Result<Arc<TokioResolver>, String>>; 4],
+    /// The hosts file the system resolver reads first, shared by every probe.
+    hosts: Arc<HostsFile>,
     roots: OnceLock<Arc<RootCertStore>>,
     tls: Mutex<HashMap<TlsKey, Arc<ClientConfig>>>,
 }
@@ -124,6 +126,7 @@ impl NetContext {
     pub fn new() -> Self {
         NetContext {
             system: Default::default(),
+            hosts: Arc::new(HostsFile::system()),
             roots: OnceLock::new(),
             tls: Mutex::new(HashMap::new()),
         }
@@ -140,6 +143,7 @@ impl NetContext {
         let Some(servers) = servers else {
             let slot = &self.system[preference.slot()];
             return Ok(Resolver::system(
+                self.hosts.clone(),
                 slot.get_or_init(|| {
                     TokioResolver::builder_tokio()
                         .map_err(|e| format!("cannot read the system resolver config: {e}"))
@@ -363,27 +367,25 @@ pub async fn connect_from(
     if let Some(source) = source {
         same_family(source, addr.ip()).map_err(Failure::Connect)?;
     }
-    open_tcp(addr, source).await?.map_err(|e| {
-        Failure::Connect(match e.kind() {
-            io::ErrorKind::ConnectionRefused => "refused".to_string(),
-            io::ErrorKind::TimedOut => format!("timed out to {addr}"),
-            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-                format!("{addr} unreachable")
-            }
-            _ => format!("{addr}: {e}"),
-        })
+    open_tcp(addr, source).await
+}
+
+/// The `Failure` a connect error reads as.
+fn connect_failed(addr: SocketAddr, e: &io::Error) -> Failure {
+    Failure::Connect(match e.kind() {
+        io::ErrorKind::ConnectionRefused => "refused".to_string(),
+        io::ErrorKind::TimedOut => format!("timed out to {addr}"),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            format!("{addr} unreachable")
+        }
+        _ => format!("{addr}: {e}"),
     })
 }
 
 /// A non-blocking connect (from `source` when given) that goes on at once when the handshake
 /// finished within the call (a target on this host or a near one): only a connect still in
 /// progress waits for the socket to turn writable, which costs a trip through the event loop.
-///
-/// The outer error is a socket that could not be made or bound; the inner one the connect's.
-async fn open_tcp(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-) -> Result<io::Result<TcpStream>, Failure> {
+async fn open_tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, Failure> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -399,7 +401,9 @@ async fn open_tcp(
                 Failure::Connect(format!("cannot bind source_ip_address {source}: {e}"))
             })?;
     }
-    Ok(finish_connect(socket, addr).await)
+    finish_connect(socket, addr)
+        .await
+        .map_err(|e| connect_failed(addr, &e))
 }
 
 async fn finish_connect(socket: socket2::Socket, addr: SocketAddr) -> io::Result<TcpStream> {

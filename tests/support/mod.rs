@@ -353,11 +353,8 @@ pub async fn dns_server() -> SocketAddr {
 
 /// As [`dns_server`], with the address of every query's sender, in order.
 pub async fn dns_server_with_peers() -> (SocketAddr, Arc<std::sync::Mutex<Vec<SocketAddr>>>) {
-    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
     let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = peers.clone();
-    use hickory_resolver::proto::rr::rdata::{A, NS, TXT};
-    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
@@ -367,64 +364,112 @@ pub async fn dns_server_with_peers() -> (SocketAddr, Arc<std::sync::Mutex<Vec<So
                 return;
             };
             seen.lock().unwrap().push(peer);
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let Some(q) = query.queries.first().cloned() else {
-                continue;
-            };
-            let name = q.name().to_string();
-            let mut reply = Message::response(query.metadata.id, OpCode::Query);
-            reply.metadata.recursion_desired = query.metadata.recursion_desired;
-            reply.metadata.recursion_available = true;
-            reply.metadata.authoritative = true;
-            reply.add_query(q.clone());
-            match name.trim_end_matches('.') {
-                "ok.test" if q.query_type() == RecordType::A => {
-                    reply.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::A(A::new(127, 0, 0, 1)),
-                    ));
-                }
-                "ok.test" => {}
-                // Every section filled, for blackbox's `validate_*_rrs`.
-                "zone.test" if q.query_type() == RecordType::A => {
-                    let ns = Name::from_utf8("ns.zone.test.").unwrap();
-                    for last in [1, 2] {
-                        reply.add_answer(Record::from_rdata(
-                            q.name().clone(),
-                            60,
-                            RData::A(A::new(127, 0, 0, last)),
-                        ));
-                    }
-                    reply.add_authority(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::NS(NS(ns.clone())),
-                    ));
-                    reply.add_additional(Record::from_rdata(
-                        ns,
-                        60,
-                        RData::A(A::new(127, 0, 0, 53)),
-                    ));
-                }
-                "txt.test" => {
-                    reply.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::TXT(TXT::new(vec!["v=1 \"q\"".into(), "two".into()])),
-                    ));
-                }
-                "nx.test" => reply.metadata.response_code = ResponseCode::NXDomain,
-                "fail.test" => reply.metadata.response_code = ResponseCode::ServFail,
-                "mute.test" => continue,
-                _ => reply.metadata.response_code = ResponseCode::Refused,
+            if let Some(reply) = dns_reply(&buf[..n]) {
+                let _ = socket.send_to(&reply, peer).await;
             }
-            let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
         }
     });
     (addr, peers)
+}
+
+/// The same server as [`dns_server`] over DNS over TLS (RFC 7858: TCP framing inside TLS),
+/// with `tls`'s certificate.
+pub async fn dns_tls_server(tls: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                while let Ok(len) = stream.read_u16().await {
+                    let mut query = vec![0u8; usize::from(len)];
+                    if stream.read_exact(&mut query).await.is_err() {
+                        return;
+                    }
+                    let Some(reply) = dns_reply(&query) else {
+                        continue;
+                    };
+                    let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&reply);
+                    if stream.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The reply of the test DNS servers to one query, `None` to stay silent. Besides the names
+/// [`dns_server`] lists, `zone.test` fills every section, `txt.test` has a TXT record, and
+/// `version.bind` answers a TXT query of class CH (and only of that class) as BIND does.
+fn dns_reply(query: &[u8]) -> Option<Vec<u8>> {
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, NS, TXT};
+    use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+    let query = Message::from_vec(query).ok()?;
+    let q = query.queries.first().cloned()?;
+    let name = q.name().to_string();
+    let mut reply = Message::response(query.metadata.id, OpCode::Query);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.authoritative = true;
+    reply.add_query(q.clone());
+    match name.trim_end_matches('.') {
+        "version.bind" if q.query_class() == DNSClass::CH => {
+            let mut record = Record::from_rdata(
+                q.name().clone(),
+                0,
+                RData::TXT(TXT::new(vec!["slowburn-test".into()])),
+            );
+            record.dns_class = DNSClass::CH;
+            reply.add_answer(record);
+        }
+        _ if q.query_class() != DNSClass::IN => {
+            reply.metadata.response_code = ResponseCode::Refused;
+        }
+        "ok.test" if q.query_type() == RecordType::A => {
+            reply.add_answer(Record::from_rdata(
+                q.name().clone(),
+                60,
+                RData::A(A::new(127, 0, 0, 1)),
+            ));
+        }
+        "ok.test" => {}
+        // Every section filled, for blackbox's `validate_*_rrs`.
+        "zone.test" if q.query_type() == RecordType::A => {
+            let ns = Name::from_utf8("ns.zone.test.").unwrap();
+            for last in [1, 2] {
+                reply.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    60,
+                    RData::A(A::new(127, 0, 0, last)),
+                ));
+            }
+            reply.add_authority(Record::from_rdata(
+                q.name().clone(),
+                60,
+                RData::NS(NS(ns.clone())),
+            ));
+            reply.add_additional(Record::from_rdata(ns, 60, RData::A(A::new(127, 0, 0, 53))));
+        }
+        "txt.test" => {
+            reply.add_answer(Record::from_rdata(
+                q.name().clone(),
+                60,
+                RData::TXT(TXT::new(vec!["v=1 \"q\"".into(), "two".into()])),
+            ));
+        }
+        "nx.test" => reply.metadata.response_code = ResponseCode::NXDomain,
+        "fail.test" => reply.metadata.response_code = ResponseCode::ServFail,
+        "mute.test" => return None,
+        _ => reply.metadata.response_code = ResponseCode::Refused,
+    }
+    Some(reply.to_vec().unwrap())
 }
 
 /// Loads a one-probe config around `kind` (e.g. `http: {url: "…"}`) and runs it once.
