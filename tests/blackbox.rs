@@ -80,6 +80,100 @@ const MODULES: &str = r#"modules:
         - {header: X-Missing, regexp: "x", allow_missing: true}
       fail_if_header_not_matches:
         - {header: Content-Length, regexp: "^[0-9]+$"}
+  http_br:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      compression: br
+  http_deflate:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      compression: deflate
+  http_body_all:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_body_not_matches_regexp: ["all", "good$"]
+  http_body_all_but_one:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_body_not_matches_regexp: ["all", "bad"]
+  http_header_not_missing:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_not_matches:
+        - {header: X-Missing, regexp: "x"}
+  http_header_not_missing_ok:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_not_matches:
+        - {header: X-Missing, regexp: "x", allow_missing: true}
+        - {header: Content-Length, regexp: "^[0-9]+$", allow_missing: true}
+  http_header_not_present_bad:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      fail_if_header_not_matches:
+        - {header: Content-Length, regexp: "^x$", allow_missing: true}
+  http_authorization:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      authorization:
+        type: Token
+        credentials_file: AUTH_FILE
+  http_oauth2:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      oauth2:
+        client_id: "probe:1"
+        client_secret_file: SECRET_FILE
+        scopes: [read, write]
+        token_url: TOKEN_URL/token
+        endpoint_params: {audience: "https://api"}
+  http_oauth2_refused:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      oauth2:
+        client_id: stranger
+        client_secret_file: SECRET_FILE
+        token_url: TOKEN_URL/token
+  http_tunnel_header:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      proxy_url: TUNNEL_PROXY
+      # blackbox sends the value as written; slowburn reads the file it names, which holds
+      # that same text, so both send the same header.
+      proxy_connect_header:
+        X-Proxy-Token: [file:PROXY_TOKEN_FILE]
+      tls_config:
+        ca_file: CA_FILE
+  http_tunnel_no_header:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      proxy_url: TUNNEL_PROXY
+      tls_config:
+        ca_file: CA_FILE
   http_proxy:
     prober: http
     timeout: 5s
@@ -274,15 +368,43 @@ impl Web {
         let cert = test_cert(&["localhost"], (2099, 1, 1));
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, &cert.pem).unwrap();
-        let plain = http_server(None, |path, _| match path {
-            "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
-            _ => ok("all good"),
+        let compressed = brotli("all good, compressed ".repeat(50).as_bytes());
+        let deflated = raw_deflate("all good, deflated ".repeat(50).as_bytes());
+        let plain = http_server(None, move |path, head| {
+            let head = head.to_ascii_lowercase();
+            match path {
+                "/down" => support::Reply::Full(503, vec![], b"maintenance".to_vec()),
+                "/br" => support::Reply::Full(
+                    200,
+                    vec![("Content-Encoding", "br".into())],
+                    compressed.clone(),
+                ),
+                "/deflate" => support::Reply::Full(
+                    200,
+                    vec![("Content-Encoding", "deflate".into())],
+                    deflated.clone(),
+                ),
+                "/auth" if head.contains("\r\nauthorization: token k-123\r\n") => ok("let in"),
+                "/oauth" if head.contains("\r\nauthorization: bearer tok-xyz\r\n") => ok("let in"),
+                "/auth" | "/oauth" => support::Reply::Full(401, vec![], b"who are you".to_vec()),
+                _ => ok("all good"),
+            }
         })
         .await;
+        std::fs::write(dir.join("auth"), "k-123\n").unwrap();
+        std::fs::write(dir.join("secret"), "p@ss word\n").unwrap();
+        let proxy_token = dir.join("proxy-token").display().to_string();
+        std::fs::write(&proxy_token, format!("file:{proxy_token}")).unwrap();
+        let tunnel = tunnel_proxy(format!("file:{proxy_token}")).await;
         Web {
             modules: MODULES
                 .replace("CA_FILE", &ca.display().to_string())
-                .replace("PROXY_URL", &format!("http://{}", forward_proxy().await)),
+                .replace("PROXY_URL", &format!("http://{}", forward_proxy().await))
+                .replace("AUTH_FILE", &dir.join("auth").display().to_string())
+                .replace("SECRET_FILE", &dir.join("secret").display().to_string())
+                .replace("TOKEN_URL", &format!("http://{}", token_endpoint().await))
+                .replace("TUNNEL_PROXY", &format!("http://{tunnel}"))
+                .replace("PROXY_TOKEN_FILE", &proxy_token),
             plain,
             tls: http_server(Some(cert.server.clone()), |_, _| ok("secure")).await,
             certified: cert.server,
@@ -459,6 +581,43 @@ async fn probe_answers_as_blackbox_exporter_does() {
         ("http_header_bad", format!("http://{plain}/"), false),
         ("http_header_missing", format!("http://{plain}/"), false),
         ("http_header_missing_ok", format!("http://{plain}/"), true),
+        ("http_br", format!("http://{plain}/br"), true),
+        // blackbox decompresses every answer as the module says: one sent plain fails.
+        ("http_br", format!("http://{plain}/"), false),
+        ("http_br", format!("http://{plain}/deflate"), false),
+        ("http_deflate", format!("http://{plain}/deflate"), true),
+        ("http_body_all", format!("http://{plain}/"), true),
+        ("http_body_all", format!("http://{plain}/down"), false),
+        ("http_body_all_but_one", format!("http://{plain}/"), false),
+        ("http_header_not_missing", format!("http://{plain}/"), false),
+        (
+            "http_header_not_missing_ok",
+            format!("http://{plain}/"),
+            true,
+        ),
+        (
+            "http_header_not_present_bad",
+            format!("http://{plain}/"),
+            false,
+        ),
+        ("http_authorization", format!("http://{plain}/auth"), true),
+        ("http_2xx", format!("http://{plain}/auth"), false),
+        ("http_oauth2", format!("http://{plain}/oauth"), true),
+        (
+            "http_oauth2_refused",
+            format!("http://{plain}/oauth"),
+            false,
+        ),
+        (
+            "http_tunnel_header",
+            format!("https://localhost:{}/", tls.port()),
+            true,
+        ),
+        (
+            "http_tunnel_no_header",
+            format!("https://localhost:{}/", tls.port()),
+            false,
+        ),
         // Through a proxy blackbox resolves the target itself first, unless told to skip
         // that: then an unresolvable name is the proxy's to fail (502) and the address
         // families are left out.
@@ -609,6 +768,118 @@ async fn forward_proxy() -> std::net::SocketAddr {
                 if server.write_all(forwarded.as_bytes()).await.is_ok() {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 }
+            });
+        }
+    });
+    addr
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams::default();
+    brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+    out
+}
+
+/// Raw DEFLATE (no zlib wrapper), which blackbox's `deflate` reads.
+fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// An OAuth 2.0 token endpoint that hands out `tok-xyz` (for an hour) only to the
+/// client-credentials request of the `http_oauth2` module exactly as Go's oauth2 writes it:
+/// id and secret query-escaped in a basic-auth header, the form with its keys sorted.
+async fn token_endpoint() -> std::net::SocketAddr {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let (head, body) = request.into_parts();
+                        let body = body.collect().await.unwrap().to_bytes();
+                        let header = |name: &str| {
+                            head.headers
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        // base64("probe%3A1:p%40ss+word")
+                        let right = head.method == http::Method::POST
+                            && head.uri.path() == "/token"
+                            && header("authorization") == "Basic cHJvYmUlM0ExOnAlNDBzcyt3b3Jk"
+                            && header("content-type") == "application/x-www-form-urlencoded"
+                            && body.as_ref()
+                                == b"audience=https%3A%2F%2Fapi&grant_type=client_credentials&scope=read+write";
+                        let (status, answer) = match right {
+                            true => (
+                                200,
+                                r#"{"access_token":"tok-xyz","token_type":"bearer","expires_in":3600}"#,
+                            ),
+                            false => (401, r#"{"error":"invalid_client"}"#),
+                        };
+                        let mut response = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(answer.as_bytes()),
+                        ));
+                        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A proxy that opens a `CONNECT` tunnel (to loopback) only when the request carries
+/// `X-Proxy-Token: token`, and answers 407 otherwise.
+async fn tunnel_proxy(token: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let want = format!("\r\nx-proxy-token: {}\r\n", token.to_ascii_lowercase());
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let want = want.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if !head.starts_with("connect ") || !head.contains(&want) {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let Ok(mut server) =
+                    tokio::net::TcpStream::connect(target.replace("localhost", "127.0.0.1")).await
+                else {
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
             });
         }
     });
@@ -994,6 +1265,46 @@ fn blackbox_own_example_file_loads_but_for_an_inline_secret_and_a_missing_file()
         ],
         "{text}"
     );
+}
+
+/// Keys of later blackbox_exporter releases and of Prometheus' common config that 0.23 does
+/// not read (`body_file`, `no_proxy`) work in slowburn's modules too; `enable_http1: true`
+/// is what slowburn does anyway.
+#[tokio::test]
+async fn body_file_no_proxy_and_enable_http1_work_in_a_module() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let target = http_server(None, move |_, head| {
+        log.lock().unwrap().push(head.to_string());
+        ok("fine")
+    })
+    .await;
+    let dir = temp_dir("blackbox-later-keys");
+    std::fs::write(dir.join("body.txt"), "ping=1").unwrap();
+    let text = format!(
+        "modules:\n  post:\n    prober: http\n    http:\n      method: POST\n      body_file: {}\n      enable_http1: true\n      preferred_ip_protocol: ip4\n      proxy_url: http://{}\n      no_proxy: example.com\n\
+         probes:\n  - name: p\n    module: post\n    targets: [\"http://{target}/\"]\n",
+        dir.join("body.txt").display(),
+        refused_addr(),
+    );
+    let ctx = slowburn::probe::BuildContext {
+        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
+    };
+    let config = slowburn::config::load(
+        &slowburn::config::Source::Text {
+            name: "m.yaml".into(),
+            text,
+        },
+        &ctx,
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let probe = &config.probes[0];
+    // The proxy refuses connections: only a direct request (loopback, with no_proxy) passes.
+    let outcome = slowburn::probe::execute(&probe.probe, probe.timeout).await;
+    assert!(outcome.success, "{outcome:#?}");
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(head.starts_with("POST / HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\ncontent-length: 6\r\n"), "{head}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -326,7 +326,7 @@ const INVALID: &[(&str, &[Expected])] = &[
             (
                 5,
                 20,
-                "module \"http_2xx\": http.compression: \"br\" is not one of gzip, deflate, identity",
+                "module \"http_2xx\": http.compression: \"zstd\" is not one of gzip, deflate, br, identity",
             ),
             (6, 37, "http.fail_if_body_matches_regexp: invalid regex"),
             (
@@ -358,14 +358,34 @@ const INVALID: &[(&str, &[Expected])] = &[
                 93,
                 "module \"rrs\": dns.validate_authority_rrs.fail_if_matches_regexp: invalid regex",
             ),
-            (17, 11, "address: each target fills it"),
             (
-                20,
-                13,
-                "module: no module \"nope\"; modules: from, http_2xx, lookup, mail, ping, rrs, web",
+                15,
+                43,
+                "module \"h1\": http.enable_http1: not supported by slowburn yet as false (HTTP/2 only)",
             ),
-            (22, 5, "a process probe is not pointed at targets"),
-            (26, 13, "a module entry needs `targets:` or `targets_file:`"),
+            (
+                16,
+                43,
+                "module \"bodyf\": http.body_file: cannot read /nonexistent/body: No such file",
+            ),
+            (
+                17,
+                87,
+                "module \"auth2\": http.authorization: cannot be given with bearer_token",
+            ),
+            (
+                18,
+                39,
+                "module \"np\": http.no_proxy: has no effect without proxy_url",
+            ),
+            (21, 11, "address: each target fills it"),
+            (
+                24,
+                13,
+                "module: no module \"nope\"; modules: auth2, bodyf, from, h1, http_2xx, lookup, mail, np, ping, rrs, web",
+            ),
+            (26, 5, "a process probe is not pointed at targets"),
+            (30, 13, "a module entry needs `targets:` or `targets_file:`"),
         ],
     ),
     (

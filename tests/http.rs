@@ -677,7 +677,7 @@ async fn compressed_answers_are_decompressed_up_to_max_body() {
     .await;
     assert!(plain.success, "{plain:#?}");
 
-    let text = "probes:\n  - name: a\n    http: {url: 'http://h/', compression: br}\n";
+    let text = "probes:\n  - name: a\n    http: {url: 'http://h/', compression: zstd}\n";
     let ctx = slowburn::probe::BuildContext {
         net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
     };
@@ -688,10 +688,73 @@ async fn compressed_answers_are_decompressed_up_to_max_body() {
         },
         &ctx,
     )
-    .expect_err("br is refused");
+    .expect_err("zstd is refused");
     assert_eq!(
         errors[0].to_string(),
-        "p.yaml:3:43: probe \"a\": http.compression: \"br\" is not one of gzip, deflate, identity"
+        "p.yaml:3:43: probe \"a\": http.compression: \"zstd\" is not one of gzip, deflate, br, identity"
+    );
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // A low quality: the encoder is unoptimised in tests, and zeros compress well anyway.
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 2,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn brotli_answers_are_decompressed_up_to_max_body() {
+    let page = "<html>".to_string() + &"all systems operational ".repeat(2000) + "</html>";
+    let small = brotli(page.as_bytes());
+    // 16 MiB of zeros in a few KiB.
+    let bomb = brotli(&vec![0u8; 16 * 1024 * 1024]);
+    let (small_len, page_len) = (small.len(), page.len());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let addr = http_server(None, move |path, head| {
+        log.lock().unwrap().push(head.to_ascii_lowercase());
+        let br =
+            |body: &[u8]| Reply::Full(200, vec![("Content-Encoding", "br".into())], body.to_vec());
+        match path {
+            "/page" => br(&small),
+            "/bomb" => br(&bomb),
+            _ => br(b"not brotli at all"),
+        }
+    })
+    .await;
+    let page_probe = run_probe(&http(
+        &format!("http://{addr}/page"),
+        ", compression: br, expect: {body_regex: 'systems operational </html>$'}",
+    ))
+    .await;
+    assert!(page_probe.success, "{page_probe:#?}");
+    assert_eq!(page_probe.signal("body_bytes"), Some(page_len as f64));
+    assert_eq!(page_probe.signal("content_length"), Some(small_len as f64));
+    assert!(
+        seen.lock().unwrap()[0].contains("accept-encoding: br\r\n"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let started = Instant::now();
+    let bomb_probe = run_probe(&http(
+        &format!("http://{addr}/bomb"),
+        ", compression: br, max_body: 1MiB",
+    ))
+    .await;
+    assert_eq!(
+        failure(&bomb_probe),
+        "body: decompressed body larger than max_body 1.0MiB, stopped reading"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let broken = run_probe(&http(&format!("http://{addr}/broken"), ", compression: br")).await;
+    assert!(
+        failure(&broken).starts_with("body: cannot decompress the br body"),
+        "{}",
+        failure(&broken)
     );
 }
 
@@ -765,4 +828,326 @@ async fn http2_is_offered_in_alpn_and_spoken_when_the_server_picks_it() {
         Some("tls"),
         "{refused:#?}"
     );
+}
+
+/// What a local OAuth 2.0 token endpoint was sent: method, path, headers, body.
+#[derive(Debug, Clone)]
+struct TokenRequest {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A token endpoint on 127.0.0.1:0 answering `status` and `answer` (JSON) to every request,
+/// and the requests it was sent.
+async fn token_endpoint(
+    status: u16,
+    answer: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<TokenRequest>>>,
+) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let (head, body) = request.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            log.lock().unwrap().push(TokenRequest {
+                                method: head.method.to_string(),
+                                path: head.uri.to_string(),
+                                headers: head
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (k.to_string(), v.to_str().unwrap_or("").to_string())
+                                    })
+                                    .collect(),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                            });
+                            let mut response = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(answer.as_bytes()),
+                            ));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The one probe of `kind`, built once (so what it keeps between runs is kept).
+fn build_one(kind: &str) -> slowburn::config::Config {
+    let text = format!("probes:\n  - name: t\n    interval: 60s\n    timeout: 2s\n    {kind}\n");
+    let ctx = slowburn::probe::BuildContext {
+        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
+    };
+    slowburn::config::load(
+        &slowburn::config::Source::Text {
+            name: "test.yaml".into(),
+            text,
+        },
+        &ctx,
+    )
+    .unwrap_or_else(|errors| panic!("config errors: {errors:#?}"))
+}
+
+#[tokio::test]
+async fn oauth2_client_credentials_token_is_fetched_once_and_sent_to_the_target_only() {
+    let (token_addr, token_requests) = token_endpoint(
+        200,
+        r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#,
+    )
+    .await;
+    let auth_seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = auth_seen.clone();
+    let target = http_server(None, move |path, head| {
+        let auth = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .map(|l| l.to_string());
+        log.lock().unwrap().push((path.to_string(), auth));
+        ok("hello")
+    })
+    .await;
+    let dir = support::daemon::temp_dir("oauth2");
+    std::fs::write(dir.join("secret"), "p@ss word\n").unwrap();
+    let secret = dir.join("secret").display().to_string();
+    let config = build_one(&http(
+        &format!("http://{target}/health"),
+        &format!(
+            ", oauth2: {{client_id: 'probe:1', client_secret: 'file:{secret}', scopes: [read, 'write:all'], token_url: 'http://{token_addr}/oauth/token?realm=x', endpoint_params: {{audience: 'https://api'}}}}"
+        ),
+    ));
+    let probe = &config.probes[0];
+    for _ in 0..2 {
+        let outcome = slowburn::probe::execute(&probe.probe, probe.timeout).await;
+        assert!(outcome.success, "{outcome:#?}");
+    }
+    let requests = token_requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "the token is kept: {requests:#?}");
+    let request = &requests[0];
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/oauth/token?realm=x")
+    );
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    // Go's oauth2 query-escapes id and secret before the basic-auth header.
+    assert_eq!(
+        header("authorization"),
+        // base64("probe%3A1:p%40ss+word")
+        Some("Basic cHJvYmUlM0ExOnAlNDBzcyt3b3Jk")
+    );
+    assert_eq!(
+        header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(
+        request.body,
+        "audience=https%3A%2F%2Fapi&grant_type=client_credentials&scope=read+write%3Aall"
+    );
+    assert_eq!(
+        *auth_seen.lock().unwrap(),
+        [
+            (
+                "/health".to_string(),
+                Some("authorization: Bearer tok-1".to_string())
+            ),
+            (
+                "/health".to_string(),
+                Some("authorization: Bearer tok-1".to_string())
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn oauth2_cross_origin_redirects_drop_the_token() {
+    let (token_addr, _) = token_endpoint(200, r#"{"access_token":"tok-2"}"#).await;
+    let auth_seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = auth_seen.clone();
+    let landing = http_server(None, move |path, head| {
+        let auth = head.to_ascii_lowercase().contains("authorization:");
+        log.lock().unwrap().push((path.to_string(), auth));
+        ok("landed")
+    })
+    .await;
+    let start = http_server(None, move |_, _| {
+        Reply::Full(
+            302,
+            vec![("Location", format!("http://{landing}/landing"))],
+            vec![],
+        )
+    })
+    .await;
+    let dir = support::daemon::temp_dir("oauth2-redirect");
+    std::fs::write(dir.join("secret"), "s").unwrap();
+    let outcome = run_probe(&http(
+        &format!("http://{start}/"),
+        &format!(
+            ", oauth2: {{client_id: c, client_secret: 'file:{}', token_url: 'http://{token_addr}/t'}}",
+            dir.join("secret").display()
+        ),
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(
+        *auth_seen.lock().unwrap(),
+        [("/landing".to_string(), false)]
+    );
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("credentials not sent")),
+        "{:?}",
+        outcome.notes
+    );
+}
+
+#[tokio::test]
+async fn an_oauth2_token_endpoint_that_refuses_fails_the_probe_with_its_answer() {
+    let (token_addr, _) = token_endpoint(401, r#"{"error":"invalid_client"}"#).await;
+    let target = http_server(None, |_, _| ok("hello")).await;
+    let dir = support::daemon::temp_dir("oauth2-refused");
+    std::fs::write(dir.join("secret"), "s").unwrap();
+    let outcome = run_probe(&http(
+        &format!("http://{target}/"),
+        &format!(
+            ", oauth2: {{client_id: c, client_secret: 'file:{}', token_url: 'http://{token_addr}/t'}}",
+            dir.join("secret").display()
+        ),
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        format!(
+            "http: oauth2: cannot fetch a token from http://{token_addr}/t: status 401 Unauthorized: {{\"error\":\"invalid_client\"}}"
+        )
+    );
+}
+
+#[tokio::test]
+async fn authorization_body_file_and_optional_headers() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let target = http_server(None, move |_, head| {
+        log.lock().unwrap().push(head.to_string());
+        Reply::Full(200, vec![("X-Version", "v2".into())], b"ok".to_vec())
+    })
+    .await;
+    let dir = support::daemon::temp_dir("authorization");
+    std::fs::write(dir.join("key"), "k-123\n").unwrap();
+    std::fs::write(dir.join("body.json"), "{\"q\": 1}").unwrap();
+    let outcome = run_probe(&http(
+        &format!("http://{target}/"),
+        &format!(
+            ", method: POST, body_file: '{}', authorization: {{type: ApiKey, credentials: 'file:{}'}}, expect: {{headers_if_present: {{X-Version: '^v2$', X-Missing: nothing}}}}",
+            dir.join("body.json").display(),
+            dir.join("key").display()
+        ),
+    ))
+    .await;
+    assert!(outcome.success, "{outcome:#?}");
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(head.starts_with("POST / HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nauthorization: ApiKey k-123\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ncontent-length: 8\r\n"), "{head}");
+    // A present header must still match.
+    let outcome = run_probe(&http(
+        &format!("http://{target}/"),
+        ", expect: {headers_if_present: {X-Version: '^v3$'}}",
+    ))
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        "header: x-version: \"v2\" does not match \"^v3$\""
+    );
+
+    let errors = |extra: &str| {
+        let text = format!("probes:\n  - name: a\n    http: {{url: 'http://h/'{extra}}}\n");
+        let ctx = slowburn::probe::BuildContext {
+            net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
+        };
+        slowburn::config::load(
+            &slowburn::config::Source::Text {
+                name: "p.yaml".into(),
+                text,
+            },
+            &ctx,
+        )
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        errors(", body_file: /nonexistent/body"),
+        [
+            "p.yaml:3:41: probe \"a\": http.body_file: cannot read /nonexistent/body: No such file or directory (os error 2)"
+        ]
+    );
+    assert_eq!(
+        errors(", bearer_token: 'env:HOME', authorization: {credentials: 'env:HOME'}"),
+        [
+            "p.yaml:3:85: probe \"a\": http.authorization: cannot be given with bearer_token: at most one of basic_auth, bearer_token, authorization and oauth2"
+        ]
+    );
+    assert_eq!(
+        errors(", authorization: {type: basic, credentials: 'env:HOME'}"),
+        ["p.yaml:3:52: probe \"a\": http.authorization.type: cannot be \"Basic\": use basic_auth"]
+    );
+}
+
+#[tokio::test]
+async fn an_oauth2_token_about_to_expire_is_renewed_on_the_next_run() {
+    // Within Go's ten-second margin: never kept.
+    let (token_addr, requests) =
+        token_endpoint(200, r#"{"access_token":"short","expires_in":"5"}"#).await;
+    let target = http_server(None, |_, _| ok("hello")).await;
+    let dir = support::daemon::temp_dir("oauth2-expiry");
+    std::fs::write(dir.join("secret"), "s").unwrap();
+    let config = build_one(&http(
+        &format!("http://{target}/"),
+        &format!(
+            ", oauth2: {{client_id: c, client_secret: 'file:{}', token_url: 'http://{token_addr}/t'}}",
+            dir.join("secret").display()
+        ),
+    ));
+    let probe = &config.probes[0];
+    for _ in 0..2 {
+        let outcome = slowburn::probe::execute(&probe.probe, probe.timeout).await;
+        assert!(outcome.success, "{outcome:#?}");
+    }
+    assert_eq!(requests.lock().unwrap().len(), 2);
 }

@@ -34,6 +34,14 @@ async fn forward_proxy(refuse: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let line = text.lines().next().unwrap_or("").to_string();
                 log.lock().unwrap().push(line.clone());
+                if line.starts_with("CONNECT ") {
+                    // The headers sent with CONNECT beside `Host`, each as its own entry.
+                    let extra = text
+                        .lines()
+                        .skip(1)
+                        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("host:"));
+                    log.lock().unwrap().extend(extra.map(str::to_string));
+                }
                 let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 if let Some(authority) = line.strip_prefix("CONNECT ").map(|_| target.clone()) {
                     if refuse {
@@ -168,4 +176,101 @@ async fn proxy_from_environment_follows_the_standard_variables() {
     let (code, out) = run("local", "").await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
+}
+
+#[tokio::test]
+async fn proxy_connect_header_values_are_secrets_sent_with_connect_only() {
+    let dir = temp_dir("proxy-connect-header");
+    let cert = test_cert(&["localhost"], (2099, 1, 1));
+    std::fs::write(dir.join("ca.pem"), &cert.pem).unwrap();
+    std::fs::write(dir.join("token"), "s3cret\n").unwrap();
+    let target = http_server(Some(cert.server.clone()), |_, _| ok("tunnelled")).await;
+    let plain = http_server(None, |_, _| ok("plain")).await;
+    let (proxy, seen) = forward_proxy(false).await;
+    let token = dir.join("token").display().to_string();
+    let outcome = run_probe(&format!(
+        "http: {{url: \"https://localhost:{}/\", proxy_url: \"http://{proxy}\", tls_config: {{ca_file: \"{}\"}}, proxy_connect_header: {{x-proxy-token: [\"file:{token}\"], X-Multi: [\"file:{token}\", \"file:{token}\"]}}}}",
+        target.port(),
+        dir.join("ca.pem").display()
+    ))
+    .await;
+    assert!(outcome.success, "{:?}", outcome.failure);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            format!("CONNECT localhost:{} HTTP/1.1", target.port()),
+            "X-Multi: s3cret".to_string(),
+            "X-Multi: s3cret".to_string(),
+            "X-Proxy-Token: s3cret".to_string(),
+        ]
+    );
+    // A plain target is asked in absolute form: no CONNECT, so none of those headers.
+    seen.lock().unwrap().clear();
+    let outcome = run_probe(&format!(
+        "http: {{url: \"http://probe.test:{}/\", proxy_url: \"http://{proxy}\", proxy_connect_header: {{X-Proxy-Token: [\"file:{token}\"]}}}}",
+        plain.port()
+    ))
+    .await;
+    assert!(outcome.success, "{:?}", outcome.failure);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("GET http://probe.test:{}/ HTTP/1.1", plain.port())]
+    );
+    // An inline value is refused as any secret is.
+    let errors = load_errors(&format!(
+        "http: {{url: 'https://x.test/', proxy_url: 'http://{proxy}', proxy_connect_header: {{X-Token: [abc]}}}}"
+    ));
+    assert_eq!(
+        errors,
+        [
+            "p.yaml:3:106: probe \"a\": http.proxy_connect_header.X-Token: secrets must be written as env:NAME or file:/path, never inline"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn no_proxy_hosts_are_reached_directly() {
+    let target = http_server(None, |_, _| ok("hello")).await;
+    let (proxy, seen) = forward_proxy(false).await;
+    let port = target.port();
+    let probe = |host: &str, no_proxy: &str| {
+        format!(
+            "http: {{url: \"http://{host}:{port}/\", proxy_url: \"http://{proxy}\", no_proxy: \"{no_proxy}\"}}"
+        )
+    };
+    // Not named: through the proxy (which knows probe.test).
+    let outcome = run_probe(&probe("probe.test", "other.test, 10.0.0.0/8, .probe.test")).await;
+    assert!(outcome.success, "{:?}", outcome.failure);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    // A domain covers its subdomains: asked directly, so the name does not resolve here.
+    let outcome = run_probe(&probe("api.probe.test", "other.test,probe.test")).await;
+    assert_eq!(outcome.failure.as_ref().map(|f| f.reason()), Some("dns"));
+    // With no_proxy given, loopback is never proxied (as Go's httpproxy does).
+    let outcome = run_probe(&probe("127.0.0.1", "other.test")).await;
+    assert!(outcome.success, "{:?}", outcome.failure);
+    assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
+    assert_eq!(
+        load_errors("http: {url: 'http://x.test/', no_proxy: x.test}"),
+        ["p.yaml:3:45: probe \"a\": http.no_proxy: has no effect without proxy_url"]
+    );
+}
+
+/// The errors `slowburn check` gives for one probe entry `a` written as `entry`.
+fn load_errors(entry: &str) -> Vec<String> {
+    let text = format!("probes:\n  - name: a\n    {entry}\n");
+    let ctx = slowburn::probe::BuildContext {
+        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
+    };
+    slowburn::config::load(
+        &slowburn::config::Source::Text {
+            name: "p.yaml".into(),
+            text,
+        },
+        &ctx,
+    )
+    .err()
+    .unwrap_or_default()
+    .iter()
+    .map(|e| e.to_string())
+    .collect()
 }

@@ -16,7 +16,9 @@ use crate::basics::units::{parse_duration, parse_size};
 use crate::basics::yaml::{Pos, ScalarText, Spanned};
 use crate::probe::dns::{DnsExpectSpec, DnsSpec, RrCheckSpec, class_from_name, class_names};
 use crate::probe::grpc::GrpcSpec;
-use crate::probe::http::{BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec};
+use crate::probe::http::{
+    AuthorizationSpec, BasicAuthSpec, FollowSpec, HttpExpectSpec, HttpSpec, OAuth2Spec,
+};
 use crate::probe::icmp::IcmpSpec;
 use crate::probe::net::TlsSpec;
 use crate::probe::tcp::{StepSpec, TcpSpec};
@@ -99,15 +101,48 @@ pub struct HttpModule {
     pub body_size_limit: Option<Spanned<ScalarText>>,
     pub enable_http2: Option<Spanned<bool>>,
     pub compression: Option<Spanned<String>>,
-    pub body_file: Unsupported,
+    /// The request body, read from this file when the module is loaded.
+    pub body_file: Option<Spanned<String>>,
     pub skip_resolve_phase_with_proxy: Option<Spanned<bool>>,
-    pub authorization: Unsupported,
-    pub oauth2: Unsupported,
+    pub authorization: Option<Spanned<AuthorizationModule>>,
+    pub oauth2: Option<Spanned<OAuth2Module>>,
     pub proxy_url: Option<Spanned<String>>,
-    pub no_proxy: Unsupported,
+    pub no_proxy: Option<Spanned<String>>,
     pub proxy_from_environment: Option<Spanned<bool>>,
-    pub proxy_connect_header: Unsupported,
-    pub enable_http1: Unsupported,
+    /// Header → values sent on `CONNECT`; each value `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub proxy_connect_header: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    /// Only `true`: slowburn speaks HTTP/1.1 wherever the server does not pick HTTP/2.
+    pub enable_http1: Option<Spanned<bool>>,
+}
+
+/// `authorization:` as Prometheus' common config writes it.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationModule {
+    /// Default `Bearer`.
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// `env:NAME` or `file:PATH`.
+    pub credentials: Option<Spanned<String>>,
+    pub credentials_file: Option<Spanned<String>>,
+}
+
+/// `oauth2:` as Prometheus' common config writes it.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Module {
+    pub client_id: Spanned<String>,
+    /// `env:NAME` or `file:PATH`.
+    pub client_secret: Option<Spanned<String>>,
+    pub client_secret_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub token_url: Spanned<String>,
+    #[serde(default)]
+    pub endpoint_params: BTreeMap<String, String>,
+    pub tls_config: Option<TlsModule>,
+    pub proxy_url: Option<Spanned<String>>,
 }
 
 /// One entry of `fail_if_header_matches` / `fail_if_header_not_matches`.
@@ -363,36 +398,25 @@ impl Module {
                 ));
             }
         };
-        let spanned = |v: &Unsupported| v.as_ref().map(|v| v.pos);
         if let Some(http) = &self.spec.http {
             let h = &http.value;
-            for (field, value) in [
-                ("http.body_file", &h.body_file),
-                ("http.authorization", &h.authorization),
-                ("http.oauth2", &h.oauth2),
-                ("http.no_proxy", &h.no_proxy),
-                ("http.proxy_connect_header", &h.proxy_connect_header),
-                ("http.enable_http1", &h.enable_http1),
-            ] {
-                refuse(field, spanned(value), "");
-            }
-            for header in &h.fail_if_header_not_matches {
-                if header.allow_missing {
-                    refuse(
-                        "http.fail_if_header_not_matches.allow_missing",
-                        Some(header.pos),
-                        ": a missing header fails the probe",
-                    );
-                }
-            }
-            if h.fail_if_body_not_matches_regexp.len() > 1 {
+            if let Some(http1) = &h.enable_http1
+                && !http1.value
+            {
                 refuse(
-                    "http.fail_if_body_not_matches_regexp",
-                    Some(h.fail_if_body_not_matches_regexp[1].pos),
-                    ": give one regex (slowburn checks one that must match)",
+                    "http.enable_http1",
+                    Some(http1.pos),
+                    " as false (HTTP/2 only): slowburn speaks HTTP/1.1 unless the server picks h2 over TLS, and blackbox_exporter 0.23 has no such key; remove it or write true",
                 );
             }
             tls_unsupported("http.tls_config", h.tls_config.as_ref(), &mut refuse);
+            if let Some(oauth2) = &h.oauth2 {
+                tls_unsupported(
+                    "http.oauth2.tls_config",
+                    oauth2.value.tls_config.as_ref(),
+                    &mut refuse,
+                );
+            }
         }
         if let Some(tcp) = &self.spec.tcp {
             let t = &tcp.value;
@@ -476,8 +500,15 @@ impl Module {
                             .join("|"),
                     }),
                 };
-                let mut headers = h
+                let (optional, required): (Vec<_>, Vec<_>) = h
                     .fail_if_header_not_matches
+                    .iter()
+                    .partition(|m| m.allow_missing);
+                let mut headers = required
+                    .iter()
+                    .map(|m| (m.header.clone(), m.regexp.clone()))
+                    .collect::<BTreeMap<_, _>>();
+                let headers_if_present = optional
                     .iter()
                     .map(|m| (m.header.clone(), m.regexp.clone()))
                     .collect::<BTreeMap<_, _>>();
@@ -502,28 +533,56 @@ impl Module {
                         })?,
                     }),
                 };
-                let password =
-                    h.basic_auth
-                        .as_ref()
-                        .map(|auth| match (&auth.password, &auth.password_file) {
-                            (Some(p), _) => p.clone(),
-                            (None, Some(file)) => Spanned {
-                                pos: file.pos,
-                                value: format!("file:{}", file.value),
-                            },
-                            (None, None) => at(String::new()),
-                        });
-                let bearer_token = h.bearer_token.clone().or_else(|| {
-                    h.bearer_token_file.as_ref().map(|f| Spanned {
-                        pos: f.pos,
-                        value: format!("file:{}", f.value),
-                    })
-                });
+                let password = match &h.basic_auth {
+                    None => None,
+                    Some(auth) => Some(
+                        one_secret(
+                            "http.basic_auth.password",
+                            &auth.password,
+                            &auth.password_file,
+                        )?
+                        .unwrap_or_else(|| at(String::new())),
+                    ),
+                };
+                let bearer_token =
+                    one_secret("http.bearer_token", &h.bearer_token, &h.bearer_token_file)?;
+                let authorization = match &h.authorization {
+                    None => None,
+                    Some(auth) => one_secret(
+                        "http.authorization.credentials",
+                        &auth.credentials,
+                        &auth.credentials_file,
+                    )?
+                    .map(|credentials| AuthorizationSpec {
+                        kind: auth.kind.clone(),
+                        credentials,
+                    }),
+                };
+                let oauth2 = match &h.oauth2 {
+                    None => None,
+                    Some(o) => {
+                        let o = &o.value;
+                        Some(OAuth2Spec {
+                            client_id: o.client_id.clone(),
+                            client_secret: one_secret(
+                                "http.oauth2.client_secret",
+                                &o.client_secret,
+                                &o.client_secret_file,
+                            )?,
+                            scopes: o.scopes.clone(),
+                            token_url: o.token_url.clone(),
+                            endpoint_params: o.endpoint_params.clone(),
+                            tls_config: o.tls_config.as_ref().map(tls_spec),
+                            proxy_url: o.proxy_url.clone(),
+                        })
+                    }
+                };
                 specs.http = Some(Box::new(at_spec(
                     self.pos,
                     HttpSpec {
                         url: at(url),
                         compression: h.compression.clone(),
+                        decompress_always: true,
                         http2: h.enable_http2.as_ref().map(|v| v.value),
                         proxy_from_environment: h.proxy_from_environment.clone(),
                         resolve_target_with_proxy: Some(
@@ -534,6 +593,11 @@ impl Module {
                         method: h.method,
                         headers: h.headers,
                         body: h.body,
+                        body_file: h.body_file,
+                        authorization,
+                        oauth2,
+                        no_proxy: h.no_proxy,
+                        proxy_connect_header: h.proxy_connect_header,
                         basic_auth: h.basic_auth.as_ref().zip(password).map(|(auth, password)| {
                             BasicAuthSpec {
                                 username: auth.username.clone(),
@@ -555,6 +619,14 @@ impl Module {
                         expect: Some(HttpExpectSpec {
                             status,
                             body_regex: h.fail_if_body_not_matches_regexp.first().cloned(),
+                            body_regex_also: h
+                                .fail_if_body_not_matches_regexp
+                                .iter()
+                                .skip(1)
+                                .cloned()
+                                .collect(),
+                            headers_if_present: (!headers_if_present.is_empty())
+                                .then_some(headers_if_present),
                             body_not_regex,
                             headers: (!headers.is_empty()).then_some(headers),
                             headers_not: (!headers_not.is_empty()).then_some(headers_not),
@@ -703,6 +775,31 @@ fn preferred(written: Option<&Spanned<String>>, pos: Pos) -> Spanned<String> {
     })
 }
 
+/// A secret given at most one way, as Prometheus insists: `key` (`env:`/`file:`) or
+/// `key_file` (a path, read as `file:PATH`).
+fn one_secret(
+    field: &str,
+    inline: &Option<Spanned<String>>,
+    file: &Option<Spanned<String>>,
+) -> Result<Option<Spanned<String>>, Vec<SpecError>> {
+    match (inline, file) {
+        (Some(_), Some(f)) => Err(vec![SpecError::new(
+            f.pos,
+            format!("{field}_file"),
+            format!(
+                "cannot be given with {}",
+                field.rsplit('.').next().unwrap_or(field)
+            ),
+        )]),
+        (Some(s), None) => Ok(Some(s.clone())),
+        (None, Some(f)) => Ok(Some(Spanned {
+            pos: f.pos,
+            value: format!("file:{}", f.value),
+        })),
+        (None, None) => Ok(None),
+    }
+}
+
 fn at_spec<T>(pos: Pos, value: T) -> Spanned<T> {
     Spanned { pos, value }
 }
@@ -838,7 +935,9 @@ fn blackbox_field(prober: Prober, field: &str) -> String {
         (Prober::Http, "expect.http_versions") => "valid_http_versions",
         (Prober::Http, "expect.body_not_regex") => "fail_if_body_matches_regexp",
         (Prober::Http, "expect.body_regex") => "fail_if_body_not_matches_regexp",
-        (Prober::Http, "expect.headers") => "fail_if_header_not_matches",
+        (Prober::Http, "expect.headers" | "expect.headers_if_present") => {
+            "fail_if_header_not_matches"
+        }
         (Prober::Http, "expect.headers_not") => "fail_if_header_matches",
         (Prober::Http, "max_body") => "body_size_limit",
         (Prober::Dns, "name") => "query_name",

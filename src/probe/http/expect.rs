@@ -20,10 +20,12 @@ use crate::probe::{Failure, SpecError, Trace, first_failure};
 pub(super) struct Expect {
     status: Vec<StatusRange>,
     status_text: String,
-    body_regex: Option<Regex>,
+    /// Each must be found in the body.
+    body_regex: Vec<Regex>,
     body_not_regex: Option<Regex>,
     json: Vec<(String, serde_json_path::JsonPath, serde_json::Value)>,
-    headers: Vec<(HeaderName, Regex)>,
+    /// Header, regex a value must match, and whether a missing header passes.
+    headers: Vec<(HeaderName, Regex, bool)>,
     headers_not: Vec<(HeaderName, Regex)>,
     latency_below: Option<Duration>,
     cert_days_left: Option<f64>,
@@ -35,7 +37,7 @@ pub(super) struct Expect {
 impl Expect {
     /// Whether the body must be kept (else it is counted and dropped as it is read).
     pub(super) fn needs_body(&self) -> bool {
-        self.body_regex.is_some() || self.body_not_regex.is_some() || !self.json.is_empty()
+        !self.body_regex.is_empty() || self.body_not_regex.is_some() || !self.json.is_empty()
     }
 
     /// Checks a response against every expectation, recording each result in the trace; the
@@ -96,7 +98,7 @@ impl Expect {
         }
         let text = String::from_utf8_lossy(&response.body);
         let body_checks = failures.len();
-        if let Some(re) = &expect.body_regex {
+        for re in &expect.body_regex {
             failures.push(trace.check(
                 "body_regex",
                 if re.is_match(&text) {
@@ -131,7 +133,7 @@ impl Expect {
             }
         }
         let header_checks = failures.len();
-        for (name, re) in &expect.headers {
+        for (name, re, allow_missing) in &expect.headers {
             let values: Vec<&str> = response
                 .head
                 .headers
@@ -141,7 +143,9 @@ impl Expect {
                 .collect();
             failures.push(trace.check(
                 "header",
-                if values.is_empty() {
+                if values.is_empty() && *allow_missing {
+                    Ok(format!("{name} absent (allowed)"))
+                } else if values.is_empty() {
                     Err(Failure::Header(format!("{name} missing")))
                 } else if values.iter().any(|v| re.is_match(v)) {
                     Ok(format!("{name} matches {:?}", re.as_str()))
@@ -263,10 +267,10 @@ pub(super) fn build_expect(spec: HttpExpectSpec, errors: &mut Vec<SpecError>) ->
                 None
             }
         };
-    expect.body_regex = spec
-        .body_regex
-        .as_ref()
-        .and_then(|r| regex("expect.body_regex", r, errors));
+    expect.body_regex = (spec.body_regex.iter())
+        .chain(&spec.body_regex_also)
+        .filter_map(|r| regex("expect.body_regex", r, errors))
+        .collect();
     expect.body_not_regex = spec
         .body_not_regex
         .as_ref()
@@ -281,13 +285,10 @@ pub(super) fn build_expect(spec: HttpExpectSpec, errors: &mut Vec<SpecError>) ->
             )),
         }
     }
-    for (field, map, out) in [
-        ("expect.headers", &spec.headers, &mut expect.headers),
-        (
-            "expect.headers_not",
-            &spec.headers_not,
-            &mut expect.headers_not,
-        ),
+    for (field, map) in [
+        ("expect.headers", &spec.headers),
+        ("expect.headers_if_present", &spec.headers_if_present),
+        ("expect.headers_not", &spec.headers_not),
     ] {
         for (name, re) in map.iter().flatten() {
             let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
@@ -299,7 +300,11 @@ pub(super) fn build_expect(spec: HttpExpectSpec, errors: &mut Vec<SpecError>) ->
                 continue;
             };
             if let Some(re) = regex(field, re, errors) {
-                out.push((header, re));
+                match field {
+                    "expect.headers_not" => expect.headers_not.push((header, re)),
+                    "expect.headers" => expect.headers.push((header, re, false)),
+                    _ => expect.headers.push((header, re, true)),
+                }
             }
         }
     }

@@ -9,10 +9,12 @@
 //! This file owns the spec and its validation, the built [`HttpProbe`] and its run (the
 //! redirect loop: each hop counted, timed and noted), its `Kind` impl and its signal table
 //! ([`KIND`]). Beside it: `redirects.rs` (URLs, `Location`, origins and which headers are
-//! credentials), `request.rs` (one exchange on a fresh connection and the body read) and
-//! `expect.rs` (the `expect:` section and the check of a response).
+//! credentials), `request.rs` (one exchange on a fresh connection and the body read), `proxy.rs`
+//! (the proxy's connection, `no_proxy`, `proxy_connect_header`), `oauth2.rs` (the
+//! client-credentials token) and `expect.rs` (the `expect:` section and the check of a response).
 
 mod expect;
+mod oauth2;
 mod proxy;
 mod redirects;
 mod request;
@@ -26,6 +28,7 @@ use rustls::ClientConfig;
 use serde::Deserialize;
 
 use self::expect::{Expect, build_expect};
+pub use self::oauth2::OAuth2Spec;
 use self::redirects::{Credential, is_credential_header, origin, parse_url, resolve_location};
 pub(crate) use self::request::base64;
 use super::net::{self, Resolver, TlsSpec};
@@ -46,12 +49,18 @@ pub struct HttpSpec {
     #[serde(default)]
     pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
     pub body: Option<String>,
+    /// The request body, read from this file when the probe is built (instead of `body`).
+    pub body_file: Option<Spanned<String>>,
     pub basic_auth: Option<BasicAuthSpec>,
     pub bearer_token: Option<Spanned<String>>,
+    /// `Authorization: <type> <credentials>`, type `Bearer` unless given.
+    pub authorization: Option<AuthorizationSpec>,
+    /// A token from an OAuth 2.0 client-credentials grant, sent as `Authorization`.
+    pub oauth2: Option<OAuth2Spec>,
     pub follow_redirects: Option<Spanned<FollowSpec>>,
     pub max_redirects: Option<u32>,
     pub max_body: Option<Spanned<String>>,
-    /// `gzip` or `deflate`: asked for with `Accept-Encoding` and decompressed, at most
+    /// `gzip`, `deflate` or `br`: asked for with `Accept-Encoding` and decompressed, at most
     /// `max_body` of it; `identity` (the default) asks for none.
     pub compression: Option<Spanned<String>>,
     /// `true`: offer HTTP/2 over TLS (ALPN `h2` before `http/1.1`) and speak whichever the
@@ -61,6 +70,14 @@ pub struct HttpSpec {
     /// A forward proxy (`http://host:port`): plain targets are asked of it, https ones
     /// reached through a `CONNECT` tunnel.
     pub proxy_url: Option<Spanned<String>>,
+    /// With `proxy_url`: the targets reached directly, comma-separated (`example.com` and its
+    /// subdomains, `.example.com`, addresses, CIDR ranges, `*`), as Prometheus reads it;
+    /// `localhost` and loopback addresses are then never proxied.
+    pub no_proxy: Option<Spanned<String>>,
+    /// Headers sent to the proxy with each `CONNECT` (https targets); the values are
+    /// secrets (`env:`/`file:`).
+    #[serde(default)]
+    pub proxy_connect_header: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     /// `true`: the proxies `HTTP_PROXY`/`HTTPS_PROXY` name, except for `NO_PROXY` hosts and
     /// loopback targets, when `proxy_url` is not given.
     pub proxy_from_environment: Option<Spanned<bool>>,
@@ -72,6 +89,13 @@ pub struct HttpSpec {
     #[serde(skip)]
     #[schemars(skip)]
     pub resolve_target_with_proxy: Option<bool>,
+    /// Whether every answer is decompressed as `compression` says whatever its
+    /// `Content-Encoding`, as blackbox_exporter does (an answer sent uncompressed then fails
+    /// the run); the kind decompresses only an answer that says it is compressed. Set for
+    /// blackbox modules only.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub decompress_always: bool,
     pub resolver: Option<Vec<Spanned<String>>>,
     /// `ip4` (default) or `ip6`: the address family tried first.
     pub preferred_ip_protocol: Option<Spanned<String>>,
@@ -133,6 +157,17 @@ pub enum Follow {
     SameHost,
 }
 
+/// `authorization:` as written.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationSpec {
+    /// The scheme before the credentials (default `Bearer`; `Basic` is `basic_auth`'s).
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// `env:NAME` or `file:PATH`.
+    pub credentials: Spanned<String>,
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthSpec {
@@ -146,9 +181,16 @@ pub struct BasicAuthSpec {
 pub struct HttpExpectSpec {
     pub status: Option<Vec<Spanned<String>>>,
     pub body_regex: Option<Spanned<String>>,
+    /// More regexes that must all be found in the body, beside `body_regex` (blackbox's
+    /// several `fail_if_body_not_matches_regexp`); not written in a probe file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub body_regex_also: Vec<Spanned<String>>,
     pub body_not_regex: Option<Spanned<String>>,
     pub json: Option<BTreeMap<Spanned<String>, serde_json::Value>>,
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// Header → regex a value must match when the header is there (a missing header passes).
+    pub headers_if_present: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     /// Header → regex that fails the run when a value matches (a missing header passes).
     pub headers_not: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub latency_below: Option<Spanned<String>>,
@@ -172,9 +214,12 @@ pub struct HttpProbe {
     max_redirects: u32,
     max_body: u64,
     compression: Option<request::Encoding>,
+    /// See [`HttpSpec::decompress_always`].
+    decompress_always: bool,
     tls: Arc<ClientConfig>,
     tls_server_name: Option<String>,
     proxy: Option<proxy::Proxy>,
+    oauth2: Option<Box<oauth2::OAuth2>>,
     /// `skip_resolve_phase_with_proxy` with a `proxy_url`: the run records that the target's
     /// name was not resolved here.
     resolve_skipped: bool,
@@ -280,6 +325,23 @@ impl HttpProbe {
                 Err(m) => fail(token.pos, "bearer_token", m),
             }
         }
+        if let Some(auth) = &spec.authorization {
+            headers.extend(authorization_header(auth, &mut fail));
+        }
+        one_credential(&spec, &mut fail);
+        let oauth2 = spec
+            .oauth2
+            .as_ref()
+            .and_then(|o| match oauth2::OAuth2::new(o, ctx) {
+                Ok(o) => Some(Box::new(o)),
+                Err(found) => {
+                    for e in found {
+                        fail(e.pos, &e.field, e.message);
+                    }
+                    None
+                }
+            });
+        let body = request_body(&spec, &mut fail);
         let max_body = match &spec.max_body {
             None => DEFAULT_MAX_BODY,
             Some(size) => match parse_size(size) {
@@ -304,26 +366,61 @@ impl HttpProbe {
             Some((_, c)) if c.is_empty() || c == "identity" => None,
             Some((_, c)) if c == "gzip" => Some(request::Encoding::Gzip),
             Some((_, c)) if c == "deflate" => Some(request::Encoding::Deflate),
+            Some((_, c)) if c == "br" => Some(request::Encoding::Brotli),
             Some((c, _)) => {
                 fail(
                     c.pos,
                     "compression",
-                    format!("{:?} is not one of gzip, deflate, identity", c.value),
+                    format!("{:?} is not one of gzip, deflate, br, identity", c.value),
                 );
                 None
             }
+        };
+        // blackbox_exporter's `deflate` is raw DEFLATE; HTTP's (the kind's) is zlib-wrapped.
+        let compression = match compression {
+            Some(request::Encoding::Deflate) if spec.decompress_always => {
+                Some(request::Encoding::RawDeflate)
+            }
+            other => other,
         };
         let proxy = spec.proxy_url.as_ref().and_then(|url| {
             proxy::Proxy::parse(url)
                 .map_err(|m| fail(url.pos, "proxy_url", m))
                 .ok()
         });
+        let from_env = spec
+            .proxy_from_environment
+            .as_ref()
+            .is_some_and(|f| f.value);
+        if let Some(no_proxy) = &spec.no_proxy {
+            if from_env {
+                fail(
+                    no_proxy.pos,
+                    "no_proxy",
+                    "cannot be given with proxy_from_environment (NO_PROXY says it there)".into(),
+                );
+            } else if spec.proxy_url.is_none() {
+                fail(
+                    no_proxy.pos,
+                    "no_proxy",
+                    "has no effect without proxy_url".into(),
+                );
+            }
+        }
+        let connect_headers = proxy_connect_headers(&spec, pos, &mut fail);
         let resolve_skipped = proxy.is_some() && spec.resolve_target_with_proxy == Some(false);
-        let proxy = proxy.map(|p| p.resolving_target(spec.resolve_target_with_proxy == Some(true)));
+        let proxy = proxy.map(|p| {
+            let p = p.resolving_target(spec.resolve_target_with_proxy == Some(true));
+            let p = p.with_connect_headers(connect_headers.clone());
+            match &spec.no_proxy {
+                Some(no_proxy) => p.bypassed_for(proxy::NoProxy::parse(no_proxy)),
+                None => p,
+            }
+        });
         let env_proxies = match &spec.proxy_from_environment {
             Some(flag) if flag.value && spec.proxy_url.is_none() => {
                 match proxy::EnvProxies::from_env() {
-                    Ok(proxies) => Some(proxies),
+                    Ok(proxies) => Some(proxies.with_connect_headers(&connect_headers)),
                     Err(m) => {
                         fail(flag.pos, "proxy_from_environment", m);
                         None
@@ -358,7 +455,7 @@ impl HttpProbe {
             url,
             method,
             headers,
-            body: Bytes::from(spec.body.unwrap_or_default()),
+            body,
             follow: match spec.follow_redirects.map(|f| f.value) {
                 None | Some(FollowSpec::Bool(true)) => Follow::Always,
                 Some(FollowSpec::Bool(false)) => Follow::Never,
@@ -367,9 +464,11 @@ impl HttpProbe {
             max_redirects: spec.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             max_body,
             compression,
+            decompress_always: spec.decompress_always,
             tls,
             tls_server_name: tls_spec.server_name,
             proxy,
+            oauth2,
             resolve_skipped,
             env_proxies,
             resolver,
@@ -379,7 +478,10 @@ impl HttpProbe {
 
     /// The proxy a request to `url` goes through: `proxy_url`, or one from the environment.
     fn proxy_for(&self, url: &Uri) -> Option<&proxy::Proxy> {
-        (self.proxy.as_ref()).or_else(|| self.env_proxies.as_ref()?.for_url(url))
+        match &self.proxy {
+            Some(proxy) => proxy.wanted_for(url).then_some(proxy),
+            None => self.env_proxies.as_ref()?.for_url(url),
+        }
     }
 
     pub fn target(&self) -> String {
@@ -387,7 +489,7 @@ impl HttpProbe {
     }
 
     pub async fn run(&self, trace: &mut Trace) -> Result<(), Failure> {
-        if self.resolve_skipped {
+        if self.resolve_skipped && self.proxy_for(&self.url).is_some() {
             trace.signal("resolve_skipped", 1.0);
         }
         let mut url = self.url.clone();
@@ -437,7 +539,9 @@ impl HttpProbe {
                 "redirect {} → {next}",
                 response.head.status.as_u16()
             ));
-            if origin(&next) != home && self.headers.iter().any(|h| h.2 == Credential::Yes) {
+            let credentials =
+                self.oauth2.is_some() || self.headers.iter().any(|h| h.2 == Credential::Yes);
+            if origin(&next) != home && credentials {
                 trace.notes.push(format!(
                     "credentials not sent to {next}: another scheme, host or port than the probe's URL"
                 ));
@@ -456,6 +560,131 @@ impl HttpProbe {
         trace.signal("latency", latency.as_secs_f64());
         self.expect.assert(&response, latency, trace)
     }
+}
+
+/// `authorization:` as the header it sends: `<type> <credentials>`, `Bearer` unless given.
+fn authorization_header(
+    auth: &AuthorizationSpec,
+    fail: &mut impl FnMut(Pos, &str, String),
+) -> Option<(HeaderName, HeaderValue, Credential)> {
+    let kind = auth.kind.as_ref().map_or("", |k| k.trim());
+    let kind = if kind.is_empty() { "Bearer" } else { kind };
+    if kind.eq_ignore_ascii_case("basic") {
+        fail(
+            auth.kind.as_ref().map_or(auth.credentials.pos, |k| k.pos),
+            "authorization.type",
+            "cannot be \"Basic\": use basic_auth".into(),
+        );
+    }
+    let credentials = Secret::resolve(&auth.credentials)
+        .map_err(|m| fail(auth.credentials.pos, "authorization.credentials", m))
+        .ok()?;
+    match HeaderValue::from_str(&format!("{kind} {}", credentials.expose())) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            Some((http::header::AUTHORIZATION, v, Credential::Yes))
+        }
+        Err(_) => {
+            fail(
+                auth.credentials.pos,
+                "authorization.credentials",
+                "not a valid header value".into(),
+            );
+            None
+        }
+    }
+}
+
+/// At most one way of sending `Authorization`, as Prometheus insists: the second one given is
+/// the error.
+fn one_credential(spec: &HttpSpec, fail: &mut impl FnMut(Pos, &str, String)) {
+    let given = [
+        (
+            "basic_auth",
+            spec.basic_auth.as_ref().map(|a| a.password.pos),
+        ),
+        ("bearer_token", spec.bearer_token.as_ref().map(|t| t.pos)),
+        (
+            "authorization",
+            spec.authorization.as_ref().map(|a| a.credentials.pos),
+        ),
+        ("oauth2", spec.oauth2.as_ref().map(|o| o.client_id.pos)),
+    ];
+    let mut given = given.iter().filter_map(|(k, at)| at.map(|at| (*k, at)));
+    if let (Some((first, _)), Some((second, at))) = (given.next(), given.next()) {
+        fail(
+            at,
+            second,
+            format!(
+                "cannot be given with {first}: at most one of basic_auth, bearer_token, authorization and oauth2"
+            ),
+        );
+    }
+}
+
+/// The request body: `body`, or `body_file` read now (so a missing file fails the load, not
+/// every run).
+fn request_body(spec: &HttpSpec, fail: &mut impl FnMut(Pos, &str, String)) -> Bytes {
+    match (&spec.body, &spec.body_file) {
+        (Some(_), Some(file)) => {
+            fail(file.pos, "body_file", "cannot be given with body".into());
+            Bytes::new()
+        }
+        (_, Some(file)) => std::fs::read(&file.value)
+            .map(Bytes::from)
+            .unwrap_or_else(|e| {
+                fail(
+                    file.pos,
+                    "body_file",
+                    format!("cannot read {}: {e}", file.value),
+                );
+                Bytes::new()
+            }),
+        (body, None) => Bytes::from(body.clone().unwrap_or_default()),
+    }
+}
+
+/// `proxy_connect_header` resolved (its values are secrets) into the lines `CONNECT` sends.
+fn proxy_connect_headers(
+    spec: &HttpSpec,
+    pos: Pos,
+    fail: &mut impl FnMut(Pos, &str, String),
+) -> proxy::ConnectHeaders {
+    if spec.proxy_connect_header.is_empty() {
+        return proxy::ConnectHeaders::default();
+    }
+    let from_env = spec
+        .proxy_from_environment
+        .as_ref()
+        .is_some_and(|f| f.value);
+    let first = spec.proxy_connect_header.keys().next().map(|k| k.pos);
+    if spec.proxy_url.is_none() && !from_env {
+        fail(
+            first.unwrap_or(pos),
+            "proxy_connect_header",
+            "has no effect without proxy_url or proxy_from_environment".into(),
+        );
+        return proxy::ConnectHeaders::default();
+    }
+    let mut resolved = Vec::new();
+    for (name, values) in &spec.proxy_connect_header {
+        let mut texts = Vec::new();
+        for value in values {
+            match Secret::resolve(value) {
+                Ok(secret) => texts.push(secret.expose().to_string()),
+                Err(m) => fail(
+                    value.pos,
+                    &format!("proxy_connect_header.{}", name.value),
+                    m,
+                ),
+            }
+        }
+        resolved.push((name.value.as_str(), texts));
+    }
+    proxy::ConnectHeaders::new(resolved).unwrap_or_else(|m| {
+        fail(first.unwrap_or(pos), "proxy_connect_header", m);
+        proxy::ConnectHeaders::default()
+    })
 }
 
 impl super::Kind for HttpProbe {

@@ -27,13 +27,19 @@ pub enum Encoding {
     Gzip,
     /// HTTP's `deflate`: zlib-wrapped DEFLATE.
     Deflate,
+    /// `br`: Brotli (RFC 7932).
+    Brotli,
+    /// `deflate` as blackbox_exporter reads it: raw DEFLATE, without zlib's wrapper (Go's
+    /// `compress/flate`); for blackbox modules.
+    RawDeflate,
 }
 
 impl Encoding {
     pub fn name(self) -> &'static str {
         match self {
             Encoding::Gzip => "gzip",
-            Encoding::Deflate => "deflate",
+            Encoding::Deflate | Encoding::RawDeflate => "deflate",
+            Encoding::Brotli => "br",
         }
     }
 
@@ -44,6 +50,8 @@ impl Encoding {
         let reader: Box<dyn Read + '_> = match self {
             Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(body)),
             Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(body)),
+            Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(body, 4096)),
+            Encoding::RawDeflate => Box::new(flate2::read::DeflateDecoder::new(body)),
         };
         let mut out = Vec::new();
         reader.take(limit + 1).read_to_end(&mut out).map_err(|e| {
@@ -82,7 +90,13 @@ impl HttpProbe {
         // HTTP/2 when the probe offered it (`http2: true`) and the server chose it in ALPN.
         let h2 = matches!(&stream, net::Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         trace.enter("processing");
-        let mut request = self.request(url, method, body, credentials)?;
+        // The oauth2 token (kept, or fetched now) goes where the other credentials go. Boxed:
+        // the token request's future would otherwise swell every probe's run, oauth2 or not.
+        let token = match (&self.oauth2, credentials) {
+            (Some(oauth2), true) => Some(Box::pin(oauth2.authorization()).await?),
+            _ => None,
+        };
+        let mut request = self.request(url, method, body, credentials, token)?;
         let handshake_failed = |e: hyper::Error| Failure::Http(e.to_string());
         let send_failed = |e: hyper::Error| Failure::Http(describe_request_error(&e));
         // The connection is driven in this task beside the exchange: no task per probe, and
@@ -134,9 +148,10 @@ impl HttpProbe {
             .and_then(|v| v.parse::<u64>().ok());
         // A compressed body is kept to be decompressed (its size is what counts).
         let encoding = self.compression.filter(|e| {
-            (head.headers.get(http::header::CONTENT_ENCODING))
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case(e.name()))
+            self.decompress_always
+                || (head.headers.get(http::header::CONTENT_ENCODING))
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case(e.name()))
         });
         let keep = self.expect.needs_body() || encoding.is_some();
         let mut bytes = Vec::new();
@@ -158,16 +173,18 @@ impl HttpProbe {
                 }
             }
         }
-        if let Some(encoding) = encoding {
-            bytes = encoding.decompress(&bytes, self.max_body)?;
-            size = bytes.len() as u64;
-        }
-        trace.signal("body_bytes", size as f64);
         trace.signal("status", head.status.as_u16() as f64);
         trace.signal("http_version", version_number(head.version));
         trace.signal("http_ssl", f64::from(u8::from(https)));
         // As blackbox_exporter: -1 when the answer announced no length.
         trace.signal("content_length", promised.map_or(-1.0, |n| n as f64));
+        if let Some(encoding) = encoding {
+            // A body that does not decompress counts 0 bytes, as in blackbox_exporter.
+            trace.signal("body_bytes", 0.0);
+            bytes = encoding.decompress(&bytes, self.max_body)?;
+            size = bytes.len() as u64;
+        }
+        trace.signal("body_bytes", size as f64);
         Ok(Response { head, body: bytes })
     }
 
@@ -177,6 +194,7 @@ impl HttpProbe {
         method: &Method,
         body: Bytes,
         credentials: bool,
+        token: Option<HeaderValue>,
     ) -> Result<Request<Full<Bytes>>, Failure> {
         // Through a proxy a plain request names the whole URL (absolute form); a tunnelled
         // https one is the target's own, as without a proxy.
@@ -216,6 +234,9 @@ impl HttpProbe {
             if credentials || *credential == Credential::No {
                 headers.insert(name.clone(), value.clone());
             }
+        }
+        if let Some(token) = token {
+            headers.insert(http::header::AUTHORIZATION, token);
         }
         builder
             .body(Full::new(body))
