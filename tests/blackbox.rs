@@ -1287,17 +1287,7 @@ async fn body_file_no_proxy_and_enable_http1_work_in_a_module() {
         dir.join("body.txt").display(),
         refused_addr(),
     );
-    let ctx = slowburn::probe::BuildContext {
-        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
-    };
-    let config = slowburn::config::load(
-        &slowburn::config::Source::Text {
-            name: "m.yaml".into(),
-            text,
-        },
-        &ctx,
-    )
-    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let config = support::load_text("m.yaml", &text);
     let probe = &config.probes[0];
     // The proxy refuses connections: only a direct request (loopback, with no_proxy) passes.
     let outcome = slowburn::probe::execute(&probe.probe, probe.timeout).await;

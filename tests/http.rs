@@ -678,19 +678,9 @@ async fn compressed_answers_are_decompressed_up_to_max_body() {
     assert!(plain.success, "{plain:#?}");
 
     let text = "probes:\n  - name: a\n    http: {url: 'http://h/', compression: zstd}\n";
-    let ctx = slowburn::probe::BuildContext {
-        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
-    };
-    let errors = slowburn::config::load(
-        &slowburn::config::Source::Text {
-            name: "p.yaml".into(),
-            text: text.into(),
-        },
-        &ctx,
-    )
-    .expect_err("zstd is refused");
+    let errors = support::load_errors("p.yaml", text);
     assert_eq!(
-        errors[0].to_string(),
+        errors[0],
         "p.yaml:3:43: probe \"a\": http.compression: \"zstd\" is not one of gzip, deflate, br, identity"
     );
 }
@@ -899,17 +889,7 @@ async fn token_endpoint(
 /// The one probe of `kind`, built once (so what it keeps between runs is kept).
 fn build_one(kind: &str) -> slowburn::config::Config {
     let text = format!("probes:\n  - name: t\n    interval: 60s\n    timeout: 2s\n    {kind}\n");
-    let ctx = slowburn::probe::BuildContext {
-        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
-    };
-    slowburn::config::load(
-        &slowburn::config::Source::Text {
-            name: "test.yaml".into(),
-            text,
-        },
-        &ctx,
-    )
-    .unwrap_or_else(|errors| panic!("config errors: {errors:#?}"))
+    support::load_text("test.yaml", &text)
 }
 
 #[tokio::test]
@@ -1095,21 +1075,7 @@ async fn authorization_body_file_and_optional_headers() {
 
     let errors = |extra: &str| {
         let text = format!("probes:\n  - name: a\n    http: {{url: 'http://h/'{extra}}}\n");
-        let ctx = slowburn::probe::BuildContext {
-            net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
-        };
-        slowburn::config::load(
-            &slowburn::config::Source::Text {
-                name: "p.yaml".into(),
-                text,
-            },
-            &ctx,
-        )
-        .err()
-        .unwrap_or_default()
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
+        support::load_errors("p.yaml", &text)
     };
     assert_eq!(
         errors(", body_file: /nonexistent/body"),

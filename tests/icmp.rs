@@ -204,19 +204,7 @@ async fn source_ip_address_is_the_echo_request_source() {
 #[tokio::test]
 async fn bad_specs_are_refused_with_their_positions() {
     let text = "probes:\n  - name: a\n    icmp: {host: h, preferred_ip_protocol: ip5, ttl: 0, payload_size: 70000}\n";
-    let ctx = slowburn::probe::BuildContext {
-        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
-    };
-    let errors = slowburn::config::load(
-        &slowburn::config::Source::Text {
-            name: "p.yaml".into(),
-            text: text.into(),
-        },
-        &ctx,
-    )
-    .expect_err("three mistakes");
-    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    let all = text.join("\n");
+    let all = support::load_errors("p.yaml", text).join("\n");
     for at in ["p.yaml:3:44", "p.yaml:3:54", "p.yaml:3:71"] {
         assert!(all.contains(at), "{at}: {all}");
     }

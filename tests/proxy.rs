@@ -257,20 +257,5 @@ async fn no_proxy_hosts_are_reached_directly() {
 
 /// The errors `slowburn check` gives for one probe entry `a` written as `entry`.
 fn load_errors(entry: &str) -> Vec<String> {
-    let text = format!("probes:\n  - name: a\n    {entry}\n");
-    let ctx = slowburn::probe::BuildContext {
-        net: std::sync::Arc::new(slowburn::probe::net::NetContext::new()),
-    };
-    slowburn::config::load(
-        &slowburn::config::Source::Text {
-            name: "p.yaml".into(),
-            text,
-        },
-        &ctx,
-    )
-    .err()
-    .unwrap_or_default()
-    .iter()
-    .map(|e| e.to_string())
-    .collect()
+    support::load_errors("p.yaml", &format!("probes:\n  - name: a\n    {entry}\n"))
 }

@@ -480,19 +480,40 @@ pub async fn run_probe(kind: &str) -> Outcome {
 pub async fn run_probe_with(kind: &str, timeout: &str) -> Outcome {
     let text =
         format!("probes:\n  - name: t\n    interval: 60s\n    timeout: {timeout}\n    {kind}\n");
+    let config = load_text("test.yaml", &text);
+    let probe = &config.probes[0];
+    probe::execute(&probe.probe, probe.timeout).await
+}
+
+/// `text` loaded as the probe file `name`; a panic with every error if it does not load.
+#[allow(dead_code)]
+pub fn load_text(name: &str, text: &str) -> config::Config {
+    load(name, text).unwrap_or_else(|errors| panic!("config errors: {errors:#?}"))
+}
+
+/// The errors `slowburn check` reports for `text` as the probe file `name` (none when it
+/// loads), each as `file:line:col: …`.
+#[allow(dead_code)]
+pub fn load_errors(name: &str, text: &str) -> Vec<String> {
+    load(name, text)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+fn load(name: &str, text: &str) -> Result<config::Config, Vec<config::ConfigError>> {
     let ctx = BuildContext {
         net: Arc::new(NetContext::new()),
     };
-    let config = config::load(
+    config::load(
         &Source::Text {
-            name: "test.yaml".into(),
-            text,
+            name: name.into(),
+            text: text.into(),
         },
         &ctx,
     )
-    .unwrap_or_else(|errors| panic!("config errors: {errors:#?}"));
-    let probe = &config.probes[0];
-    probe::execute(&probe.probe, probe.timeout).await
 }
 
 /// The failure message of an outcome, or a panic if it succeeded.
