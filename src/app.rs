@@ -207,13 +207,13 @@ pub async fn run(source: Source, options: Options) -> Result<(), StartError> {
         registry_rx,
         results_stopped,
     ));
-    let router = server::router(shared.clone());
+    let endpoints = server::endpoints(shared.clone());
     let server =
-        server::listen::ServerThread::spawn(listener, router, options.server, metrics.clone())
+        server::listen::ServerThread::spawn(listener, endpoints, options.server, metrics.clone())
             .map_err(|source| StartError::Listen {
-                addr: listen,
-                source,
-            })?;
+            addr: listen,
+            source,
+        })?;
     let ping_server = ping_listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving heartbeat pings");

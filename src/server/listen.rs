@@ -30,6 +30,24 @@ use tower_service::Service;
 
 use crate::metrics::DaemonMetrics;
 
+/// What a listener answers: every request through `router`, except `GET /probe` when
+/// `probe` is given, which goes to its handler directly. A scrape per target makes it the
+/// request sent most often, and the router's matching and boxing are a few percent of it.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub router: Router,
+    pub probe: Option<super::Shared>,
+}
+
+impl From<Router> for Endpoints {
+    fn from(router: Router) -> Self {
+        Endpoints {
+            router,
+            probe: None,
+        }
+    }
+}
+
 /// How the server bounds its clients.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -139,7 +157,7 @@ impl ServerThread {
     /// Starts serving `router` on `listener` (bound by the caller's runtime) on a new thread.
     pub fn spawn(
         listener: TcpListener,
-        router: Router,
+        endpoints: Endpoints,
         limits: Limits,
         metrics: Arc<DaemonMetrics>,
     ) -> std::io::Result<ServerThread> {
@@ -155,7 +173,7 @@ impl ServerThread {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
                             tokio::select! {
-                                () = serve(listener, router, limits, metrics) => {}
+                                () = serve(listener, endpoints, limits, metrics) => {}
                                 _ = stopped => {}
                             }
                         }
@@ -182,13 +200,14 @@ impl ServerThread {
     }
 }
 
-/// Serves `router` on `listener` within `limits` until the task is aborted.
+/// Serves `endpoints` on `listener` within `limits` until the task is aborted.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    endpoints: impl Into<Endpoints>,
     limits: Limits,
     metrics: Arc<DaemonMetrics>,
 ) {
+    let endpoints = endpoints.into();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     metrics
         .server_connections_max
@@ -235,7 +254,7 @@ pub async fn serve(
         let id = next_id;
         let conn = conns.add(id);
         let conns = conns.clone();
-        let router = router.clone();
+        let endpoints = endpoints.clone();
         let builder = builder.clone();
         let metrics = metrics.clone();
         metrics.server_connections.fetch_add(1, Ordering::Relaxed);
@@ -243,9 +262,18 @@ pub async fn serve(
             let counted = conn.clone();
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let guard = Active::new(counted.clone());
-                let mut router = router.clone();
+                let endpoints = endpoints.clone();
                 async move {
-                    let response = router.call(request.map(Body::new)).await?;
+                    let request = request.map(Body::new);
+                    let response = match endpoints.probe {
+                        Some(shared)
+                            if request.method() == http::Method::GET
+                                && request.uri().path() == "/probe" =>
+                        {
+                            super::probe_endpoint::answer(shared, request).await
+                        }
+                        _ => endpoints.router.clone().call(request).await?,
+                    };
                     Ok::<_, Infallible>(response.map(|body| Guarded {
                         body,
                         _guard: guard,

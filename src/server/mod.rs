@@ -126,6 +126,14 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
+/// The main listener's endpoints: the router, and `/probe` answered without it.
+pub fn endpoints(shared: Shared) -> listen::Endpoints {
+    listen::Endpoints {
+        router: router(shared.clone()),
+        probe: Some(shared),
+    }
+}
+
 /// The router of `server.ping_listen`: the ping routes only.
 pub fn ping_router(shared: Shared) -> Router {
     ping::routes().with_state(shared)

@@ -72,6 +72,11 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn probe(State(shared): State<Shared>, request: axum::extract::Request) -> Response {
+    answer(shared, request).await
+}
+
+/// The answer to one `/probe` request (the server calls it without the router).
+pub(super) async fn answer(shared: Shared, request: axum::extract::Request) -> Response {
     // Read from the request in place: the `HeaderMap` extractor would copy every header.
     let params = Params::parse(request.uri().query().unwrap_or_default());
     let headers = request.headers();
