@@ -205,6 +205,9 @@ pub struct HttpExpectSpec {
 #[derive(Debug)]
 pub struct HttpProbe {
     url: Uri,
+    /// The origin-form request target and the `Host` of `url`, made once: every run's first
+    /// request sends them (a redirect's hop makes its own).
+    first_hop: Option<(Uri, HeaderValue)>,
     method: Method,
     /// Each header and whether it is a credential: `Authorization`, `Proxy-Authorization`,
     /// `Cookie` and any header whose value is a secret are sent to the configured origin only.
@@ -452,6 +455,7 @@ impl HttpProbe {
         };
         let Some(url) = url else { return Err(errors) };
         Ok(HttpProbe {
+            first_hop: request::target_and_host(&url).ok(),
             url,
             method,
             headers,

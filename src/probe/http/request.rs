@@ -200,23 +200,21 @@ impl HttpProbe {
         // https one is the target's own, as without a proxy.
         let through_proxy =
             self.proxy_for(url).is_some() && url.scheme() != Some(&http::uri::Scheme::HTTPS);
-        let target = if through_proxy {
-            url.to_string()
-        } else {
-            url.path_and_query().map_or("/", |p| p.as_str()).to_string()
+        let (target, host) = match &self.first_hop {
+            Some((target, host)) if !through_proxy && url == &self.url => {
+                (target.clone(), host.clone())
+            }
+            _ if through_proxy => {
+                let (_, host) = target_and_host(url)?;
+                (url.clone(), host)
+            }
+            _ => target_and_host(url)?,
         };
         let mut builder = Request::builder().method(method.clone()).uri(target);
-        let host = match url.port() {
-            Some(port) => format!("{}:{}", url.host().unwrap_or_default(), port),
-            None => url.host().unwrap_or_default().to_string(),
-        };
         let headers = builder
             .headers_mut()
             .ok_or_else(|| Failure::Http("cannot build request".into()))?;
-        headers.insert(
-            http::header::HOST,
-            HeaderValue::from_str(&host).map_err(|e| Failure::Http(e.to_string()))?,
-        );
+        headers.insert(http::header::HOST, host);
         headers.insert(
             http::header::USER_AGENT,
             HeaderValue::from_static(concat!("slowburn/", env!("CARGO_PKG_VERSION"))),
@@ -242,6 +240,21 @@ impl HttpProbe {
             .body(Full::new(body))
             .map_err(|e| Failure::Http(e.to_string()))
     }
+}
+
+/// The origin-form request target (path and query) of `url` and its `Host` header.
+pub(super) fn target_and_host(url: &Uri) -> Result<(Uri, HeaderValue), Failure> {
+    let target = match url.path_and_query() {
+        Some(p) => Uri::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes())),
+        None => Ok(Uri::from_static("/")),
+    }
+    .map_err(|e| Failure::Http(e.to_string()))?;
+    let host = match url.port() {
+        Some(port) => format!("{}:{}", url.host().unwrap_or_default(), port),
+        None => url.host().unwrap_or_default().to_string(),
+    };
+    let host = HeaderValue::from_str(&host).map_err(|e| Failure::Http(e.to_string()))?;
+    Ok((target, host))
 }
 
 /// Standard base64 with padding, for the basic-auth header.
