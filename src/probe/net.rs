@@ -524,12 +524,19 @@ pub fn address_signals(ip: IpAddr, trace: &mut Trace) {
 /// blackbox_exporter's `probe_ip_addr_hash`: the 32-bit FNV-1a hash of the address's bytes
 /// (4 for IPv4, 16 for IPv6), so a change of address shows without a label per address.
 pub fn ip_hash(ip: IpAddr) -> u32 {
-    let bytes = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+    let (v4, v6);
+    let bytes: &[u8] = match ip {
+        IpAddr::V4(ip) => {
+            v4 = ip.octets();
+            &v4
+        }
+        IpAddr::V6(ip) => {
+            v6 = ip.octets();
+            &v6
+        }
     };
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in bytes {
+    for &byte in bytes {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }

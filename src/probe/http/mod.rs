@@ -520,7 +520,7 @@ impl HttpProbe {
             };
             let next = resolve_location(&url, location)
                 .map_err(|m| Failure::Redirect(format!("bad Location {location:?}: {m}")))?;
-            if self.follow == Follow::SameHost && origin(&next).1 != home.1 {
+            if self.follow == Follow::SameHost && !origin(&next).same_host(&home) {
                 return Err(Failure::Redirect(format!(
                     "to another host, {next}, not followed (follow_redirects: same_host)"
                 )));
