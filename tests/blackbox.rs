@@ -677,46 +677,23 @@ async fn probe_answers_as_blackbox_exporter_does() {
     let client = client();
     let mut problems = Vec::new();
     for (module, target, success) in &cases {
-        let query = format!("/probe?module={module}&target={}", urlencode(target));
-        let (bb_status, theirs) = get(
+        let (theirs, ours) = both(
             &client,
-            &format!("http://127.0.0.1:{bb_port}{query}"),
-            &mut bb,
+            (bb_port, &mut bb),
+            (sb_port, &mut sb),
+            module,
+            target,
         )
         .await;
-        let (sb_status, ours) = get(
-            &client,
-            &format!("http://127.0.0.1:{sb_port}{query}"),
-            &mut sb,
-        )
-        .await;
-        assert_eq!((bb_status, sb_status), (200, 200), "{module} {target}");
-        let (theirs, ours_text) = (samples(&theirs), ours.clone());
-        let ours = samples(&ours);
         let want = if *success { 1.0 } else { 0.0 };
-        assert_eq!(
-            theirs.get("probe_success"),
-            Some(&want),
-            "blackbox disagrees with the case {module} {target}"
-        );
-        for (key, value) in &theirs {
-            match ours.get(key) {
-                None => problems.push(format!("{module} {target}: {key} missing")),
-                Some(got) if !same_meaning(key, *value, *got) => problems.push(format!(
-                    "{module} {target}: {key} is {got}, blackbox says {value}"
-                )),
-                Some(_) => {}
-            }
-        }
-        for key in ours.keys().filter(|k| !theirs.contains_key(*k)) {
-            problems.push(format!("{module} {target}: {key} is not blackbox's"));
-        }
-        if let Some(promtool) = &promtool {
-            let (code, output) = promtool_check(promtool, &ours_text);
-            if code != Some(0) {
-                problems.push(format!("{module} {target}: promtool: {output}"));
-            }
-        }
+        let case = format!("{module} {target}");
+        problems.extend(differences(
+            &case,
+            want,
+            &theirs,
+            &ours,
+            promtool.as_deref(),
+        ));
     }
     assert!(
         problems.is_empty(),
@@ -729,21 +706,15 @@ async fn probe_answers_as_blackbox_exporter_does() {
 /// A forward proxy for absolute-form requests (`GET http://host:port/path`): it connects to
 /// the host itself (502 when it cannot) and relays both ways.
 async fn forward_proxy() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_string();
+                let Some(head) = support::read_head(&mut client).await else {
+                    return;
+                };
                 let (line, rest) = head.split_once("\r\n").unwrap();
                 let mut words = line.split(' ');
                 let (method, target) = (words.next().unwrap(), words.next().unwrap());
@@ -847,7 +818,7 @@ async fn token_endpoint() -> std::net::SocketAddr {
 /// A proxy that opens a `CONNECT` tunnel (to loopback) only when the request carries
 /// `X-Proxy-Token: token`, and answers 407 otherwise.
 async fn tunnel_proxy(token: String) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let want = format!("\r\nx-proxy-token: {}\r\n", token.to_ascii_lowercase());
@@ -855,15 +826,10 @@ async fn tunnel_proxy(token: String) -> std::net::SocketAddr {
         while let Ok((mut client, _)) = listener.accept().await {
             let want = want.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let Some(head) = support::read_head(&mut client).await else {
+                    return;
+                };
+                let head = head.to_ascii_lowercase();
                 let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
                 if !head.starts_with("connect ") || !head.contains(&want) {
                     let _ = client
@@ -1449,20 +1415,14 @@ async fn dns_tls_class_and_dont_fragment_answer_as_blackbox_exporter_does() {
     let client = client();
     let mut problems = Vec::new();
     for (module, target, success) in &cases {
-        let query = format!("/probe?module={module}&target={}", urlencode(target));
-        let (bb_status, theirs) = get(
+        let (theirs, ours) = both(
             &client,
-            &format!("http://127.0.0.1:{bb_port}{query}"),
-            &mut bb,
+            (bb_port, &mut bb),
+            (sb_port, &mut sb),
+            module,
+            target,
         )
         .await;
-        let (sb_status, ours) = get(
-            &client,
-            &format!("http://127.0.0.1:{sb_port}{query}"),
-            &mut sb,
-        )
-        .await;
-        assert_eq!((bb_status, sb_status), (200, 200), "{module} {target}");
         let want = if *success { 1.0 } else { 0.0 };
         let case = format!("{module} {target}");
         problems.extend(
@@ -1482,6 +1442,21 @@ async fn dns_tls_class_and_dont_fragment_answer_as_blackbox_exporter_does() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// blackbox's and slowburn's `/probe` answers for `module` and `target`, both 200.
+async fn both(
+    client: &reqwest::Client,
+    (bb_port, bb): (u16, &mut Process),
+    (sb_port, sb): (u16, &mut Process),
+    module: &str,
+    target: &str,
+) -> (String, String) {
+    let query = format!("/probe?module={module}&target={}", urlencode(target));
+    let (bb_status, theirs) = get(client, &format!("http://127.0.0.1:{bb_port}{query}"), bb).await;
+    let (sb_status, ours) = get(client, &format!("http://127.0.0.1:{sb_port}{query}"), sb).await;
+    assert_eq!((bb_status, sb_status), (200, 200), "{module} {target}");
+    (theirs, ours)
 }
 
 /// Where slowburn's `/probe` answer `ours` differs from blackbox's `theirs` for one case

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use support::daemon::temp_dir;
 use support::{failure, http_server, ok, run_probe, test_cert};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A forward proxy; returns its address and the request lines it was sent. With `refuse`, it
@@ -23,15 +23,9 @@ async fn forward_proxy(refuse: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         while let Ok((mut client, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
+                let Some(text) = support::read_head(&mut client).await else {
+                    return;
+                };
                 let line = text.lines().next().unwrap_or("").to_string();
                 log.lock().unwrap().push(line.clone());
                 if line.starts_with("CONNECT ") {
@@ -68,7 +62,7 @@ async fn forward_proxy(refuse: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                     let Ok(mut upstream) = TcpStream::connect(authority).await else {
                         return;
                     };
-                    let _ = upstream.write_all(&head).await;
+                    let _ = upstream.write_all(text.as_bytes()).await;
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 }
             });

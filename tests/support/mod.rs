@@ -108,19 +108,28 @@ pub async fn http_server(
     addr
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    script: &(dyn Fn(&str, &str) -> Reply + Send + Sync),
-) {
+/// A request's head, read a byte at a time so nothing after it is taken (a proxy relays the
+/// rest); `None` when the peer closes or fails first.
+#[allow(dead_code)]
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match stream.read(&mut byte).await {
             Ok(1) => head.push(byte[0]),
-            _ => return,
+            _ => return None,
         }
     }
-    let text = String::from_utf8_lossy(&head);
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    script: &(dyn Fn(&str, &str) -> Reply + Send + Sync),
+) {
+    let Some(text) = read_head(&mut stream).await else {
+        return;
+    };
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
     match script(&path, &text) {
         Reply::Full(status, headers, body) => {
