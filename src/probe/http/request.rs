@@ -204,10 +204,7 @@ impl HttpProbe {
             Some((target, host)) if !through_proxy && url == &self.url => {
                 (target.clone(), host.clone())
             }
-            _ if through_proxy => {
-                let (_, host) = target_and_host(url)?;
-                (url.clone(), host)
-            }
+            _ if through_proxy => (url.clone(), host_header(url)?),
             _ => target_and_host(url)?,
         };
         let mut builder = Request::builder().method(method.clone()).uri(target);
@@ -249,12 +246,16 @@ pub(super) fn target_and_host(url: &Uri) -> Result<(Uri, HeaderValue), Failure> 
         None => Ok(Uri::from_static("/")),
     }
     .map_err(|e| Failure::Http(e.to_string()))?;
+    Ok((target, host_header(url)?))
+}
+
+/// The `Host` header of `url`: its host, and its port when the URL gives one.
+fn host_header(url: &Uri) -> Result<HeaderValue, Failure> {
     let host = match url.port() {
         Some(port) => format!("{}:{}", url.host().unwrap_or_default(), port),
         None => url.host().unwrap_or_default().to_string(),
     };
-    let host = HeaderValue::from_str(&host).map_err(|e| Failure::Http(e.to_string()))?;
-    Ok((target, host))
+    HeaderValue::from_str(&host).map_err(|e| Failure::Http(e.to_string()))
 }
 
 /// Standard base64 with padding, for the basic-auth header.
